@@ -1,0 +1,320 @@
+"""The 360° customer view: everything the company knows about one customer.
+
+Business rule: the view is a fold of the customer's touchpoints, and the fold is
+order-insensitive and idempotent. Every part of the state is either a sum, a min/max, a
+set union, or "last writer wins" ordered by (occurred_at, event_id), so any arrival
+order of the same events gives the same view, and an event seen twice (same event_id)
+counts once. Late and out-of-order events (offline field sales, delayed web forms)
+therefore land exactly where they belong.
+
+``evolve`` is total: a touchpoint type it does not know only counts as a touchpoint.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from datetime import datetime, timedelta
+from decimal import Decimal
+
+from projections.touchpoints import (
+    Call,
+    Consent,
+    Purchase,
+    ServiceCase,
+    Survey,
+    Touchpoint,
+    WebForm,
+)
+
+__all__ = [
+    "RECENT_LIMIT",
+    "PRESSURE_WINDOW",
+    "Stamp",
+    "Attribute",
+    "ChannelStats",
+    "CurrencyTotals",
+    "CaseState",
+    "Score",
+    "ConsentState",
+    "ContactMark",
+    "Recent",
+    "CustomerView",
+    "initial_view",
+    "evolve",
+]
+
+RECENT_LIMIT = 50
+PRESSURE_WINDOW = timedelta(days=30)
+PRESSURE_MARKS_LIMIT = 200
+
+Stamp = tuple[datetime, str]
+"""(occurred_at, event_id): the total order "last writer wins" uses."""
+
+
+@dataclass(frozen=True, slots=True)
+class Attribute:
+    value: str
+    stamp: Stamp
+
+
+@dataclass(frozen=True, slots=True)
+class ChannelStats:
+    count: int
+    first_at: datetime
+    last_at: datetime
+    last_outcome: str | None = None
+    outcome_stamp: Stamp | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class CurrencyTotals:
+    count: int
+    revenue: Decimal
+    margin: Decimal
+    margin_count: int  # purchases that stated a margin
+
+
+@dataclass(frozen=True, slots=True)
+class CaseState:
+    opened_at: datetime
+    status: str
+    status_stamp: Stamp
+    severity: str
+    category: str | None = None
+    category_stamp: Stamp | None = None
+
+    @property
+    def is_open(self) -> bool:
+        return self.status != "resolved"
+
+
+@dataclass(frozen=True, slots=True)
+class Score:
+    value: int
+    stamp: Stamp
+
+
+@dataclass(frozen=True, slots=True)
+class ConsentState:
+    status: str
+    stamp: Stamp
+    source: str
+
+
+@dataclass(frozen=True, slots=True)
+class ContactMark:
+    occurred_at: datetime
+    event_id: str
+    channel: str
+    by_company: bool
+
+
+@dataclass(frozen=True, slots=True)
+class Recent:
+    occurred_at: datetime
+    event_id: str
+    type: str
+    channel: str
+    summary: str
+
+
+@dataclass(frozen=True, slots=True)
+class CustomerView:
+    customer_id: str
+    emails: frozenset[str] = frozenset()
+    phones: frozenset[str] = frozenset()
+    external_ids: frozenset[tuple[str, str]] = frozenset()
+    first_seen: datetime | None = None
+    last_seen: datetime | None = None
+    touchpoints: int = 0
+    profile: tuple[tuple[str, Attribute], ...] = ()
+    channels: tuple[tuple[str, ChannelStats], ...] = ()
+    recent: tuple[Recent, ...] = ()
+    purchases: int = 0
+    first_purchase_at: datetime | None = None
+    last_purchase_at: datetime | None = None
+    currencies: tuple[tuple[str, CurrencyTotals], ...] = ()
+    cases: tuple[tuple[str, CaseState], ...] = ()
+    csat: Score | None = None
+    nps: Score | None = None
+    consents: tuple[tuple[tuple[str, str], ConsentState], ...] = ()
+    contacts: tuple[ContactMark, ...] = ()
+    applied: frozenset[str] = frozenset()
+
+
+def initial_view(customer_id: str) -> CustomerView:
+    return CustomerView(customer_id=customer_id)
+
+
+def _later(a: Stamp | None, b: Stamp) -> bool:
+    return a is None or b > a
+
+
+def _put(pairs: tuple, key, value) -> tuple:  # type: ignore[no-untyped-def]
+    """Sorted association tuple with ``key`` set to ``value`` (deterministic order)."""
+    merged = dict(pairs)
+    merged[key] = value
+    return tuple(sorted(merged.items()))
+
+
+def _min(a: datetime | None, b: datetime) -> datetime:
+    return b if a is None or b < a else a
+
+
+def _max(a: datetime | None, b: datetime) -> datetime:
+    return b if a is None or b > a else a
+
+
+def evolve(view: CustomerView, event: Touchpoint) -> CustomerView:
+    """The view after ``event``; the same view when the event was already applied."""
+    if event.event_id in view.applied:
+        return view
+    stamp: Stamp = (event.occurred_at, event.event_id)
+    changes: dict[str, object] = {
+        "applied": view.applied | {event.event_id},
+        "touchpoints": view.touchpoints + 1,
+        "first_seen": _min(view.first_seen, event.occurred_at),
+        "last_seen": _max(view.last_seen, event.occurred_at),
+        "emails": view.emails.union(event.customer.emails),
+        "phones": view.phones.union(event.customer.phones),
+        "external_ids": view.external_ids.union((x.system, x.id) for x in event.customer.external_ids),
+        "profile": _profile(view.profile, event, stamp),
+        "channels": _channels(view.channels, event, stamp),
+        "recent": _recent(view.recent, event),
+    }
+    changes["contacts"] = _contacts(view.contacts, event, changes["last_seen"])  # type: ignore[arg-type]
+    match event:
+        case Purchase():
+            changes.update(_purchase(view, event))
+        case ServiceCase():
+            changes["cases"] = _case(view.cases, event, stamp)
+        case Survey():
+            if event.csat is not None and _later(view.csat and view.csat.stamp, stamp):
+                changes["csat"] = Score(event.csat, stamp)
+            if event.nps is not None and _later(view.nps and view.nps.stamp, stamp):
+                changes["nps"] = Score(event.nps, stamp)
+        case Consent():
+            key = (event.consent_channel, event.purpose)
+            current = dict(view.consents).get(key)
+            if _later(current and current.stamp, stamp):
+                changes["consents"] = _put(view.consents, key, ConsentState(event.status, stamp, event.source))
+        case _:
+            pass  # other touchpoints only count in the envelope-level figures above
+    return replace(view, **changes)  # type: ignore[arg-type]
+
+
+def _profile(profile: tuple, event: Touchpoint, stamp: Stamp) -> tuple:  # type: ignore[type-arg]
+    carried = list(event.attributes)
+    if isinstance(event, WebForm):
+        carried += [(k, v) for k, v in event.fields if k in _PROFILE_FORM_FIELDS]
+    if not carried:
+        return profile
+    current = dict(profile)
+    for key, value in carried:
+        held = current.get(key)
+        if _later(held and held.stamp, stamp):
+            current[key] = Attribute(value, stamp)
+    return tuple(sorted(current.items()))
+
+
+# Form fields that describe the person rather than the request.
+_PROFILE_FORM_FIELDS = frozenset(
+    {"first_name", "last_name", "company", "city", "postcode", "country", "language", "timezone"}
+)
+
+
+def _channels(channels: tuple, event: Touchpoint, stamp: Stamp) -> tuple:  # type: ignore[type-arg]
+    name = event.channel.value
+    held: ChannelStats | None = dict(channels).get(name)
+    outcome = getattr(event, "outcome", None) or getattr(event, "status", None)
+    if held is None:
+        stats = ChannelStats(1, event.occurred_at, event.occurred_at, outcome, stamp if outcome else None)
+    else:
+        stats = ChannelStats(
+            held.count + 1,
+            min(held.first_at, event.occurred_at),
+            max(held.last_at, event.occurred_at),
+            held.last_outcome,
+            held.outcome_stamp,
+        )
+        if outcome and _later(held.outcome_stamp, stamp):
+            stats = replace(stats, last_outcome=outcome, outcome_stamp=stamp)
+    return _put(channels, name, stats)
+
+
+def _summary(event: Touchpoint) -> str:
+    match event:
+        case Call():
+            return f"{event.direction} call, {event.outcome}"
+        case Purchase():
+            return f"order {event.order_id}: {event.amount} {event.currency}"
+        case ServiceCase():
+            return f"case {event.case_id} {event.status} ({event.severity})"
+        case Consent():
+            return f"{event.consent_channel}/{event.purpose} consent {event.status}"
+        case WebForm():
+            return f"form {event.form_id}"
+        case _:
+            status = getattr(event, "status", None) or getattr(event, "purpose", None)
+            return f"{event.type} {status}" if status else event.type
+
+
+def _recent(recent: tuple[Recent, ...], event: Touchpoint) -> tuple[Recent, ...]:
+    entry = Recent(event.occurred_at, event.event_id, event.type, event.channel.value, _summary(event))
+    if len(recent) >= RECENT_LIMIT and (entry.occurred_at, entry.event_id) < (
+        recent[-1].occurred_at,
+        recent[-1].event_id,
+    ):
+        return recent
+    merged = sorted((*recent, entry), key=lambda r: (r.occurred_at, r.event_id), reverse=True)
+    return tuple(merged[:RECENT_LIMIT])
+
+
+def _contacts(
+    contacts: tuple[ContactMark, ...], event: Touchpoint, last_seen: datetime
+) -> tuple[ContactMark, ...]:
+    """Contacts of the last 30 days before the latest event: the contact-pressure ledger.
+
+    The window is anchored on the customer's latest event time, which only grows, so
+    pruning early removes exactly what pruning at the end would (order-insensitive).
+    """
+    horizon = last_seen - PRESSURE_WINDOW
+    marks = [m for m in contacts if m.occurred_at >= horizon]
+    if event.occurred_at >= horizon:
+        marks.append(
+            ContactMark(event.occurred_at, event.event_id, event.channel.value, event.initiated_by_company)
+        )
+    marks.sort(key=lambda m: (m.occurred_at, m.event_id), reverse=True)
+    return tuple(marks[:PRESSURE_MARKS_LIMIT])
+
+
+def _purchase(view: CustomerView, event: Purchase) -> dict[str, object]:
+    held = dict(view.currencies).get(event.currency) or CurrencyTotals(0, Decimal(0), Decimal(0), 0)
+    totals = CurrencyTotals(
+        held.count + 1,
+        held.revenue + event.amount,
+        held.margin + (event.margin or 0),
+        held.margin_count + (event.margin is not None),
+    )
+    return {
+        "purchases": view.purchases + 1,
+        "first_purchase_at": _min(view.first_purchase_at, event.occurred_at),
+        "last_purchase_at": _max(view.last_purchase_at, event.occurred_at),
+        "currencies": _put(view.currencies, event.currency, totals),
+    }
+
+
+def _case(cases: tuple, event: ServiceCase, stamp: Stamp) -> tuple:  # type: ignore[type-arg]
+    held: CaseState | None = dict(cases).get(event.case_id)
+    if held is None:
+        state = CaseState(
+            event.occurred_at, event.status, stamp, event.severity, event.category,
+            stamp if event.category else None,
+        )
+    else:
+        state = replace(held, opened_at=min(held.opened_at, event.occurred_at))
+        if _later(held.status_stamp, stamp):
+            state = replace(state, status=event.status, status_stamp=stamp, severity=event.severity)
+        if event.category and _later(held.category_stamp, stamp):
+            state = replace(state, category=event.category, category_stamp=stamp)
+    return _put(cases, event.case_id, state)

@@ -1,0 +1,112 @@
+"""The HTTP API (FastAPI): routes, error shapes, request metrics, platform lifecycle.
+
+Errors always come as ``{"error": {"status": 422, "message": "...", "errors": [{"path",
+"message"}]}}``. Storage trouble is 503 with ``Retry-After``, never a 500 and never a
+hang (SQLite lock waits are bounded by settings).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+from eventsourcing.persistence import PersistenceError
+from fastapi import FastAPI, HTTPException, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import ORJSONResponse
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from services import metrics
+from services.api.auth import KeyRing
+from services.api.contracts import set_phone_region
+from services.api.customer_routes import customer_router
+from services.api.form_routes import form_router
+from services.api.ingest_routes import ingest_router
+from services.api.ops_routes import ops_router
+from services.ingest import StorageUnavailable
+from services.platform import EmbeddedPlatform
+
+__all__ = ["create_app"]
+
+
+class RequestMetrics:
+    """Counts and times every request by route template (never by raw path: no ids)."""
+
+    def __init__(self, app: ASGIApp):
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started, status = time.perf_counter(), [500]
+
+        async def capture(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                status[0] = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, capture)
+        finally:
+            route = scope.get("route")
+            label = getattr(route, "path", "unmatched")
+            metrics.HTTP_REQUESTS.labels(label, scope["method"], str(status[0])).inc()
+            metrics.HTTP_SECONDS.labels(label, scope["method"]).observe(time.perf_counter() - started)
+
+
+def _error(status: int, detail: Any, headers: dict[str, str] | None = None) -> ORJSONResponse:
+    body: dict[str, Any] = {"status": status}
+    if isinstance(detail, list):
+        body["message"], body["errors"] = "invalid request", detail
+    else:
+        body["message"] = str(detail)
+    return ORJSONResponse({"error": body}, status_code=status, headers=headers)
+
+
+def create_app(platform: EmbeddedPlatform, *, manage_platform: bool = True) -> FastAPI:
+    settings = platform.settings
+    set_phone_region(settings.default_phone_region)
+    keys = KeyRing(settings)
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        if manage_platform:
+            platform.start()
+        try:
+            yield
+        finally:
+            if manage_platform:
+                platform.close()
+
+    app = FastAPI(
+        title="Touchstream",
+        version="1.0.0",
+        summary="Event-sourced multichannel customer-interaction platform: touchpoints in, 360° views out.",
+        lifespan=lifespan,
+        default_response_class=ORJSONResponse,
+    )
+    app.add_middleware(RequestMetrics)
+
+    @app.exception_handler(HTTPException)
+    async def http_error(_: Request, exc: HTTPException) -> ORJSONResponse:
+        return _error(exc.status_code, exc.detail, exc.headers)
+
+    @app.exception_handler(RequestValidationError)
+    async def query_error(_: Request, exc: RequestValidationError) -> ORJSONResponse:
+        errors = [{"path": ".".join(str(p) for p in e["loc"]), "message": e["msg"]} for e in exc.errors()]
+        return _error(422, errors)
+
+    @app.exception_handler(StorageUnavailable)
+    @app.exception_handler(PersistenceError)
+    async def storage_error(_: Request, exc: Exception) -> ORJSONResponse:
+        return _error(503, f"storage unavailable: {type(exc).__name__}", {"Retry-After": "1"})
+
+    app.include_router(ingest_router(platform, keys))
+    app.include_router(form_router(platform, keys.limiter))
+    app.include_router(customer_router(platform, keys))
+    app.include_router(ops_router(platform))
+    app.state.platform = platform
+    return app

@@ -1,0 +1,85 @@
+"""API keys with scopes, and a token-bucket rate limit per key.
+
+Keys come from settings (``TOUCHSTREAM_API_KEYS``), sent as ``Authorization: Bearer <key>``
+or ``X-API-Key``. Keys are compared in constant time and never logged: a key is known in
+logs and metrics by a short SHA-256 prefix. Missing or unknown key → 401; a key without
+the route's scope → 403; over the rate → 429 with ``Retry-After``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import math
+import time
+from collections.abc import Callable, Coroutine
+from dataclasses import dataclass
+from typing import Any
+
+from fastapi import HTTPException, Request
+
+from services.settings import Scope, Settings
+
+__all__ = ["Principal", "KeyRing", "RateLimiter", "key_label"]
+
+
+def key_label(key: str) -> str:
+    return "key-" + hashlib.sha256(key.encode()).hexdigest()[:10]
+
+
+@dataclass(frozen=True, slots=True)
+class Principal:
+    label: str
+    scopes: frozenset[str]
+
+
+class RateLimiter:
+    """Token bucket per principal: ``rate`` requests per second, bursts up to ``burst``."""
+
+    def __init__(self, rate: float, burst: int, clock: Callable[[], float] = time.monotonic):
+        self.rate, self.burst, self.clock = rate, burst, clock
+        self.buckets: dict[str, tuple[float, float]] = {}
+
+    def retry_after(self, label: str, cost: float = 1.0) -> float:
+        """0 when allowed (and the tokens are taken), else seconds until it would be."""
+        now = self.clock()
+        tokens, last = self.buckets.get(label, (float(self.burst), now))
+        tokens = min(float(self.burst), tokens + (now - last) * self.rate)
+        if tokens >= cost:
+            self.buckets[label] = (tokens - cost, now)
+            return 0.0
+        self.buckets[label] = (tokens, now)
+        return (cost - tokens) / self.rate
+
+
+class KeyRing:
+    def __init__(self, settings: Settings):
+        self.keys = {k.encode(): Principal(key_label(k), frozenset(v)) for k, v in settings.api_keys.items()}
+        self.limiter = RateLimiter(settings.rate_limit_per_second, settings.rate_limit_burst)
+
+    def identify(self, presented: str | None) -> Principal | None:
+        if not presented:
+            return None
+        candidate = presented.encode()
+        found = None
+        for key, principal in self.keys.items():  # constant time per key
+            if hmac.compare_digest(key, candidate):
+                found = principal
+        return found
+
+    def require(self, scope: Scope) -> Callable[[Request], Coroutine[Any, Any, Principal]]:
+        async def dependency(request: Request) -> Principal:
+            header = request.headers.get("authorization", "")
+            presented = header[7:].strip() if header.lower().startswith("bearer ") else request.headers.get("x-api-key")
+            principal = self.identify(presented)
+            if principal is None:
+                raise HTTPException(401, "missing or unknown API key", headers={"WWW-Authenticate": "Bearer"})
+            if scope not in principal.scopes and "admin" not in principal.scopes:
+                raise HTTPException(403, f"this key lacks the '{scope}' scope")
+            wait = self.limiter.retry_after(principal.label)
+            if wait:
+                raise HTTPException(429, "rate limit exceeded", headers={"Retry-After": str(math.ceil(wait))})
+            request.state.principal = principal
+            return principal
+
+        return dependency

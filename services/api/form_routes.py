@@ -1,0 +1,114 @@
+"""``POST /v1/forms/{form_id}``: a browser form post becomes a ``web_form`` touchpoint.
+
+Accepts ``application/x-www-form-urlencoded`` and ``multipart/form-data`` (text fields
+only). The form's public key (field ``_key`` or query ``key``) may only post that form,
+and only from the form's allowed origins (CORS allow-list, preflight answered here).
+Field ``_event_id`` makes a resubmission idempotent. A filled honeypot field (``_hp``)
+is answered like a success but stored nowhere and counted as ``rejected/spam``.
+Answer: 303 to the form's thank-you URL, or JSON when the client asks for JSON (fetch).
+"""
+
+from __future__ import annotations
+
+import hmac
+import uuid
+from datetime import UTC, datetime
+from typing import Any
+
+from fastapi import APIRouter, HTTPException, Request, Response
+from fastapi.responses import ORJSONResponse, RedirectResponse
+from starlette.datastructures import UploadFile
+
+from projections.codec import format_instant
+from services import metrics
+from services.api.auth import RateLimiter
+from services.api.body import read_limited
+from services.api.intake import submit
+from services.platform import EmbeddedPlatform
+from services.settings import FormSettings
+
+__all__ = ["form_router"]
+
+_FORM_TYPES = ("application/x-www-form-urlencoded", "multipart/form-data")
+
+
+def form_router(platform: EmbeddedPlatform, limiter: RateLimiter) -> APIRouter:
+    router = APIRouter(tags=["forms"])
+    settings = platform.settings
+
+    def form_of(form_id: str) -> FormSettings:
+        form = settings.forms.get(form_id)
+        if form is None:
+            raise HTTPException(404, "no such form")
+        return form
+
+    def cors(form: FormSettings, request: Request) -> dict[str, str]:
+        origin = request.headers.get("origin")
+        if origin is None or origin not in form.origins:
+            raise HTTPException(403, "this origin may not post this form")
+        return {"Access-Control-Allow-Origin": origin, "Vary": "Origin"}
+
+    @router.options("/v1/forms/{form_id}", include_in_schema=False)
+    async def preflight(form_id: str, request: Request) -> Response:
+        headers = cors(form_of(form_id), request)
+        headers.update({"Access-Control-Allow-Methods": "POST", "Access-Control-Allow-Headers": "Content-Type, Accept",
+                        "Access-Control-Max-Age": "600"})
+        return Response(status_code=204, headers=headers)
+
+    @router.post("/v1/forms/{form_id}", status_code=303,
+                 responses={202: {"description": "stored (JSON clients)"}, 303: {"description": "stored"}})
+    async def post_form(form_id: str, request: Request) -> Response:
+        form = form_of(form_id)
+        headers = cors(form, request)
+        media = request.headers.get("content-type", "").split(";")[0].strip().lower()
+        if media not in _FORM_TYPES:
+            raise HTTPException(415, "send a form: urlencoded or multipart", headers=headers)
+        wait = limiter.retry_after(f"form:{form_id}:{request.client.host if request.client else ''}")
+        if wait:
+            raise HTTPException(429, "too many submissions", headers={**headers, "Retry-After": str(int(wait) + 1)})
+        await read_limited(request, settings.max_event_bytes)  # caches the body for request.form()
+        fields = await _fields(request)
+        presented = fields.pop("_key", None) or request.query_params.get("key", "")
+        if not hmac.compare_digest(presented.encode(), form.public_key.encode()):
+            raise HTTPException(401, "wrong or missing form key", headers=headers)
+        wants_json = "application/json" in request.headers.get("accept", "")
+        if fields.pop(form.honeypot_field, ""):
+            metrics.EVENTS.labels(type="web_form", result="rejected", reason="spam").inc()
+            return _answer(form, wants_json, {"result": "accepted"}, headers)
+        event = _event(form_id, form, fields)
+        verdict = (await submit(platform, [event], "", settings.max_event_bytes))[0]
+        if verdict["result"] == "rejected":
+            return ORJSONResponse(verdict, status_code=422, headers=headers)
+        return _answer(form, wants_json, verdict, headers)
+
+    return router
+
+
+async def _fields(request: Request) -> dict[str, str]:
+    data = await request.form()
+    fields: dict[str, str] = {}
+    for name, value in data.multi_items():
+        if isinstance(value, UploadFile):
+            raise HTTPException(422, [{"path": f"fields.{name}", "message": "file uploads are not accepted"}])
+        fields[name] = value
+    return fields
+
+
+def _event(form_id: str, form: FormSettings, fields: dict[str, str]) -> dict[str, Any]:
+    email, phone = fields.pop(form.email_field, "").strip(), fields.pop(form.phone_field, "").strip()
+    return {
+        "event_id": fields.pop("_event_id", "") or f"form-{uuid.uuid4()}",
+        "type": "web_form",
+        "occurred_at": format_instant(datetime.now(UTC)),
+        "source": form.source,
+        "customer": {"emails": [email] if email else [], "phones": [phone] if phone else []},
+        "channel": "web",
+        "form_id": form_id,
+        "fields": {k: v for k, v in fields.items() if not k.startswith("_")},
+    }
+
+
+def _answer(form: FormSettings, wants_json: bool, verdict: dict[str, Any], headers: dict[str, str]) -> Response:
+    if wants_json or not form.thank_you_url:
+        return ORJSONResponse(verdict, status_code=202, headers=headers)
+    return RedirectResponse(form.thank_you_url, status_code=303, headers=headers)

@@ -1,0 +1,77 @@
+"""``POST /v1/events``: one touchpoint or a batch, answered per event.
+
+Body: one event object, a JSON list of events, or ``{"events": [...]}``; ≤ 1,000 events,
+≤ 1 MiB, ≤ 32 KB per event (settings). One event: 202 accepted, 200 duplicate, 422
+rejected. A batch: 200 with one result per event (422 when every event was rejected).
+Answers only after the accepted events are committed to the log; storage trouble → 503
+with ``Retry-After`` (the sender retries; event ids make the retry safe).
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from fastapi import APIRouter, Depends, HTTPException, Request
+from fastapi.responses import ORJSONResponse
+
+from services import metrics
+from services.api.auth import KeyRing
+from services.api.body import read_json
+from services.api.contracts import TOUCHPOINT_ADAPTER
+from services.api.intake import submit
+from services.platform import EmbeddedPlatform
+
+__all__ = ["ingest_router"]
+
+
+def ingest_router(platform: EmbeddedPlatform, keys: KeyRing) -> APIRouter:
+    router = APIRouter(tags=["ingest"])
+    settings = platform.settings
+    event_schema = TOUCHPOINT_ADAPTER.json_schema(ref_template="#/components/schemas/{model}")
+
+    @router.post(
+        "/v1/events",
+        dependencies=[Depends(keys.require("ingest"))],
+        openapi_extra={
+            "requestBody": {
+                "required": True,
+                "content": {"application/json": {"schema": {"oneOf": [
+                    event_schema,
+                    {"type": "array", "items": event_schema, "maxItems": settings.max_batch_events},
+                    {"type": "object", "properties": {"events": {"type": "array", "items": event_schema}}},
+                ]}}},
+            }
+        },
+        responses={
+            200: {"description": "batch results, or the event was a duplicate"},
+            202: {"description": "the event is durably in the log"},
+            413: {"description": "body or event too large"},
+            415: {"description": "not application/json"},
+            422: {"description": "rejected, with field paths"},
+            503: {"description": "storage unavailable; retry after Retry-After"},
+        },
+    )
+    async def post_events(request: Request) -> ORJSONResponse:
+        started = time.perf_counter()
+        body = await read_json(request, settings.max_body_bytes)
+        single = isinstance(body, dict) and "events" not in body
+        raws: Any = [body] if single else (body["events"] if isinstance(body, dict) else body)
+        if not isinstance(raws, list):
+            raise HTTPException(422, [{"path": "events", "message": "expected a list of events"}])
+        if len(raws) > settings.max_batch_events:
+            raise HTTPException(413, f"a batch holds at most {settings.max_batch_events} events")
+        if not raws:
+            raise HTTPException(422, [{"path": "events", "message": "the batch is empty"}])
+        results = await submit(platform, raws, "" if single else "events", settings.max_event_bytes)
+        metrics.INGEST_SECONDS.observe(time.perf_counter() - started)
+        counts = {k: sum(r["result"] == k for r in results) for k in ("accepted", "duplicate", "rejected")}
+        positions = [r["position"] for r in results if r.get("position")]
+        payload = {"position": max(positions, default=None), **counts, "results": results}
+        if single:
+            status = {"accepted": 202, "duplicate": 200, "rejected": 422}[results[0]["result"]]
+        else:
+            status = 422 if counts["rejected"] == len(results) else 200
+        return ORJSONResponse(payload, status_code=status)
+
+    return router

@@ -1,0 +1,88 @@
+"""From raw submitted events to durable log records, one verdict per event.
+
+Each event is judged on its own: a bad event in a batch is rejected with its reason and
+field paths, the good ones are appended (in one group-committed transaction), and the
+sender learns, per event, ``accepted`` (with its log position), ``duplicate`` (with the
+position of the copy already stored) or ``rejected``. Nothing good is lost because of
+something bad next to it.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+import orjson
+from pydantic import ValidationError
+
+from services import metrics
+from services.api.contracts import TOUCHPOINT_ADAPTER, to_canonical
+from services.eventlog import stream_id
+from services.platform import EmbeddedPlatform
+
+__all__ = ["judge", "submit", "field_errors"]
+
+
+def field_errors(error: ValidationError, prefix: str) -> list[dict[str, str]]:
+    out = []
+    for item in error.errors(include_url=False):
+        loc = [str(p) for p in item["loc"]]
+        if loc and loc[0] in ("call", "email", "visit", "web_form", "purchase", "service_case", "survey", "consent"):
+            loc = loc[1:]  # the discriminator's branch name is not a field of the message
+        path = prefix + "".join(f"[{p}]" if p.isdigit() else f".{p}" for p in loc)
+        out.append({"path": path.lstrip("."), "message": item["msg"]})
+    return out
+
+
+def judge(raw: Any, index_path: str, max_bytes: int, received_at: datetime) -> dict[str, Any]:
+    """A verdict for one raw event: ``{"document": ...}`` or a rejection."""
+    event_id = raw.get("event_id") if isinstance(raw, dict) else None
+    event_type = raw.get("type") if isinstance(raw, dict) and isinstance(raw.get("type"), str) else "unknown"
+    if not isinstance(raw, dict):
+        return _rejected(event_id, event_type, "invalid", [{"path": index_path, "message": "an event is a JSON object"}])
+    if len(orjson.dumps(raw)) > max_bytes:
+        return _rejected(event_id, event_type, "too_large",
+                         [{"path": index_path, "message": f"event larger than {max_bytes} bytes"}])
+    try:
+        model = TOUCHPOINT_ADAPTER.validate_python(raw)
+    except ValidationError as error:
+        reason = "unknown_type" if _unknown_type(error) else "invalid"
+        return _rejected(event_id, event_type, reason, field_errors(error, index_path))
+    return {"event_id": model.event_id, "type": model.type, "document": to_canonical(model, received_at)}
+
+
+def _unknown_type(error: ValidationError) -> bool:
+    return any(e["type"] in ("union_tag_invalid", "union_tag_not_found") for e in error.errors())
+
+
+def _rejected(event_id: Any, event_type: str, reason: str, errors: list[dict[str, str]]) -> dict[str, Any]:
+    return {
+        "event_id": event_id if isinstance(event_id, str) else None,
+        "type": event_type if event_type in _KNOWN else "unknown",
+        "result": "rejected",
+        "reason": reason,
+        "errors": errors,
+    }
+
+
+_KNOWN = {"call", "email", "visit", "web_form", "purchase", "service_case", "survey", "consent"}
+
+
+async def submit(platform: EmbeddedPlatform, raws: list[Any], prefix: str, max_bytes: int) -> list[dict[str, Any]]:
+    """Judge every event, append the good ones durably, return one verdict per event."""
+    now = datetime.now(UTC)
+    verdicts = [judge(raw, f"{prefix}[{i}]" if prefix else "", max_bytes, now) for i, raw in enumerate(raws)]
+    good = [v for v in verdicts if "document" in v]
+    if good:
+        positions = await platform.writer.append([v["document"] for v in good])
+        duplicates = [v for v, p in zip(good, positions, strict=True) if p is None]
+        originals = platform.log.touchpoints.positions_of([stream_id(v["event_id"]) for v in duplicates]) if duplicates else {}
+        for verdict, position in zip(good, positions, strict=True):
+            del verdict["document"]
+            if position is None:
+                verdict.update(result="duplicate", position=originals.get(stream_id(verdict["event_id"]).hex))
+            else:
+                verdict.update(result="accepted", position=position)
+    for v in verdicts:
+        metrics.EVENTS.labels(type=v["type"], result=v["result"], reason=v.get("reason", "")).inc()
+    return verdicts

@@ -1,0 +1,145 @@
+"""The embedded event log: every accepted touchpoint, in order, in SQLite.
+
+It is an ``eventsourcing`` application whose recorder is the library's SQLite
+application recorder with one addition, ``append_new``: each touchpoint is its own
+one-event stream whose id is derived from the sender's ``event_id``, so the library's
+(originator_id, originator_version) primary key *is* the idempotency check, atomic with
+the write. A re-sent event is not stored again and comes back as a duplicate. The
+library's notification ids (SQLite rowids, assigned in commit order by the one writer)
+are the global positions that projections track.
+
+Contract: ``append`` returns only after the SQLite transaction committed (WAL,
+synchronous=FULL, the library's defaults), so anything it reports as stored survives a
+crash. Storage failures raise ``eventsourcing.persistence.PersistenceError``.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import orjson
+from eventsourcing.application import Application
+from eventsourcing.persistence import Notification, StoredEvent
+from eventsourcing.sqlite import SQLiteApplicationRecorder
+from eventsourcing.utils import get_topic
+
+__all__ = ["LoggedTouchpoint", "TouchpointRecorder", "TouchpointLog", "stream_id"]
+
+_NAMESPACE = uuid.UUID("0b7a6f52-52d4-4c6e-8f0c-3a8d6f1e9c21")
+SCHEMA_VERSION = 1
+
+
+def stream_id(event_id: str) -> uuid.UUID:
+    return uuid.uuid5(_NAMESPACE, event_id)
+
+
+@dataclass(frozen=True, slots=True)
+class LoggedTouchpoint:
+    position: int
+    topic: str  # "touchpoint/<type>@<schema version>": the contract that wrote it
+    state: bytes  # the canonical dict (projections.codec) as JSON
+
+    def document(self) -> dict[str, Any]:
+        """The canonical dict; raises orjson.JSONDecodeError on a damaged record."""
+        return orjson.loads(self.state)  # type: ignore[no-any-return]
+
+
+class TouchpointRecorder(SQLiteApplicationRecorder):
+    """The library's recorder plus idempotent appends and reads by position."""
+
+    max_page_count: int = 0  # quota in pages; 0 = none
+
+    def append_new(self, stored_events: Sequence[StoredEvent]) -> list[int | None]:
+        """Insert what is not stored yet, in one transaction; None marks a duplicate."""
+        statement = (
+            f"INSERT INTO {self.events_table_name} VALUES (?,?,?,?) "
+            "ON CONFLICT DO NOTHING RETURNING rowid"
+        )
+        positions: list[int | None] = []
+        with self.datastore.transaction(commit=True) as c:
+            if self.max_page_count:
+                c.execute(f"PRAGMA max_page_count = {int(self.max_page_count)}")
+            for s in stored_events:
+                c.execute(statement, (s.originator_id.hex, 1, s.topic, s.state))  # type: ignore[union-attr]
+                row = c.fetchone()
+                positions.append(None if row is None else row[0])
+        return positions
+
+    def positions_of(self, originator_ids: Sequence[uuid.UUID]) -> dict[str, int]:
+        """Where already-stored streams sit in the log: originator id (hex) -> position."""
+        marks = ",".join("?" * len(originator_ids))
+        with self.datastore.transaction(commit=False) as c:
+            c.execute(
+                f"SELECT originator_id, rowid FROM {self.events_table_name} "
+                f"WHERE originator_id IN ({marks})",
+                [o.hex for o in originator_ids],
+            )
+            return {row[0]: row[1] for row in c.fetchall()}
+
+    def select_positions(self, positions: Sequence[int]) -> list[Notification]:
+        marks = ",".join("?" * len(positions))
+        with self.datastore.transaction(commit=False) as c:
+            c.execute(
+                f"SELECT rowid, * FROM {self.events_table_name} WHERE rowid IN ({marks})",
+                list(positions),
+            )
+            rows = c.fetchall()
+        by_id = {
+            r["rowid"]: Notification(
+                id=r["rowid"], originator_id=r["originator_id"],
+                originator_version=r["originator_version"], topic=r["topic"], state=r["state"],
+            )
+            for r in rows
+        }
+        return [by_id[p] for p in positions if p in by_id]
+
+
+class TouchpointLog(Application):  # type: ignore[type-arg]
+    """The append-only log of touchpoints (one SQLite file)."""
+
+    name = "touchstream"
+
+    def __init__(self, path: Path, *, lock_timeout_seconds: int = 2, max_bytes: int = 0):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        super().__init__(
+            env={
+                "PERSISTENCE_MODULE": "eventsourcing.sqlite",
+                "SQLITE_DBNAME": str(path),
+                "SQLITE_LOCK_TIMEOUT": str(lock_timeout_seconds),
+                "APPLICATION_RECORDER_TOPIC": get_topic(TouchpointRecorder),
+            }
+        )
+        self.touchpoints: TouchpointRecorder = self.recorder  # type: ignore[assignment]
+        self.touchpoints.max_page_count = max_bytes // 4096 if max_bytes else 0
+
+    def append(self, documents: Sequence[dict[str, Any]]) -> list[int | None]:
+        """Durably append canonical touchpoints; per document its position, or None if
+        the same event_id was already stored."""
+        stored = [
+            StoredEvent(
+                originator_id=stream_id(d["event_id"]),
+                originator_version=1,
+                topic=f"touchpoint/{d['type']}@{SCHEMA_VERSION}",
+                state=orjson.dumps(d),
+            )
+            for d in documents
+        ]
+        return self.touchpoints.append_new(stored)
+
+    def read(self, after: int, limit: int) -> list[LoggedTouchpoint]:
+        notes = self.touchpoints.select_notifications(after, limit, inclusive_of_start=False)
+        return [_logged(n) for n in notes]
+
+    def at_positions(self, positions: Sequence[int]) -> list[LoggedTouchpoint]:
+        return [_logged(n) for n in self.touchpoints.select_positions(positions)] if positions else []
+
+    def head(self) -> int:
+        return self.touchpoints.max_notification_id() or 0
+
+
+def _logged(n: Notification) -> LoggedTouchpoint:
+    return LoggedTouchpoint(position=n.id, topic=n.topic, state=n.state)

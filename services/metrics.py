@@ -1,0 +1,70 @@
+"""Every Prometheus metric Touchstream exports, declared once (prefix ``touchstream_``,
+base units). Labels never carry customer data: only types, reasons, routes, channels.
+"""
+
+from __future__ import annotations
+
+from prometheus_client import Counter, Gauge, Histogram
+
+__all__ = [
+    "EVENTS",
+    "INGEST_SECONDS",
+    "GROUP_COMMIT_EVENTS",
+    "PROJECTED_EVENTS",
+    "PROJECTION_POSITION",
+    "LOG_POSITION",
+    "PROJECTION_LAG_EVENTS",
+    "PROJECTION_LAG_SECONDS",
+    "PROJECTION_BATCH_SECONDS",
+    "DEAD_LETTERS",
+    "IDENTITY_CONFLICTS",
+    "HTTP_REQUESTS",
+    "HTTP_SECONDS",
+    "READ_WAIT_SECONDS",
+]
+
+_LATENCY = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
+
+EVENTS = Counter(
+    "touchstream_events_total",
+    "Touchpoints submitted, by type and result (accepted, duplicate, rejected) and reason.",
+    ["type", "result", "reason"],
+)
+INGEST_SECONDS = Histogram(
+    "touchstream_ingest_seconds", "Time from request to durable append, per request.", buckets=_LATENCY
+)
+GROUP_COMMIT_EVENTS = Histogram(
+    "touchstream_group_commit_events",
+    "Touchpoints written per log transaction (group commit size).",
+    buckets=(1, 2, 5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000),
+)
+PROJECTED_EVENTS = Counter("touchstream_projected_events_total", "Log records folded into views.")
+PROJECTION_POSITION = Gauge("touchstream_projection_position", "Last log position included in the views.")
+LOG_POSITION = Gauge("touchstream_log_position", "Last position written to the log.")
+PROJECTION_LAG_EVENTS = Gauge(
+    "touchstream_projection_lag_events", "Log records not yet in the views (log - projection position)."
+)
+PROJECTION_LAG_SECONDS = Gauge(
+    "touchstream_projection_lag_seconds",
+    "Age of the oldest log record not yet in the views (0 when caught up).",
+)
+PROJECTION_BATCH_SECONDS = Histogram(
+    "touchstream_projection_batch_seconds", "Time to fold and commit one projection batch.", buckets=_LATENCY
+)
+DEAD_LETTERS = Counter(
+    "touchstream_dead_letters_total", "Log records the projection could not apply, by reason.", ["reason"]
+)
+IDENTITY_CONFLICTS = Counter(
+    "touchstream_identity_conflicts_total",
+    "Touchpoints carrying identifiers of two different customers (recorded, not merged).",
+)
+HTTP_REQUESTS = Counter(
+    "touchstream_http_requests_total", "HTTP requests by route, method and status.", ["route", "method", "status"]
+)
+HTTP_SECONDS = Histogram(
+    "touchstream_http_request_duration_seconds", "HTTP request duration by route.", ["route", "method"],
+    buckets=_LATENCY,
+)
+READ_WAIT_SECONDS = Histogram(
+    "touchstream_read_wait_seconds", "Time reads waited for the views to reach a position.", buckets=_LATENCY
+)

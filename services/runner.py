@@ -1,0 +1,190 @@
+"""The projection runner: follows the log and folds it into the view store, in batches.
+
+Each batch: read up to N log records after the tracked position, decode them, resolve
+identities (``projections.identity``), fold each customer's events
+(``projections.view.evolve``), then commit views, identity links, timeline rows,
+conflicts, dead letters *and* the tracking position in one SQLite transaction.
+
+Business rule: a record that cannot be decoded or folded is never dropped and never
+stops the runner: it goes to ``dead_letters`` with the reason, and the position moves on.
+Per-event I/O is what would limit throughput, so reads and writes are per batch, and
+recently folded views are kept in a bounded cache (the runner is the only writer).
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Callable
+from typing import Any
+
+import orjson
+import structlog
+
+from projections.codec import format_instant, from_dict
+from projections.identity import identifiers_of, resolve
+from projections.touchpoints import Touchpoint
+from projections.view import CustomerView, evolve, initial_view
+from projections.view_document import from_state, to_state
+from services import metrics
+from services.eventlog import LoggedTouchpoint, TouchpointLog
+from services.viewstore import ViewChanges, ViewStore, dumps
+
+__all__ = ["ProjectionRunner", "fold_batch"]
+
+log = structlog.get_logger("touchstream.runner")
+
+
+class _ViewCache:
+    def __init__(self, store: ViewStore, capacity: int):
+        self.store, self.capacity = store, capacity
+        self.items: OrderedDict[str, CustomerView] = OrderedDict()
+
+    def load(self, customer_ids: set[str]) -> dict[str, CustomerView]:
+        views = {cid: self.items[cid] for cid in customer_ids if cid in self.items}
+        missing = [cid for cid in customer_ids if cid not in views]
+        for cid, state in self.store.states(missing).items():
+            views[cid] = from_state(orjson.loads(state))
+        return views
+
+    def keep(self, views: dict[str, CustomerView]) -> None:
+        for cid, view in views.items():
+            self.items[cid] = view
+            self.items.move_to_end(cid)
+        while len(self.items) > self.capacity:
+            self.items.popitem(last=False)
+
+
+def _decode(record: LoggedTouchpoint) -> Touchpoint:
+    return from_dict(record.document())
+
+
+def fold_batch(
+    records: list[LoggedTouchpoint], store: ViewStore, cache: _ViewCache
+) -> tuple[ViewChanges, dict[str, CustomerView]]:
+    """Fold a batch of log records into the changes to commit (no writes here)."""
+    changes = ViewChanges(position=records[-1].position)
+    decoded: list[tuple[LoggedTouchpoint, Touchpoint]] = []
+    for record in records:
+        try:
+            decoded.append((record, _decode(record)))
+        except Exception as error:  # noqa: BLE001 - any decoding failure is a dead letter
+            changes.dead_letters.append(_dead(record, f"undecodable: {type(error).__name__}: {error}"))
+    known = store.owners(i for _, e in decoded for i in identifiers_of(e.customer))
+    routed: list[tuple[LoggedTouchpoint, str, Touchpoint]] = []
+    for record, event in decoded:
+        res = resolve(event, known)
+        for identifier in res.links:
+            known[identifier] = res.customer_id
+            changes.links.append((*identifier, res.customer_id))
+        if res.conflicts:
+            detail = [{"kind": i[0], "owner": owner} for i, owner in res.conflicts]
+            changes.conflicts.append((record.position, event.event_id, res.customer_id, orjson.dumps(detail)))
+            metrics.IDENTITY_CONFLICTS.inc()
+        routed.append((record, res.customer_id, res.folded))
+    views = cache.load({cid for _, cid, _ in routed})
+    for record, cid, event in routed:
+        try:
+            views[cid] = evolve(views.get(cid) or initial_view(cid), event)
+        except Exception as error:  # noqa: BLE001 - a fold failure must not stop the runner
+            changes.dead_letters.append(_dead(record, f"unfoldable: {type(error).__name__}: {error}"))
+            continue
+        changes.timeline.append((cid, format_instant(event.occurred_at), record.position))
+    touched = {cid for _, cid, _ in routed if cid in views}
+    changes.views = {cid: dumps(to_state(views[cid])) for cid in touched}
+    return changes, {cid: views[cid] for cid in touched}
+
+
+def _dead(record: LoggedTouchpoint, reason: str) -> tuple[int, str | None, str, bytes]:
+    metrics.DEAD_LETTERS.labels(reason=reason.split(":", 1)[0]).inc()
+    log.warning("dead_letter", position=record.position, reason=reason.split(":", 1)[0])
+    event_id: str | None = None
+    try:
+        event_id = orjson.loads(record.state).get("event_id")
+    except Exception:  # noqa: BLE001
+        pass
+    return (record.position, event_id, reason[:500], record.state)
+
+
+class ProjectionRunner:
+    """A thread that keeps the view store up to date with the log."""
+
+    def __init__(self, log_: TouchpointLog, store: ViewStore, *, batch: int = 2000, cache: int = 50_000,
+                 until: int | None = None):
+        self.log, self.store, self.batch, self.until = log_, store, batch, until
+        self.cache = _ViewCache(store, cache)
+        self.position = store.position()
+        self._changed = threading.Condition()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self.on_batch: Callable[[int, int], Any] | None = None
+        self.failed: BaseException | None = None
+
+    def notify(self) -> None:
+        """Called by the writer after a commit: there is something new to read."""
+        with self._changed:
+            self._changed.notify_all()
+
+    def run_once(self) -> int:
+        limit = self.batch if self.until is None else min(self.batch, self.until - self.position)
+        records = self.log.read(self.position, limit) if limit > 0 else []
+        if not records:
+            return 0
+        started = time.perf_counter()
+        changes, views = fold_batch(records, self.store, self.cache)
+        self.store.commit(changes)
+        self.cache.keep(views)
+        with self._changed:
+            self.position = changes.position
+            self._changed.notify_all()
+        metrics.PROJECTION_BATCH_SECONDS.observe(time.perf_counter() - started)
+        metrics.PROJECTED_EVENTS.inc(len(records))
+        metrics.PROJECTION_POSITION.set(self.position)
+        return len(records)
+
+    def catch_up(self) -> None:
+        while self.run_once():
+            pass
+
+    def _loop(self) -> None:
+        backoff = 0.05
+        while not self._stop.is_set():
+            try:
+                if self.run_once():
+                    backoff = 0.05
+                    continue
+                with self._changed:
+                    self._changed.wait(0.2)
+            except Exception as error:  # noqa: BLE001 - storage trouble: wait and retry
+                self.failed = error
+                log.error("projection_batch_failed", error=type(error).__name__, detail=str(error)[:200])
+                self._stop.wait(backoff)
+                backoff = min(backoff * 2, 2.0)
+            else:
+                self.failed = None
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._loop, name="projection-runner", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self.notify()
+        if self._thread is not None:
+            self._thread.join(timeout=10)
+
+    @property
+    def alive(self) -> bool:
+        return self._thread is not None and self._thread.is_alive()
+
+    def wait_for(self, position: int, timeout: float) -> bool:
+        """Block until the views include ``position`` (read-your-writes); False on timeout."""
+        deadline = time.monotonic() + timeout
+        with self._changed:
+            while self.position < position:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return False
+                self._changed.wait(left)
+        return True

@@ -1,0 +1,71 @@
+"""Settings: read once from the environment (prefix ``TOUCHSTREAM_``) into a frozen object.
+
+Nothing else in Touchstream reads the environment. Secrets (API keys, per-form public
+keys) arrive here and nowhere else. ``Settings()`` raises a pydantic ``ValidationError``
+naming the variable when a value is malformed.
+
+API keys: ``TOUCHSTREAM_API_KEYS='{"<key>": ["ingest", "read", "admin"]}'``.
+Forms: ``TOUCHSTREAM_FORMS='{"contact": {"public_key": "...", "origins": ["https://a.example"],
+"thank_you_url": "https://a.example/thanks"}}'``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+__all__ = ["Scope", "FormSettings", "Settings"]
+
+Scope = Literal["ingest", "read", "admin"]
+
+
+class FormSettings(BaseModel):
+    """A public web form: who may post it, from where, and where the browser goes next."""
+
+    model_config = ConfigDict(frozen=True)
+
+    public_key: str = Field(min_length=8)
+    origins: tuple[str, ...] = ()
+    thank_you_url: str | None = None
+    source: str = "web-form"
+    email_field: str = "email"
+    phone_field: str = "phone"
+    honeypot_field: str = "_hp"
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="TOUCHSTREAM_", frozen=True, extra="ignore")
+
+    data_dir: Path = Path("data")
+    host: str = "127.0.0.1"
+    port: int = 8080
+    log_level: str = "info"
+    log_format: Literal["json", "console"] = "json"
+
+    api_keys: dict[str, tuple[Scope, ...]] = {}
+    forms: dict[str, FormSettings] = {}
+    rate_limit_per_second: float = 2000.0
+    rate_limit_burst: int = 4000
+
+    default_phone_region: str = "FR"
+    max_batch_events: int = 1000
+    max_body_bytes: int = 1024 * 1024
+    max_event_bytes: int = 32 * 1024
+
+    sqlite_lock_timeout_seconds: int = 2
+    sqlite_synchronous: Literal["FULL", "NORMAL"] = "FULL"
+    log_max_bytes: int = 0  # quota on the log database; 0 = unlimited
+    projection_batch_events: int = 2000
+    read_wait_max_seconds: float = 2.0
+    group_commit_max_events: int = 5000
+
+    @property
+    def log_path(self) -> Path:
+        return self.data_dir / "log.sqlite"
+
+    @property
+    def views_path(self) -> Path:
+        return self.data_dir / "views.sqlite"
