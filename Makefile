@@ -1,0 +1,37 @@
+# Touchstream — everything a fresh machine needs comes from here.
+#   make run    start the embedded platform (HTTP API on 127.0.0.1:8080, data in ./data)
+#   make test   the whole test suite (unit, property, integration, end-to-end)
+#   make bench  the benchmarks, with their same-run baselines
+
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+
+.PHONY: install run test test-fast bench schemas clean
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[test]'
+	touch $(STAMP)
+
+install: $(STAMP)
+
+run: install
+	$(BIN)/touchstream run
+
+test: install
+	$(BIN)/python -m pytest -q -p no:cacheprovider
+
+test-fast: install
+	$(BIN)/python -m pytest -q -p no:cacheprovider -m "not e2e"
+
+bench: install
+	$(BIN)/touchstream bench
+
+schemas: install
+	$(BIN)/touchstream schemas
+
+clean:
+	rm -rf $(VENV) data .pytest_cache

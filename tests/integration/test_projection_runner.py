@@ -1,0 +1,132 @@
+"""The projection runner on real SQLite: exactly-once, dead letters, identity, replay."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import orjson
+from eventsourcing.persistence import StoredEvent
+
+from projections.codec import to_dict
+from projections.touchpoints import CustomerRef
+from projections.view_document import from_state
+from services.eventlog import TouchpointLog, stream_id
+from services.runner import ProjectionRunner
+from services.viewstore import ViewStore
+from tests.support.touchpoints import at, call, purchase, survey
+
+
+def ref(**kw) -> CustomerRef:  # type: ignore[no-untyped-def]
+    return CustomerRef(**kw)
+
+
+def open_all(tmp: Path, batch: int = 100) -> tuple[TouchpointLog, ViewStore, ProjectionRunner]:
+    log, store = TouchpointLog(tmp / "log.sqlite"), ViewStore(tmp / "views.sqlite")
+    return log, store, ProjectionRunner(log, store, batch=batch)
+
+
+def history(customers: int = 30, per_customer: int = 7) -> list[dict]:  # type: ignore[type-arg]
+    docs = []
+    for c in range(customers):
+        who = ref(customer_id=f"c{c}", emails=(f"p{c}@example.com",))
+        for n in range(per_customer):
+            event = purchase(f"p-{c}-{n}", at(n), "10.00", ref=who) if n % 2 else call(f"k-{c}-{n}", at(n), ref=who)
+            docs.append(to_dict(event))
+    return docs
+
+
+def view_of(store: ViewStore, customer_id: str):  # type: ignore[no-untyped-def]
+    return from_state(orjson.loads(store.state(customer_id)))  # type: ignore[arg-type]
+
+
+def test_the_runner_folds_the_log_into_views_and_tracks_the_position(tmp_path: Path) -> None:
+    log, store, runner = open_all(tmp_path)
+    log.append(history())
+    runner.catch_up()
+    assert store.position() == log.head() == 210
+    assert store.count("customer_views") == 30
+    assert view_of(store, "c3").touchpoints == 7 and view_of(store, "c3").purchases == 3
+
+
+def test_a_restarted_runner_resumes_where_the_last_commit_ended_and_counts_nothing_twice(tmp_path: Path) -> None:
+    log, store, runner = open_all(tmp_path, batch=50)
+    log.append(history())
+    runner.run_once()
+    runner.run_once()
+    store.datastore.close()
+    store = ViewStore(tmp_path / "views.sqlite")
+    runner = ProjectionRunner(log, store, batch=50)
+    assert runner.position == 100
+    runner.catch_up()
+    assert sum(view_of(store, f"c{c}").touchpoints for c in range(30)) == 210
+
+
+def test_batch_size_does_not_change_the_views(tmp_path: Path) -> None:
+    digests = []
+    for batch in (1, 7, 1000):
+        log, store, runner = open_all(tmp_path / str(batch), batch=batch)
+        log.append(history(10, 5))
+        runner.catch_up()
+        digests.append(store.digest())
+    assert len(set(digests)) == 1
+
+
+def test_a_damaged_record_becomes_a_dead_letter_and_the_runner_goes_on(tmp_path: Path) -> None:
+    log, store, runner = open_all(tmp_path)
+    log.append(history(2, 2))
+    bad = {**to_dict(survey("s-bad", at(1), csat=3)), "occurred_at": "yesterday"}
+    log.touchpoints.append_new([
+        StoredEvent(stream_id("garbage"), 1, "touchpoint/call@1", b"\x00not json"),
+        StoredEvent(stream_id("s-bad"), 1, "touchpoint/survey@1", orjson.dumps(bad)),
+    ])
+    log.append(history(3, 2)[4:])
+    runner.catch_up()
+    dead = store.rows("dead_letters")
+    assert [(d["position"], d["event_id"]) for d in dead] == [(5, None), (6, "s-bad")]
+    assert all(d["reason"].startswith("undecodable") for d in dead)
+    assert store.position() == log.head() and view_of(store, "c2").touchpoints == 2
+
+
+def test_identifiers_resolve_events_without_a_customer_id(tmp_path: Path) -> None:
+    log, store, runner = open_all(tmp_path)
+    log.append([to_dict(call("k1", at(0), ref=ref(customer_id="c1", emails=("ana@example.com",)))),
+                to_dict(purchase("p1", at(1), ref=ref(emails=("ana@example.com",), phones=("+33612345678",)))),
+                to_dict(purchase("p2", at(2), ref=ref(phones=("+33612345678",))))])
+    runner.catch_up()
+    view = view_of(store, "c1")
+    assert (view.touchpoints, view.purchases, view.phones) == (3, 2, frozenset({"+33612345678"}))
+    assert store.owners([("phone", "+33612345678")]) == {("phone", "+33612345678"): "c1"}
+
+
+def test_identity_conflicts_are_recorded_and_nothing_is_merged(tmp_path: Path) -> None:
+    log, store, runner = open_all(tmp_path)
+    log.append([to_dict(call("a", at(0), ref=ref(customer_id="c1", emails=("ana@example.com",)))),
+                to_dict(call("b", at(0), ref=ref(customer_id="c2", phones=("+33699999999",)))),
+                to_dict(call("x", at(1), ref=ref(emails=("ana@example.com",), phones=("+33699999999",))))])
+    runner.catch_up()
+    conflicts = store.rows("identity_conflicts")
+    assert [(c["event_id"], c["customer_id"]) for c in conflicts] == [("x", "c1")]
+    assert orjson.loads(conflicts[0]["detail"]) == [{"kind": "phone", "owner": "c2"}]
+    assert view_of(store, "c1").phones == frozenset() and view_of(store, "c2").touchpoints == 1
+
+
+def test_a_replay_into_a_fresh_store_gives_byte_identical_views(tmp_path: Path) -> None:
+    log, store, runner = open_all(tmp_path, batch=64)
+    log.append(history())
+    runner.catch_up()
+    fresh = ViewStore(tmp_path / "rebuilt.sqlite")
+    ProjectionRunner(log, fresh, batch=999).catch_up()
+    assert fresh.digest() == store.digest()
+    assert fresh.count("identifiers") == store.count("identifiers") == 30
+
+
+def test_a_waiting_reader_is_released_when_the_position_is_reached(tmp_path: Path) -> None:
+    log, store, runner = open_all(tmp_path)
+    runner.start()
+    try:
+        positions = log.append(history(1, 3))
+        runner.notify()
+        assert runner.wait_for(positions[-1], timeout=5)
+        assert not runner.wait_for(positions[-1] + 1, timeout=0.05)
+    finally:
+        runner.stop()

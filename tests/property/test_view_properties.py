@@ -1,0 +1,53 @@
+"""Properties of the 360° view fold that replay, late events and retries rely on."""
+
+from __future__ import annotations
+
+from functools import reduce
+
+import orjson
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from projections.codec import from_dict, to_dict
+from projections.view import evolve, initial_view
+from projections.view_document import from_state, to_document, to_state
+from tests.support.strategies import customer_histories
+
+
+def serialised(events) -> bytes:  # type: ignore[no-untyped-def]
+    view = reduce(evolve, events, initial_view("c-1"))
+    return orjson.dumps([to_state(view), to_document(view)], option=orjson.OPT_SORT_KEYS)
+
+
+@given(customer_histories())
+def test_the_same_events_give_a_byte_identical_view(events) -> None:  # type: ignore[no-untyped-def]
+    assert serialised(events) == serialised(list(events))
+
+
+@settings(max_examples=150)
+@given(customer_histories(), st.randoms(use_true_random=False))
+def test_any_arrival_order_gives_the_same_final_view(events, random) -> None:  # type: ignore[no-untyped-def]
+    shuffled = list(events)
+    random.shuffle(shuffled)
+    assert serialised(shuffled) == serialised(events)
+
+
+@given(customer_histories(), st.data())
+def test_an_event_applied_twice_counts_once(events, data) -> None:  # type: ignore[no-untyped-def]
+    repeated = data.draw(st.lists(st.sampled_from(events), min_size=1, max_size=10))
+    with_retries = list(events)
+    for event in repeated:
+        with_retries.insert(data.draw(st.integers(0, len(with_retries))), event)
+    assert serialised(with_retries) == serialised(events)
+
+
+@given(customer_histories())
+def test_a_stored_view_reads_back_identical(events) -> None:  # type: ignore[no-untyped-def]
+    view = reduce(evolve, events, initial_view("c-1"))
+    assert from_state(orjson.loads(orjson.dumps(to_state(view)))) == view
+
+
+@given(customer_histories(max_size=8))
+def test_a_touchpoint_reads_back_from_its_canonical_form(events) -> None:  # type: ignore[no-untyped-def]
+    for event in events:
+        assert from_dict(orjson.loads(orjson.dumps(to_dict(event)))) == event

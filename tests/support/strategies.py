@@ -1,0 +1,49 @@
+"""Hypothesis strategies for touchpoints of one customer (any type, any time, any order)."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from decimal import Decimal
+
+from hypothesis import strategies as st
+
+from projections.touchpoints import CustomerRef, Touchpoint
+from tests.support import touchpoints as tp
+
+REF = CustomerRef(customer_id="c-1", emails=("ana@example.com",))
+moments = st.integers(min_value=0, max_value=60 * 24 * 120).map(lambda m: tp.T0 + timedelta(minutes=m))
+money = st.decimals(min_value=Decimal("0.01"), max_value=Decimal("5000"), places=2).map(str)
+
+
+def _one(event_id: str, kind: int, when, amount: str, small: int, flag: bool) -> Touchpoint:  # type: ignore[no-untyped-def]
+    match kind:
+        case 0:
+            return tp.purchase(event_id, when, amount, margin=amount if flag else None, ref=REF,
+                               currency="EUR" if small % 3 else "GBP")
+        case 1:
+            return tp.call(event_id, when, "outbound" if flag else "inbound",
+                           ("reached", "no_answer", "voicemail")[small % 3], ref=REF)
+        case 2:
+            return tp.case(event_id, f"case-{small % 3}", ("opened", "updated", "resolved")[small % 3], when,
+                           category="complaint" if flag else None, ref=REF)
+        case 3:
+            return tp.survey(event_id, when, csat=1 + small % 5, nps=small % 11 if flag else None, ref=REF)
+        case 4:
+            return tp.consent(event_id, "granted" if flag else "withdrawn", when, ("email", "sms")[small % 2], ref=REF)
+        case 5:
+            return tp.email(event_id, when, ("sent", "opened", "clicked")[small % 3], ref=REF)
+        case 6:
+            return tp.visit(event_id, when, "company" if flag else "customer", ref=REF)
+        case _:
+            return tp.web_form(event_id, when, {"first_name": f"N{small}", "city": "Lyon" if flag else "Nantes"}, ref=REF)
+
+
+@st.composite
+def customer_histories(draw: st.DrawFn, max_size: int = 40) -> list[Touchpoint]:
+    """Distinct event ids; times may collide (ties are broken by event id)."""
+    n = draw(st.integers(min_value=1, max_value=max_size))
+    return [
+        _one(f"ev-{i:03}", draw(st.integers(0, 7)), draw(moments), draw(money), draw(st.integers(0, 30)),
+             draw(st.booleans()))
+        for i in range(n)
+    ]
