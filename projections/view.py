@@ -12,6 +12,7 @@ therefore land exactly where they belong.
 
 from __future__ import annotations
 
+import bisect
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from decimal import Decimal
@@ -146,6 +147,10 @@ def initial_view(customer_id: str) -> CustomerView:
     return CustomerView(customer_id=customer_id)
 
 
+def _union(held: frozenset, new: tuple | list) -> frozenset:  # type: ignore[type-arg]
+    return held if held.issuperset(new) else held.union(new)
+
+
 def _later(a: Stamp | None, b: Stamp) -> bool:
     return a is None or b > a
 
@@ -170,37 +175,54 @@ def evolve(view: CustomerView, event: Touchpoint) -> CustomerView:
     if event.event_id in view.applied:
         return view
     stamp: Stamp = (event.occurred_at, event.event_id)
-    changes: dict[str, object] = {
-        "applied": view.applied | {event.event_id},
-        "touchpoints": view.touchpoints + 1,
-        "first_seen": _min(view.first_seen, event.occurred_at),
-        "last_seen": _max(view.last_seen, event.occurred_at),
-        "emails": view.emails.union(event.customer.emails),
-        "phones": view.phones.union(event.customer.phones),
-        "external_ids": view.external_ids.union((x.system, x.id) for x in event.customer.external_ids),
-        "profile": _profile(view.profile, event, stamp),
-        "channels": _channels(view.channels, event, stamp),
-        "recent": _recent(view.recent, event),
-    }
-    changes["contacts"] = _contacts(view.contacts, event, changes["last_seen"])  # type: ignore[arg-type]
+    purchases, first_purchase, last_purchase, currencies = (
+        view.purchases, view.first_purchase_at, view.last_purchase_at, view.currencies,
+    )
+    cases, csat, nps, consents = view.cases, view.csat, view.nps, view.consents
     match event:
         case Purchase():
-            changes.update(_purchase(view, event))
+            purchases += 1
+            first_purchase = _min(first_purchase, event.occurred_at)
+            last_purchase = _max(last_purchase, event.occurred_at)
+            currencies = _purchase(currencies, event)
         case ServiceCase():
-            changes["cases"] = _case(view.cases, event, stamp)
+            cases = _case(cases, event, stamp)
         case Survey():
-            if event.csat is not None and _later(view.csat and view.csat.stamp, stamp):
-                changes["csat"] = Score(event.csat, stamp)
-            if event.nps is not None and _later(view.nps and view.nps.stamp, stamp):
-                changes["nps"] = Score(event.nps, stamp)
+            if event.csat is not None and _later(csat and csat.stamp, stamp):
+                csat = Score(event.csat, stamp)
+            if event.nps is not None and _later(nps and nps.stamp, stamp):
+                nps = Score(event.nps, stamp)
         case Consent():
             key = (event.consent_channel, event.purpose)
-            current = dict(view.consents).get(key)
+            current = dict(consents).get(key)
             if _later(current and current.stamp, stamp):
-                changes["consents"] = _put(view.consents, key, ConsentState(event.status, stamp, event.source))
+                consents = _put(consents, key, ConsentState(event.status, stamp, event.source))
         case _:
-            pass  # other touchpoints only count in the envelope-level figures above
-    return replace(view, **changes)  # type: ignore[arg-type]
+            pass  # other touchpoints only count in the envelope-level figures below
+    ref = event.customer
+    last_seen = _max(view.last_seen, event.occurred_at)
+    return CustomerView(
+        customer_id=view.customer_id,
+        emails=_union(view.emails, ref.emails),
+        phones=_union(view.phones, ref.phones),
+        external_ids=_union(view.external_ids, [(x.system, x.id) for x in ref.external_ids]),
+        first_seen=_min(view.first_seen, event.occurred_at),
+        last_seen=last_seen,
+        touchpoints=view.touchpoints + 1,
+        profile=_profile(view.profile, event, stamp),
+        channels=_channels(view.channels, event, stamp),
+        recent=_recent(view.recent, event),
+        purchases=purchases,
+        first_purchase_at=first_purchase,
+        last_purchase_at=last_purchase,
+        currencies=currencies,
+        cases=cases,
+        csat=csat,
+        nps=nps,
+        consents=consents,
+        contacts=_contacts(view.contacts, event, last_seen),
+        applied=view.applied | {event.event_id},
+    )
 
 
 def _profile(profile: tuple, event: Touchpoint, stamp: Stamp) -> tuple:  # type: ignore[type-arg]
@@ -230,15 +252,14 @@ def _channels(channels: tuple, event: Touchpoint, stamp: Stamp) -> tuple:  # typ
     if held is None:
         stats = ChannelStats(1, event.occurred_at, event.occurred_at, outcome, stamp if outcome else None)
     else:
+        newer = outcome is not None and _later(held.outcome_stamp, stamp)
         stats = ChannelStats(
             held.count + 1,
             min(held.first_at, event.occurred_at),
             max(held.last_at, event.occurred_at),
-            held.last_outcome,
-            held.outcome_stamp,
+            outcome if newer else held.last_outcome,
+            stamp if newer else held.outcome_stamp,
         )
-        if outcome and _later(held.outcome_stamp, stamp):
-            stats = replace(stats, last_outcome=outcome, outcome_stamp=stamp)
     return _put(channels, name, stats)
 
 
@@ -259,49 +280,48 @@ def _summary(event: Touchpoint) -> str:
             return f"{event.type} {status}" if status else event.type
 
 
+def _order(item: Recent | ContactMark) -> Stamp:
+    return (item.occurred_at, item.event_id)
+
+
 def _recent(recent: tuple[Recent, ...], event: Touchpoint) -> tuple[Recent, ...]:
+    """The latest RECENT_LIMIT touchpoints, oldest first (kept sorted by insertion)."""
     entry = Recent(event.occurred_at, event.event_id, event.type, event.channel.value, _summary(event))
-    if len(recent) >= RECENT_LIMIT and (entry.occurred_at, entry.event_id) < (
-        recent[-1].occurred_at,
-        recent[-1].event_id,
-    ):
+    if len(recent) >= RECENT_LIMIT and _order(entry) < _order(recent[0]):
         return recent
-    merged = sorted((*recent, entry), key=lambda r: (r.occurred_at, r.event_id), reverse=True)
-    return tuple(merged[:RECENT_LIMIT])
+    merged = list(recent)
+    bisect.insort(merged, entry, key=_order)
+    return tuple(merged[-RECENT_LIMIT:])
 
 
 def _contacts(
     contacts: tuple[ContactMark, ...], event: Touchpoint, last_seen: datetime
 ) -> tuple[ContactMark, ...]:
-    """Contacts of the last 30 days before the latest event: the contact-pressure ledger.
+    """Contacts of the last 30 days before the latest event: the contact-pressure ledger,
+    oldest first.
 
     The window is anchored on the customer's latest event time, which only grows, so
     pruning early removes exactly what pruning at the end would (order-insensitive).
     """
     horizon = last_seen - PRESSURE_WINDOW
-    marks = [m for m in contacts if m.occurred_at >= horizon]
+    marks = list(contacts)
+    if marks and marks[0].occurred_at < horizon:
+        del marks[: bisect.bisect_left(marks, horizon, key=lambda m: m.occurred_at)]
     if event.occurred_at >= horizon:
-        marks.append(
-            ContactMark(event.occurred_at, event.event_id, event.channel.value, event.initiated_by_company)
-        )
-    marks.sort(key=lambda m: (m.occurred_at, m.event_id), reverse=True)
-    return tuple(marks[:PRESSURE_MARKS_LIMIT])
+        mark = ContactMark(event.occurred_at, event.event_id, event.channel.value, event.initiated_by_company)
+        bisect.insort(marks, mark, key=_order)
+    return tuple(marks[-PRESSURE_MARKS_LIMIT:])
 
 
-def _purchase(view: CustomerView, event: Purchase) -> dict[str, object]:
-    held = dict(view.currencies).get(event.currency) or CurrencyTotals(0, Decimal(0), Decimal(0), 0)
+def _purchase(currencies: tuple, event: Purchase) -> tuple:  # type: ignore[type-arg]
+    held = dict(currencies).get(event.currency) or CurrencyTotals(0, Decimal(0), Decimal(0), 0)
     totals = CurrencyTotals(
         held.count + 1,
         held.revenue + event.amount,
         held.margin + (event.margin or 0),
         held.margin_count + (event.margin is not None),
     )
-    return {
-        "purchases": view.purchases + 1,
-        "first_purchase_at": _min(view.first_purchase_at, event.occurred_at),
-        "last_purchase_at": _max(view.last_purchase_at, event.occurred_at),
-        "currencies": _put(view.currencies, event.currency, totals),
-    }
+    return _put(currencies, event.currency, totals)
 
 
 def _case(cases: tuple, event: ServiceCase, stamp: Stamp) -> tuple:  # type: ignore[type-arg]

@@ -60,11 +60,13 @@ def replay(
 ) -> None:
     """Rebuild every view from the log into a fresh store; print both digests."""
     from services.eventlog import TouchpointLog
+    from services.gc_tuning import tune_gc
     from services.runner import ProjectionRunner
     from services.viewstore import ViewStore
 
     settings = Settings()
     configure_logging("warning", settings.log_format)
+    tune_gc()
     log = TouchpointLog(settings.log_path)
     live = ViewStore(settings.views_path) if settings.views_path.exists() else None
     target = live.position() if live is not None else log.head()

@@ -80,6 +80,16 @@ class TouchpointRecorder(SQLiteApplicationRecorder):
             )
             return {row[0]: row[1] for row in c.fetchall()}
 
+    def read_after(self, after: int, limit: int) -> list[tuple[int, str, bytes]]:
+        """(position, topic, state) after ``after``: the follower's hot path, without
+        building UUIDs and Notification objects per record."""
+        with self.datastore.transaction(commit=False) as c:
+            c.execute(
+                f"SELECT rowid, topic, state FROM {self.events_table_name} WHERE rowid > ? ORDER BY rowid LIMIT ?",
+                (after, limit),
+            )
+            return [(r[0], r[1], r[2]) for r in c.fetchall()]
+
     def select_positions(self, positions: Sequence[int]) -> list[Notification]:
         marks = ",".join("?" * len(positions))
         with self.datastore.transaction(commit=False) as c:
@@ -131,8 +141,7 @@ class TouchpointLog(Application):  # type: ignore[type-arg]
         return self.touchpoints.append_new(stored)
 
     def read(self, after: int, limit: int) -> list[LoggedTouchpoint]:
-        notes = self.touchpoints.select_notifications(after, limit, inclusive_of_start=False)
-        return [_logged(n) for n in notes]
+        return [LoggedTouchpoint(p, t, s) for p, t, s in self.touchpoints.read_after(after, limit)]
 
     def at_positions(self, positions: Sequence[int]) -> list[LoggedTouchpoint]:
         return [_logged(n) for n in self.touchpoints.select_positions(positions)] if positions else []

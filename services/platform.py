@@ -9,6 +9,7 @@ from __future__ import annotations
 import structlog
 
 from services.eventlog import TouchpointLog
+from services.gc_tuning import tune_gc
 from services.ingest import GroupCommitter
 from services.runner import ProjectionRunner
 from services.settings import Settings
@@ -37,6 +38,7 @@ class EmbeddedPlatform:
         self.draining = False
 
     def start(self) -> None:
+        tune_gc()
         self.runner.start()
         log.info("platform_started", runtime=self.runtime, log_position=self.log.head(),
                  view_position=self.runner.position)
