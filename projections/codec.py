@@ -2,7 +2,8 @@
 
 The canonical form is what the embedded log stores (as JSON) and what the HTTP API
 accepts: envelope fields plus the type's own fields at the top level, decimals as
-strings, instants as ISO 8601 in UTC. ``to_dict(from_dict(d)) == d`` for any canonical
+strings with exactly four decimal places (the Avro contracts' scale), instants as ISO 8601 in
+UTC. ``to_dict(from_dict(d)) == d`` for any canonical
 ``d``, so a replay reads back exactly what was accepted.
 """
 
@@ -22,7 +23,7 @@ from projections.touchpoints import (
     Touchpoint,
 )
 
-__all__ = ["UnknownTouchpointType", "to_dict", "from_dict", "instant", "format_instant"]
+__all__ = ["UnknownTouchpointType", "to_dict", "from_dict", "instant", "format_instant", "money"]
 
 _ENVELOPE = frozenset(f.name for f in dataclasses.fields(Touchpoint))
 
@@ -99,17 +100,26 @@ def to_dict(event: Touchpoint) -> dict[str, Any]:
     return out
 
 
+MONEY_SCALE = Decimal("0.0001")
+
+
+def money(value: Any) -> Decimal:
+    """Money always carries four decimal places, so "49.9" and "49.90" are one amount and
+    sums keep one textual form (the same bytes in every runtime)."""
+    return Decimal(value).quantize(MONEY_SCALE)
+
+
 def _decimal_or_none(value: Any) -> Decimal | None:
-    return None if value is None else Decimal(value)
+    return None if value is None else money(value)
 
 
 def _line(d: dict[str, Any]) -> PurchaseLine:
-    return PurchaseLine(d["sku"], int(d["quantity"]), Decimal(d["unit_price"]), d.get("category"))
+    return PurchaseLine(d["sku"], int(d["quantity"]), money(d["unit_price"]), d.get("category"))
 
 
 # Field readers for the type-specific fields that are not plain JSON scalars.
 _READERS: dict[str, Any] = {
-    "amount": Decimal,
+    "amount": money,
     "margin": _decimal_or_none,
     "lines": lambda v: tuple(_line(x) for x in v or ()),
     "fields": lambda v: tuple(sorted((v or {}).items())),

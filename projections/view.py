@@ -268,7 +268,7 @@ def _summary(event: Touchpoint) -> str:
         case Call():
             return f"{event.direction} call, {event.outcome}"
         case Purchase():
-            return f"order {event.order_id}: {event.amount} {event.currency}"
+            return f"order {event.order_id}: {event.amount:.2f} {event.currency}"
         case ServiceCase():
             return f"case {event.case_id} {event.status} ({event.severity})"
         case Consent():
