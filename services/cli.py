@@ -90,11 +90,78 @@ def replay(
 
 
 @app.command()
+def generate(
+    customers: Annotated[int, typer.Option(min=1, help="size of the customer population")] = 1000,
+    events: Annotated[int, typer.Option(min=1, help="events to emit, sender retries included")] = 20000,
+    seed: Annotated[int, typer.Option(help="the same seed gives the same traffic")] = 7,
+    start: Annotated[str, typer.Option(help="first day of the simulated period (YYYY-MM-DD)")] = "2025-01-01",
+    days: Annotated[int, typer.Option(min=1, help="length of the simulated period")] = 365,
+    duplicate_rate: Annotated[float, typer.Option(min=0, max=1, help="share of events sent again")] = 0.01,
+    late_rate: Annotated[float, typer.Option(min=0, max=1, help="share of events delivered out of order")] = 0.02,
+    out: Annotated[Path | None, typer.Option(help="write JSON lines to this file")] = None,
+    url: Annotated[str | None, typer.Option(help="post to this platform, e.g. http://127.0.0.1:8080")] = None,
+    api_key: Annotated[str | None, typer.Option(envvar="TOUCHSTREAM_GENERATE_API_KEY",
+                                                help="ingest key for --url")] = None,
+    batch_size: Annotated[int, typer.Option(min=1, max=1000, help="events per POST")] = 500,
+    concurrency: Annotated[int, typer.Option(min=1, help="batches in flight")] = 4,
+    progress: Annotated[bool, typer.Option(help="progress bar on stderr")] = True,
+) -> None:
+    """Realistic synthetic CRM traffic, the same for the same seed: into a file or a running platform."""
+    from datetime import date
+
+    from services.traffic import DeliveryError, TrafficOptions, post_http, write_jsonl
+    from services.traffic import generate as traffic
+
+    if (out is None) == (url is None):
+        raise typer.BadParameter("give either --out FILE.jsonl or --url URL")
+    if url is not None and not api_key:
+        raise typer.BadParameter("--url needs --api-key (or TOUCHSTREAM_GENERATE_API_KEY)")
+    try:
+        first_day = date.fromisoformat(start)
+    except ValueError:
+        raise typer.BadParameter(f"not a date: {start!r}", param_hint="--start") from None
+    # Events naming a customer by identifiers alone come after every batch that may overtake them.
+    options = TrafficOptions(customers, events, seed, first_day, days, duplicate_rate, late_rate,
+                             link_after=max(2000, batch_size * concurrency))
+    started = time.perf_counter()
+    if out is not None:
+        written = write_jsonl(traffic(options), out)
+        seconds = time.perf_counter() - started
+        summary = {"written": written, "path": str(out), "seconds": round(seconds, 3),
+                   "events_per_second": round(written / seconds) if seconds else None}
+    else:
+        try:
+            summary = post_http(traffic(options), url or "", api_key or "", batch_size, concurrency,
+                                progress=progress, total=events)
+        except DeliveryError as error:
+            typer.echo(f"generate: {error}", err=True)
+            raise typer.Exit(1) from None
+    typer.echo(json.dumps(summary))
+
+
+@app.command()
 def schemas(directory: Annotated[Path | None, typer.Argument()] = None) -> None:
     """Check that every schema version reads what the previous one wrote."""
     from services.contracts.compatibility import main as check
 
     raise typer.Exit(check([str(directory)] if directory else []))
+
+
+@app.command()
+def bench(
+    scale: Annotated[str, typer.Option(help="full (the recorded figures) or quick (a smoke run)")] = "full",
+    json_out: Annotated[Path | None, typer.Option("--json", help="also write the figures as JSON here")] = None,
+) -> None:
+    """Measure the spine's figures beside a same-run baseline (docs/BENCHMARKS.md)."""
+    from services.bench.run import SCALES, print_report, run_bench
+
+    if scale not in SCALES:
+        raise typer.BadParameter(f"scale is one of {sorted(SCALES)}")
+    configure_logging("warning", "console")
+    results = run_bench(scale)
+    print_report(results)
+    if json_out is not None:
+        json_out.write_text(json.dumps(results, indent=2) + "\n")
 
 
 if __name__ == "__main__":

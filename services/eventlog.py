@@ -54,19 +54,25 @@ class TouchpointRecorder(SQLiteApplicationRecorder):
     max_page_count: int = 0  # quota in pages; 0 = none
 
     def append_new(self, stored_events: Sequence[StoredEvent]) -> list[int | None]:
-        """Insert what is not stored yet, in one transaction; None marks a duplicate."""
-        statement = (
-            f"INSERT INTO {self.events_table_name} VALUES (?,?,?,?) "
-            "ON CONFLICT DO NOTHING RETURNING rowid"
-        )
-        positions: list[int | None] = []
+        """Insert what is not stored yet, in one transaction; None marks a duplicate.
+
+        One ``executemany`` and one range read instead of a statement per event: with a
+        single writer, the rows this transaction inserted are exactly those after the
+        previous maximum position, in insertion order.
+        """
+        insert = f"INSERT INTO {self.events_table_name} VALUES (?,?,?,?) ON CONFLICT DO NOTHING"
+        rows = [(s.originator_id.hex, 1, s.topic, s.state) for s in stored_events]  # type: ignore[union-attr]
         with self.datastore.transaction(commit=True) as c:
             if self.max_page_count:
                 c.execute(f"PRAGMA max_page_count = {int(self.max_page_count)}")
-            for s in stored_events:
-                c.execute(statement, (s.originator_id.hex, 1, s.topic, s.state))  # type: ignore[union-attr]
-                row = c.fetchone()
-                positions.append(None if row is None else row[0])
+            c.execute(f"SELECT COALESCE(MAX(rowid), 0) FROM {self.events_table_name}")
+            before = c.fetchone()[0]
+            c.executemany(insert, rows)
+            c.execute(f"SELECT originator_id, rowid FROM {self.events_table_name} WHERE rowid > ?", (before,))
+            stored = dict(c.fetchall())
+        positions: list[int | None] = []
+        for originator, *_ in rows:
+            positions.append(stored.pop(originator, None))  # a second copy in one batch: duplicate
         return positions
 
     def positions_of(self, originator_ids: Sequence[uuid.UUID]) -> dict[str, int]:

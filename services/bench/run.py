@@ -1,0 +1,96 @@
+"""Run every benchmark of the spine in one go and print figures beside goals and the
+same-run baseline (``touchstream bench``; ``--scale quick`` is the smoke test's size)."""
+
+from __future__ import annotations
+
+import os
+import platform
+import tempfile
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+from services.bench import http_scenarios as http
+from services.bench.baseline import naive_load_modify_save
+from services.bench.scale import fold_log, replay_log, write_log
+from services.bench.server import LocalServer
+from services.traffic import TrafficOptions, generate
+
+__all__ = ["Scale", "SCALES", "run_bench", "print_report"]
+
+
+@dataclass(frozen=True)
+class Scale:
+    baseline_events: int
+    batched_events: int
+    batched_customers: int
+    single_requests: int
+    paced_seconds: float
+    paced_rate: float
+    reads: int
+    small_log: tuple[int, int]
+    large_log: tuple[int, int]
+
+
+SCALES = {
+    "full": Scale(3000, 100_000, 20_000, 20_000, 10, 1000, 5000, (50_000, 10_000), (1_000_000, 200_000)),
+    "quick": Scale(300, 2000, 400, 300, 1, 200, 100, (3000, 600), (12_000, 2400)),
+}
+
+
+def run_bench(scale_name: str = "full", workdir: Path | None = None) -> dict[str, Any]:
+    scale = SCALES[scale_name]
+    base = Path(workdir or tempfile.mkdtemp(prefix="touchstream-bench-"))
+    results: dict[str, Any] = {
+        "date": datetime.now(UTC).isoformat(timespec="seconds"), "scale": scale_name,
+        "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform()},
+    }
+    sample = list(generate(TrafficOptions(customers=max(50, scale.baseline_events // 6), events=scale.baseline_events,
+                                          seed=5, duplicate_rate=0.0)))
+    results["baseline_naive_load_modify_save"] = naive_load_modify_save(sample, base / "naive")
+    with LocalServer(base / "batched") as server:
+        results["batched_http_ingest"] = http.batched_ingest(server, scale.batched_events, scale.batched_customers)
+    with LocalServer(base / "single") as server:
+        results["single_event_ingest"] = http.single_event_ingest(server, scale.single_requests)
+        results["ack_to_visible"] = http.ack_to_visible(server, scale.paced_seconds, scale.paced_rate)
+        results["view_reads"] = http.view_reads(server, scale.reads)
+    for label, (events, customers) in (("small", scale.small_log), ("large", scale.large_log)):
+        directory = base / f"log-{label}"
+        results[f"log_{label}"] = {"written": write_log(directory, events, customers), "fold": fold_log(directory)}
+    results["replay"] = replay_log(base / "log-large")
+    baseline = results["baseline_naive_load_modify_save"]["events_per_second"]
+    small, large = results["log_small"]["fold"], results["log_large"]["fold"]
+    results["ratios"] = {
+        "batched_ingest_vs_naive": round(results["batched_http_ingest"]["events_per_second"] / baseline, 1),
+        "fold_cost_large_vs_small": round(large["us_per_event"] / small["us_per_event"], 2),
+    }
+    return results
+
+
+def print_report(results: dict[str, Any], console: Console | None = None) -> None:
+    r, console = results, console or Console()
+    rows = [
+        ("baseline: naive eventsourcing load-modify-save", f"{r['baseline_naive_load_modify_save']['events_per_second']:,} ev/s", "—"),
+        ("batched HTTP ingest → durable log → view updated", f"{r['batched_http_ingest']['events_per_second']:,} ev/s "
+         f"(×{r['ratios']['batched_ingest_vs_naive']} baseline; acked {r['batched_http_ingest']['acked_events_per_second']:,}/s)",
+         "≥ 10,000 ev/s"),
+        ("single-event durable ingest", f"{r['single_event_ingest']['requests_per_second']:,} req/s", "≥ 3,000 req/s"),
+        ("ack → visible in view, p99", f"{r['ack_to_visible']['ack_to_visible']['p99_ms']} ms at "
+         f"{r['ack_to_visible']['rate_per_second']:.0f} ev/s", "≤ 50 ms"),
+        ("GET view p99", f"{r['view_reads']['p99_ms']} ms", "≤ 5 ms"),
+        ("fold peak RSS, large log", f"{r['log_large']['fold']['peak_rss_mib']} MiB "
+         f"({r['log_large']['fold']['events']:,} ev, {r['log_large']['fold']['customers']:,} customers)", "≤ 512 MiB"),
+        ("fold cost per event small → large", f"{r['log_small']['fold']['us_per_event']} → "
+         f"{r['log_large']['fold']['us_per_event']} µs (×{r['ratios']['fold_cost_large_vs_small']})", "flat ±20%"),
+        ("replay", f"{r['replay']['events_per_second']:,} ev/s (identical: {r['replay']['identical']})", "≥ 50,000 ev/s"),
+    ]
+    table = Table(title=f"Touchstream bench ({r['scale']}, {r['date']}, {r['machine']['cpus']} CPUs)")
+    for column in ("figure", "measured", "goal"):
+        table.add_column(column)
+    for row in rows:
+        table.add_row(*row)
+    console.print(table)
