@@ -111,8 +111,9 @@ class ProjectionRunner:
     """A thread that keeps the view store up to date with the log."""
 
     def __init__(self, log_: TouchpointLog, store: ViewStore, *, batch: int = 2000, cache: int = 50_000,
-                 until: int | None = None):
+                 until: int | None = None, linger: float = 0.005):
         self.log, self.store, self.batch, self.until = log_, store, batch, until
+        self.linger = linger
         self.cache = _ViewCache(store, cache)
         self.position = store.position()
         self._changed = threading.Condition()
@@ -151,8 +152,13 @@ class ProjectionRunner:
         backoff = 0.05
         while not self._stop.is_set():
             try:
-                if self.run_once():
+                folded = self.run_once()
+                if folded:
                     backoff = 0.05
+                    if folded < self.batch // 4:
+                        # Trickling in: let a few milliseconds of events gather so the
+                        # fixed cost of a batch (queries, commit) is shared.
+                        self._stop.wait(self.linger)
                     continue
                 with self._changed:
                     self._changed.wait(0.2)
