@@ -15,7 +15,6 @@ from typing import Any
 from eventsourcing.persistence import PersistenceError
 from fastapi import FastAPI, HTTPException, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import ORJSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from services import metrics
@@ -25,6 +24,7 @@ from services.api.customer_routes import customer_router
 from services.api.form_routes import form_router
 from services.api.ingest_routes import ingest_router
 from services.api.ops_routes import ops_router
+from services.api.responses import JSON
 from services.ingest import StorageUnavailable
 from services.platform import EmbeddedPlatform
 
@@ -57,13 +57,13 @@ class RequestMetrics:
             metrics.HTTP_SECONDS.labels(label, scope["method"]).observe(time.perf_counter() - started)
 
 
-def _error(status: int, detail: Any, headers: dict[str, str] | None = None) -> ORJSONResponse:
+def _error(status: int, detail: Any, headers: dict[str, str] | None = None) -> JSON:
     body: dict[str, Any] = {"status": status}
     if isinstance(detail, list):
         body["message"], body["errors"] = "invalid request", detail
     else:
         body["message"] = str(detail)
-    return ORJSONResponse({"error": body}, status_code=status, headers=headers)
+    return JSON({"error": body}, status_code=status, headers=headers)
 
 
 def create_app(platform: EmbeddedPlatform, *, manage_platform: bool = True) -> FastAPI:
@@ -86,22 +86,22 @@ def create_app(platform: EmbeddedPlatform, *, manage_platform: bool = True) -> F
         version="1.0.0",
         summary="Event-sourced multichannel customer-interaction platform: touchpoints in, 360° views out.",
         lifespan=lifespan,
-        default_response_class=ORJSONResponse,
+        default_response_class=JSON,
     )
     app.add_middleware(RequestMetrics)
 
     @app.exception_handler(HTTPException)
-    async def http_error(_: Request, exc: HTTPException) -> ORJSONResponse:
+    async def http_error(_: Request, exc: HTTPException) -> JSON:
         return _error(exc.status_code, exc.detail, exc.headers)
 
     @app.exception_handler(RequestValidationError)
-    async def query_error(_: Request, exc: RequestValidationError) -> ORJSONResponse:
+    async def query_error(_: Request, exc: RequestValidationError) -> JSON:
         errors = [{"path": ".".join(str(p) for p in e["loc"]), "message": e["msg"]} for e in exc.errors()]
         return _error(422, errors)
 
     @app.exception_handler(StorageUnavailable)
     @app.exception_handler(PersistenceError)
-    async def storage_error(_: Request, exc: Exception) -> ORJSONResponse:
+    async def storage_error(_: Request, exc: Exception) -> JSON:
         return _error(503, f"storage unavailable: {type(exc).__name__}", {"Retry-After": "1"})
 
     app.include_router(ingest_router(platform, keys))

@@ -18,13 +18,13 @@ from typing import Annotated, Any
 import orjson
 from fastapi import APIRouter, Depends, HTTPException, Query
 from pydantic import AwareDatetime
-from fastapi.responses import ORJSONResponse
 
 from projections.pressure import contact_pressure
 from projections.view_document import from_state, to_document
 from services import metrics
 from services.api.auth import KeyRing
 from services.api.contracts import normalise_email, normalise_phone
+from services.api.responses import JSON
 from services.platform import EmbeddedPlatform
 
 __all__ = ["customer_router"]
@@ -50,18 +50,18 @@ def customer_router(platform: EmbeddedPlatform, keys: KeyRing) -> APIRouter:
                 )
         return platform.runner.position
 
-    def answer(customer_id: str, position: int, at: datetime | None) -> ORJSONResponse:
+    def answer(customer_id: str, position: int, at: datetime | None) -> JSON:
         state = store.state(customer_id)
         if state is None:
             raise HTTPException(404, "no such customer")
         view = from_state(orjson.loads(state))
         document = to_document(view)
         document["contact_pressure"] = contact_pressure(view, at or datetime.now(UTC))
-        return ORJSONResponse(document, headers={"X-Touchstream-Position": str(position)})
+        return JSON(document, headers={"X-Touchstream-Position": str(position)})
 
     @router.get("/v1/customers/{customer_id}")
     async def get_customer(customer_id: str, min_position: MinPosition = None,
-                           at: AwareDatetime | None = None) -> ORJSONResponse:
+                           at: AwareDatetime | None = None) -> JSON:
         """The 360° view; ``at`` sets the time contact pressure is counted against."""
         position = await caught_up(min_position)
         return answer(customer_id, position, at)
@@ -69,7 +69,7 @@ def customer_router(platform: EmbeddedPlatform, keys: KeyRing) -> APIRouter:
     @router.get("/v1/customers")
     async def find_customer(email: str | None = None, phone: str | None = None,
                             external_id: Annotated[str | None, Query(description="system:id")] = None,
-                            min_position: MinPosition = None, at: AwareDatetime | None = None) -> ORJSONResponse:
+                            min_position: MinPosition = None, at: AwareDatetime | None = None) -> JSON:
         """The 360° view of the customer an identifier belongs to."""
         try:
             if email:
@@ -90,7 +90,7 @@ def customer_router(platform: EmbeddedPlatform, keys: KeyRing) -> APIRouter:
 
     @router.get("/v1/customers/{customer_id}/timeline")
     async def timeline(customer_id: str, limit: Annotated[int, Query(ge=1, le=500)] = 50,
-                       cursor: str | None = None, min_position: MinPosition = None) -> ORJSONResponse:
+                       cursor: str | None = None, min_position: MinPosition = None) -> JSON:
         """Every touchpoint of the customer from the log, newest event time first, paginated."""
         position = await caught_up(min_position)
         before = _cursor_in(cursor) if cursor else None
@@ -102,23 +102,23 @@ def customer_router(platform: EmbeddedPlatform, keys: KeyRing) -> APIRouter:
         events = [{"position": p, **records[p].document()} for _, p in page if p in records]
         payload: dict[str, Any] = {"customer_id": customer_id, "events": events,
                                    "next_cursor": _cursor_out(page[-1]) if more else None}
-        return ORJSONResponse(payload, headers={"X-Touchstream-Position": str(position)})
+        return JSON(payload, headers={"X-Touchstream-Position": str(position)})
 
     @router.get("/v1/identity/conflicts")
-    async def conflicts(after: int = 0, limit: Annotated[int, Query(ge=1, le=1000)] = 100) -> ORJSONResponse:
+    async def conflicts(after: int = 0, limit: Annotated[int, Query(ge=1, le=1000)] = 100) -> JSON:
         """Touchpoints whose identifiers belong to different customers (not merged)."""
         rows = store.rows("identity_conflicts", after=after, limit=limit)
         for row in rows:
             row["identifiers"] = orjson.loads(row.pop("detail"))
-        return ORJSONResponse({"conflicts": rows})
+        return JSON({"conflicts": rows})
 
     @router.get("/v1/dead-letters")
-    async def dead_letters(after: int = 0, limit: Annotated[int, Query(ge=1, le=1000)] = 100) -> ORJSONResponse:
+    async def dead_letters(after: int = 0, limit: Annotated[int, Query(ge=1, le=1000)] = 100) -> JSON:
         """Log records the projection could not apply, with the reason (replayable)."""
         rows = store.rows("dead_letters", after=after, limit=limit)
         for row in rows:
             row.pop("record")
-        return ORJSONResponse({"dead_letters": rows})
+        return JSON({"dead_letters": rows})
 
     return router
 

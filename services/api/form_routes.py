@@ -16,7 +16,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from fastapi import APIRouter, HTTPException, Request, Response
-from fastapi.responses import ORJSONResponse, RedirectResponse
+from fastapi.responses import RedirectResponse
 from starlette.datastructures import UploadFile
 
 from projections.codec import format_instant
@@ -24,6 +24,7 @@ from services import metrics
 from services.api.auth import RateLimiter
 from services.api.body import read_limited
 from services.api.intake import submit
+from services.api.responses import JSON
 from services.platform import EmbeddedPlatform
 from services.settings import FormSettings
 
@@ -78,7 +79,7 @@ def form_router(platform: EmbeddedPlatform, limiter: RateLimiter) -> APIRouter:
         event = _event(form_id, form, fields)
         verdict = (await submit(platform, [event], "", settings.max_event_bytes))[0]
         if verdict["result"] == "rejected":
-            return ORJSONResponse(verdict, status_code=422, headers=headers)
+            return JSON(verdict, status_code=422, headers=headers)
         return _answer(form, wants_json, verdict, headers)
 
     return router
@@ -110,5 +111,5 @@ def _event(form_id: str, form: FormSettings, fields: dict[str, str]) -> dict[str
 
 def _answer(form: FormSettings, wants_json: bool, verdict: dict[str, Any], headers: dict[str, str]) -> Response:
     if wants_json or not form.thank_you_url:
-        return ORJSONResponse(verdict, status_code=202, headers=headers)
+        return JSON(verdict, status_code=202, headers=headers)
     return RedirectResponse(form.thank_you_url, status_code=303, headers=headers)

@@ -13,13 +13,13 @@ import time
 from typing import Any
 
 from fastapi import APIRouter, Depends, HTTPException, Request
-from fastapi.responses import ORJSONResponse
 
 from services import metrics
 from services.api.auth import KeyRing
 from services.api.body import read_json
 from services.api.contracts import TOUCHPOINT_ADAPTER
 from services.api.intake import submit
+from services.api.responses import JSON
 from services.platform import EmbeddedPlatform
 
 __all__ = ["ingest_router"]
@@ -52,7 +52,7 @@ def ingest_router(platform: EmbeddedPlatform, keys: KeyRing) -> APIRouter:
             503: {"description": "storage unavailable; retry after Retry-After"},
         },
     )
-    async def post_events(request: Request) -> ORJSONResponse:
+    async def post_events(request: Request) -> JSON:
         started = time.perf_counter()
         body = await read_json(request, settings.max_body_bytes)
         single = isinstance(body, dict) and "events" not in body
@@ -72,6 +72,9 @@ def ingest_router(platform: EmbeddedPlatform, keys: KeyRing) -> APIRouter:
             status = {"accepted": 202, "duplicate": 200, "rejected": 422}[results[0]["result"]]
         else:
             status = 422 if counts["rejected"] == len(results) else 200
-        return ORJSONResponse(payload, status_code=status)
+        if status == 422:  # the common error shape too, beside the per-event verdicts
+            errors = [e for r in results for e in r.get("errors", [])]
+            payload["error"] = {"status": 422, "message": "every event was rejected", "errors": errors}
+        return JSON(payload, status_code=status)
 
     return router

@@ -27,6 +27,8 @@ def field_errors(error: ValidationError, prefix: str) -> list[dict[str, str]]:
     out = []
     for item in error.errors(include_url=False):
         loc = [str(p) for p in item["loc"]]
+        if item["type"] in ("union_tag_invalid", "union_tag_not_found"):
+            loc = [*loc, "type"]  # the discriminator itself is the field at fault
         if loc and loc[0] in ("call", "email", "visit", "web_form", "purchase", "service_case", "survey", "consent"):
             loc = loc[1:]  # the discriminator's branch name is not a field of the message
         path = prefix + "".join(f"[{p}]" if p.isdigit() else f".{p}" for p in loc)

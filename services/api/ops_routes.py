@@ -8,11 +8,11 @@ import time
 from datetime import UTC, datetime
 
 from fastapi import APIRouter, Response
-from fastapi.responses import ORJSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from projections.codec import instant
 from services import metrics
+from services.api.responses import JSON
 from services.platform import EmbeddedPlatform
 
 __all__ = ["ops_router", "refresh_gauges"]
@@ -45,11 +45,11 @@ def ops_router(platform: EmbeddedPlatform) -> APIRouter:
         return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
 
     @router.get("/healthz")
-    async def healthz() -> ORJSONResponse:
-        return ORJSONResponse({"status": "ok", "runtime": platform.runtime})
+    async def healthz() -> JSON:
+        return JSON({"status": "ok", "runtime": platform.runtime})
 
     @router.get("/readyz")
-    def readyz() -> ORJSONResponse:
+    def readyz() -> JSON:
         checks: dict[str, str] = {}
         started = time.perf_counter()
         try:
@@ -65,6 +65,6 @@ def ops_router(platform: EmbeddedPlatform) -> APIRouter:
         ready = all(v == "ok" for k, v in checks.items() if k != "draining") and not platform.draining
         body = {"ready": ready, "checks": checks, "log_position": head, "view_position": platform.runner.position,
                 "check_seconds": round(time.perf_counter() - started, 6)}
-        return ORJSONResponse(body, status_code=200 if ready else 503)
+        return JSON(body, status_code=200 if ready else 503)
 
     return router

@@ -1,0 +1,26 @@
+"""The benchmark harness runs end to end (at a small scale) and reports every figure.
+
+No timing is asserted here: speed goals live in ``make bench`` and docs/BENCHMARKS.md.
+This keeps the harness itself from rotting unnoticed.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from services.bench.run import run_bench
+
+
+@pytest.mark.e2e
+def test_the_quick_benchmark_reports_every_figure_and_an_identical_replay(tmp_path: Path) -> None:
+    results = run_bench("quick", tmp_path)
+    assert results["baseline_naive_load_modify_save"]["events"] == 300
+    assert results["batched_http_ingest"]["accepted"] == results["batched_http_ingest"]["events"] == 2000
+    assert results["single_event_ingest"]["accepted"] == 300
+    assert results["ack_to_visible"]["missing"] == 0
+    assert results["view_reads"]["samples"] == 100
+    assert results["log_large"]["fold"]["events"] == results["log_large"]["written"]["events"] == 12_000
+    assert results["replay"]["identical"] is True and results["replay"]["exit_code"] == 0
+    assert results["replay"]["position"] == 12_000
