@@ -39,6 +39,8 @@ def format_instant(moment: datetime) -> str:
 
 def instant(text: str) -> datetime:
     moment = datetime.fromisoformat(text)
+    if moment.tzinfo is UTC:  # the canonical form: nothing to convert
+        return moment
     if moment.tzinfo is None:
         raise ValueError(f"instant without a time zone: {text!r}")
     return moment.astimezone(UTC)

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
-from projections.view import CustomerView
+from projections.view import CustomerView, micros
 
 __all__ = ["WINDOWS", "contact_pressure"]
 
@@ -24,11 +24,12 @@ def contact_pressure(view: CustomerView, at: datetime) -> dict[str, dict[str, di
     Contacts after ``at`` are not counted (the caller may ask about the past).
     """
     out: dict[str, dict[str, dict[str, int]]] = {}
+    now = micros(at)
     for label, width in WINDOWS.items():
-        since = at - width
+        since = now - width // timedelta(microseconds=1)
         counts: dict[str, dict[str, int]] = {"by_company": {"all": 0}, "by_customer": {"all": 0}}
         for mark in view.contacts:
-            if since < mark.occurred_at <= at:
+            if since < mark.occurred_at <= now:
                 side = counts["by_company" if mark.by_company else "by_customer"]
                 side[mark.channel] = side.get(mark.channel, 0) + 1
                 side["all"] += 1

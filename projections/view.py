@@ -7,15 +7,19 @@ order of the same events gives the same view, and an event seen twice (same even
 counts once. Late and out-of-order events (offline field sales, delayed web forms)
 therefore land exactly where they belong.
 
+Instants inside the view are integers: microseconds since the Unix epoch (UTC). A view
+is stored after every batch that touches it; integers compare, store and load several
+times faster than datetimes. ``micros``/``instant_of`` convert at the edges.
+
 ``evolve`` is total: a touchpoint type it does not know only counts as a touchpoint.
 """
 
 from __future__ import annotations
 
 import bisect
-from dataclasses import dataclass, replace
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
+from typing import NamedTuple
 
 from projections.touchpoints import (
     Call,
@@ -42,42 +46,52 @@ __all__ = [
     "CustomerView",
     "initial_view",
     "evolve",
+    "micros",
+    "instant_of",
 ]
 
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_US = timedelta(microseconds=1)
+
+
+def micros(moment: datetime) -> int:
+    return (moment - _EPOCH) // _US
+
+
+def instant_of(us: int) -> datetime:
+    return _EPOCH + timedelta(microseconds=us)
+
+
 RECENT_LIMIT = 50
-PRESSURE_WINDOW = timedelta(days=30)
+PRESSURE_WINDOW = 30 * 24 * 3600 * 1_000_000  # 30 days, in microseconds
 PRESSURE_MARKS_LIMIT = 200
 
-Stamp = tuple[datetime, str]
-"""(occurred_at, event_id): the total order "last writer wins" uses."""
+Stamp = tuple[int, str]
+"""(occurred_at in µs, event_id): the total order "last writer wins" uses."""
 
 
-@dataclass(frozen=True, slots=True)
-class Attribute:
+class Attribute(NamedTuple):
     value: str
     stamp: Stamp
 
 
-@dataclass(frozen=True, slots=True)
-class ChannelStats:
+class ChannelStats(NamedTuple):
     count: int
-    first_at: datetime
-    last_at: datetime
+    first_at: int
+    last_at: int
     last_outcome: str | None = None
     outcome_stamp: Stamp | None = None
 
 
-@dataclass(frozen=True, slots=True)
-class CurrencyTotals:
+class CurrencyTotals(NamedTuple):
     count: int
     revenue: Decimal
     margin: Decimal
     margin_count: int  # purchases that stated a margin
 
 
-@dataclass(frozen=True, slots=True)
-class CaseState:
-    opened_at: datetime
+class CaseState(NamedTuple):
+    opened_at: int
     status: str
     status_stamp: Stamp
     severity: str
@@ -89,51 +103,53 @@ class CaseState:
         return self.status != "resolved"
 
 
-@dataclass(frozen=True, slots=True)
-class Score:
+class Score(NamedTuple):
     value: int
     stamp: Stamp
 
 
-@dataclass(frozen=True, slots=True)
-class ConsentState:
+class ConsentState(NamedTuple):
     status: str
     stamp: Stamp
     source: str
 
 
-@dataclass(frozen=True, slots=True)
-class ContactMark:
-    occurred_at: datetime
+class ContactMark(NamedTuple):
+    """Ordered as tuples: by (occurred_at, event_id)."""
+
+    occurred_at: int
     event_id: str
     channel: str
     by_company: bool
 
 
-@dataclass(frozen=True, slots=True)
-class Recent:
-    occurred_at: datetime
+class Recent(NamedTuple):
+    """Ordered as tuples: by (occurred_at, event_id)."""
+
+    occurred_at: int
     event_id: str
     type: str
     channel: str
     summary: str
 
 
-@dataclass(frozen=True, slots=True)
-class CustomerView:
+class CustomerView(NamedTuple):
+    """Immutable like every record here; a NamedTuple because a new view is built for
+    every event and tuples are built four times faster than frozen dataclasses."""
+
     customer_id: str
     emails: frozenset[str] = frozenset()
     phones: frozenset[str] = frozenset()
     external_ids: frozenset[tuple[str, str]] = frozenset()
-    first_seen: datetime | None = None
-    last_seen: datetime | None = None
+    first_seen: int | None = None
+    last_seen: int | None = None
     touchpoints: int = 0
     profile: tuple[tuple[str, Attribute], ...] = ()
     channels: tuple[tuple[str, ChannelStats], ...] = ()
     recent: tuple[Recent, ...] = ()
     purchases: int = 0
-    first_purchase_at: datetime | None = None
-    last_purchase_at: datetime | None = None
+    first_purchase_at: int | None = None
+    last_purchase_at: int | None = None
     currencies: tuple[tuple[str, CurrencyTotals], ...] = ()
     cases: tuple[tuple[str, CaseState], ...] = ()
     csat: Score | None = None
@@ -162,11 +178,11 @@ def _put(pairs: tuple, key, value) -> tuple:  # type: ignore[no-untyped-def]
     return tuple(sorted(merged.items()))
 
 
-def _min(a: datetime | None, b: datetime) -> datetime:
+def _min(a: int | None, b: int) -> int:
     return b if a is None or b < a else a
 
 
-def _max(a: datetime | None, b: datetime) -> datetime:
+def _max(a: int | None, b: int) -> int:
     return b if a is None or b > a else a
 
 
@@ -174,7 +190,8 @@ def evolve(view: CustomerView, event: Touchpoint) -> CustomerView:
     """The view after ``event``; the same view when the event was already applied."""
     if event.event_id in view.applied:
         return view
-    stamp: Stamp = (event.occurred_at, event.event_id)
+    at = micros(event.occurred_at)
+    stamp: Stamp = (at, event.event_id)
     purchases, first_purchase, last_purchase, currencies = (
         view.purchases, view.first_purchase_at, view.last_purchase_at, view.currencies,
     )
@@ -182,8 +199,8 @@ def evolve(view: CustomerView, event: Touchpoint) -> CustomerView:
     match event:
         case Purchase():
             purchases += 1
-            first_purchase = _min(first_purchase, event.occurred_at)
-            last_purchase = _max(last_purchase, event.occurred_at)
+            first_purchase = _min(first_purchase, at)
+            last_purchase = _max(last_purchase, at)
             currencies = _purchase(currencies, event)
         case ServiceCase():
             cases = _case(cases, event, stamp)
@@ -200,18 +217,18 @@ def evolve(view: CustomerView, event: Touchpoint) -> CustomerView:
         case _:
             pass  # other touchpoints only count in the envelope-level figures below
     ref = event.customer
-    last_seen = _max(view.last_seen, event.occurred_at)
+    last_seen = _max(view.last_seen, at)
     return CustomerView(
         customer_id=view.customer_id,
         emails=_union(view.emails, ref.emails),
         phones=_union(view.phones, ref.phones),
         external_ids=_union(view.external_ids, [(x.system, x.id) for x in ref.external_ids]),
-        first_seen=_min(view.first_seen, event.occurred_at),
+        first_seen=_min(view.first_seen, at),
         last_seen=last_seen,
         touchpoints=view.touchpoints + 1,
         profile=_profile(view.profile, event, stamp),
         channels=_channels(view.channels, event, stamp),
-        recent=_recent(view.recent, event),
+        recent=_recent(view.recent, event, at),
         purchases=purchases,
         first_purchase_at=first_purchase,
         last_purchase_at=last_purchase,
@@ -220,7 +237,7 @@ def evolve(view: CustomerView, event: Touchpoint) -> CustomerView:
         csat=csat,
         nps=nps,
         consents=consents,
-        contacts=_contacts(view.contacts, event, last_seen),
+        contacts=_contacts(view.contacts, event, at, last_seen),
         applied=view.applied | {event.event_id},
     )
 
@@ -250,13 +267,13 @@ def _channels(channels: tuple, event: Touchpoint, stamp: Stamp) -> tuple:  # typ
     held: ChannelStats | None = dict(channels).get(name)
     outcome = getattr(event, "outcome", None) or getattr(event, "status", None)
     if held is None:
-        stats = ChannelStats(1, event.occurred_at, event.occurred_at, outcome, stamp if outcome else None)
+        stats = ChannelStats(1, stamp[0], stamp[0], outcome, stamp if outcome else None)
     else:
         newer = outcome is not None and _later(held.outcome_stamp, stamp)
         stats = ChannelStats(
             held.count + 1,
-            min(held.first_at, event.occurred_at),
-            max(held.last_at, event.occurred_at),
+            min(held.first_at, stamp[0]),
+            max(held.last_at, stamp[0]),
             outcome if newer else held.last_outcome,
             stamp if newer else held.outcome_stamp,
         )
@@ -280,23 +297,17 @@ def _summary(event: Touchpoint) -> str:
             return f"{event.type} {status}" if status else event.type
 
 
-def _order(item: Recent | ContactMark) -> Stamp:
-    return (item.occurred_at, item.event_id)
-
-
-def _recent(recent: tuple[Recent, ...], event: Touchpoint) -> tuple[Recent, ...]:
+def _recent(recent: tuple[Recent, ...], event: Touchpoint, at: int) -> tuple[Recent, ...]:
     """The latest RECENT_LIMIT touchpoints, oldest first (kept sorted by insertion)."""
-    entry = Recent(event.occurred_at, event.event_id, event.type, event.channel.value, _summary(event))
-    if len(recent) >= RECENT_LIMIT and _order(entry) < _order(recent[0]):
+    entry = Recent(at, event.event_id, event.type, event.channel.value, _summary(event))
+    if len(recent) >= RECENT_LIMIT and entry < recent[0]:
         return recent
     merged = list(recent)
-    bisect.insort(merged, entry, key=_order)
+    bisect.insort(merged, entry)
     return tuple(merged[-RECENT_LIMIT:])
 
 
-def _contacts(
-    contacts: tuple[ContactMark, ...], event: Touchpoint, last_seen: datetime
-) -> tuple[ContactMark, ...]:
+def _contacts(contacts: tuple[ContactMark, ...], event: Touchpoint, at: int, last_seen: int) -> tuple[ContactMark, ...]:
     """Contacts of the last 30 days before the latest event: the contact-pressure ledger,
     oldest first.
 
@@ -306,10 +317,9 @@ def _contacts(
     horizon = last_seen - PRESSURE_WINDOW
     marks = list(contacts)
     if marks and marks[0].occurred_at < horizon:
-        del marks[: bisect.bisect_left(marks, horizon, key=lambda m: m.occurred_at)]
-    if event.occurred_at >= horizon:
-        mark = ContactMark(event.occurred_at, event.event_id, event.channel.value, event.initiated_by_company)
-        bisect.insort(marks, mark, key=_order)
+        del marks[: bisect.bisect_left(marks, (horizon,))]
+    if at >= horizon:
+        bisect.insort(marks, ContactMark(at, event.event_id, event.channel.value, event.initiated_by_company))
     return tuple(marks[-PRESSURE_MARKS_LIMIT:])
 
 
@@ -327,14 +337,12 @@ def _purchase(currencies: tuple, event: Purchase) -> tuple:  # type: ignore[type
 def _case(cases: tuple, event: ServiceCase, stamp: Stamp) -> tuple:  # type: ignore[type-arg]
     held: CaseState | None = dict(cases).get(event.case_id)
     if held is None:
-        state = CaseState(
-            event.occurred_at, event.status, stamp, event.severity, event.category,
-            stamp if event.category else None,
-        )
+        state = CaseState(stamp[0], event.status, stamp, event.severity, event.category,
+                          stamp if event.category else None)
     else:
-        state = replace(held, opened_at=min(held.opened_at, event.occurred_at))
+        state = held._replace(opened_at=min(held.opened_at, stamp[0]))
         if _later(held.status_stamp, stamp):
-            state = replace(state, status=event.status, status_stamp=stamp, severity=event.severity)
+            state = state._replace(status=event.status, status_stamp=stamp, severity=event.severity)
         if event.category and _later(held.category_stamp, stamp):
-            state = replace(state, category=event.category, category_stamp=stamp)
+            state = state._replace(category=event.category, category_stamp=stamp)
     return _put(cases, event.case_id, state)

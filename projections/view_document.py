@@ -2,19 +2,18 @@
 
 * ``to_state`` / ``from_state``: the stored form, complete (including the set of applied
   event ids) so a view store can resume folding; ``from_state(to_state(v)) == v``.
-  Instants are integers (microseconds since the Unix epoch, UTC): a view is written on
-  every batch that touches it, and integers are several times cheaper than ISO text.
+  Records are written as arrays in field order and instants as the view keeps them
+  (integer microseconds), so storing and loading a view is mostly copying.
 * ``to_document``: the published 360° document (HTTP, Redis, Kafka; Avro
-  ``schemas/view/customer_view``): readable figures, derived values computed, internal
-  bookkeeping left out.
+  ``schemas/view/customer_view``): readable figures, ISO 8601 instants, derived values
+  computed, internal bookkeeping left out.
 
-Both are plain JSON-able dicts whose keys serialise in a fixed order, so the same view
-always gives the same bytes.
+Both are plain JSON-able values whose serialisation is fixed, so the same view always
+gives the same bytes.
 """
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
@@ -29,37 +28,14 @@ from projections.view import (
     CustomerView,
     Recent,
     Score,
+    instant_of,
 )
 
 __all__ = ["to_state", "from_state", "to_document"]
 
 
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-_US = timedelta(microseconds=1)
-
-
-def _t(moment: datetime | None) -> int | None:
-    return None if moment is None else (moment - _EPOCH) // _US
-
-
-def _ti(micros: int | None) -> datetime | None:
-    return None if micros is None else _EPOCH + timedelta(microseconds=micros)
-
-
-def _i(micros: int) -> datetime:
-    return _EPOCH + timedelta(microseconds=micros)
-
-
-def _stamp(stamp: tuple[datetime, str] | None) -> list[int | str] | None:
-    return None if stamp is None else [(stamp[0] - _EPOCH) // _US, stamp[1]]
-
-
-def _stamp_in(raw: list[int | str] | None) -> tuple[datetime, str] | None:
-    return None if raw is None else (_i(raw[0]), raw[1])  # type: ignore[arg-type]
-
-
-def _iso(moment: datetime | None) -> str | None:
-    return None if moment is None else format_instant(moment)
+def _stamp(raw: list[Any] | None) -> tuple[int, str] | None:
+    return None if raw is None else (raw[0], raw[1])
 
 
 def to_state(view: CustomerView) -> dict[str, Any]:
@@ -67,31 +43,22 @@ def to_state(view: CustomerView) -> dict[str, Any]:
         "customer_id": view.customer_id,
         "emails": sorted(view.emails),
         "phones": sorted(view.phones),
-        "external_ids": sorted([list(x) for x in view.external_ids]),
-        "first_seen": _t(view.first_seen),
-        "last_seen": _t(view.last_seen),
+        "external_ids": sorted(view.external_ids),
+        "first_seen": view.first_seen,
+        "last_seen": view.last_seen,
         "touchpoints": view.touchpoints,
-        "profile": [[k, a.value, _stamp(a.stamp)] for k, a in view.profile],
-        "channels": [
-            [k, s.count, _t(s.first_at), _t(s.last_at), s.last_outcome, _stamp(s.outcome_stamp)]
-            for k, s in view.channels
-        ],
-        "recent": [[_t(r.occurred_at), r.event_id, r.type, r.channel, r.summary] for r in view.recent],
+        "profile": [(k, *a) for k, a in view.profile],
+        "channels": [(k, *s) for k, s in view.channels],
+        "recent": [tuple(r) for r in view.recent],
         "purchases": view.purchases,
-        "first_purchase_at": _t(view.first_purchase_at),
-        "last_purchase_at": _t(view.last_purchase_at),
-        "currencies": [
-            [k, c.count, str(c.revenue), str(c.margin), c.margin_count] for k, c in view.currencies
-        ],
-        "cases": [
-            [k, _t(c.opened_at), c.status, _stamp(c.status_stamp), c.severity, c.category,
-             _stamp(c.category_stamp)]
-            for k, c in view.cases
-        ],
-        "csat": None if view.csat is None else [view.csat.value, _stamp(view.csat.stamp)],
-        "nps": None if view.nps is None else [view.nps.value, _stamp(view.nps.stamp)],
-        "consents": [[ch, p, c.status, _stamp(c.stamp), c.source] for (ch, p), c in view.consents],
-        "contacts": [[_t(m.occurred_at), m.event_id, m.channel, m.by_company] for m in view.contacts],
+        "first_purchase_at": view.first_purchase_at,
+        "last_purchase_at": view.last_purchase_at,
+        "currencies": [(k, c.count, str(c.revenue), str(c.margin), c.margin_count) for k, c in view.currencies],
+        "cases": [(k, *c) for k, c in view.cases],
+        "csat": None if view.csat is None else tuple(view.csat),
+        "nps": None if view.nps is None else tuple(view.nps),
+        "consents": [(ch, p, *c) for (ch, p), c in view.consents],
+        "contacts": [tuple(m) for m in view.contacts],
         "applied": sorted(view.applied),
     }
 
@@ -102,38 +69,39 @@ def from_state(d: dict[str, Any]) -> CustomerView:
         emails=frozenset(d["emails"]),
         phones=frozenset(d["phones"]),
         external_ids=frozenset((s, i) for s, i in d["external_ids"]),
-        first_seen=_ti(d["first_seen"]),
-        last_seen=_ti(d["last_seen"]),
+        first_seen=d["first_seen"],
+        last_seen=d["last_seen"],
         touchpoints=d["touchpoints"],
-        profile=tuple((k, Attribute(v, _stamp_in(s))) for k, v, s in d["profile"]),  # type: ignore[arg-type]
-        channels=tuple(
-            (k, ChannelStats(n, _i(f), _i(la), o, _stamp_in(s)))
-            for k, n, f, la, o, s in d["channels"]
-        ),
-        recent=tuple(Recent(_i(t), e, ty, ch, su) for t, e, ty, ch, su in d["recent"]),
+        profile=tuple((k, Attribute(v, _stamp(s))) for k, v, s in d["profile"]),  # type: ignore[arg-type]
+        channels=tuple((k, ChannelStats(n, f, la, o, _stamp(s))) for k, n, f, la, o, s in d["channels"]),
+        recent=tuple(Recent(*r) for r in d["recent"]),
         purchases=d["purchases"],
-        first_purchase_at=_ti(d["first_purchase_at"]),
-        last_purchase_at=_ti(d["last_purchase_at"]),
+        first_purchase_at=d["first_purchase_at"],
+        last_purchase_at=d["last_purchase_at"],
         currencies=tuple(
             (k, CurrencyTotals(n, Decimal(r), Decimal(m), mc)) for k, n, r, m, mc in d["currencies"]
         ),
         cases=tuple(
-            (k, CaseState(_i(o), st, _stamp_in(ss), sev, cat, _stamp_in(cs)))  # type: ignore[arg-type]
+            (k, CaseState(o, st, _stamp(ss), sev, cat, _stamp(cs)))  # type: ignore[arg-type]
             for k, o, st, ss, sev, cat, cs in d["cases"]
         ),
-        csat=None if d["csat"] is None else Score(d["csat"][0], _stamp_in(d["csat"][1])),  # type: ignore[arg-type]
-        nps=None if d["nps"] is None else Score(d["nps"][0], _stamp_in(d["nps"][1])),  # type: ignore[arg-type]
+        csat=None if d["csat"] is None else Score(d["csat"][0], _stamp(d["csat"][1])),  # type: ignore[arg-type]
+        nps=None if d["nps"] is None else Score(d["nps"][0], _stamp(d["nps"][1])),  # type: ignore[arg-type]
         consents=tuple(
-            ((ch, p), ConsentState(st, _stamp_in(s), src))  # type: ignore[arg-type]
+            ((ch, p), ConsentState(st, _stamp(s), src))  # type: ignore[arg-type]
             for ch, p, st, s, src in d["consents"]
         ),
-        contacts=tuple(ContactMark(_i(t), e, ch, by) for t, e, ch, by in d["contacts"]),
+        contacts=tuple(ContactMark(*m) for m in d["contacts"]),
         applied=frozenset(d["applied"]),
     )
 
 
+def _iso(us: int | None) -> str | None:
+    return None if us is None else format_instant(instant_of(us))
+
+
 def _mean_resolution_seconds(cases: list[CaseState]) -> float | None:
-    resolved = [(c.status_stamp[0] - c.opened_at).total_seconds() for c in cases if not c.is_open]
+    resolved = [(c.status_stamp[0] - c.opened_at) / 1e6 for c in cases if not c.is_open]
     return round(sum(resolved) / len(resolved), 3) if resolved else None
 
 
