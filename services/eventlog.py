@@ -19,7 +19,7 @@ import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import orjson
 from eventsourcing.application import Application
@@ -27,7 +27,7 @@ from eventsourcing.persistence import Notification, StoredEvent
 from eventsourcing.sqlite import SQLiteApplicationRecorder
 from eventsourcing.utils import get_topic
 
-__all__ = ["LoggedTouchpoint", "TouchpointRecorder", "TouchpointLog", "stream_id"]
+__all__ = ["Appended", "LoggedTouchpoint", "TouchpointRecorder", "TouchpointLog", "stream_id"]
 
 _NAMESPACE = uuid.UUID("0b7a6f52-52d4-4c6e-8f0c-3a8d6f1e9c21")
 SCHEMA_VERSION = 1
@@ -35,6 +35,14 @@ SCHEMA_VERSION = 1
 
 def stream_id(event_id: str) -> uuid.UUID:
     return uuid.uuid5(_NAMESPACE, event_id)
+
+
+class Appended(NamedTuple):
+    """Where a touchpoint is in the log, and whether it was already there (a duplicate:
+    then ``position`` is the stored copy's)."""
+
+    position: int
+    duplicate: bool
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,8 +61,9 @@ class TouchpointRecorder(SQLiteApplicationRecorder):
 
     max_page_count: int = 0  # quota in pages; 0 = none
 
-    def append_new(self, stored_events: Sequence[StoredEvent]) -> list[int | None]:
-        """Insert what is not stored yet, in one transaction; None marks a duplicate.
+    def append_new(self, stored_events: Sequence[StoredEvent]) -> list[Appended]:
+        """Insert what is not stored yet, in one transaction; report duplicates with the
+        position of the copy already stored.
 
         One ``executemany`` and one range read instead of a statement per event: with a
         single writer, the rows this transaction inserted are exactly those after the
@@ -69,22 +78,31 @@ class TouchpointRecorder(SQLiteApplicationRecorder):
             before = c.fetchone()[0]
             c.executemany(insert, rows)
             c.execute(f"SELECT originator_id, rowid FROM {self.events_table_name} WHERE rowid > ?", (before,))
-            stored = dict(c.fetchall())
-        positions: list[int | None] = []
+            stored: dict[str, int] = dict(c.fetchall())
+            missing = list({r[0] for r in rows} - stored.keys())  # stored by an earlier transaction
+            originals = dict(self._positions_of(c, missing)) if missing else {}
+        appended: list[Appended] = []
+        first_copies: set[str] = set()
         for originator, *_ in rows:
-            positions.append(stored.pop(originator, None))  # a second copy in one batch: duplicate
-        return positions
+            if originator in stored and originator not in first_copies:
+                first_copies.add(originator)
+                appended.append(Appended(stored[originator], False))
+            else:  # stored before, or a second copy within this batch
+                appended.append(Appended(stored.get(originator) or originals[originator], True))
+        return appended
+
+    def _positions_of(self, c: Any, originator_hexes: Sequence[str]) -> list[tuple[str, int]]:
+        marks = ",".join("?" * len(originator_hexes))
+        c.execute(
+            f"SELECT originator_id, rowid FROM {self.events_table_name} WHERE originator_id IN ({marks})",
+            list(originator_hexes),
+        )
+        return [(row[0], row[1]) for row in c.fetchall()]
 
     def positions_of(self, originator_ids: Sequence[uuid.UUID]) -> dict[str, int]:
         """Where already-stored streams sit in the log: originator id (hex) -> position."""
-        marks = ",".join("?" * len(originator_ids))
         with self.datastore.transaction(commit=False) as c:
-            c.execute(
-                f"SELECT originator_id, rowid FROM {self.events_table_name} "
-                f"WHERE originator_id IN ({marks})",
-                [o.hex for o in originator_ids],
-            )
-            return {row[0]: row[1] for row in c.fetchall()}
+            return dict(self._positions_of(c, [o.hex for o in originator_ids]))
 
     def read_after(self, after: int, limit: int) -> list[tuple[int, str, bytes]]:
         """(position, topic, state) after ``after``: the follower's hot path, without
@@ -132,9 +150,9 @@ class TouchpointLog(Application):  # type: ignore[type-arg]
         self.touchpoints: TouchpointRecorder = self.recorder  # type: ignore[assignment]
         self.touchpoints.max_page_count = max_bytes // 4096 if max_bytes else 0
 
-    def append(self, documents: Sequence[dict[str, Any]]) -> list[int | None]:
-        """Durably append canonical touchpoints; per document its position, or None if
-        the same event_id was already stored."""
+    def append(self, documents: Sequence[dict[str, Any]]) -> list[Appended]:
+        """Durably append canonical touchpoints; per document its position, and whether
+        the same event_id was already stored (then the stored copy's position)."""
         stored = [
             StoredEvent(
                 originator_id=stream_id(d["event_id"]),

@@ -5,7 +5,7 @@ outcome; the writer takes everything pending, appends it to the log in ONE SQLit
 transaction (one fsync), and answers every request at once. So single-event requests
 share the cost of durability, and a 2xx still means "committed".
 
-Contract: ``append`` resolves to one position per document (None = duplicate), or raises
+Contract: ``append`` resolves to one ``Appended`` (position, duplicate) per document, or raises
 ``StorageUnavailable`` when the log could not commit (the caller answers 503).
 """
 
@@ -21,7 +21,7 @@ import structlog
 from eventsourcing.persistence import PersistenceError
 
 from services import metrics
-from services.eventlog import TouchpointLog
+from services.eventlog import Appended, TouchpointLog
 
 __all__ = ["StorageUnavailable", "GroupCommitter"]
 
@@ -43,9 +43,9 @@ class GroupCommitter:
         self._thread = threading.Thread(target=self._loop, name="log-writer", daemon=True)
         self._thread.start()
 
-    async def append(self, documents: list[dict[str, Any]]) -> list[int | None]:
+    async def append(self, documents: list[dict[str, Any]]) -> list[Appended]:
         loop = asyncio.get_running_loop()
-        future: asyncio.Future[list[int | None]] = loop.create_future()
+        future: asyncio.Future[list[Appended]] = loop.create_future()
         with self._cond:
             if self._stopping:
                 raise StorageUnavailable("the log writer is shutting down")

@@ -4,6 +4,9 @@ base units). Labels never carry customer data: only types, reasons, routes, chan
 
 from __future__ import annotations
 
+from functools import lru_cache
+from typing import Any
+
 from prometheus_client import Counter, Gauge, Histogram
 
 __all__ = [
@@ -21,7 +24,16 @@ __all__ = [
     "HTTP_REQUESTS",
     "HTTP_SECONDS",
     "READ_WAIT_SECONDS",
+    "child",
 ]
+
+
+@lru_cache(maxsize=4096)
+def child(metric: Any, *labels: str) -> Any:
+    """A labelled child, looked up once: ``labels()`` locks and builds a key on every call,
+    and ingest counts every event. Label values are bounded sets (types, results,
+    reasons, route templates), so the cache stays small."""
+    return metric.labels(*labels)
 
 _LATENCY = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
 

@@ -37,20 +37,29 @@ log = structlog.get_logger("touchstream.runner")
 
 
 class _ViewCache:
+    """Recently written views, kept as their stored bytes (the runner is their only
+    writer, so the cache is always current).
+
+    Bytes rather than objects on purpose: a view is ~100 small objects, and tens of
+    thousands of cached views made every full garbage collection walk millions of
+    objects (pauses of 0.5 s measured, and a third of the runner's time). Bytes are
+    invisible to the collector and ~10x smaller; decoding one costs ~10 µs.
+    """
+
     def __init__(self, store: ViewStore, capacity: int):
         self.store, self.capacity = store, capacity
-        self.items: OrderedDict[str, CustomerView] = OrderedDict()
+        self.items: OrderedDict[str, bytes] = OrderedDict()
 
     def load(self, customer_ids: set[str]) -> dict[str, CustomerView]:
-        views = {cid: self.items[cid] for cid in customer_ids if cid in self.items}
-        missing = [cid for cid in customer_ids if cid not in views]
-        for cid, state in self.store.states(missing).items():
-            views[cid] = from_state(orjson.loads(state))
-        return views
+        states = {cid: self.items[cid] for cid in customer_ids if cid in self.items}
+        missing = [cid for cid in customer_ids if cid not in states]
+        if missing:
+            states.update(self.store.states(missing))
+        return {cid: from_state(orjson.loads(state)) for cid, state in states.items()}
 
-    def keep(self, views: dict[str, CustomerView]) -> None:
-        for cid, view in views.items():
-            self.items[cid] = view
+    def keep(self, states: dict[str, bytes]) -> None:
+        for cid, state in states.items():
+            self.items[cid] = state
             self.items.move_to_end(cid)
         while len(self.items) > self.capacity:
             self.items.popitem(last=False)
@@ -60,9 +69,7 @@ def _decode(record: LoggedTouchpoint) -> Touchpoint:
     return from_dict(record.document())
 
 
-def fold_batch(
-    records: list[LoggedTouchpoint], store: ViewStore, cache: _ViewCache
-) -> tuple[ViewChanges, dict[str, CustomerView]]:
+def fold_batch(records: list[LoggedTouchpoint], store: ViewStore, cache: _ViewCache) -> ViewChanges:
     """Fold a batch of log records into the changes to commit (no writes here)."""
     changes = ViewChanges(position=records[-1].position)
     decoded: list[tuple[LoggedTouchpoint, Touchpoint]] = []
@@ -93,7 +100,7 @@ def fold_batch(
         changes.timeline.append((cid, format_instant(event.occurred_at), record.position))
     touched = {cid for _, cid, _ in routed if cid in views}
     changes.views = {cid: dumps(to_state(views[cid])) for cid in touched}
-    return changes, {cid: views[cid] for cid in touched}
+    return changes
 
 
 def _dead(record: LoggedTouchpoint, reason: str) -> tuple[int, str | None, str, bytes]:
@@ -133,9 +140,9 @@ class ProjectionRunner:
         if not records:
             return 0
         started = time.perf_counter()
-        changes, views = fold_batch(records, self.store, self.cache)
+        changes = fold_batch(records, self.store, self.cache)
         self.store.commit(changes)
-        self.cache.keep(views)
+        self.cache.keep(changes.views)
         with self._changed:
             self.position = changes.position
             self._changed.notify_all()

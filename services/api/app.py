@@ -53,8 +53,8 @@ class RequestMetrics:
         finally:
             route = scope.get("route")
             label = getattr(route, "path", "unmatched")
-            metrics.HTTP_REQUESTS.labels(label, scope["method"], str(status[0])).inc()
-            metrics.HTTP_SECONDS.labels(label, scope["method"]).observe(time.perf_counter() - started)
+            metrics.child(metrics.HTTP_REQUESTS, label, scope["method"], str(status[0])).inc()
+            metrics.child(metrics.HTTP_SECONDS, label, scope["method"]).observe(time.perf_counter() - started)
 
 
 def _error(status: int, detail: Any, headers: dict[str, str] | None = None) -> JSON:

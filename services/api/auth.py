@@ -67,19 +67,24 @@ class KeyRing:
                 found = principal
         return found
 
+    def authorize(self, request: Request, scope: Scope) -> Principal:
+        """The caller's principal, or HTTPException 401/403/429."""
+        header = request.headers.get("authorization", "")
+        presented = header[7:].strip() if header.lower().startswith("bearer ") else request.headers.get("x-api-key")
+        principal = self.identify(presented)
+        if principal is None:
+            raise HTTPException(401, "missing or unknown API key", headers={"WWW-Authenticate": "Bearer"})
+        if scope not in principal.scopes and "admin" not in principal.scopes:
+            raise HTTPException(403, f"this key lacks the '{scope}' scope")
+        wait = self.limiter.retry_after(principal.label)
+        if wait:
+            raise HTTPException(429, "rate limit exceeded", headers={"Retry-After": str(math.ceil(wait))})
+        return principal
+
     def require(self, scope: Scope) -> Callable[[Request], Coroutine[Any, Any, Principal]]:
+        """``authorize`` as a FastAPI dependency (for routes off the hot path)."""
+
         async def dependency(request: Request) -> Principal:
-            header = request.headers.get("authorization", "")
-            presented = header[7:].strip() if header.lower().startswith("bearer ") else request.headers.get("x-api-key")
-            principal = self.identify(presented)
-            if principal is None:
-                raise HTTPException(401, "missing or unknown API key", headers={"WWW-Authenticate": "Bearer"})
-            if scope not in principal.scopes and "admin" not in principal.scopes:
-                raise HTTPException(403, f"this key lacks the '{scope}' scope")
-            wait = self.limiter.retry_after(principal.label)
-            if wait:
-                raise HTTPException(429, "rate limit exceeded", headers={"Retry-After": str(math.ceil(wait))})
-            request.state.principal = principal
-            return principal
+            return self.authorize(request, scope)
 
         return dependency

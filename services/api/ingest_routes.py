@@ -12,7 +12,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from fastapi import APIRouter, Depends, HTTPException, Request
+from fastapi import APIRouter, HTTPException, Request
 
 from services import metrics
 from services.api.auth import KeyRing
@@ -32,7 +32,6 @@ def ingest_router(platform: EmbeddedPlatform, keys: KeyRing) -> APIRouter:
 
     @router.post(
         "/v1/events",
-        dependencies=[Depends(keys.require("ingest"))],
         openapi_extra={
             "requestBody": {
                 "required": True,
@@ -45,6 +44,9 @@ def ingest_router(platform: EmbeddedPlatform, keys: KeyRing) -> APIRouter:
         },
         responses={
             200: {"description": "batch results, or the event was a duplicate"},
+            401: {"description": "missing or unknown API key"},
+            403: {"description": "the key lacks the ingest scope"},
+            429: {"description": "rate limited; retry after Retry-After"},
             202: {"description": "the event is durably in the log"},
             413: {"description": "body or event too large"},
             415: {"description": "not application/json"},
@@ -54,6 +56,7 @@ def ingest_router(platform: EmbeddedPlatform, keys: KeyRing) -> APIRouter:
     )
     async def post_events(request: Request) -> JSON:
         started = time.perf_counter()
+        keys.authorize(request, "ingest")  # called directly: FastAPI's dependency solving was 9% of CPU here
         body = await read_json(request, settings.max_body_bytes)
         single = isinstance(body, dict) and "events" not in body
         raws: Any = [body] if single else (body["events"] if isinstance(body, dict) else body)

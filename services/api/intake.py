@@ -17,7 +17,6 @@ from pydantic import ValidationError
 
 from services import metrics
 from services.api.contracts import TOUCHPOINT_ADAPTER, to_canonical
-from services.eventlog import stream_id
 from services.platform import EmbeddedPlatform
 
 __all__ = ["judge", "submit", "field_errors"]
@@ -76,15 +75,10 @@ async def submit(platform: EmbeddedPlatform, raws: list[Any], prefix: str, max_b
     verdicts = [judge(raw, f"{prefix}[{i}]" if prefix else "", max_bytes, now) for i, raw in enumerate(raws)]
     good = [v for v in verdicts if "document" in v]
     if good:
-        positions = await platform.writer.append([v["document"] for v in good])
-        duplicates = [v for v, p in zip(good, positions, strict=True) if p is None]
-        originals = platform.log.touchpoints.positions_of([stream_id(v["event_id"]) for v in duplicates]) if duplicates else {}
-        for verdict, position in zip(good, positions, strict=True):
+        appended = await platform.writer.append([v["document"] for v in good])
+        for verdict, (position, duplicate) in zip(good, appended, strict=True):
             del verdict["document"]
-            if position is None:
-                verdict.update(result="duplicate", position=originals.get(stream_id(verdict["event_id"]).hex))
-            else:
-                verdict.update(result="accepted", position=position)
+            verdict.update(result="duplicate" if duplicate else "accepted", position=position)
     for v in verdicts:
-        metrics.EVENTS.labels(type=v["type"], result=v["result"], reason=v.get("reason", "")).inc()
+        metrics.child(metrics.EVENTS, v["type"], v["result"], v.get("reason", "")).inc()
     return verdicts

@@ -124,9 +124,9 @@ def test_a_waiting_reader_is_released_when_the_position_is_reached(tmp_path: Pat
     log, store, runner = open_all(tmp_path)
     runner.start()
     try:
-        positions = log.append(history(1, 3))
+        last = log.append(history(1, 3))[-1].position
         runner.notify()
-        assert runner.wait_for(positions[-1], timeout=5)
-        assert not runner.wait_for(positions[-1] + 1, timeout=0.05)
+        assert runner.wait_for(last, timeout=5)
+        assert not runner.wait_for(last + 1, timeout=0.05)
     finally:
         runner.stop()

@@ -23,8 +23,8 @@ def test_a_full_log_refuses_the_whole_batch_and_keeps_what_it_had(tmp_path: Path
         for n in range(2000):
             log.append(documents(*[f"e{n}-{i}" for i in range(20)]))
     head = log.head()
-    assert log.read(0, 1)[0].position == kept[0]
-    assert log.append(documents("first"))[0] is None  # still there, still a duplicate
+    assert log.read(0, 1)[0].position == kept[0].position
+    assert log.append(documents("first"))[0] == (kept[0].position, True)  # still there, a duplicate
     assert log.head() == head
 
 
@@ -32,5 +32,6 @@ def test_duplicates_report_where_the_original_was_stored(tmp_path: Path) -> None
     from services.eventlog import stream_id
 
     log = TouchpointLog(tmp_path / "log.sqlite")
-    positions = log.append(documents("a", "b"))
-    assert log.touchpoints.positions_of([stream_id("b"), stream_id("zz")]) == {stream_id("b").hex: positions[1]}
+    appended = log.append(documents("a", "b"))
+    assert log.touchpoints.positions_of([stream_id("b"), stream_id("zz")]) == {stream_id("b").hex: appended[1].position}
+    assert log.append(documents("b", "c"))[0] == (appended[1].position, True)

@@ -28,25 +28,27 @@ class TouchpointLogContract:
 
     def test_appended_touchpoints_get_increasing_positions(self, tmp_path: Path) -> None:
         log = self.make_log(tmp_path)
-        first = log.append(documents("a", "b"))
-        second = log.append(documents("c"))
+        first = [a.position for a in log.append(documents("a", "b"))]
+        second = [a.position for a in log.append(documents("c"))]
         assert first[0] < first[1] < second[0]
         assert log.head() == second[0]
 
     def test_a_resent_event_id_is_stored_once_and_reported_as_duplicate(self, tmp_path: Path) -> None:
         log = self.make_log(tmp_path)
-        assert None not in log.append(documents("a"))
-        assert log.append(documents("a", "b"))[0] is None
+        first = log.append(documents("a"))
+        assert not first[0].duplicate
+        again = log.append(documents("a", "b"))
+        assert again[0] == (first[0].position, True) and not again[1].duplicate
         assert [r.document()["event_id"] for r in log.read(0, 10)] == ["a", "b"]
 
     def test_a_duplicate_inside_one_batch_is_stored_once(self, tmp_path: Path) -> None:
         log = self.make_log(tmp_path)
-        positions = log.append(documents("a") + documents("a"))
-        assert positions[1] is None and len(log.read(0, 10)) == 1
+        appended = log.append(documents("a") + documents("a"))
+        assert appended[1] == (appended[0].position, True) and len(log.read(0, 10)) == 1
 
     def test_reading_after_a_position_returns_what_follows_in_order(self, tmp_path: Path) -> None:
         log = self.make_log(tmp_path)
-        positions = log.append(documents(*"abcdef"))
+        positions = [a.position for a in log.append(documents(*"abcdef"))]
         tail = log.read(positions[2], 2)
         assert [r.position for r in tail] == positions[3:5]
         assert tail[0].document() == documents(*"abcdef")[3]
@@ -56,11 +58,11 @@ class TouchpointLogContract:
         log.append(documents("a", "b"))
         log = self.reopen(log, tmp_path)
         assert [r.document()["event_id"] for r in log.read(0, 10)] == ["a", "b"]
-        assert log.append(documents("b"))[0] is None
+        assert log.append(documents("b"))[0].duplicate
 
     def test_records_can_be_fetched_by_position(self, tmp_path: Path) -> None:
         log = self.make_log(tmp_path)
-        positions = log.append(documents(*"abc"))
+        positions = [a.position for a in log.append(documents(*"abc"))]
         fetched = log.at_positions([positions[2], positions[0]])
         assert [r.document()["event_id"] for r in fetched] == ["c", "a"]
 
