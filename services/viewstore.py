@@ -38,7 +38,7 @@ class _ViewConnections(SQLiteConnectionPool):
         connection = super()._create_connection()
         raw = connection._sqlite_conn
         raw.execute("PRAGMA synchronous=NORMAL")
-        raw.execute("PRAGMA cache_size=-65536")  # 64 MiB of page cache
+        raw.execute("PRAGMA cache_size=-16384")  # 16 MiB per connection (the pool opens several)
         raw.execute("PRAGMA wal_autocheckpoint=20000")
         return connection
 
