@@ -2,6 +2,8 @@
 #   make run    start the embedded platform (HTTP API on 127.0.0.1:8080, data in ./data)
 #   make test   the whole test suite (unit, property, integration, end-to-end)
 #   make bench  the benchmarks, with their same-run baselines
+# Versions: pyproject.toml pins what we use directly; constraints.txt pins everything
+# installed, transitive dependencies included, to the set the tests passed with.
 
 PYTHON ?= python3
 VENV   := .venv
@@ -10,10 +12,10 @@ STAMP  := $(VENV)/.installed
 
 .PHONY: install run test test-fast bench schemas clean
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[test]'
+	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[test]'
 	touch $(STAMP)
 
 install: $(STAMP)
