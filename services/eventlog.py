@@ -8,9 +8,9 @@ the write. A re-sent event is not stored again and comes back as a duplicate. Th
 library's notification ids (SQLite rowids, assigned in commit order by the one writer)
 are the global positions that projections track.
 
-Contract: ``append`` returns only after the SQLite transaction committed (WAL,
-synchronous=FULL, the library's defaults), so anything it reports as stored survives a
-crash. Storage failures raise ``eventsourcing.persistence.PersistenceError``.
+Contract: ``append`` returns only after the SQLite transaction committed (WAL, and
+``synchronous=FULL`` set on every connection rather than left to the SQLite build's
+default), so anything it reports as stored survives a crash and a power loss. Storage failures raise ``eventsourcing.persistence.PersistenceError``.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ from typing import Any, NamedTuple
 import orjson
 from eventsourcing.application import Application
 from eventsourcing.persistence import Notification, StoredEvent
-from eventsourcing.sqlite import SQLiteApplicationRecorder
+from eventsourcing.sqlite import SQLiteApplicationRecorder, SQLiteConnection, SQLiteConnectionPool
 from eventsourcing.utils import get_topic
 
 __all__ = ["Appended", "LoggedTouchpoint", "TouchpointRecorder", "TouchpointLog", "stream_id"]
@@ -54,6 +54,13 @@ class LoggedTouchpoint:
     def document(self) -> dict[str, Any]:
         """The canonical dict; raises orjson.JSONDecodeError on a damaged record."""
         return orjson.loads(self.state)  # type: ignore[no-any-return]
+
+
+class _DurableConnections(SQLiteConnectionPool):
+    def _create_connection(self) -> SQLiteConnection:
+        connection = super()._create_connection()
+        connection._sqlite_conn.execute("PRAGMA synchronous=FULL")
+        return connection
 
 
 class TouchpointRecorder(SQLiteApplicationRecorder):
@@ -148,6 +155,9 @@ class TouchpointLog(Application):  # type: ignore[type-arg]
             }
         )
         self.touchpoints: TouchpointRecorder = self.recorder  # type: ignore[assignment]
+        datastore, built_with = self.touchpoints.datastore, self.touchpoints.datastore.pool
+        datastore.pool = _DurableConnections(db_name=str(path), lock_timeout=lock_timeout_seconds)
+        built_with.close()  # the library's pool only created the table
         self.touchpoints.max_page_count = max_bytes // 4096 if max_bytes else 0
 
     def append(self, documents: Sequence[dict[str, Any]]) -> list[Appended]:

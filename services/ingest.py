@@ -47,8 +47,8 @@ class GroupCommitter:
         loop = asyncio.get_running_loop()
         future: asyncio.Future[list[Appended]] = loop.create_future()
         with self._cond:
-            if self._stopping:
-                raise StorageUnavailable("the log writer is shutting down")
+            if self._stopping or not self._thread.is_alive():
+                raise StorageUnavailable("the log writer is not running")
             self._pending.append((documents, future, loop))
             self._cond.notify()
         return await future
@@ -72,19 +72,24 @@ class GroupCommitter:
             documents = [d for docs, _, _ in group for d in docs]
             try:
                 positions = self.log.append(documents)
-            except PersistenceError as error:
-                log.error("log_append_failed", error=type(error).__name__, detail=str(error)[:200])
-                failure = StorageUnavailable(str(error))
+            except Exception as error:  # noqa: BLE001 - whatever happened, every request gets an answer
+                kind = "storage" if isinstance(error, PersistenceError) else "unexpected"
+                log.error("log_append_failed", kind=kind, error=type(error).__name__, detail=str(error)[:200])
+                failure = StorageUnavailable(f"{type(error).__name__}: {error}")
                 for _, future, loop in group:
-                    loop.call_soon_threadsafe(_fail, future, failure)
+                    _answer(loop, _fail, future, failure)
                 continue
             metrics.GROUP_COMMIT_EVENTS.observe(len(documents))
             if self.on_commit is not None:
                 self.on_commit()
             offset = 0
             for docs, future, loop in group:
-                loop.call_soon_threadsafe(_succeed, future, positions[offset : offset + len(docs)])
+                _answer(loop, _succeed, future, positions[offset : offset + len(docs)])
                 offset += len(docs)
+
+    @property
+    def alive(self) -> bool:
+        return self._thread.is_alive()
 
     def close(self, timeout: float = 10.0) -> None:
         """Finish what is pending (every accepted request gets its answer), then stop."""
@@ -93,6 +98,13 @@ class GroupCommitter:
             self._cond.notify_all()
         deadline = time.monotonic() + timeout
         self._thread.join(max(0.0, deadline - time.monotonic()))
+
+
+def _answer(loop: asyncio.AbstractEventLoop, how: Any, future: asyncio.Future, value: object) -> None:  # type: ignore[type-arg]
+    try:
+        loop.call_soon_threadsafe(how, future, value)
+    except RuntimeError:  # the requester's loop is closed: nobody is waiting any more
+        pass
 
 
 def _succeed(future: asyncio.Future, value: object) -> None:  # type: ignore[type-arg]

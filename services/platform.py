@@ -1,7 +1,8 @@
 """The embedded platform: one process owning the log, the view store, the projection
-runner and the log writer. Opening it catches the views up with the log (so a restart
-after a crash resumes exactly where the last committed batch ended); closing it drains
-the writer, then the runner.
+runner and the log writer. After a crash the runner resumes exactly where the last
+committed batch ended and catches up in the background (``/readyz`` shows the log and
+view positions; a read that must include a write passes ``min_position``). Closing
+drains the writer first (every accepted request is answered), then stops the runner.
 """
 
 from __future__ import annotations

@@ -70,7 +70,8 @@ def _decode(record: LoggedTouchpoint) -> Touchpoint:
 
 
 def fold_batch(records: list[LoggedTouchpoint], store: ViewStore, cache: _ViewCache) -> ViewChanges:
-    """Fold a batch of log records into the changes to commit (no writes here)."""
+    """Fold a batch of log records into the changes to commit (no writes, no metrics here:
+    a failed commit is retried, and must not count twice)."""
     changes = ViewChanges(position=records[-1].position)
     decoded: list[tuple[LoggedTouchpoint, Touchpoint]] = []
     for record in records:
@@ -79,39 +80,60 @@ def fold_batch(records: list[LoggedTouchpoint], store: ViewStore, cache: _ViewCa
         except Exception as error:  # noqa: BLE001 - any decoding failure is a dead letter
             changes.dead_letters.append(_dead(record, f"undecodable: {type(error).__name__}: {error}"))
     known = store.owners(i for _, e in decoded for i in identifiers_of(e.customer))
-    routed: list[tuple[LoggedTouchpoint, str, Touchpoint]] = []
+    views = cache.load(_likely_customers(decoded, known))
     for record, event in decoded:
-        res = resolve(event, known)
-        for identifier in res.links:
+        try:  # resolution and fold succeed together, or the record is a dead letter
+            res = resolve(event, known)
+            if res.customer_id not in views:
+                views.update(cache.load({res.customer_id}))
+            view = evolve(views.get(res.customer_id) or initial_view(res.customer_id), res.folded)
+        except Exception as error:  # noqa: BLE001 - a bad record must not stop the runner
+            changes.dead_letters.append(_dead(record, f"unfoldable: {type(error).__name__}: {error}"))
+            continue
+        views[res.customer_id] = view
+        for identifier in res.links:  # only a folded event may claim identifiers
             known[identifier] = res.customer_id
             changes.links.append((*identifier, res.customer_id))
         if res.conflicts:
             detail = [{"kind": i[0], "owner": owner} for i, owner in res.conflicts]
             changes.conflicts.append((record.position, event.event_id, res.customer_id, orjson.dumps(detail)))
-            metrics.IDENTITY_CONFLICTS.inc()
-        routed.append((record, res.customer_id, res.folded))
-    views = cache.load({cid for _, cid, _ in routed})
-    for record, cid, event in routed:
-        try:
-            views[cid] = evolve(views.get(cid) or initial_view(cid), event)
-        except Exception as error:  # noqa: BLE001 - a fold failure must not stop the runner
-            changes.dead_letters.append(_dead(record, f"unfoldable: {type(error).__name__}: {error}"))
-            continue
-        changes.timeline.append((cid, format_instant(event.occurred_at), record.position))
-    touched = {cid for _, cid, _ in routed if cid in views}
+        changes.timeline.append((res.customer_id, format_instant(event.occurred_at), record.position))
+    touched = {cid for cid, _, _ in changes.timeline}
     changes.views = {cid: dumps(to_state(views[cid])) for cid in touched}
     return changes
 
 
+def _likely_customers(decoded: list[tuple[LoggedTouchpoint, Touchpoint]], known: dict) -> set[str]:  # type: ignore[type-arg]
+    """The customers the batch will touch, for one batched load (a resolution that ends
+    elsewhere, after a dead letter, loads its view on its own)."""
+    overlay, customers = dict(known), set()
+    for _, event in decoded:
+        try:
+            res = resolve(event, overlay)
+        except Exception:  # noqa: BLE001 - judged properly in the fold loop
+            continue
+        customers.add(res.customer_id)
+        overlay.update(dict.fromkeys(res.links, res.customer_id))
+    return customers
+
+
 def _dead(record: LoggedTouchpoint, reason: str) -> tuple[int, str | None, str, bytes]:
-    metrics.DEAD_LETTERS.labels(reason=reason.split(":", 1)[0]).inc()
-    log.warning("dead_letter", position=record.position, reason=reason.split(":", 1)[0])
     event_id: str | None = None
     try:
         event_id = orjson.loads(record.state).get("event_id")
     except Exception:  # noqa: BLE001
         pass
     return (record.position, event_id, reason[:500], record.state)
+
+
+def _count(changes: ViewChanges) -> None:
+    """Metrics and log lines for what a batch committed (never for a batch that failed)."""
+    for position, _, reason, _ in changes.dead_letters:
+        kind = reason.split(":", 1)[0]
+        metrics.child(metrics.DEAD_LETTERS, kind).inc()
+        log.warning("dead_letter", position=position, reason=kind)
+    if changes.conflicts:
+        metrics.IDENTITY_CONFLICTS.inc(len(changes.conflicts))
 
 
 class ProjectionRunner:
@@ -124,6 +146,7 @@ class ProjectionRunner:
         self.cache = _ViewCache(store, cache)
         self.position = store.position()
         self._changed = threading.Condition()
+        self._appended = 0  # commits announced by the writer; read under the lock
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self.on_batch: Callable[[int, int], Any] | None = None
@@ -132,6 +155,7 @@ class ProjectionRunner:
     def notify(self) -> None:
         """Called by the writer after a commit: there is something new to read."""
         with self._changed:
+            self._appended += 1
             self._changed.notify_all()
 
     def run_once(self) -> int:
@@ -143,6 +167,7 @@ class ProjectionRunner:
         changes = fold_batch(records, self.store, self.cache)
         self.store.commit(changes)
         self.cache.keep(changes.views)
+        _count(changes)
         with self._changed:
             self.position = changes.position
             self._changed.notify_all()
@@ -159,6 +184,8 @@ class ProjectionRunner:
         backoff = 0.05
         while not self._stop.is_set():
             try:
+                with self._changed:
+                    seen = self._appended  # taken before reading: a commit after this wakes us
                 folded = self.run_once()
                 if folded:
                     backoff = 0.05
@@ -168,7 +195,8 @@ class ProjectionRunner:
                         self._stop.wait(self.linger)
                     continue
                 with self._changed:
-                    self._changed.wait(0.2)
+                    if self._appended == seen:
+                        self._changed.wait(0.2)
             except Exception as error:  # noqa: BLE001 - storage trouble: wait and retry
                 self.failed = error
                 log.error("projection_batch_failed", error=type(error).__name__, detail=str(error)[:200])

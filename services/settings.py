@@ -47,20 +47,24 @@ class Settings(BaseSettings):
 
     api_keys: dict[str, tuple[Scope, ...]] = {}
     forms: dict[str, FormSettings] = {}
-    rate_limit_per_second: float = 2000.0
-    rate_limit_burst: int = 4000
+    rate_limit_per_second: float = Field(default=2000.0, gt=0)
+    rate_limit_burst: int = Field(default=4000, ge=1)
 
     default_phone_region: str = "FR"
     max_batch_events: int = 1000
     max_body_bytes: int = 1024 * 1024
     max_event_bytes: int = 32 * 1024
+    max_future_seconds: int = Field(default=900, ge=0)  # how far ahead of our clock occurred_at may be
 
     sqlite_lock_timeout_seconds: int = 2
-    sqlite_synchronous: Literal["FULL", "NORMAL"] = "FULL"
     log_max_bytes: int = 0  # quota on the log database; 0 = unlimited
     projection_batch_events: int = 2000
     read_wait_max_seconds: float = 2.0
     group_commit_max_events: int = 5000
+    # scale-out runtime
+    kafka_bootstrap: str = "127.0.0.1:9092"
+    kafka_partitions: int = 8
+    kafka_request_timeout_ms: int = 5000
 
     @property
     def log_path(self) -> Path:

@@ -150,15 +150,17 @@ class ViewStore(SQLiteTrackingRecorder):
             c.execute(f"SELECT COUNT(*) FROM {table}")
             return int(c.fetchone()[0])
 
-    def digest(self) -> str:
-        """SHA-256 over every view's stored state, in customer order: equal digests mean
-        byte-identical projections."""
+    def digest(self) -> tuple[int, str]:
+        """(position, SHA-256 over every view's stored state in customer order), read in one
+        transaction so the two agree while the runner goes on: equal digests at one
+        position mean byte-identical projections."""
         h = hashlib.sha256()
         with self.datastore.transaction(commit=False) as c:
+            position = self._max_tracking_id(TRACKING_NAME, c) or 0
             c.execute("SELECT customer_id, state FROM customer_views ORDER BY customer_id")
-            for row in c.sqlite_cursor if hasattr(c, "sqlite_cursor") else c.fetchall():
+            for row in c.fetchall():
                 h.update(row[0].encode() + b"\0" + row[1] + b"\n")
-        return h.hexdigest()
+        return position, h.hexdigest()
 
     def _select_in(self, prefix: str, keys: Sequence[str]) -> list[tuple[Any, Any]]:
         out: list[tuple[Any, Any]] = []

@@ -15,6 +15,7 @@ from typing import Any
 from eventsourcing.persistence import PersistenceError
 from fastapi import FastAPI, HTTPException, Request
 from fastapi.exceptions import RequestValidationError
+import structlog
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from services import metrics
@@ -29,6 +30,8 @@ from services.ingest import StorageUnavailable
 from services.platform import EmbeddedPlatform
 
 __all__ = ["create_app"]
+
+log = structlog.get_logger("touchstream.api")
 
 
 class RequestMetrics:
@@ -103,6 +106,11 @@ def create_app(platform: EmbeddedPlatform, *, manage_platform: bool = True) -> F
     @app.exception_handler(PersistenceError)
     async def storage_error(_: Request, exc: Exception) -> JSON:
         return _error(503, f"storage unavailable: {type(exc).__name__}", {"Retry-After": "1"})
+
+    @app.exception_handler(Exception)
+    async def unexpected_error(_: Request, exc: Exception) -> JSON:
+        log.error("unexpected_error", error=type(exc).__name__)
+        return _error(500, "internal error; nothing was stored by this request unless it was acknowledged")
 
     app.include_router(ingest_router(platform, keys))
     app.include_router(form_router(platform, keys.limiter))

@@ -86,9 +86,16 @@ class CustomerRefIn(_Strict):
         return self
 
 
+def _plausible(moment: datetime) -> datetime:
+    """Keep instants where every runtime can represent them (UTC conversion included)."""
+    if not 1900 <= moment.year <= 2999:
+        raise ValueError("occurred_at must be between the years 1900 and 2999")
+    return moment
+
+
 class _Envelope(_Strict):
     event_id: Annotated[str, Field(min_length=1, max_length=128)]
-    occurred_at: AwareDatetime
+    occurred_at: Annotated[AwareDatetime, AfterValidator(_plausible)]
     source: Text
     customer: CustomerRefIn
     channel: Channel

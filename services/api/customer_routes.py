@@ -37,7 +37,7 @@ def customer_router(platform: EmbeddedPlatform, keys: KeyRing) -> APIRouter:
     store = platform.views
 
     async def caught_up(min_position: int | None) -> int:
-        if min_position:
+        if min_position and platform.runner.position < min_position:  # else no thread needed
             started = time.perf_counter()
             reached = await asyncio.to_thread(
                 platform.runner.wait_for, min_position, platform.settings.read_wait_max_seconds

@@ -61,6 +61,12 @@ def form_router(platform: EmbeddedPlatform, limiter: RateLimiter) -> APIRouter:
     async def post_form(form_id: str, request: Request) -> Response:
         form = form_of(form_id)
         headers = cors(form, request)
+        try:
+            return await accept(form_id, form, request, headers)
+        except HTTPException as error:  # every answer to an allowed origin carries CORS headers
+            raise HTTPException(error.status_code, error.detail, {**headers, **(error.headers or {})}) from None
+
+    async def accept(form_id: str, form: FormSettings, request: Request, headers: dict[str, str]) -> Response:
         media = request.headers.get("content-type", "").split(";")[0].strip().lower()
         if media not in _FORM_TYPES:
             raise HTTPException(415, "send a form: urlencoded or multipart", headers=headers)
@@ -74,7 +80,7 @@ def form_router(platform: EmbeddedPlatform, limiter: RateLimiter) -> APIRouter:
             raise HTTPException(401, "wrong or missing form key", headers=headers)
         wants_json = "application/json" in request.headers.get("accept", "")
         if fields.pop(form.honeypot_field, ""):
-            metrics.EVENTS.labels(type="web_form", result="rejected", reason="spam").inc()
+            metrics.child(metrics.EVENTS, "web_form", "rejected", "spam").inc()
             return _answer(form, wants_json, {"result": "accepted"}, headers)
         event = _event(form_id, form, fields)
         verdict = (await submit(platform, [event], "", settings.max_event_bytes))[0]
@@ -98,7 +104,8 @@ async def _fields(request: Request) -> dict[str, str]:
 def _event(form_id: str, form: FormSettings, fields: dict[str, str]) -> dict[str, Any]:
     email, phone = fields.pop(form.email_field, "").strip(), fields.pop(form.phone_field, "").strip()
     return {
-        "event_id": fields.pop("_event_id", "") or f"form-{uuid.uuid4()}",
+        # Namespaced: a public form must not be able to claim another system's event ids.
+        "event_id": f"form:{form_id}:{fields.pop('_event_id', '') or uuid.uuid4()}",
         "type": "web_form",
         "occurred_at": format_instant(datetime.now(UTC)),
         "source": form.source,

@@ -73,6 +73,8 @@ def ingest_router(platform: EmbeddedPlatform, keys: KeyRing) -> APIRouter:
         payload = {"position": max(positions, default=None), **counts, "results": results}
         if single:
             status = {"accepted": 202, "duplicate": 200, "rejected": 422}[results[0]["result"]]
+            if results[0].get("reason") == "too_large":
+                raise HTTPException(413, results[0]["errors"])
         else:
             status = 422 if counts["rejected"] == len(results) else 200
         if status == 422:  # the common error shape too, beside the per-event verdicts

@@ -9,7 +9,7 @@ something bad next to it.
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import orjson
@@ -19,7 +19,9 @@ from services import metrics
 from services.api.contracts import TOUCHPOINT_ADAPTER, to_canonical
 from services.platform import EmbeddedPlatform
 
-__all__ = ["judge", "submit", "field_errors"]
+__all__ = ["judge", "submit", "field_errors", "FUTURE_TOLERANCE"]
+
+FUTURE_TOLERANCE = timedelta(minutes=15)  # default; settings.max_future_seconds
 
 
 def field_errors(error: ValidationError, prefix: str) -> list[dict[str, str]]:
@@ -35,13 +37,18 @@ def field_errors(error: ValidationError, prefix: str) -> list[dict[str, str]]:
     return out
 
 
-def judge(raw: Any, index_path: str, max_bytes: int, received_at: datetime) -> dict[str, Any]:
+def judge(raw: Any, index_path: str, max_bytes: int, received_at: datetime,
+          future_tolerance: timedelta = FUTURE_TOLERANCE) -> dict[str, Any]:
     """A verdict for one raw event: ``{"document": ...}`` or a rejection."""
     event_id = raw.get("event_id") if isinstance(raw, dict) else None
     event_type = raw.get("type") if isinstance(raw, dict) and isinstance(raw.get("type"), str) else "unknown"
     if not isinstance(raw, dict):
         return _rejected(event_id, event_type, "invalid", [{"path": index_path, "message": "an event is a JSON object"}])
-    if len(orjson.dumps(raw)) > max_bytes:
+    try:
+        size = len(orjson.dumps(raw))
+    except orjson.JSONEncodeError:  # nested deeper than any touchpoint can be
+        return _rejected(event_id, event_type, "invalid", [{"path": index_path, "message": "nested too deeply"}])
+    if size > max_bytes:
         return _rejected(event_id, event_type, "too_large",
                          [{"path": index_path, "message": f"event larger than {max_bytes} bytes"}])
     try:
@@ -49,6 +56,11 @@ def judge(raw: Any, index_path: str, max_bytes: int, received_at: datetime) -> d
     except ValidationError as error:
         reason = "unknown_type" if _unknown_type(error) else "invalid"
         return _rejected(event_id, event_type, reason, field_errors(error, index_path))
+    if model.occurred_at > received_at + future_tolerance:
+        # A touchpoint cannot happen in the future; one mistyped year would otherwise
+        # become the customer's latest event and push every real contact out of windows.
+        path = f"{index_path}.occurred_at" if index_path else "occurred_at"
+        return _rejected(event_id, event_type, "invalid", [{"path": path, "message": "occurred_at is in the future"}])
     return {"event_id": model.event_id, "type": model.type, "document": to_canonical(model, received_at)}
 
 
@@ -72,7 +84,8 @@ _KNOWN = {"call", "email", "visit", "web_form", "purchase", "service_case", "sur
 async def submit(platform: EmbeddedPlatform, raws: list[Any], prefix: str, max_bytes: int) -> list[dict[str, Any]]:
     """Judge every event, append the good ones durably, return one verdict per event."""
     now = datetime.now(UTC)
-    verdicts = [judge(raw, f"{prefix}[{i}]" if prefix else "", max_bytes, now) for i, raw in enumerate(raws)]
+    tolerance = timedelta(seconds=platform.settings.max_future_seconds)
+    verdicts = [judge(raw, f"{prefix}[{i}]" if prefix else "", max_bytes, now, tolerance) for i, raw in enumerate(raws)]
     good = [v for v in verdicts if "document" in v]
     if good:
         appended = await platform.writer.append([v["document"] for v in good])

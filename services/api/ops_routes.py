@@ -61,6 +61,7 @@ def ops_router(platform: EmbeddedPlatform) -> APIRouter:
             "ok" if platform.runner.alive and platform.runner.failed is None
             else f"failing: {type(platform.runner.failed).__name__}" if platform.runner.failed else "stopped"
         )
+        checks["writer"] = "ok" if platform.writer.alive else "stopped"
         checks["draining"] = "yes" if platform.draining else "no"
         ready = all(v == "ok" for k, v in checks.items() if k != "draining") and not platform.draining
         body = {"ready": ready, "checks": checks, "log_position": head, "view_position": platform.runner.position,

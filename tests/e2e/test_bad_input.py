@@ -486,3 +486,22 @@ def test_the_rate_limit_holds_until_the_wait_is_over(start_runtime: Any) -> None
     accepted = wait_until(lambda: (r := api.post_events(_call(uid, 1))).status_code == 202 and r,
                           timeout=wait + 2.0, interval=0.25, what="the rate limit to let a request through")
     assert accepted.json()["results"][0]["result"] == "accepted"
+
+
+def test_a_public_form_cannot_claim_the_event_id_of_another_system(api: Api) -> None:
+    uid = unique()
+    claimed, email = f"order-{uid}", f"claim.{uid}@example.com"
+    form = api.post_form({"email": email, "_event_id": claimed})
+    assert form.status_code == 202, form.text
+    assert form.json()["event_id"] == f"form:contact:{claimed}"
+    real = api.post_events(call(claimed, T, {"emails": [email]}))
+    assert real.status_code == 202, real.text
+    assert real.json()["results"][0]["result"] == "accepted"
+
+
+def test_an_event_dated_beyond_the_future_tolerance_is_refused_on_its_field(start_runtime: Any) -> None:
+    api = Api(start_runtime({"TOUCHSTREAM_MAX_FUTURE_SECONDS": "900"}))
+    tomorrow = datetime.now(UTC) + timedelta(days=1)
+    response = api.post_events(call(f"future-{unique()}", tomorrow, {"emails": [f"f.{unique()}@example.com"]}))
+    assert response.status_code == 422, response.text
+    assert error_paths(response) == ["occurred_at"]

@@ -43,7 +43,8 @@ class Journey:
         d = self.digits
         self.phone_as_typed = f"06 {d[0:2]} {d[2:4]} {d[4:6]} {d[6:8]}"  # French national format
         self.phone_international = f"+33 6 {d[0:2]} {d[2:4]} {d[4:6]} {d[6:8]}"
-        self.form_event_id = f"form-{self.uid}"
+        self.form_submission_id = f"form-{self.uid}"  # what the browser sends as _event_id
+        self.form_event_id = f"form:contact:{self.form_submission_id}"  # namespaced by the platform
         self.case_id = f"case-{self.uid}"
         self.order_id = f"order-{self.uid}"
         b = self.base
@@ -77,7 +78,7 @@ class Journey:
     @property
     def form_fields(self) -> dict[str, str]:
         return {"email": self.email_as_typed, "first_name": "Ana", "last_name": "Lopez", "city": "Lyon",
-                "message": "Please call me back about a kettle.", "_event_id": self.form_event_id, "_hp": ""}
+                "message": "Please call me back about a kettle.", "_event_id": self.form_submission_id, "_hp": ""}
 
     def expected_timeline(self, form_at: str) -> list[dict[str, Any]]:
         """The canonical documents, newest event time first (without positions and

@@ -114,6 +114,8 @@ class RunningServer:
                     }
                 ),
                 "TOUCHSTREAM_LOG_LEVEL": "warning",
+                # The journey dates events hours after the form the server stamps "now".
+                "TOUCHSTREAM_MAX_FUTURE_SECONDS": "86400",
             }
         )
         env.update(self.overrides)

@@ -32,7 +32,7 @@ def test_the_fast_canonical_form_equals_the_codec_round_trip(example: dict) -> N
 
 def test_emails_are_lower_cased_and_checked() -> None:
     assert normalise_email("  Ana.Martin@Example.COM ") == "ana.martin@example.com"
-    assert normalise_email("jose@exämple.fr") == "jose@xn--exmple-cua.fr" or "exämple" in normalise_email("jose@exämple.fr")
+    assert normalise_email("José@Exämple.FR") == "josé@exämple.fr"  # internationalised: email-validator's path
     for bad in ("ana", "ana@", "@example.com", "ana@@example.com", "ana@example"):
         with pytest.raises(ValueError):
             normalise_email(bad)

@@ -1,0 +1,48 @@
+"""Per-event verdicts for input that must be refused with a path, never a 500."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from services.api.intake import judge
+
+NOW = datetime(2026, 11, 24, 12, 0, tzinfo=UTC)
+
+
+def call(**changes: Any) -> dict[str, Any]:
+    return {"event_id": "e-1", "type": "call", "occurred_at": "2026-11-24T11:00:00Z", "source": "cc",
+            "customer": {"customer_id": "c-1"}, "channel": "phone", "direction": "inbound",
+            "outcome": "reached", **changes}
+
+
+def test_a_valid_event_is_accepted_with_its_canonical_form() -> None:
+    verdict = judge(call(), "", 32_000, NOW)
+    assert verdict["document"]["occurred_at"] == "2026-11-24T11:00:00.000000+00:00"
+
+
+def test_an_event_nested_deeper_than_any_touchpoint_is_rejected_not_a_crash() -> None:
+    deep: dict[str, Any] = {"leaf": 1}
+    for _ in range(400):
+        deep = {"x": deep}
+    verdict = judge(call(attributes=deep), "events[4]", 32_000, NOW)
+    assert (verdict["result"], verdict["errors"][0]["path"]) == ("rejected", "events[4]")
+
+
+def test_an_implausible_year_is_rejected_on_the_field() -> None:
+    verdict = judge(call(occurred_at="0001-01-01T00:30:00+05:00"), "", 32_000, NOW)
+    assert verdict["errors"][0]["path"] == "occurred_at"
+
+
+def test_an_event_from_the_future_is_rejected_beyond_the_tolerance_only() -> None:
+    soon = (NOW + timedelta(minutes=10)).isoformat()
+    later = (NOW + timedelta(hours=2)).isoformat()
+    assert "document" in judge(call(occurred_at=soon), "", 32_000, NOW)
+    verdict = judge(call(occurred_at=later), "events[0]", 32_000, NOW)
+    assert verdict["errors"] == [{"path": "events[0].occurred_at", "message": "occurred_at is in the future"}]
+    assert "document" in judge(call(occurred_at=later), "", 32_000, NOW, timedelta(days=1))
+
+
+def test_an_unknown_type_names_the_type_field() -> None:
+    verdict = judge(call(type="carrier_pigeon"), "events[2]", 32_000, NOW)
+    assert (verdict["reason"], verdict["errors"][0]["path"]) == ("unknown_type", "events[2].type")
