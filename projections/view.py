@@ -328,7 +328,7 @@ def _purchase(currencies: tuple, event: Purchase) -> tuple:  # type: ignore[type
     totals = CurrencyTotals(
         held.count + 1,
         held.revenue + event.amount,
-        held.margin + (event.margin or 0),
+        held.margin + (event.margin if event.margin is not None else 0),  # a zero margin keeps its scale
         held.margin_count + (event.margin is not None),
     )
     return _put(currencies, event.currency, totals)

@@ -12,10 +12,10 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
+import structlog
 from eventsourcing.persistence import PersistenceError
 from fastapi import FastAPI, HTTPException, Request
 from fastapi.exceptions import RequestValidationError
-import structlog
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from services import metrics

@@ -94,11 +94,13 @@ def customer_router(platform: EmbeddedPlatform, keys: KeyRing) -> APIRouter:
         """Every touchpoint of the customer from the log, newest event time first, paginated."""
         position = await caught_up(min_position)
         before = _cursor_in(cursor) if cursor else None
-        page = store.timeline_positions(customer_id, limit=limit + 1, before=before)
+        # Up to 500 log records: read off the event loop so other requests keep flowing.
+        page = await asyncio.to_thread(store.timeline_positions, customer_id, limit=limit + 1, before=before)
         if not page and before is None and store.state(customer_id) is None:
             raise HTTPException(404, "no such customer")
         more, page = len(page) > limit, page[:limit]
-        records = {r.position: r for r in platform.log.at_positions([p for _, p in page])}
+        found = await asyncio.to_thread(platform.log.at_positions, [p for _, p in page])
+        records = {r.position: r for r in found}
         events = [{"position": p, **records[p].document()} for _, p in page if p in records]
         payload: dict[str, Any] = {"customer_id": customer_id, "events": events,
                                    "next_cursor": _cursor_out(page[-1]) if more else None}
@@ -107,7 +109,7 @@ def customer_router(platform: EmbeddedPlatform, keys: KeyRing) -> APIRouter:
     @router.get("/v1/identity/conflicts")
     async def conflicts(after: int = 0, limit: Annotated[int, Query(ge=1, le=1000)] = 100) -> JSON:
         """Touchpoints whose identifiers belong to different customers (not merged)."""
-        rows = store.rows("identity_conflicts", after=after, limit=limit)
+        rows = await asyncio.to_thread(store.rows, "identity_conflicts", after=after, limit=limit)
         for row in rows:
             row["identifiers"] = orjson.loads(row.pop("detail"))
         return JSON({"conflicts": rows})
@@ -115,7 +117,7 @@ def customer_router(platform: EmbeddedPlatform, keys: KeyRing) -> APIRouter:
     @router.get("/v1/dead-letters")
     async def dead_letters(after: int = 0, limit: Annotated[int, Query(ge=1, le=1000)] = 100) -> JSON:
         """Log records the projection could not apply, with the reason (replayable)."""
-        rows = store.rows("dead_letters", after=after, limit=limit)
+        rows = await asyncio.to_thread(store.rows, "dead_letters", after=after, limit=limit)
         for row in rows:
             row.pop("record")
         return JSON({"dead_letters": rows})

@@ -34,13 +34,19 @@ class NaiveApp(Application[uuid.UUID]):
     pass
 
 
+def _customer_key(ref: dict[str, Any]) -> str:
+    """The naive way names the customer by its first identifier (no identity index)."""
+    external = [f"{x['system']}:{x['id']}" for x in ref.get("external_ids") or ()]
+    return str(ref.get("customer_id") or next(iter([*external, *ref.get("emails", ()), *ref.get("phones", ())])))
+
+
 def naive_load_modify_save(events: list[dict[str, Any]], directory: Path) -> dict[str, float]:
     directory.mkdir(parents=True, exist_ok=True)
     app = NaiveApp(env={"PERSISTENCE_MODULE": "eventsourcing.sqlite",
                         "SQLITE_DBNAME": str(directory / "naive.sqlite")})
     started = time.perf_counter()
     for document in events:
-        key = document["customer"].get("customer_id") or (document["customer"]["emails"] or ["?"])[0]
+        key = _customer_key(document["customer"])
         try:
             record: CustomerRecord = app.repository.get(CustomerRecord.create_id(key))
         except AggregateNotFoundError:

@@ -13,7 +13,6 @@ from __future__ import annotations
 import asyncio
 import random
 import time
-from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -77,12 +76,17 @@ def single_event_ingest(server: LocalServer, requests: int, concurrency: int = 6
 async def _paced(base_url: str, bodies: list[tuple[str, bytes]], rate: float) -> tuple[list[float], list[float]]:
     visible: list[float] = []
     acked: list[float] = []
+    refused: list[int] = []
 
     async def one(session: aiohttp.ClientSession, customer: str, body: bytes, probe: bool) -> None:
         sent = time.perf_counter()
         async with session.post(base_url + "/v1/events", data=body, headers=HEADERS) as response:
-            position = (await response.json())["position"]
+            answer = await response.json()
         ack = time.perf_counter()
+        if response.status != 202:
+            refused.append(response.status)
+            return
+        position = answer["position"]
         acked.append(ack - sent)
         if not probe:
             return
@@ -100,6 +104,8 @@ async def _paced(base_url: str, bodies: list[tuple[str, bytes]], rate: float) ->
                 await asyncio.sleep(delay)
             tasks.append(asyncio.create_task(one(session, customer, body, n % PROBE_EVERY == 0)))
         await asyncio.gather(*tasks)
+    if refused:
+        raise RuntimeError(f"{len(refused)} paced events refused, e.g. HTTP {refused[0]}")
     return acked, visible
 
 
@@ -143,7 +149,3 @@ def view_reads(server: LocalServer, reads: int, concurrency: int = 4) -> dict[st
     return {"concurrency": concurrency, **_ms(asyncio.run(_reads(server.base_url, customers, concurrency)))}
 
 
-def scratch(base: Path, name: str) -> Path:
-    path = base / name
-    path.mkdir(parents=True, exist_ok=True)
-    return path

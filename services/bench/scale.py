@@ -59,8 +59,10 @@ def _in_child(target: Any, *args: Any) -> dict[str, Any]:
     out = context.Queue()
     process = context.Process(target=target, args=(*args, out))
     process.start()
-    result = out.get()
-    process.join()
+    try:
+        result = out.get(timeout=3600)  # the largest stage takes minutes; a dead child must not hang the bench
+    finally:
+        process.join(timeout=60)
     return result  # type: ignore[no-any-return]
 
 
