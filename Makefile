@@ -10,7 +10,12 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: install run test test-fast bench schemas clean
+.PHONY: install run test test-fast bench schemas clean services
+
+# Integration tests start a private redis-server (or use REDIS_URL): Debian's package.
+services:
+	@command -v redis-server >/dev/null || test -n "$$REDIS_URL" || \
+	  (apt-get update -qq && apt-get install -y -qq redis-server >/dev/null)
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -23,10 +28,10 @@ install: $(STAMP)
 run: install
 	$(BIN)/touchstream run
 
-test: install
+test: install services
 	$(BIN)/python -m pytest -q -p no:cacheprovider
 
-test-fast: install
+test-fast: install services
 	$(BIN)/python -m pytest -q -p no:cacheprovider -m "not e2e"
 
 bench: install

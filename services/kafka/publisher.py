@@ -1,0 +1,162 @@
+"""Ingest → Kafka: accepted touchpoints written to the touchpoints topic, acknowledged.
+
+Contract of ``TouchpointPublisher``:
+- ``start()`` starts an ``acks="all"`` producer. It first asks for an idempotent producer
+  and, if the broker refuses (Tansu answers InitProducerId with UnknownError), falls back
+  to a plain one; ``.idempotent`` and the log line ``producer_started`` say which. An
+  unreachable broker is ``StorageUnavailable`` (nothing is learnt about idempotence then).
+- ``publish(documents)`` takes canonical touchpoint dicts (``projections.codec``) whose
+  ``customer.customer_id`` is already resolved, and returns ``(partition, offset)`` per
+  document, in order, only once the broker acknowledged every one of them. Record key =
+  customer id (UTF-8), so one customer's events share a partition and keep their order;
+  value = Avro single-object encoding (``services.contracts.encode``); CloudEvents-style
+  headers ``ce_specversion, ce_id, ce_type, ce_source, ce_time, content-type``.
+- Every document is validated and encoded before the first send: a bad one raises
+  ``ValueError`` (or the codec's / contracts' error) and nothing is written.
+- Any broker failure, or no acknowledgement within the request timeout, raises
+  ``services.ingest.StorageUnavailable`` (the API answers 503 with Retry-After). Some
+  records may still have been written then (at-least-once, as with any retry): the
+  processor removes duplicates by ``event_id``, which also covers the retries of a
+  non-idempotent producer.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any
+
+import structlog
+from aiokafka import AIOKafkaProducer
+from aiokafka.errors import KafkaConnectionError, KafkaError
+
+from projections.codec import from_dict
+from services.contracts import encode
+from services.ingest import StorageUnavailable
+from services.kafka.topics import TOUCHPOINTS_TOPIC
+from services.settings import Settings
+
+__all__ = ["TouchpointPublisher", "customer_key", "cloudevents_headers"]
+
+log = structlog.get_logger("touchstream.kafka.publisher")
+
+Headers = list[tuple[str, bytes]]
+
+
+def customer_key(document: dict[str, Any]) -> bytes:
+    """The record key: the resolved customer id; ValueError when there is none, because
+    an unkeyed record would land on any partition and break per-customer order."""
+    customer = document.get("customer")
+    customer_id = customer.get("customer_id") if isinstance(customer, dict) else None
+    if not isinstance(customer_id, str) or not customer_id:
+        raise ValueError(f"touchpoint {document.get('event_id')!r} has no resolved customer.customer_id")
+    return customer_id.encode("utf-8")
+
+
+def cloudevents_headers(document: dict[str, Any]) -> Headers:
+    """CloudEvents Kafka binding, binary mode: attributes as ``ce_*`` headers, the data
+    (Avro) as the value, its media type in ``content-type``."""
+    return [
+        ("ce_specversion", b"1.0"),
+        ("ce_id", document["event_id"].encode("utf-8")),
+        ("ce_type", f"touchstream.touchpoint.{document['type']}".encode()),
+        ("ce_source", document["source"].encode("utf-8")),
+        ("ce_time", document["occurred_at"].encode("utf-8")),
+        ("content-type", b"application/avro"),
+    ]
+
+
+class TouchpointPublisher:
+    def __init__(
+        self,
+        bootstrap: str,
+        *,
+        topic: str = TOUCHPOINTS_TOPIC,
+        request_timeout_ms: int = 5000,
+        client_id: str = "touchstream-ingest",
+    ):
+        self.bootstrap, self.topic, self.client_id = bootstrap, topic, client_id
+        self.request_timeout_ms = request_timeout_ms
+        self.idempotent: bool | None = None  # known once started
+        self._producer: AIOKafkaProducer | None = None
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> TouchpointPublisher:
+        return cls(settings.kafka_bootstrap, request_timeout_ms=settings.kafka_request_timeout_ms)
+
+    def _new_producer(self, idempotent: bool) -> AIOKafkaProducer:
+        return AIOKafkaProducer(
+            bootstrap_servers=self.bootstrap,
+            client_id=self.client_id,
+            acks="all",  # 2xx means every in-sync replica has it
+            enable_idempotence=idempotent,
+            request_timeout_ms=self.request_timeout_ms,  # also bounds metadata waits and batch expiry
+        )
+
+    async def start(self) -> None:
+        if self._producer is not None:
+            return
+        producer = self._new_producer(idempotent=True)
+        try:
+            await producer.start()
+        except KafkaConnectionError as error:
+            await producer.stop()
+            raise StorageUnavailable(f"Kafka unreachable at {self.bootstrap}: {error}") from error
+        except KafkaError as error:
+            await producer.stop()
+            reason = type(error).__name__
+            producer = self._new_producer(idempotent=False)
+            try:
+                await producer.start()
+            except KafkaError as second:
+                await producer.stop()
+                raise StorageUnavailable(f"Kafka producer did not start at {self.bootstrap}: {second!r}") from second
+            self._started(producer, idempotent=False, reason=f"broker refused idempotence ({reason})")
+            return
+        self._started(producer, idempotent=True, reason="supported")
+
+    def _started(self, producer: AIOKafkaProducer, *, idempotent: bool, reason: str) -> None:
+        self._producer, self.idempotent = producer, idempotent
+        log.info("producer_started", idempotent=idempotent, reason=reason, topic=self.topic)
+
+    async def stop(self) -> None:
+        producer, self._producer = self._producer, None
+        if producer is not None:
+            await producer.stop()  # flushes what is pending first
+
+    async def publish(self, documents: list[dict[str, Any]]) -> list[tuple[int, int]]:
+        """Write the documents; returns (partition, offset) of each, in order."""
+        if self._producer is None:
+            raise StorageUnavailable("the Kafka publisher is not started")
+        # Validate and encode everything first: a bad document must not leave its
+        # predecessors half-published.
+        records = [(customer_key(d), encode(from_dict(d)), cloudevents_headers(d)) for d in documents]
+        if not records:
+            return []
+        started = time.monotonic()
+        deliveries: list[asyncio.Future[Any]] = []
+        try:
+            # aiokafka bounds each step by request_timeout_ms; the outer bound makes the
+            # whole call (metadata + buffer + acks) answer within it, whatever goes wrong.
+            async with asyncio.timeout(self.request_timeout_ms / 1000):
+                for key, value, headers in records:
+                    # send() only queues the record: all of them go out in a few batches.
+                    delivery = await self._producer.send(self.topic, value=value, key=key, headers=headers)
+                    delivery.add_done_callback(_observe)
+                    deliveries.append(delivery)
+                acks = await asyncio.gather(*deliveries)
+        except (KafkaError, TimeoutError) as error:
+            waited_ms = round((time.monotonic() - started) * 1000)
+            what = "no acknowledgement" if isinstance(error, TimeoutError) else repr(error)
+            raise StorageUnavailable(
+                f"Kafka did not store {len(records)} touchpoints on {self.topic} at {self.bootstrap} "
+                f"(after {waited_ms} ms, timeout {self.request_timeout_ms} ms): {what}"
+            ) from error
+        return [(ack.partition, ack.offset) for ack in acks]
+
+
+def _observe(delivery: asyncio.Future[Any]) -> None:
+    # Deliveries abandoned by a timeout may fail later: retrieve the exception so asyncio
+    # does not log "Future exception was never retrieved" long after the 503.
+    if not delivery.cancelled():
+        delivery.exception()

@@ -1,0 +1,88 @@
+"""Key layout of the scale-out view store in Redis (documented for downstream readers in
+docs/REDIS_KEYS.md; keep the two in step).
+
+Every key starts with a configurable prefix (default ``touchstream``); ``{customer_id}``,
+``{value}`` and ``{topic}`` are written as given (UTF-8), so a value may itself contain
+``:``. ``{kind}`` never does, and ``{partition}`` is a decimal integer (the last segment).
+
+=================================  ===========================================================
+key                                value
+=================================  ===========================================================
+``{prefix}:view:{customer_id}``    string: the published 360° document as JSON
+                                   (``projections.view_document.to_document``), what
+                                   downstream services read
+``{prefix}:state:{customer_id}``   string: the stored state as JSON (``to_state``), complete
+                                   with applied event ids; for the worker only
+``{prefix}:id:{kind}:{value}``     string: the customer id owning that identifier (kinds:
+                                   ``external_id``, ``email``, ``phone``); first writer wins,
+                                   never overwritten
+``{prefix}:pos:{topic}:{partition}``  string: decimal offset of the last record of that
+                                   partition folded into the keys above (absent: none, -1)
+``{prefix}:conflicts``             stream: one entry per identity conflict, field ``record``
+                                   = JSON ``{"topic", "partition", "offset", "event_id",
+                                   "customer_id", "conflicts": [{"kind", "owner"}]}``; kinds
+                                   and owning customers only, never identifier values
+``{prefix}:deadletters``           stream: one entry per record the worker could not decode
+                                   or fold, field ``record`` = JSON ``{"topic", "partition",
+                                   "offset", "event_id", "reason"}`` (no payload: the raw
+                                   record stays on the dead-letter topic)
+=================================  ===========================================================
+
+Views, states, links, conflict and dead-letter entries of one partition batch are written
+together with that partition's position, atomically, by one Lua script; so a reader that
+sees ``pos`` at ``n`` sees every view change of that partition up to offset ``n``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+import orjson
+
+__all__ = ["RedisKeys", "conflict_record", "dead_letter_record", "STREAM_FIELD"]
+
+STREAM_FIELD = b"record"  # the one field of a conflicts/deadletters stream entry
+
+
+@dataclass(frozen=True, slots=True)
+class RedisKeys:
+    prefix: str = "touchstream"
+
+    def view(self, customer_id: str) -> str:
+        return f"{self.prefix}:view:{customer_id}"
+
+    def state(self, customer_id: str) -> str:
+        return f"{self.prefix}:state:{customer_id}"
+
+    def identifier(self, kind: str, value: str) -> str:
+        if ":" in kind:
+            raise ValueError(f"identifier kind {kind!r} must not contain ':'")
+        return f"{self.prefix}:id:{kind}:{value}"
+
+    def position(self, topic: str, partition: int) -> str:
+        return f"{self.prefix}:pos:{topic}:{int(partition)}"
+
+    @property
+    def conflicts(self) -> str:
+        return f"{self.prefix}:conflicts"
+
+    @property
+    def deadletters(self) -> str:
+        return f"{self.prefix}:deadletters"
+
+
+def conflict_record(
+    topic: str, partition: int, offset: int, event_id: str, customer_id: str,
+    conflicts: Iterable[tuple[tuple[str, str], str]],
+) -> bytes:
+    """A conflicts entry from ``Resolution.conflicts`` ((kind, value), owner): the
+    identifier *values* are dropped here, so no PII reaches the stream."""
+    detail = [{"kind": kind, "owner": owner} for (kind, _value), owner in conflicts]
+    return orjson.dumps({"topic": topic, "partition": partition, "offset": offset, "event_id": event_id,
+                         "customer_id": customer_id, "conflicts": detail})
+
+
+def dead_letter_record(topic: str, partition: int, offset: int, event_id: str | None, reason: str) -> bytes:
+    return orjson.dumps({"topic": topic, "partition": partition, "offset": offset, "event_id": event_id,
+                         "reason": reason})

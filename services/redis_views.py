@@ -1,0 +1,157 @@
+"""The scale-out view store: customer views, identity index and partition positions in Redis.
+
+Same responsibilities as the embedded ``services.viewstore.ViewStore``, with Redis as the
+position of record (docs/SCALE_OUT.md): a worker folds a batch of one partition, then
+``commit`` writes the batch's states, published documents, identity links, conflict and
+dead-letter entries *and* the partition's new position in ONE Lua script, fenced: it
+applies only if the offset is beyond the stored position, so a worker that lost its
+partition, or a replay of an older batch, changes nothing. On assignment a worker reads
+``position`` and seeks to it + 1.
+
+Key layout (details and value formats in ``services.redis_keys`` and docs/REDIS_KEYS.md):
+
+* ``{prefix}:view:{customer_id}`` the published 360° document (JSON), read downstream
+* ``{prefix}:state:{customer_id}`` the stored state (JSON of ``to_state``), for the worker
+* ``{prefix}:id:{kind}:{value}`` the customer owning an identifier (first writer wins)
+* ``{prefix}:pos:{topic}:{partition}`` last folded offset of that partition
+* ``{prefix}:conflicts``, ``{prefix}:deadletters`` streams, field ``record`` (JSON, no
+  identifier values, no payloads)
+
+Connection failures and timeouts (also "loading", read-only replica, out of memory) raise
+``ViewStoreUnavailable``. If ``commit`` raises it, the outcome is unknown: re-read
+``position`` before going on. ``commit`` is never retried by the client (a retry of an
+applied batch would answer False); other calls are retried once, without delay.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from typing import Any, Literal
+
+import redis.asyncio as aioredis
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import OutOfMemoryError, ReadOnlyError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+
+from projections.identity import Identifier
+from services.redis_keys import STREAM_FIELD, RedisKeys
+
+__all__ = ["RedisViewStore", "ViewStoreUnavailable", "RedisKeys"]
+
+_UNAVAILABLE = (RedisConnectionError, RedisTimeoutError, ReadOnlyError, OutOfMemoryError, OSError)
+
+# The shebang makes Redis check (memory, replica) before the script runs, never between two
+# of its writes: the batch applies entirely or not at all.
+_COMMIT = """#!lua
+local stored = tonumber(redis.call('GET', KEYS[1]) or '-1')
+if tonumber(ARGV[1]) <= stored then return 0 end
+local ns, nd, nl = tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4])
+local nc, ndl = tonumber(ARGV[5]), tonumber(ARGV[6])
+local k, a = 3, 6
+for i = 1, ns + nd do redis.call('SET', KEYS[k + i], ARGV[a + i]) end
+k, a = k + ns + nd, a + ns + nd
+for i = 1, nl do redis.call('SET', KEYS[k + i], ARGV[a + i], 'NX') end
+a = a + nl
+for i = 1, nc do redis.call('XADD', KEYS[2], '*', 'record', ARGV[a + i]) end
+a = a + nc
+for i = 1, ndl do redis.call('XADD', KEYS[3], '*', 'record', ARGV[a + i]) end
+redis.call('SET', KEYS[1], ARGV[1])
+return 1
+"""
+
+
+class ViewStoreUnavailable(RuntimeError):
+    """Redis could not be reached or could not take the call (connection, timeout, loading,
+    read-only, out of memory). Retry later; for ``commit`` the outcome is unknown."""
+
+
+class RedisViewStore:
+    def __init__(self, url: str, prefix: str = "touchstream", *, timeout: float = 2.0,
+                 connect_timeout: float = 1.0):
+        self.keys = RedisKeys(prefix)
+        options: dict[str, Any] = {"socket_timeout": timeout, "socket_connect_timeout": connect_timeout,
+                                   "decode_responses": False}
+        self._redis = aioredis.Redis.from_url(url, retry=Retry(NoBackoff(), 1), **options)
+        self._writer = aioredis.Redis.from_url(url, retry=Retry(NoBackoff(), 0), **options)
+        kw = self._redis.connection_pool.connection_kwargs
+        self._where = kw.get("path") or f"{kw.get('host', '?')}:{kw.get('port', '?')}"  # never the password
+        self._commit = self._writer.register_script(_COMMIT)
+
+    async def aclose(self) -> None:
+        await self._redis.aclose()
+        await self._writer.aclose()
+
+    async def __aenter__(self) -> RedisViewStore:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
+    async def _call(self, awaitable: Any) -> Any:
+        try:
+            return await awaitable
+        except _UNAVAILABLE as error:
+            detail = f"{type(error).__name__}: {error}"
+            raise ViewStoreUnavailable(f"redis at {self._where} unavailable: {detail}") from error
+
+    # -- reading -------------------------------------------------------------------------
+    async def states(self, customer_ids: Iterable[str]) -> dict[str, bytes]:
+        """Stored states of those customers that have one, in one MGET."""
+        ids = list(dict.fromkeys(customer_ids))
+        if not ids:
+            return {}
+        values = await self._call(self._redis.mget([self.keys.state(c) for c in ids]))
+        return {c: v for c, v in zip(ids, values) if v is not None}
+
+    async def document(self, customer_id: str) -> bytes | None:
+        return await self._call(self._redis.get(self.keys.view(customer_id)))
+
+    async def owners(self, identifiers: Iterable[Identifier]) -> dict[Identifier, str]:
+        wanted = list(dict.fromkeys(identifiers))
+        if not wanted:
+            return {}
+        values = await self._call(self._redis.mget([self.keys.identifier(k, v) for k, v in wanted]))
+        return {i: o.decode() for i, o in zip(wanted, values) if o is not None}
+
+    async def position(self, topic: str, partition: int) -> int:
+        """The last offset of ``partition`` folded into the store; -1 when none."""
+        value = await self._call(self._redis.get(self.keys.position(topic, partition)))
+        return -1 if value is None else int(value)
+
+    async def records(self, stream: Literal["conflicts", "deadletters"], *, count: int = 100) -> list[bytes]:
+        """The oldest ``count`` entries of the conflicts or dead-letters stream."""
+        key = self.keys.conflicts if stream == "conflicts" else self.keys.deadletters
+        entries = await self._call(self._redis.xrange(key, count=count))
+        return [fields[STREAM_FIELD] for _, fields in entries]
+
+    # -- writing -------------------------------------------------------------------------
+    async def claim(self, identifier: Identifier, customer_id: str) -> str:
+        """Link ``identifier`` to ``customer_id`` unless it is linked already (atomic, first
+        writer wins); returns the owner after the call."""
+        kind, value = identifier
+        previous = await self._call(self._redis.set(self.keys.identifier(kind, value), customer_id, nx=True, get=True))
+        return customer_id if previous is None else previous.decode()
+
+    async def commit(
+        self,
+        topic: str,
+        partition: int,
+        offset: int,
+        states: dict[str, bytes],
+        documents: dict[str, bytes],
+        links: Sequence[tuple[str, str, str]] = (),
+        conflicts: Sequence[bytes] = (),
+        dead_letters: Sequence[bytes] = (),
+    ) -> bool:
+        """Write one partition batch and ``offset`` as the partition's position, atomically,
+        only if ``offset`` is beyond the stored position. Returns whether it applied.
+        Links (kind, value, customer) are added first-writer-wins, like ``claim``."""
+        keys = [self.keys.position(topic, partition), self.keys.conflicts, self.keys.deadletters]
+        keys += [self.keys.state(c) for c in states]
+        keys += [self.keys.view(c) for c in documents]
+        keys += [self.keys.identifier(k, v) for k, v, _ in links]
+        args: list[Any] = [int(offset), len(states), len(documents), len(links), len(conflicts), len(dead_letters)]
+        args += [*states.values(), *documents.values(), *(c for _, _, c in links), *conflicts, *dead_letters]
+        return bool(await self._call(self._commit(keys=keys, args=args)))

@@ -1,0 +1,263 @@
+"""The scale-out view store on a real redis-server: fenced atomic commits, identity
+claims, positions per partition, failures reported as ViewStoreUnavailable."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import orjson
+import pytest
+import redis
+
+from projections.touchpoints import CustomerRef
+from projections.view import evolve, initial_view
+from projections.view_document import from_state, to_document, to_state
+from services.redis_keys import conflict_record, dead_letter_record
+from services.redis_views import RedisViewStore, ViewStoreUnavailable
+from tests.support.redis_server import RedisServer, free_port
+from tests.support.touchpoints import at, call, purchase
+
+TOPIC = "touchpoints"
+
+
+def run(url: str, prefix: str, body: Callable[[RedisViewStore], Awaitable[Any]]) -> Any:
+    async def main() -> Any:
+        async with RedisViewStore(url, prefix) as store:
+            return await body(store)
+
+    return asyncio.run(main())
+
+
+def folded(customer_id: str) -> tuple[bytes, bytes]:
+    """(state, document) bytes of a real view, as the worker would write them."""
+    ref = CustomerRef(customer_id=customer_id, emails=(f"{customer_id}@example.com",))
+    view = initial_view(customer_id)
+    for event in (purchase(f"{customer_id}-p1", at(0), ref=ref), call(f"{customer_id}-c1", at(1), ref=ref)):
+        view = evolve(view, event)
+    return orjson.dumps(to_state(view)), orjson.dumps(to_document(view))
+
+
+def raw(url: str) -> redis.Redis:
+    return redis.Redis.from_url(url, socket_timeout=5)
+
+
+def test_a_commit_writes_states_documents_links_and_the_position_together(redis_url: str, redis_prefix: str) -> None:
+    state, document = folded("c-1")
+    conflict = conflict_record(TOPIC, 0, 7, "e-7", "c-1", [(("email", "ana@example.com"), "c-2")])
+    dead = dead_letter_record(TOPIC, 0, 6, None, "undecodable: garbage")
+
+    async def body(store: RedisViewStore) -> tuple[Any, ...]:
+        applied = await store.commit(TOPIC, 0, 7, {"c-1": state}, {"c-1": document},
+                                     [("email", "c-1@example.com", "c-1"), ("phone", "+33600000001", "c-1")],
+                                     [conflict], [dead])
+        return applied, await store.records("conflicts"), await store.records("deadletters")
+
+    applied, conflicts, dead_letters = run(redis_url, redis_prefix, body)
+    assert applied is True
+    r, p = raw(redis_url), redis_prefix
+    assert r.get(f"{p}:state:c-1") == state
+    assert r.get(f"{p}:view:c-1") == document
+    assert r.get(f"{p}:id:email:c-1@example.com") == b"c-1"
+    assert r.get(f"{p}:id:phone:+33600000001") == b"c-1"
+    assert r.get(f"{p}:pos:{TOPIC}:0") == b"7"
+    assert conflicts == [conflict] and dead_letters == [dead]
+    assert b"ana@example.com" not in conflicts[0]  # kinds and owners only, no identifier values
+    assert orjson.loads(conflicts[0])["conflicts"] == [{"kind": "email", "owner": "c-2"}]
+    assert sorted(k.decode() for k in r.scan_iter(match=f"{p}:*")) == sorted(
+        [f"{p}:state:c-1", f"{p}:view:c-1", f"{p}:id:email:c-1@example.com", f"{p}:id:phone:+33600000001",
+         f"{p}:pos:{TOPIC}:0", f"{p}:conflicts", f"{p}:deadletters"]
+    )
+
+
+def test_a_commit_not_beyond_the_stored_offset_changes_nothing_and_returns_false(
+    redis_url: str, redis_prefix: str
+) -> None:
+    async def body(store: RedisViewStore) -> list[bool]:
+        first = await store.commit(TOPIC, 3, 10, {"c-1": b"s10"}, {"c-1": b"d10"}, [("email", "a@x", "c-1")])
+        same = await store.commit(TOPIC, 3, 10, {"c-1": b"again"}, {"c-1": b"again"}, [("email", "b@x", "c-1")],
+                                  [b"conflict"], [b"dead"])
+        older = await store.commit(TOPIC, 3, 4, {"c-1": b"old", "c-2": b"old"}, {"c-2": b"old"},
+                                   [("email", "c@x", "c-2")], [b"conflict"])
+        return [first, same, older]
+
+    assert run(redis_url, redis_prefix, body) == [True, False, False]
+    r, p = raw(redis_url), redis_prefix
+    assert r.get(f"{p}:state:c-1") == b"s10" and r.get(f"{p}:view:c-1") == b"d10"
+    assert r.get(f"{p}:state:c-2") is None and r.get(f"{p}:view:c-2") is None
+    assert r.get(f"{p}:id:email:b@x") is None and r.get(f"{p}:id:email:c@x") is None
+    assert r.exists(f"{p}:conflicts", f"{p}:deadletters") == 0
+    assert r.get(f"{p}:pos:{TOPIC}:3") == b"10"
+
+
+def test_states_owners_and_document_read_back_what_was_committed(redis_url: str, redis_prefix: str) -> None:
+    states, documents = {}, {}
+    for c in ("c-1", "c-2"):
+        states[c], documents[c] = folded(c)
+
+    async def body(store: RedisViewStore) -> tuple[Any, ...]:
+        assert await store.commit(TOPIC, 0, 0, states, documents,
+                                  [("email", "c-1@example.com", "c-1"), ("external_id", "crm:42", "c-2")])
+        return (
+            await store.states(["c-1", "c-2", "c-unknown", "c-1"]),
+            await store.owners([("email", "c-1@example.com"), ("external_id", "crm:42"), ("phone", "+1")]),
+            await store.document("c-2"),
+            await store.document("c-unknown"),
+            await store.states([]),
+        )
+
+    got_states, owners, document, missing, empty = run(redis_url, redis_prefix, body)
+    assert got_states == states
+    assert from_state(orjson.loads(got_states["c-1"])).customer_id == "c-1"
+    assert owners == {("email", "c-1@example.com"): "c-1", ("external_id", "crm:42"): "c-2"}
+    assert document == documents["c-2"] and missing is None and empty == {}
+
+
+def test_links_in_a_commit_never_take_an_identifier_already_owned(redis_url: str, redis_prefix: str) -> None:
+    async def body(store: RedisViewStore) -> dict[Any, str]:
+        assert await store.claim(("email", "ana@example.com"), "c-1") == "c-1"
+        assert await store.commit(TOPIC, 0, 1, {}, {}, [("email", "ana@example.com", "c-2"), ("phone", "+2", "c-2")])
+        return await store.owners([("email", "ana@example.com"), ("phone", "+2")])
+
+    assert run(redis_url, redis_prefix, body) == {("email", "ana@example.com"): "c-1", ("phone", "+2"): "c-2"}
+
+
+def test_claim_is_first_writer_wins_under_concurrency(redis_url: str, redis_prefix: str) -> None:
+    async def body(store: RedisViewStore) -> tuple[list[str], dict[Any, str]]:
+        answers = await asyncio.gather(*(store.claim(("email", "shared@example.com"), f"c-{i}") for i in range(20)))
+        return list(answers), await store.owners([("email", "shared@example.com")])
+
+    answers, owners = run(redis_url, redis_prefix, body)
+    owner = owners[("email", "shared@example.com")]
+    assert answers == [owner] * 20
+    assert owner in {f"c-{i}" for i in range(20)}
+
+
+def test_position_is_per_topic_and_partition(redis_url: str, redis_prefix: str) -> None:
+    async def body(store: RedisViewStore) -> list[Any]:
+        assert await store.position(TOPIC, 0) == -1
+        results = [
+            await store.commit(TOPIC, 0, 5, {}, {}),
+            await store.commit(TOPIC, 1, 2, {}, {}),
+            await store.commit("other:topic", 0, 9, {}, {}),
+            await store.commit(TOPIC, 1, 3, {}, {}),  # partition 1 moves on, 0 stays at 5
+        ]
+        return results + [await store.position(TOPIC, 0), await store.position(TOPIC, 1),
+                          await store.position("other:topic", 0), await store.position(TOPIC, 2)]
+
+    assert run(redis_url, redis_prefix, body) == [True, True, True, True, 5, 3, 9, -1]
+
+
+def test_a_first_commit_at_offset_zero_applies(redis_url: str, redis_prefix: str) -> None:
+    async def body(store: RedisViewStore) -> tuple[bool, int]:
+        return await store.commit(TOPIC, 0, 0, {"c-1": b"s"}, {}), await store.position(TOPIC, 0)
+
+    assert run(redis_url, redis_prefix, body) == (True, 0)
+
+
+def test_documents_written_are_byte_for_byte_what_was_passed(redis_url: str, redis_prefix: str) -> None:
+    _, real = folded("c-1")
+    odd = bytes(range(256)) + "é ✓ \u2028".encode() + b"\x00\r\n"  # not UTF-8, NUL, CR LF, all bytes
+
+    async def body(store: RedisViewStore) -> list[bytes | None]:
+        assert await store.commit(TOPIC, 0, 1, {"c-odd": odd}, {"c-1": real, "c-odd": odd, "c-empty": b""})
+        return [await store.document("c-1"), await store.document("c-odd"), await store.document("c-empty"),
+                (await store.states(["c-odd"]))["c-odd"]]
+
+    assert run(redis_url, redis_prefix, body) == [real, odd, b"", odd]
+
+
+def test_with_the_server_unreachable_every_method_raises_view_store_unavailable_promptly() -> None:
+    url = f"redis://127.0.0.1:{free_port()}/0"  # nothing listens there
+    calls: dict[str, Callable[[RedisViewStore], Awaitable[Any]]] = {
+        "states": lambda s: s.states(["c-1"]),
+        "document": lambda s: s.document("c-1"),
+        "owners": lambda s: s.owners([("email", "a@x")]),
+        "claim": lambda s: s.claim(("email", "a@x"), "c-1"),
+        "position": lambda s: s.position(TOPIC, 0),
+        "commit": lambda s: s.commit(TOPIC, 0, 1, {"c-1": b"s"}, {"c-1": b"d"}),
+        "records": lambda s: s.records("conflicts"),
+    }
+
+    async def body(store: RedisViewStore) -> dict[str, tuple[str, float]]:
+        outcomes = {}
+        for name, call_ in calls.items():
+            started = time.monotonic()
+            try:
+                await call_(store)
+                outcomes[name] = ("no error", time.monotonic() - started)
+            except ViewStoreUnavailable as error:
+                assert "127.0.0.1" in str(error)
+                outcomes[name] = ("unavailable", time.monotonic() - started)
+        return outcomes
+
+    outcomes = run(url, "unreachable", body)
+    assert {n: o for n, (o, _) in outcomes.items()} == {n: "unavailable" for n in calls}
+    assert max(t for _, t in outcomes.values()) < 0.5, outcomes  # refused at once: no retry loop
+
+
+def test_a_server_that_stops_answering_times_out_as_unavailable() -> None:
+    with socket.socket() as silent:  # accepts connections (backlog) but never replies
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(8)
+        url = f"redis://127.0.0.1:{silent.getsockname()[1]}/0"
+
+        async def body() -> float:
+            async with RedisViewStore(url, "silent", timeout=0.3) as store:
+                started = time.monotonic()
+                with pytest.raises(ViewStoreUnavailable):
+                    await store.commit(TOPIC, 0, 1, {}, {})
+                return time.monotonic() - started
+
+        assert asyncio.run(body()) < 2.0
+
+
+def test_a_commit_still_applies_after_the_server_forgot_its_scripts(redis_url: str, redis_prefix: str) -> None:
+    async def body(store: RedisViewStore) -> tuple[bool, bool, int]:
+        first = await store.commit(TOPIC, 0, 1, {}, {})
+        raw(redis_url).script_flush()
+        return first, await store.commit(TOPIC, 0, 2, {"c-1": b"s"}, {}), await store.position(TOPIC, 0)
+
+    assert run(redis_url, redis_prefix, body) == (True, True, 2)
+
+
+def test_the_store_reconnects_by_itself_after_redis_restarts() -> None:
+    with RedisServer() as server:
+
+        async def body() -> list[Any]:
+            async with RedisViewStore(server.url, "restart") as store:
+                seen: list[Any] = [await store.commit(TOPIC, 0, 4, {"c-1": b"s"}, {"c-1": b"d"})]
+                server.stop()
+                for call_ in (lambda: store.position(TOPIC, 0), lambda: store.commit(TOPIC, 0, 5, {}, {})):
+                    started = time.monotonic()
+                    with pytest.raises(ViewStoreUnavailable):
+                        await call_()
+                    assert time.monotonic() - started < 0.5  # no retry loop with back-off
+                server.start()  # same port, empty: no persistence in tests
+                seen += [await store.position(TOPIC, 0), await store.commit(TOPIC, 0, 5, {}, {}),
+                         await store.claim(("email", "a@x"), "c-1"), await store.position(TOPIC, 0)]
+                return seen
+
+        assert asyncio.run(body()) == [True, -1, True, "c-1", 5]
+
+
+def test_after_a_restart_reads_retry_once_but_a_commit_on_a_dead_connection_is_not_retried() -> None:
+    with RedisServer() as server:
+
+        async def body() -> list[Any]:
+            async with RedisViewStore(server.url, "stale") as store:
+                assert await store.commit(TOPIC, 0, 4, {}, {}) and await store.position(TOPIC, 0) == 4
+                server.stop()
+                server.start()  # both pooled connections are now dead, unnoticed
+                seen: list[Any] = [await store.position(TOPIC, 0)]  # read: reconnects within the call
+                try:  # commit: outcome unknown to the client, so it reports instead of retrying
+                    seen.append(await store.commit(TOPIC, 0, 7, {}, {}))
+                except ViewStoreUnavailable:
+                    seen.append("unavailable")
+                seen += [await store.commit(TOPIC, 0, 7, {}, {}), await store.position(TOPIC, 0)]
+                return seen
+
+        assert asyncio.run(body()) == [-1, "unavailable", True, 7]
