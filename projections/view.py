@@ -7,9 +7,7 @@ order of the same events gives the same view, and an event seen twice (same even
 counts once. Late and out-of-order events (offline field sales, delayed web forms)
 therefore land exactly where they belong.
 
-Instants inside the view are integers: microseconds since the Unix epoch (UTC). A view
-is stored after every batch that touches it; integers compare, store and load several
-times faster than datetimes. ``micros``/``instant_of`` convert at the edges.
+The state it folds into is in ``projections.view_state``.
 
 ``evolve`` is total: a touchpoint type it does not know only counts as a touchpoint.
 """
@@ -17,9 +15,7 @@ times faster than datetimes. ``micros``/``instant_of`` convert at the edges.
 from __future__ import annotations
 
 import bisect
-from datetime import UTC, datetime, timedelta
 from decimal import Decimal
-from typing import NamedTuple
 
 from projections.touchpoints import (
     Call,
@@ -29,6 +25,24 @@ from projections.touchpoints import (
     Survey,
     Touchpoint,
     WebForm,
+)
+from projections.view_state import (
+    PRESSURE_MARKS_LIMIT,
+    PRESSURE_WINDOW,
+    RECENT_LIMIT,
+    Attribute,
+    CaseState,
+    ChannelStats,
+    ConsentState,
+    ContactMark,
+    CurrencyTotals,
+    CustomerView,
+    Recent,
+    Score,
+    Stamp,
+    initial_view,
+    instant_of,
+    micros,
 )
 
 __all__ = [
@@ -49,118 +63,6 @@ __all__ = [
     "micros",
     "instant_of",
 ]
-
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-_US = timedelta(microseconds=1)
-
-
-def micros(moment: datetime) -> int:
-    return (moment - _EPOCH) // _US
-
-
-def instant_of(us: int) -> datetime:
-    return _EPOCH + timedelta(microseconds=us)
-
-
-RECENT_LIMIT = 50
-PRESSURE_WINDOW = 30 * 24 * 3600 * 1_000_000  # 30 days, in microseconds
-PRESSURE_MARKS_LIMIT = 200
-
-Stamp = tuple[int, str]
-"""(occurred_at in µs, event_id): the total order "last writer wins" uses."""
-
-
-class Attribute(NamedTuple):
-    value: str
-    stamp: Stamp
-
-
-class ChannelStats(NamedTuple):
-    count: int
-    first_at: int
-    last_at: int
-    last_outcome: str | None = None
-    outcome_stamp: Stamp | None = None
-
-
-class CurrencyTotals(NamedTuple):
-    count: int
-    revenue: Decimal
-    margin: Decimal
-    margin_count: int  # purchases that stated a margin
-
-
-class CaseState(NamedTuple):
-    opened_at: int
-    status: str
-    status_stamp: Stamp
-    severity: str
-    category: str | None = None
-    category_stamp: Stamp | None = None
-
-    @property
-    def is_open(self) -> bool:
-        return self.status != "resolved"
-
-
-class Score(NamedTuple):
-    value: int
-    stamp: Stamp
-
-
-class ConsentState(NamedTuple):
-    status: str
-    stamp: Stamp
-    source: str
-
-
-class ContactMark(NamedTuple):
-    """Ordered as tuples: by (occurred_at, event_id)."""
-
-    occurred_at: int
-    event_id: str
-    channel: str
-    by_company: bool
-
-
-class Recent(NamedTuple):
-    """Ordered as tuples: by (occurred_at, event_id)."""
-
-    occurred_at: int
-    event_id: str
-    type: str
-    channel: str
-    summary: str
-
-
-class CustomerView(NamedTuple):
-    """Immutable like every record here; a NamedTuple because a new view is built for
-    every event and tuples are built four times faster than frozen dataclasses."""
-
-    customer_id: str
-    emails: frozenset[str] = frozenset()
-    phones: frozenset[str] = frozenset()
-    external_ids: frozenset[tuple[str, str]] = frozenset()
-    first_seen: int | None = None
-    last_seen: int | None = None
-    touchpoints: int = 0
-    profile: tuple[tuple[str, Attribute], ...] = ()
-    channels: tuple[tuple[str, ChannelStats], ...] = ()
-    recent: tuple[Recent, ...] = ()
-    purchases: int = 0
-    first_purchase_at: int | None = None
-    last_purchase_at: int | None = None
-    currencies: tuple[tuple[str, CurrencyTotals], ...] = ()
-    cases: tuple[tuple[str, CaseState], ...] = ()
-    csat: Score | None = None
-    nps: Score | None = None
-    consents: tuple[tuple[tuple[str, str], ConsentState], ...] = ()
-    contacts: tuple[ContactMark, ...] = ()
-    applied: frozenset[str] = frozenset()
-
-
-def initial_view(customer_id: str) -> CustomerView:
-    return CustomerView(customer_id=customer_id)
 
 
 def _union(held: frozenset, new: tuple | list) -> frozenset:  # type: ignore[type-arg]
