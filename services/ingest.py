@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
+from collections import deque
 from collections.abc import Callable
 from typing import Any
 
@@ -37,7 +38,7 @@ class StorageUnavailable(Exception):
 class GroupCommitter:
     def __init__(self, log_: TouchpointLog, *, max_events: int = 5000, on_commit: Callable[[], Any] | None = None):
         self.log, self.max_events, self.on_commit = log_, max_events, on_commit
-        self._pending: list[_Pending] = []
+        self._pending: deque[_Pending] = deque()
         self._cond = threading.Condition()
         self._stopping = False
         self._thread = threading.Thread(target=self._loop, name="log-writer", daemon=True)
@@ -59,7 +60,7 @@ class GroupCommitter:
                 self._cond.wait()
             taken, size = [], 0
             while self._pending and (not taken or size + len(self._pending[0][0]) <= self.max_events):
-                item = self._pending.pop(0)
+                item = self._pending.popleft()
                 taken.append(item)
                 size += len(item[0])
             return taken

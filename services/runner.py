@@ -51,11 +51,13 @@ def fold_batch(records: list[LoggedTouchpoint], store: ViewStore, cache: ViewCac
         except Exception as error:  # noqa: BLE001 - any decoding failure is a dead letter
             changes.dead_letters.append(_dead(record, f"undecodable: {type(error).__name__}: {error}"))
     known = store.owners(i for _, e in decoded for i in identifiers_of(e.customer))
-    views = cache.load(_likely_customers(decoded, known))
+    looked_up = _likely_customers(decoded, known)
+    views = cache.load(looked_up)
     for record, event in decoded:
         try:  # resolution and fold succeed together, or the record is a dead letter
             res = resolve(event, known)
-            if res.customer_id not in views:
+            if res.customer_id not in looked_up and not res.created:  # a new customer has no stored view
+                looked_up.add(res.customer_id)
                 views.update(cache.load({res.customer_id}))
             view = evolve(views.get(res.customer_id) or initial_view(res.customer_id), res.folded)
         except Exception as error:  # noqa: BLE001 - a bad record must not stop the runner
@@ -75,16 +77,15 @@ def fold_batch(records: list[LoggedTouchpoint], store: ViewStore, cache: ViewCac
 
 
 def _likely_customers(decoded: list[tuple[LoggedTouchpoint, Touchpoint]], known: dict) -> set[str]:  # type: ignore[type-arg]
-    """The customers the batch will touch, for one batched load (a resolution that ends
-    elsewhere, after a dead letter, loads its view on its own)."""
-    overlay, customers = dict(known), set()
+    """The customers the batch will touch, for one batched load: each event's named
+    customer, else the owner of its most trusted known identifier. Cheap on purpose (no
+    resolution); the fold loop loads any other existing customer on its own."""
+    customers: set[str] = set()
     for _, event in decoded:
-        try:
-            res = resolve(event, overlay)
-        except Exception:  # noqa: BLE001 - judged properly in the fold loop
-            continue
-        customers.add(res.customer_id)
-        overlay.update(dict.fromkeys(res.links, res.customer_id))
+        named = event.customer.customer_id
+        owner = named or next((known[i] for i in identifiers_of(event.customer) if i in known), None)
+        if owner:
+            customers.add(owner)
     return customers
 
 

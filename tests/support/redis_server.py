@@ -22,6 +22,8 @@ import time
 import uuid
 from pathlib import Path
 
+from services.bench.server import free_port
+
 __all__ = ["RedisServer", "RedisServerFailed", "redis_server_binary", "unique_prefix", "delete_prefix", "free_port"]
 
 READY_TIMEOUT_SECONDS = 10.0
@@ -45,10 +47,6 @@ def redis_server_binary() -> str:
     return found
 
 
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def _command(port: int, *words: str, timeout: float = 1.0) -> bytes:

@@ -23,6 +23,8 @@ from typing import Any
 
 import httpx
 
+from services.bench.server import free_port
+
 __all__ = [
     "REPO_ROOT",
     "Keys",
@@ -66,10 +68,6 @@ class ServerFailed(RuntimeError):
     """The server process did not come up (or died); the message carries its stderr."""
 
 
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def _port_is_free(port: int) -> bool:

@@ -28,6 +28,8 @@ import time
 from pathlib import Path
 from types import TracebackType
 
+from services.bench.server import free_port
+
 __all__ = ["TansuBroker", "TansuFailed", "tansu_binary"]
 
 READY_TIMEOUT_SECONDS = 15.0
@@ -47,10 +49,6 @@ def tansu_binary() -> Path:
     return path
 
 
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def _metadata_answered(port: int, timeout: float = 0.5) -> bool:
@@ -87,7 +85,7 @@ class TansuBroker:
     """A Tansu broker process; a context manager (start on enter, stop on exit)."""
 
     def __init__(self, port: int | None = None, directory: Path | None = None):
-        self.port = port or _free_port()
+        self.port = port or free_port()
         self._tmp = None if directory else tempfile.TemporaryDirectory(prefix="tansu-")
         self.directory = Path(directory or self._tmp.name)  # type: ignore[union-attr]
         self.log_path = self.directory / "tansu.log"
