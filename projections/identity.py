@@ -23,7 +23,7 @@ from dataclasses import dataclass, replace
 
 from projections.touchpoints import CustomerRef, Touchpoint
 
-__all__ = ["Identifier", "Resolution", "identifiers_of", "new_customer_id", "resolve"]
+__all__ = ["Identifier", "Resolution", "identifiers_of", "new_customer_id", "resolve", "settled"]
 
 Identifier = tuple[str, str]
 """(kind, value): ("email", "ana@example.com"), ("phone", "+33612345678"),
@@ -68,8 +68,23 @@ def resolve(event: Touchpoint, known: Mapping[Identifier, str]) -> Resolution:
         created = True
     links = tuple(i for i in identifiers if i not in known)
     conflicts = tuple((i, known[i]) for i in identifiers if i in known and known[i] != customer_id)
-    folded = event if not conflicts else replace(event, customer=_without(ref, {i for i, _ in conflicts}))
-    return Resolution(customer_id, created, links, conflicts, folded)
+    return Resolution(customer_id, created, links, conflicts, _folded(event, conflicts))
+
+
+def settled(event: Touchpoint, customer_id: str, conflicts: Mapping[Identifier, str]) -> Resolution:
+    """A resolution decided earlier by ``resolve`` (the scale-out runtime resolves at
+    ingest and carries the decision with the record), re-applied to the event: the same
+    folded event, so a processor needs no identifier index and a replay of the record
+    gives the same view. ``links`` are all the event's identifiers not in conflict
+    (linking an identifier already linked to the same customer is a no-op)."""
+    identifiers = identifiers_of(event.customer)
+    clashing = tuple((i, conflicts[i]) for i in identifiers if i in conflicts)
+    links = tuple(i for i in identifiers if i not in conflicts)
+    return Resolution(customer_id, False, links, clashing, _folded(event, clashing))
+
+
+def _folded(event: Touchpoint, conflicts: tuple[tuple[Identifier, str], ...]) -> Touchpoint:
+    return event if not conflicts else replace(event, customer=_without(event.customer, {i for i, _ in conflicts}))
 
 
 def _without(ref: CustomerRef, dropped: set[Identifier]) -> CustomerRef:

@@ -137,7 +137,8 @@ def to_document(view: CustomerView) -> dict[str, Any]:
             "by_currency": {
                 k: {"count": c.count, "revenue": str(c.revenue),
                     "margin": str(c.margin) if c.margin_count else None,
-                    "average_basket": str((c.revenue / c.count).quantize(Decimal("0.01")))}
+                    # + 0 turns a negative zero ("-0.00") into 0.00, as Avro's decimal reads it
+                    "average_basket": str((c.revenue / c.count).quantize(Decimal("0.01")) + 0)}
                 for k, c in view.currencies
             },
         },

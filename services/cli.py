@@ -41,15 +41,22 @@ def run(
     host: Annotated[str | None, typer.Option(help="listen address (default: settings)")] = None,
     port: Annotated[int | None, typer.Option(help="listen port (default: settings)")] = None,
 ) -> None:
-    """Run the embedded platform: HTTP API, durable log, projections, in one process."""
+    """Run the HTTP API: the embedded platform (log, projections, in one process), or with
+    TOUCHSTREAM_RUNTIME=kafka the scale-out API (ingest to Kafka, reads from Redis)."""
     import uvicorn
 
     from services.api.app import create_app
-    from services.platform import EmbeddedPlatform
 
     settings = _settings_with_dev_key(Settings())
     configure_logging(settings.log_level, settings.log_format)
-    api = create_app(EmbeddedPlatform(settings))
+    if settings.runtime == "kafka":
+        from services.kafka_platform import KafkaPlatform
+
+        api = create_app(KafkaPlatform(settings))
+    else:
+        from services.platform import EmbeddedPlatform
+
+        api = create_app(EmbeddedPlatform(settings))
     uvicorn.run(api, host=host or settings.host, port=port or settings.port, log_config=None,
                 access_log=False, loop="uvloop", http="httptools", timeout_graceful_shutdown=10)
 

@@ -24,6 +24,13 @@ __all__ = [
     "HTTP_REQUESTS",
     "HTTP_SECONDS",
     "READ_WAIT_SECONDS",
+    "WORKER_RECORDS",
+    "WORKER_PARTITION_POSITION",
+    "WORKER_PARTITION_LAG",
+    "WORKER_COMMITS_FENCED",
+    "WORKER_STALLS",
+    "VIEW_LATENCY_SECONDS",
+    "DERIVED_EVENTS",
     "child",
 ]
 
@@ -79,4 +86,36 @@ HTTP_SECONDS = Histogram(
 )
 READ_WAIT_SECONDS = Histogram(
     "touchstream_read_wait_seconds", "Time reads waited for the views to reach a position.", buckets=_LATENCY
+)
+
+# -- scale-out view worker ---------------------------------------------------------------
+WORKER_RECORDS = Counter(
+    "touchstream_worker_records_total",
+    "Touchpoint records a view worker handled, by result (folded, duplicate, dead_letter).",
+    ["result"],
+)
+WORKER_PARTITION_POSITION = Gauge(
+    "touchstream_worker_partition_position", "Last offset folded into Redis, per owned partition.", ["partition"]
+)
+WORKER_PARTITION_LAG = Gauge(
+    "touchstream_worker_partition_lag_records",
+    "Records on the partition not yet folded (high watermark - 1 - position), per owned partition.",
+    ["partition"],
+)
+WORKER_COMMITS_FENCED = Counter(
+    "touchstream_worker_commits_fenced_total",
+    "Batch commits refused because the partition's stored position had moved on (another owner).",
+)
+WORKER_STALLS = Counter(
+    "touchstream_worker_stalls_total",
+    "Batches abandoned because Kafka or Redis failed; the worker resumed from the stored positions.",
+    ["cause"],
+)
+VIEW_LATENCY_SECONDS = Histogram(
+    "touchstream_view_latency_seconds",
+    "From ingest (received_at) to the view committed in Redis, per folded touchpoint.",
+    buckets=_LATENCY,
+)
+DERIVED_EVENTS = Counter(
+    "touchstream_derived_events_total", "Events the worker published, by topic.", ["topic"]
 )

@@ -1,14 +1,34 @@
-"""The embedded platform: one process owning the log, the view store, the projection
+"""What the HTTP API needs from a runtime (``Platform``), and the embedded runtime.
+
+The API is written once against ``Platform``; ``EmbeddedPlatform`` (here: one process,
+SQLite) and ``services.kafka_platform.KafkaPlatform`` (Kafka + Redis) implement it with
+the same meaning, so the behavioural scenario suite passes on both.
+
+Positions: ingest gives every accepted event a position (an integer, increasing in the
+order events were acknowledged); a read passing ``min_position`` sees every event
+acknowledged at or below it, or is told it cannot yet (``Caught.reached`` false).
+
+The embedded platform: one process owning the log, the view store, the projection
 runner and the log writer. After a crash the runner resumes exactly where the last
 committed batch ended and catches up in the background (``/readyz`` shows the log and
-view positions; a read that must include a write passes ``min_position``). Closing
-drains the writer first (every accepted request is answered), then stops the runner.
+view positions). Closing drains the writer first (every accepted request is answered),
+then stops the runner.
 """
 
 from __future__ import annotations
 
+import asyncio
+import base64
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, NamedTuple, Protocol
+
+import orjson
 import structlog
 
+from projections.codec import instant
+from projections.identity import Identifier
+from services import metrics
 from services.eventlog import TouchpointLog
 from services.gc_tuning import tune_gc
 from services.ingest import GroupCommitter
@@ -16,9 +36,81 @@ from services.runner import ProjectionRunner
 from services.settings import Settings
 from services.viewstore import ViewStore
 
-__all__ = ["EmbeddedPlatform"]
+__all__ = ["Platform", "Caught", "TimelinePage", "Readiness", "EmbeddedPlatform", "cursor_out", "cursor_in"]
 
 log = structlog.get_logger("touchstream.platform")
+
+
+class Caught(NamedTuple):
+    reached: bool
+    position: int  # the position the views include (as far as known)
+
+
+@dataclass(frozen=True, slots=True)
+class TimelinePage:
+    events: list[dict[str, Any]]  # {"position": int | None, **canonical document}, newest first
+    next_cursor: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class Readiness:
+    checks: dict[str, str]
+    log_position: int
+    view_position: int
+
+    @property
+    def ready(self) -> bool:
+        return all(v == "ok" for k, v in self.checks.items() if k != "draining") and self.checks.get("draining") != "yes"
+
+
+class Platform(Protocol):
+    runtime: str
+    settings: Settings
+    draining: bool
+
+    async def start(self) -> None: ...
+
+    async def close(self) -> None: ...
+
+    async def append(self, documents: list[dict[str, Any]]) -> list[tuple[int, bool]]:
+        """Store the canonical documents durably; (position, duplicate) for each, in order.
+        Raises ``services.ingest.StorageUnavailable`` when storage cannot take them."""
+        ...
+
+    async def caught_up(self, min_position: int | None, timeout: float) -> Caught: ...
+
+    async def state(self, customer_id: str) -> bytes | None:
+        """The stored state (JSON of ``to_state``) of a customer, or None."""
+        ...
+
+    async def owner(self, identifier: Identifier) -> str | None: ...
+
+    async def timeline(self, customer_id: str, limit: int, cursor: str | None) -> TimelinePage:
+        """Newest event time first; ``cursor`` is a ``next_cursor`` this platform gave
+        (``ValueError`` when it is not one)."""
+        ...
+
+    async def conflicts(self, after: int, limit: int) -> list[dict[str, Any]]:
+        """Identity conflicts with position above ``after``: {position, event_id,
+        customer_id, identifiers: [{kind, owner}]}, by position."""
+        ...
+
+    async def dead_letters(self, after: int, limit: int) -> list[dict[str, Any]]: ...
+
+    async def readiness(self) -> Readiness: ...
+
+    async def refresh_gauges(self) -> None: ...
+
+
+def cursor_out(*parts: str | int) -> str:
+    return base64.urlsafe_b64encode("|".join(str(p) for p in parts).encode()).decode()
+
+
+def cursor_in(cursor: str) -> list[str]:
+    try:
+        return base64.urlsafe_b64decode(cursor.encode()).decode().split("|")
+    except (ValueError, UnicodeDecodeError):
+        raise ValueError("not a cursor this API returned") from None
 
 
 class EmbeddedPlatform:
@@ -38,16 +130,91 @@ class EmbeddedPlatform:
         )
         self.draining = False
 
-    def start(self) -> None:
+    async def start(self) -> None:
         tune_gc()
         self.runner.start()
         log.info("platform_started", runtime=self.runtime, log_position=self.log.head(),
                  view_position=self.runner.position)
 
-    def close(self) -> None:
+    async def close(self) -> None:
         self.draining = True
         self.writer.close()
         self.runner.stop()
         self.log.close()
         self.views.datastore.close()
         log.info("platform_stopped", view_position=self.runner.position)
+
+    async def append(self, documents: list[dict[str, Any]]) -> list[tuple[int, bool]]:
+        return await self.writer.append(documents)
+
+    async def caught_up(self, min_position: int | None, timeout: float) -> Caught:
+        if min_position and self.runner.position < min_position:  # else no thread needed
+            reached = await asyncio.to_thread(self.runner.wait_for, min_position, timeout)
+            return Caught(reached, self.runner.position)
+        return Caught(True, self.runner.position)
+
+    async def state(self, customer_id: str) -> bytes | None:
+        return self.views.state(customer_id)
+
+    async def owner(self, identifier: Identifier) -> str | None:
+        return self.views.owners([identifier]).get(identifier)
+
+    async def timeline(self, customer_id: str, limit: int, cursor: str | None) -> TimelinePage:
+        before = None
+        if cursor:
+            parts = cursor_in(cursor)
+            if len(parts) != 2 or not parts[1].isdigit():
+                raise ValueError("not a cursor this API returned")
+            before = (parts[0], int(parts[1]))
+        # Up to 500 log records: read off the event loop so other requests keep flowing.
+        page = await asyncio.to_thread(self.views.timeline_positions, customer_id, limit=limit + 1, before=before)
+        more, page = len(page) > limit, page[:limit]
+        found = await asyncio.to_thread(self.log.at_positions, [p for _, p in page])
+        records = {r.position: r for r in found}
+        events = [{"position": p, **records[p].document()} for _, p in page if p in records]
+        return TimelinePage(events, cursor_out(*page[-1]) if more else None)
+
+    async def conflicts(self, after: int, limit: int) -> list[dict[str, Any]]:
+        rows = await asyncio.to_thread(self.views.rows, "identity_conflicts", after=after, limit=limit)
+        for row in rows:
+            row["identifiers"] = orjson.loads(row.pop("detail"))
+        return rows
+
+    async def dead_letters(self, after: int, limit: int) -> list[dict[str, Any]]:
+        rows = await asyncio.to_thread(self.views.rows, "dead_letters", after=after, limit=limit)
+        for row in rows:
+            row.pop("record")
+        return rows
+
+    async def readiness(self) -> Readiness:
+        checks: dict[str, str] = {}
+        try:
+            head = await asyncio.to_thread(self.log.head)
+            checks["log"] = "ok"
+        except Exception as error:  # noqa: BLE001
+            head, checks["log"] = 0, f"failing: {type(error).__name__}"
+        runner = self.runner
+        checks["projection"] = (
+            "ok" if runner.alive and runner.failed is None
+            else f"failing: {type(runner.failed).__name__}" if runner.failed else "stopped"
+        )
+        checks["writer"] = "ok" if self.writer.alive else "stopped"
+        checks["draining"] = "yes" if self.draining else "no"
+        return Readiness(checks, head, runner.position)
+
+    async def refresh_gauges(self) -> None:
+        await asyncio.to_thread(self._refresh_gauges)
+
+    def _refresh_gauges(self) -> None:
+        """Lag figures are computed when scraped: log head, view position, oldest pending age."""
+        head, position = self.log.head(), self.runner.position
+        metrics.LOG_POSITION.set(head)
+        metrics.PROJECTION_POSITION.set(position)
+        metrics.PROJECTION_LAG_EVENTS.set(max(0, head - position))
+        age = 0.0
+        if head > position:
+            pending = self.log.read(position, 1)
+            if pending:
+                received = instant(pending[0].document()["received_at"])
+                age = max(0.0, (datetime.now(UTC) - received).total_seconds())
+        metrics.PROJECTION_LAG_SECONDS.set(age)

@@ -18,6 +18,15 @@ key                                value
                                    never overwritten
 ``{prefix}:pos:{topic}:{partition}``  string: decimal offset of the last record of that
                                    partition folded into the keys above (absent: none, -1)
+``{prefix}:timeline:{customer_id}``  sorted set: the customer's event ids, score = occurred_at
+                                   in epoch microseconds (ties ordered by event id)
+``{prefix}:events:{customer_id}``  hash: event id → the touchpoint as folded (canonical JSON)
+``{prefix}:event:{event_id}``      string: the position ingest gave the event (first copy wins)
+``{prefix}:seq``                   string: the last position given (the global log head)
+``{prefix}:acked``                 hash: ``{topic}:{partition}`` → highest offset acknowledged
+``{prefix}:acks:{topic}:{partition}``  sorted set: score = a position, member = the highest
+                                   offset of that partition acknowledged up to it; entries
+                                   at or below the partition's ``pos`` are trimmed
 ``{prefix}:conflicts``             stream: one entry per identity conflict, field ``record``
                                    = JSON ``{"topic", "partition", "offset", "event_id",
                                    "customer_id", "conflicts": [{"kind", "owner"}]}``; kinds
@@ -62,6 +71,26 @@ class RedisKeys:
 
     def position(self, topic: str, partition: int) -> str:
         return f"{self.prefix}:pos:{topic}:{int(partition)}"
+
+    def timeline(self, customer_id: str) -> str:
+        return f"{self.prefix}:timeline:{customer_id}"
+
+    def events(self, customer_id: str) -> str:
+        return f"{self.prefix}:events:{customer_id}"
+
+    def event(self, event_id: str) -> str:
+        return f"{self.prefix}:event:{event_id}"
+
+    def acks(self, topic: str, partition: int) -> str:
+        return f"{self.prefix}:acks:{topic}:{int(partition)}"
+
+    @property
+    def sequence(self) -> str:
+        return f"{self.prefix}:seq"
+
+    @property
+    def high_water(self) -> str:
+        return f"{self.prefix}:acked"
 
     @property
     def conflicts(self) -> str:

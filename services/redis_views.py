@@ -38,7 +38,9 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 from projections.identity import Identifier
 from services.redis_keys import STREAM_FIELD, RedisKeys
 
-__all__ = ["RedisViewStore", "ViewStoreUnavailable", "RedisKeys"]
+__all__ = ["RedisViewStore", "ViewStoreUnavailable", "RedisKeys", "TimelineEntry"]
+
+TimelineEntry = tuple[str, int, str, bytes]  # customer id, occurred_at µs, event id, document
 
 _UNAVAILABLE = (RedisConnectionError, RedisTimeoutError, ReadOnlyError, OutOfMemoryError, OSError)
 
@@ -46,19 +48,80 @@ _UNAVAILABLE = (RedisConnectionError, RedisTimeoutError, ReadOnlyError, OutOfMem
 # of its writes: the batch applies entirely or not at all.
 _COMMIT = """#!lua
 local stored = tonumber(redis.call('GET', KEYS[1]) or '-1')
-if tonumber(ARGV[1]) <= stored then return 0 end
+local offset = tonumber(ARGV[1])
+if offset <= stored then return 0 end
 local ns, nd, nl = tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4])
-local nc, ndl = tonumber(ARGV[5]), tonumber(ARGV[6])
-local k, a = 3, 6
+local nc, ndl, nt = tonumber(ARGV[5]), tonumber(ARGV[6]), tonumber(ARGV[7])
+local k, a = 4, 7
 for i = 1, ns + nd do redis.call('SET', KEYS[k + i], ARGV[a + i]) end
 k, a = k + ns + nd, a + ns + nd
 for i = 1, nl do redis.call('SET', KEYS[k + i], ARGV[a + i], 'NX') end
-a = a + nl
+k, a = k + nl, a + nl
 for i = 1, nc do redis.call('XADD', KEYS[2], '*', 'record', ARGV[a + i]) end
 a = a + nc
 for i = 1, ndl do redis.call('XADD', KEYS[3], '*', 'record', ARGV[a + i]) end
+a = a + ndl
+for i = 1, nt do
+  local score, id, doc = ARGV[a + 3 * i - 2], ARGV[a + 3 * i - 1], ARGV[a + 3 * i]
+  redis.call('ZADD', KEYS[k + 2 * i - 1], score, id)
+  redis.call('HSET', KEYS[k + 2 * i], id, doc)
+end
 redis.call('SET', KEYS[1], ARGV[1])
+-- acknowledgements now folded no longer hold back read-your-writes
+while true do
+  local first = redis.call('ZRANGE', KEYS[4], 0, 0)
+  if first[1] == nil or tonumber(first[1]) > offset then break end
+  redis.call('ZREMRANGEBYRANK', KEYS[4], 0, 0)
+end
 return 1
+"""
+
+# Ingest, after the broker acknowledged: give each new event the next position, remember
+# it under its event id (a second copy answers the first copy's position, negated), and
+# record per partition the highest offset acknowledged up to that position.
+_ACKNOWLEDGE = """#!lua
+local n = tonumber(ARGV[1])
+local out = {}
+for i = 1, n do
+  local existing = redis.call('GET', KEYS[1 + 2 * i])
+  if existing then
+    out[i] = -tonumber(existing)
+  else
+    local position = redis.call('INCR', KEYS[1])
+    redis.call('SET', KEYS[1 + 2 * i], position)
+    local field, offset = ARGV[2 * i], tonumber(ARGV[2 * i + 1])
+    local high = tonumber(redis.call('HGET', KEYS[2], field) or '-1')
+    if offset > high then
+      redis.call('HSET', KEYS[2], field, offset)
+      redis.call('ZADD', KEYS[2 + 2 * i], position, offset)
+    end
+    out[i] = position
+  end
+end
+return out
+"""
+
+# The log head and the highest position every view includes: for each partition, the
+# first acknowledgement not yet folded bounds it. Read-only.
+_WATERMARK = """#!lua
+local n = tonumber(ARGV[1])
+local head = tonumber(redis.call('GET', KEYS[1]) or '0')
+local mark = head
+for i = 1, n do
+  local folded = tonumber(redis.call('GET', KEYS[1 + i]) or '-1')
+  local start = 0
+  while true do
+    local chunk = redis.call('ZRANGE', KEYS[1 + n + i], start, start + 99, 'WITHSCORES')
+    if chunk[1] == nil then break end
+    local pending = nil
+    for j = 1, #chunk, 2 do
+      if tonumber(chunk[j]) > folded then pending = tonumber(chunk[j + 1]); break end
+    end
+    if pending then mark = math.min(mark, pending - 1); break end
+    start = start + 100
+  end
+end
+return {head, mark}
 """
 
 
@@ -78,6 +141,8 @@ class RedisViewStore:
         kw = self._redis.connection_pool.connection_kwargs
         self._where = kw.get("path") or f"{kw.get('host', '?')}:{kw.get('port', '?')}"  # never the password
         self._commit = self._writer.register_script(_COMMIT)
+        self._acknowledge = self._writer.register_script(_ACKNOWLEDGE)
+        self._watermark = self._redis.register_script(_WATERMARK)
 
     async def aclose(self) -> None:
         await self._redis.aclose()
@@ -144,14 +209,87 @@ class RedisViewStore:
         links: Sequence[tuple[str, str, str]] = (),
         conflicts: Sequence[bytes] = (),
         dead_letters: Sequence[bytes] = (),
+        timeline: Sequence[TimelineEntry] = (),
     ) -> bool:
         """Write one partition batch and ``offset`` as the partition's position, atomically,
         only if ``offset`` is beyond the stored position. Returns whether it applied.
-        Links (kind, value, customer) are added first-writer-wins, like ``claim``."""
-        keys = [self.keys.position(topic, partition), self.keys.conflicts, self.keys.deadletters]
+        Links (kind, value, customer) are added first-writer-wins, like ``claim``;
+        ``timeline`` entries are (customer id, occurred_at µs, event id, document)."""
+        keys = [self.keys.position(topic, partition), self.keys.conflicts, self.keys.deadletters,
+                self.keys.acks(topic, partition)]
         keys += [self.keys.state(c) for c in states]
         keys += [self.keys.view(c) for c in documents]
         keys += [self.keys.identifier(k, v) for k, v, _ in links]
-        args: list[Any] = [int(offset), len(states), len(documents), len(links), len(conflicts), len(dead_letters)]
+        args: list[Any] = [int(offset), len(states), len(documents), len(links), len(conflicts), len(dead_letters),
+                           len(timeline)]
         args += [*states.values(), *documents.values(), *(c for _, _, c in links), *conflicts, *dead_letters]
+        for customer_id, at, event_id, document in timeline:
+            keys += [self.keys.timeline(customer_id), self.keys.events(customer_id)]
+            args += [at, event_id, document]
         return bool(await self._call(self._commit(keys=keys, args=args)))
+
+    # -- ingest ----------------------------------------------------------------------------
+    async def claim_all(self, claims: Sequence[tuple[Identifier, str]]) -> list[str]:
+        """``claim`` for many identifiers in one round trip; the owner of each after the call."""
+        if not claims:
+            return []
+        pipe = self._writer.pipeline(transaction=False)
+        for (kind, value), customer_id in claims:
+            pipe.set(self.keys.identifier(kind, value), customer_id, nx=True, get=True)
+        previous = await self._call(pipe.execute())
+        return [c if p is None else p.decode() for (_, c), p in zip(claims, previous, strict=True)]
+
+    async def event_positions(self, event_ids: Sequence[str]) -> dict[str, int]:
+        """Positions ingest gave to those of the events it acknowledged."""
+        ids = list(dict.fromkeys(event_ids))
+        if not ids:
+            return {}
+        values = await self._call(self._redis.mget([self.keys.event(e) for e in ids]))
+        return {e: int(v) for e, v in zip(ids, values) if v is not None}
+
+    async def acknowledge(self, topic: str, acked: Sequence[tuple[str, int, int]]) -> list[tuple[int, bool]]:
+        """After the broker acknowledged (event id, partition, offset) of each record: the
+        position of each and whether it was a duplicate (then the first copy's position).
+        Never retried by the client: a lost answer is a 503 and the sender's retry is
+        answered ``duplicate``."""
+        if not acked:
+            return []
+        keys = [self.keys.sequence, self.keys.high_water]
+        args: list[Any] = [len(acked)]
+        for event_id, partition, offset in acked:
+            keys += [self.keys.event(event_id), self.keys.acks(topic, partition)]
+            args += [f"{topic}:{partition}", offset]
+        answers = await self._call(self._acknowledge(keys=keys, args=args))
+        return [(abs(int(a)), int(a) < 0) for a in answers]
+
+    async def watermark(self, topic: str, partitions: int) -> tuple[int, int]:
+        """(log head, view position): the last position given, and the highest position
+        such that every event acknowledged at or below it is in the views."""
+        keys = [self.keys.sequence]
+        keys += [self.keys.position(topic, p) for p in range(partitions)]
+        keys += [self.keys.acks(topic, p) for p in range(partitions)]
+        head, mark = await self._call(self._watermark(keys=keys, args=[partitions]))
+        return int(head), int(mark)
+
+    # -- timeline --------------------------------------------------------------------------
+    async def timeline_page(self, customer_id: str, *, limit: int,
+                            before: tuple[int, str] | None) -> list[tuple[int, str, bytes]]:
+        """Newest first: (occurred_at µs, event id, document) strictly before ``before``."""
+        key = self.keys.timeline(customer_id)
+        if before is None:
+            entries = await self._call(self._redis.zrevrangebyscore(key, "+inf", "-inf", start=0, num=limit,
+                                                                    withscores=True))
+        else:
+            at, event_id = before
+            # ties on the instant are ordered by event id: take the whole instant, then cut
+            entries = await self._call(self._redis.zrevrangebyscore(key, at, "-inf", start=0,
+                                                                    num=limit + 1000, withscores=True))
+            entries = [(m, s) for m, s in entries if int(s) < at or m.decode() < event_id][:limit]
+        if not entries:
+            return []
+        ids = [m for m, _ in entries]
+        documents = await self._call(self._redis.hmget(self.keys.events(customer_id), ids))
+        return [(int(s), m.decode(), d) for (m, s), d in zip(entries, documents, strict=True) if d is not None]
+
+    async def ping(self) -> bool:
+        return bool(await self._call(self._redis.ping()))

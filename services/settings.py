@@ -61,10 +61,27 @@ class Settings(BaseSettings):
     projection_batch_events: int = 2000
     read_wait_max_seconds: float = 2.0
     group_commit_max_events: int = 5000
-    # scale-out runtime
+    # which runtime `touchstream run` serves: one process on SQLite, or Kafka + Redis
+    runtime: Literal["embedded", "kafka"] = "embedded"
+    # scale-out runtime: Kafka
     kafka_bootstrap: str = "127.0.0.1:9092"
-    kafka_partitions: int = 8
-    kafka_request_timeout_ms: int = 5000
+    kafka_partitions: int = Field(default=8, ge=1)
+    kafka_replication_factor: int = Field(default=1, ge=1)
+    kafka_request_timeout_ms: int = Field(default=5000, ge=100)
+    # How long a fetch waits for records when there are none. Brokers that hold an empty
+    # fetch for the whole wait (Tansu) make this the floor of ingest-to-view latency.
+    kafka_fetch_max_wait_ms: int = Field(default=100, ge=1)
+    kafka_session_timeout_seconds: float = Field(default=10.0, gt=0)
+    kafka_heartbeat_seconds: float = Field(default=1.0, gt=0)
+    # scale-out runtime: Redis (views, identity index, positions)
+    redis_url: str = "redis://127.0.0.1:6379/0"
+    redis_prefix: str = "touchstream"
+    redis_timeout_seconds: float = Field(default=2.0, gt=0)
+    # scale-out runtime: the view worker (`touchstream worker`)
+    worker_group: str = "touchstream-views"
+    worker_batch_events: int = Field(default=5000, ge=1)
+    worker_host: str = "127.0.0.1"
+    worker_web_port: int = 6066  # /metrics and /healthz of a worker (faust's web server)
 
     @property
     def log_path(self) -> Path:

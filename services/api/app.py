@@ -27,7 +27,7 @@ from services.api.ingest_routes import ingest_router
 from services.api.ops_routes import ops_router
 from services.api.responses import JSON
 from services.ingest import StorageUnavailable
-from services.platform import EmbeddedPlatform
+from services.platform import Platform
 
 __all__ = ["create_app"]
 
@@ -69,7 +69,7 @@ def _error(status: int, detail: Any, headers: dict[str, str] | None = None) -> J
     return JSON({"error": body}, status_code=status, headers=headers)
 
 
-def create_app(platform: EmbeddedPlatform, *, manage_platform: bool = True) -> FastAPI:
+def create_app(platform: Platform, *, manage_platform: bool = True) -> FastAPI:
     settings = platform.settings
     set_phone_region(settings.default_phone_region)
     keys = KeyRing(settings)
@@ -77,12 +77,12 @@ def create_app(platform: EmbeddedPlatform, *, manage_platform: bool = True) -> F
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         if manage_platform:
-            platform.start()
+            await platform.start()
         try:
             yield
         finally:
             if manage_platform:
-                platform.close()
+                await platform.close()
 
     app = FastAPI(
         title="Touchstream",

@@ -9,8 +9,6 @@ view position it reflects (``X-Touchstream-Position``).
 
 from __future__ import annotations
 
-import asyncio
-import base64
 import time
 from datetime import UTC, datetime
 from typing import Annotated, Any
@@ -25,33 +23,31 @@ from services import metrics
 from services.api.auth import KeyRing
 from services.api.contracts import normalise_email, normalise_phone
 from services.api.responses import JSON
-from services.platform import EmbeddedPlatform
+from services.platform import Platform
 
 __all__ = ["customer_router"]
 
 MinPosition = Annotated[int | None, Query(ge=0, description="wait until the views include this log position")]
 
 
-def customer_router(platform: EmbeddedPlatform, keys: KeyRing) -> APIRouter:
+def customer_router(platform: Platform, keys: KeyRing) -> APIRouter:
     router = APIRouter(tags=["customers"], dependencies=[Depends(keys.require("read"))])
-    store = platform.views
+    wait_max = platform.settings.read_wait_max_seconds
 
     async def caught_up(min_position: int | None) -> int:
-        if min_position and platform.runner.position < min_position:  # else no thread needed
-            started = time.perf_counter()
-            reached = await asyncio.to_thread(
-                platform.runner.wait_for, min_position, platform.settings.read_wait_max_seconds
-            )
+        started = time.perf_counter()
+        caught = await platform.caught_up(min_position, wait_max)
+        if min_position:
             metrics.READ_WAIT_SECONDS.observe(time.perf_counter() - started)
-            if not reached:
-                raise HTTPException(
-                    503, f"views are at position {platform.runner.position}, not yet {min_position}",
-                    headers={"Retry-After": "1"},
-                )
-        return platform.runner.position
+        if not caught.reached:
+            raise HTTPException(
+                503, f"views are at position {caught.position}, not yet {min_position}",
+                headers={"Retry-After": "1"},
+            )
+        return caught.position
 
-    def answer(customer_id: str, position: int, at: datetime | None) -> JSON:
-        state = store.state(customer_id)
+    async def answer(customer_id: str, position: int, at: datetime | None) -> JSON:
+        state = await platform.state(customer_id)
         if state is None:
             raise HTTPException(404, "no such customer")
         view = from_state(orjson.loads(state))
@@ -64,7 +60,7 @@ def customer_router(platform: EmbeddedPlatform, keys: KeyRing) -> APIRouter:
                            at: AwareDatetime | None = None) -> JSON:
         """The 360° view; ``at`` sets the time contact pressure is counted against."""
         position = await caught_up(min_position)
-        return answer(customer_id, position, at)
+        return await answer(customer_id, position, at)
 
     @router.get("/v1/customers")
     async def find_customer(email: str | None = None, phone: str | None = None,
@@ -83,55 +79,34 @@ def customer_router(platform: EmbeddedPlatform, keys: KeyRing) -> APIRouter:
         except ValueError as error:
             raise HTTPException(422, [{"path": "query", "message": str(error)}]) from None
         position = await caught_up(min_position)
-        owner = store.owners([identifier]).get(identifier)
+        owner = await platform.owner(identifier)
         if owner is None:
             raise HTTPException(404, "no customer has this identifier")
-        return answer(owner, position, at)
+        return await answer(owner, position, at)
 
     @router.get("/v1/customers/{customer_id}/timeline")
     async def timeline(customer_id: str, limit: Annotated[int, Query(ge=1, le=500)] = 50,
                        cursor: str | None = None, min_position: MinPosition = None) -> JSON:
         """Every touchpoint of the customer from the log, newest event time first, paginated."""
         position = await caught_up(min_position)
-        before = _cursor_in(cursor) if cursor else None
-        # Up to 500 log records: read off the event loop so other requests keep flowing.
-        page = await asyncio.to_thread(store.timeline_positions, customer_id, limit=limit + 1, before=before)
-        if not page and before is None and store.state(customer_id) is None:
+        try:
+            page = await platform.timeline(customer_id, limit, cursor)
+        except ValueError:
+            raise HTTPException(422, [{"path": "cursor", "message": "not a cursor this API returned"}]) from None
+        if not page.events and cursor is None and await platform.state(customer_id) is None:
             raise HTTPException(404, "no such customer")
-        more, page = len(page) > limit, page[:limit]
-        found = await asyncio.to_thread(platform.log.at_positions, [p for _, p in page])
-        records = {r.position: r for r in found}
-        events = [{"position": p, **records[p].document()} for _, p in page if p in records]
-        payload: dict[str, Any] = {"customer_id": customer_id, "events": events,
-                                   "next_cursor": _cursor_out(page[-1]) if more else None}
+        payload: dict[str, Any] = {"customer_id": customer_id, "events": page.events,
+                                   "next_cursor": page.next_cursor}
         return JSON(payload, headers={"X-Touchstream-Position": str(position)})
 
     @router.get("/v1/identity/conflicts")
     async def conflicts(after: int = 0, limit: Annotated[int, Query(ge=1, le=1000)] = 100) -> JSON:
         """Touchpoints whose identifiers belong to different customers (not merged)."""
-        rows = await asyncio.to_thread(store.rows, "identity_conflicts", after=after, limit=limit)
-        for row in rows:
-            row["identifiers"] = orjson.loads(row.pop("detail"))
-        return JSON({"conflicts": rows})
+        return JSON({"conflicts": await platform.conflicts(after, limit)})
 
     @router.get("/v1/dead-letters")
     async def dead_letters(after: int = 0, limit: Annotated[int, Query(ge=1, le=1000)] = 100) -> JSON:
-        """Log records the projection could not apply, with the reason (replayable)."""
-        rows = await asyncio.to_thread(store.rows, "dead_letters", after=after, limit=limit)
-        for row in rows:
-            row.pop("record")
-        return JSON({"dead_letters": rows})
+        """Records the projection could not apply, with the reason (replayable)."""
+        return JSON({"dead_letters": await platform.dead_letters(after, limit)})
 
     return router
-
-
-def _cursor_out(item: tuple[str, int]) -> str:
-    return base64.urlsafe_b64encode(f"{item[0]}|{item[1]}".encode()).decode()
-
-
-def _cursor_in(cursor: str) -> tuple[str, int]:
-    try:
-        at, position = base64.urlsafe_b64decode(cursor.encode()).decode().rsplit("|", 1)
-        return at, int(position)
-    except (ValueError, UnicodeDecodeError):
-        raise HTTPException(422, [{"path": "cursor", "message": "not a cursor this API returned"}]) from None

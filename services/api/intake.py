@@ -17,7 +17,7 @@ from pydantic import ValidationError
 
 from services import metrics
 from services.api.contracts import TOUCHPOINT_ADAPTER, to_canonical
-from services.platform import EmbeddedPlatform
+from services.platform import Platform
 
 __all__ = ["judge", "submit", "field_errors", "FUTURE_TOLERANCE"]
 
@@ -81,14 +81,14 @@ def _rejected(event_id: Any, event_type: str, reason: str, errors: list[dict[str
 _KNOWN = {"call", "email", "visit", "web_form", "purchase", "service_case", "survey", "consent"}
 
 
-async def submit(platform: EmbeddedPlatform, raws: list[Any], prefix: str, max_bytes: int) -> list[dict[str, Any]]:
+async def submit(platform: Platform, raws: list[Any], prefix: str, max_bytes: int) -> list[dict[str, Any]]:
     """Judge every event, append the good ones durably, return one verdict per event."""
     now = datetime.now(UTC)
     tolerance = timedelta(seconds=platform.settings.max_future_seconds)
     verdicts = [judge(raw, f"{prefix}[{i}]" if prefix else "", max_bytes, now, tolerance) for i, raw in enumerate(raws)]
     good = [v for v in verdicts if "document" in v]
     if good:
-        appended = await platform.writer.append([v["document"] for v in good])
+        appended = await platform.append([v["document"] for v in good])
         for verdict, (position, duplicate) in zip(good, appended, strict=True):
             del verdict["document"]
             verdict.update(result="duplicate" if duplicate else "accepted", position=position)

@@ -5,41 +5,23 @@ process is not draining — load balancers stop sending traffic otherwise)."""
 from __future__ import annotations
 
 import time
-from datetime import UTC, datetime
 
 from fastapi import APIRouter, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from projections.codec import instant
-from services import metrics
 from services.api.responses import JSON
-from services.platform import EmbeddedPlatform
+from services.platform import Platform
 
-__all__ = ["ops_router", "refresh_gauges"]
-
-
-def refresh_gauges(platform: EmbeddedPlatform) -> None:
-    """Lag figures are computed when scraped: log head, view position, oldest pending age."""
-    head, position = platform.log.head(), platform.runner.position
-    metrics.LOG_POSITION.set(head)
-    metrics.PROJECTION_POSITION.set(position)
-    metrics.PROJECTION_LAG_EVENTS.set(max(0, head - position))
-    age = 0.0
-    if head > position:
-        pending = platform.log.read(position, 1)
-        if pending:
-            received = instant(pending[0].document()["received_at"])
-            age = max(0.0, (datetime.now(UTC) - received).total_seconds())
-    metrics.PROJECTION_LAG_SECONDS.set(age)
+__all__ = ["ops_router"]
 
 
-def ops_router(platform: EmbeddedPlatform) -> APIRouter:
+def ops_router(platform: Platform) -> APIRouter:
     router = APIRouter(tags=["operations"])
 
     @router.get("/metrics", response_class=Response)
-    def prometheus_metrics() -> Response:
+    async def prometheus_metrics() -> Response:
         try:
-            refresh_gauges(platform)
+            await platform.refresh_gauges()
         except Exception:  # noqa: BLE001 - a scrape still answers while storage is in trouble
             pass
         return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
@@ -49,23 +31,11 @@ def ops_router(platform: EmbeddedPlatform) -> APIRouter:
         return JSON({"status": "ok", "runtime": platform.runtime})
 
     @router.get("/readyz")
-    def readyz() -> JSON:
-        checks: dict[str, str] = {}
+    async def readyz() -> JSON:
         started = time.perf_counter()
-        try:
-            head = platform.log.head()
-            checks["log"] = "ok"
-        except Exception as error:  # noqa: BLE001
-            head, checks["log"] = 0, f"failing: {type(error).__name__}"
-        checks["projection"] = (
-            "ok" if platform.runner.alive and platform.runner.failed is None
-            else f"failing: {type(platform.runner.failed).__name__}" if platform.runner.failed else "stopped"
-        )
-        checks["writer"] = "ok" if platform.writer.alive else "stopped"
-        checks["draining"] = "yes" if platform.draining else "no"
-        ready = all(v == "ok" for k, v in checks.items() if k != "draining") and not platform.draining
-        body = {"ready": ready, "checks": checks, "log_position": head, "view_position": platform.runner.position,
-                "check_seconds": round(time.perf_counter() - started, 6)}
-        return JSON(body, status_code=200 if ready else 503)
+        state = await platform.readiness()
+        body = {"ready": state.ready, "checks": state.checks, "log_position": state.log_position,
+                "view_position": state.view_position, "check_seconds": round(time.perf_counter() - started, 6)}
+        return JSON(body, status_code=200 if state.ready else 503)
 
     return router

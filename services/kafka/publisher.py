@@ -10,7 +10,7 @@ Contract of ``TouchpointPublisher``:
   document, in order, only once the broker acknowledged every one of them. Record key =
   customer id (UTF-8), so one customer's events share a partition and keep their order;
   value = Avro single-object encoding (``services.contracts.encode``); CloudEvents-style
-  headers ``ce_specversion, ce_id, ce_type, ce_source, ce_time, content-type``.
+  headers; the record layout is ``services.kafka.records``.
 - Every document is validated and encoded before the first send: a bad one raises
   ``ValueError`` (or the codec's / contracts' error) and nothing is written.
 - Any broker failure, or no acknowledgement within the request timeout, raises
@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Sequence
 from typing import Any
 
 import structlog
@@ -31,16 +32,18 @@ from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaConnectionError, KafkaError
 
 from projections.codec import from_dict
+from projections.identity import Identifier
 from services.contracts import encode
 from services.ingest import StorageUnavailable
+from services.kafka.records import Headers, cloudevents_headers, resolution_header
 from services.kafka.topics import TOUCHPOINTS_TOPIC
 from services.settings import Settings
 
-__all__ = ["TouchpointPublisher", "customer_key", "cloudevents_headers"]
+__all__ = ["TouchpointPublisher", "Decision", "customer_key", "cloudevents_headers"]
 
 log = structlog.get_logger("touchstream.kafka.publisher")
 
-Headers = list[tuple[str, bytes]]
+Decision = tuple[str, Sequence[tuple[Identifier, str]]]  # (customer id, conflicts) from identity.resolve
 
 
 def customer_key(document: dict[str, Any]) -> bytes:
@@ -51,19 +54,6 @@ def customer_key(document: dict[str, Any]) -> bytes:
     if not isinstance(customer_id, str) or not customer_id:
         raise ValueError(f"touchpoint {document.get('event_id')!r} has no resolved customer.customer_id")
     return customer_id.encode("utf-8")
-
-
-def cloudevents_headers(document: dict[str, Any]) -> Headers:
-    """CloudEvents Kafka binding, binary mode: attributes as ``ce_*`` headers, the data
-    (Avro) as the value, its media type in ``content-type``."""
-    return [
-        ("ce_specversion", b"1.0"),
-        ("ce_id", document["event_id"].encode("utf-8")),
-        ("ce_type", f"touchstream.touchpoint.{document['type']}".encode()),
-        ("ce_source", document["source"].encode("utf-8")),
-        ("ce_time", document["occurred_at"].encode("utf-8")),
-        ("content-type", b"application/avro"),
-    ]
 
 
 class TouchpointPublisher:
@@ -124,13 +114,19 @@ class TouchpointPublisher:
         if producer is not None:
             await producer.stop()  # flushes what is pending first
 
-    async def publish(self, documents: list[dict[str, Any]]) -> list[tuple[int, int]]:
-        """Write the documents; returns (partition, offset) of each, in order."""
+    async def publish(self, documents: list[dict[str, Any]],
+                      decisions: Sequence[Decision] | None = None) -> list[tuple[int, int]]:
+        """Write the documents; returns (partition, offset) of each, in order.
+
+        ``decisions`` (one per document) are the identity decisions taken at ingest: the
+        record key is the decided customer and the decision travels in the
+        ``touchstream-resolution`` header (``services.kafka.records``). Without them the
+        document must name its customer."""
         if self._producer is None:
             raise StorageUnavailable("the Kafka publisher is not started")
         # Validate and encode everything first: a bad document must not leave its
         # predecessors half-published.
-        records = [(customer_key(d), encode(from_dict(d)), cloudevents_headers(d)) for d in documents]
+        records = [self._record(d, None if decisions is None else decisions[i]) for i, d in enumerate(documents)]
         if not records:
             return []
         started = time.monotonic()
@@ -153,6 +149,17 @@ class TouchpointPublisher:
                 f"(after {waited_ms} ms, timeout {self.request_timeout_ms} ms): {what}"
             ) from error
         return [(ack.partition, ack.offset) for ack in acks]
+
+
+    @staticmethod
+    def _record(document: dict[str, Any], decision: Decision | None) -> tuple[bytes, bytes, Headers]:
+        event = from_dict(document)
+        headers = cloudevents_headers(document)
+        if decision is None:
+            return customer_key(document), encode(event), headers
+        customer_id, conflicts = decision
+        headers.append(resolution_header(event, customer_id, conflicts))
+        return customer_id.encode("utf-8"), encode(event), headers
 
 
 def _observe(delivery: asyncio.Future[Any]) -> None:

@@ -1,0 +1,111 @@
+"""The touchpoint record on Kafka: what ingest writes and what the view worker reads.
+
+A record is
+
+* key: the customer id decided at ingest (UTF-8), so one customer's events share a
+  partition and keep their order;
+* value: the touchpoint exactly as the sender gave it (canonical form), Avro
+  single-object encoded (``services.contracts``): a reader finds the writer schema by its
+  fingerprint;
+* headers: CloudEvents binary mode (``ce_specversion, ce_id, ce_type, ce_source, ce_time,
+  content-type``) and ``touchstream-resolution``, the identity decision taken at ingest:
+  JSON ``{"customer_id": "...", "conflicts": [[i, "owner"], ...]}`` where ``i`` indexes the
+  event's identifiers in ``projections.identity.identifiers_of`` order. Indexes and
+  customer ids only: no identifier value ever leaves the payload.
+
+Carrying the decision makes the worker a pure function of the topic: it needs no
+identifier index to fold, and a replay of the topic gives the same views, links and
+conflicts as the live run, whatever the order partitions are read in.
+
+A record from another producer without the resolution header is folded for the
+customer it names (``customer.customer_id``), else the record key; with neither it is
+a dead letter.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+
+from projections.identity import Identifier, identifiers_of
+from projections.touchpoints import Touchpoint
+from services.contracts import decode
+
+__all__ = [
+    "RESOLUTION_HEADER",
+    "Headers",
+    "BadRecord",
+    "ReadTouchpoint",
+    "cloudevents_headers",
+    "resolution_header",
+    "read_touchpoint",
+]
+
+RESOLUTION_HEADER = "touchstream-resolution"
+
+Headers = list[tuple[str, bytes]]
+
+
+class BadRecord(Exception):
+    """A record the worker cannot fold; ``kind`` is the dead-letter reason's class
+    (``undecodable``, ``unresolved``), the message says what exactly."""
+
+    def __init__(self, kind: str, detail: str):
+        super().__init__(detail)
+        self.kind = kind
+
+
+@dataclass(frozen=True, slots=True)
+class ReadTouchpoint:
+    event: Touchpoint
+    customer_id: str
+    conflicts: dict[Identifier, str]
+
+
+def cloudevents_headers(document: Mapping[str, Any]) -> Headers:
+    """CloudEvents Kafka binding, binary mode: attributes as ``ce_*`` headers, the data
+    (Avro) as the value, its media type in ``content-type``."""
+    return [
+        ("ce_specversion", b"1.0"),
+        ("ce_id", document["event_id"].encode("utf-8")),
+        ("ce_type", f"touchstream.touchpoint.{document['type']}".encode()),
+        ("ce_source", document["source"].encode("utf-8")),
+        ("ce_time", document["occurred_at"].encode("utf-8")),
+        ("content-type", b"application/avro"),
+    ]
+
+
+def resolution_header(event: Touchpoint, customer_id: str,
+                      conflicts: Sequence[tuple[Identifier, str]]) -> tuple[str, bytes]:
+    index = {identifier: i for i, identifier in enumerate(identifiers_of(event.customer))}
+    pairs = [[index[identifier], owner] for identifier, owner in conflicts]
+    return RESOLUTION_HEADER, orjson.dumps({"customer_id": customer_id, "conflicts": pairs})
+
+
+def read_touchpoint(value: bytes | None, key: bytes | None, headers: Sequence[tuple[str, bytes]]) -> ReadTouchpoint:
+    """Decode a touchpoint record and its identity decision; ``BadRecord`` otherwise."""
+    if value is None:
+        raise BadRecord("undecodable", "record has no value")
+    try:
+        event = decode(value)
+    except Exception as error:  # noqa: BLE001 - every way a payload can be wrong is a dead letter
+        raise BadRecord("undecodable", f"{type(error).__name__}: {error}") from None
+    raw = next((v for k, v in headers if k == RESOLUTION_HEADER), None)
+    if raw is None:
+        named = event.customer.customer_id or (key.decode("utf-8", "replace") if key else None)
+        if not named:
+            raise BadRecord("unresolved", "no resolution header, no customer id and no record key")
+        return ReadTouchpoint(event, named, {})
+    try:
+        decision = orjson.loads(raw)
+        identifiers = identifiers_of(event.customer)
+        conflicts = {identifiers[int(i)]: str(owner) for i, owner in decision["conflicts"]}
+        customer_id = decision["customer_id"]
+        if not isinstance(customer_id, str) or not customer_id:
+            raise ValueError("customer_id must be a non-empty string")
+    except (ValueError, KeyError, IndexError, TypeError) as error:
+        raise BadRecord("unresolved", f"bad {RESOLUTION_HEADER} header: {type(error).__name__}: {error}") from None
+    return ReadTouchpoint(event, customer_id, conflicts)

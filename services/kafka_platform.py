@@ -1,0 +1,231 @@
+"""The scale-out runtime's side of the HTTP API: ingest to Kafka, reads from Redis.
+
+Ingest (``append``), per request batch:
+
+1. events already acknowledged (their event id has a position in Redis) are answered
+   ``duplicate`` at once, with the first copy's position; so is a repeat within the batch;
+2. identity is resolved with the pure core (``projections.identity.resolve``) against the
+   Redis identifier index, and new identifiers are claimed with ``SET NX GET`` (first
+   writer wins). A claim lost to a concurrent request updates what is known and the batch
+   is resolved again, so every event ends with the decision the index supports;
+3. the events go to the touchpoints topic, keyed by the decided customer, the decision in
+   a header (``services.kafka.records``), ``acks=all``;
+4. only once the broker acknowledged them, one Lua script gives each its position and
+   records, per partition, the highest offset acknowledged up to that position. A copy
+   that raced another copy of the same event is answered ``duplicate``: it is on the topic
+   twice, and the worker's fold removes it by event id.
+
+Reads: views, identifiers and timelines are in Redis, written by the workers
+(``services.worker``). A read with ``min_position`` waits until the watermark (the
+highest position whose acknowledged events are all folded, see
+``RedisViewStore.watermark``) reaches it: the same read-your-writes as the embedded runtime.
+
+Failures: an unreachable broker or Redis is ``StorageUnavailable`` (503 with
+Retry-After). If the answer is lost after the broker acknowledged, the sender's retry
+produces another copy, which the worker drops.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any
+
+import orjson
+import structlog
+
+from projections.codec import from_dict
+from projections.identity import Identifier, Resolution, identifiers_of, resolve
+from projections.touchpoints import Touchpoint
+from services import metrics
+from services.ingest import StorageUnavailable
+from services.kafka.publisher import TouchpointPublisher
+from services.kafka.topics import TOUCHPOINTS_TOPIC, TopicCreationFailed, ensure_topics
+from services.platform import Caught, Readiness, TimelinePage, cursor_in, cursor_out
+from services.redis_views import RedisViewStore, ViewStoreUnavailable
+from services.settings import Settings
+
+__all__ = ["KafkaPlatform", "ResolutionRace"]
+
+log = structlog.get_logger("touchstream.kafka_platform")
+
+RESOLUTION_ROUNDS = 5
+STREAM_SCAN_LIMIT = 100_000  # conflicts / dead letters listed from at most this many entries
+
+
+class ResolutionRace(StorageUnavailable):
+    """Concurrent requests kept claiming this batch's identifiers; retry."""
+
+
+class KafkaPlatform:
+    runtime = "kafka"
+
+    def __init__(self, settings: Settings):
+        self.settings = settings
+        self.topic = TOUCHPOINTS_TOPIC
+        self.publisher = TouchpointPublisher.from_settings(settings)
+        self.store = RedisViewStore(settings.redis_url, settings.redis_prefix, timeout=settings.redis_timeout_seconds)
+        self.draining = False
+
+    async def start(self) -> None:
+        # Neither the broker nor Redis has to be up for the API to start: /readyz says
+        # what is missing and ingest answers 503 until they are.
+        try:
+            await ensure_topics(self.settings.kafka_bootstrap, self.settings.kafka_partitions,
+                                replication_factor=self.settings.kafka_replication_factor,
+                                request_timeout_ms=self.settings.kafka_request_timeout_ms)
+            await self.publisher.start()
+        except (StorageUnavailable, TopicCreationFailed) as error:
+            log.warning("kafka_not_ready_at_start", error=type(error).__name__, detail=str(error)[:300])
+        log.info("platform_started", runtime=self.runtime, partitions=self.settings.kafka_partitions)
+
+    async def close(self) -> None:
+        self.draining = True
+        await self.publisher.stop()
+        await self.store.aclose()
+        log.info("platform_stopped", runtime=self.runtime)
+
+    # -- ingest ----------------------------------------------------------------------------
+    async def append(self, documents: list[dict[str, Any]]) -> list[tuple[int, bool]]:
+        if self.publisher.idempotent is None:  # not started yet (broker was down at start)
+            await self.publisher.start()
+        try:
+            return await self._append(documents)
+        except ViewStoreUnavailable as error:
+            raise StorageUnavailable(str(error)) from error
+
+    async def _append(self, documents: list[dict[str, Any]]) -> list[tuple[int, bool]]:
+        ids = [d["event_id"] for d in documents]
+        answers: list[tuple[int, bool] | None] = [None] * len(documents)
+        known_positions = await self.store.event_positions(ids)
+        fresh: dict[str, int] = {}  # event id -> index of its first copy in this batch
+        repeats: list[int] = []
+        for i, event_id in enumerate(ids):
+            if event_id in known_positions:
+                answers[i] = (known_positions[event_id], True)
+            elif event_id in fresh:
+                repeats.append(i)
+            else:
+                fresh[event_id] = i
+        order = list(fresh.values())
+        if order:
+            events = [from_dict(documents[i]) for i in order]
+            resolutions = await self._resolve(events)
+            acks = await self.publisher.publish(
+                [documents[i] for i in order], [(r.customer_id, r.conflicts) for r in resolutions]
+            )
+            answered = await self.store.acknowledge(
+                self.topic, [(ids[i], partition, offset) for i, (partition, offset) in zip(order, acks, strict=True)]
+            )
+            for i, answer in zip(order, answered, strict=True):
+                answers[i] = answer
+        for i in repeats:
+            answers[i] = (answers[fresh[ids[i]]][0], True)  # type: ignore[index]
+        return answers  # type: ignore[return-value]
+
+    async def _resolve(self, events: list[Touchpoint]) -> list[Resolution]:
+        identifiers = {i for e in events for i in identifiers_of(e.customer)}
+        known = await self.store.owners(identifiers)
+        for _ in range(RESOLUTION_ROUNDS):
+            running, claims, resolutions = dict(known), {}, []
+            for event in events:
+                resolution = resolve(event, running)
+                for identifier in resolution.links:
+                    running[identifier] = claims[identifier] = resolution.customer_id
+                resolutions.append(resolution)
+            owners = await self.store.claim_all(list(claims.items()))
+            taken = dict(zip(claims, owners, strict=True))
+            if all(taken[i] == c for i, c in claims.items()):
+                return resolutions
+            known.update(taken)  # another request claimed first: decide again with it
+        raise ResolutionRace("identifiers of this batch were claimed concurrently too often")
+
+    # -- reads -----------------------------------------------------------------------------
+    async def caught_up(self, min_position: int | None, timeout: float) -> Caught:
+        deadline, pause = time.monotonic() + timeout, 0.002
+        while True:
+            try:
+                _, mark = await self.store.watermark(self.topic, self.settings.kafka_partitions)
+            except ViewStoreUnavailable as error:
+                raise StorageUnavailable(str(error)) from error
+            if not min_position or mark >= min_position:
+                return Caught(True, mark)
+            if time.monotonic() >= deadline:
+                return Caught(False, mark)
+            await asyncio.sleep(pause)
+            pause = min(pause * 2, 0.02)
+
+    async def state(self, customer_id: str) -> bytes | None:
+        return await self._read(self.store.states([customer_id]), customer_id)
+
+    async def owner(self, identifier: Identifier) -> str | None:
+        return await self._read(self.store.owners([identifier]), identifier)
+
+    async def _read(self, found: Any, key: Any) -> Any:
+        try:
+            return (await found).get(key)
+        except ViewStoreUnavailable as error:
+            raise StorageUnavailable(str(error)) from error
+
+    async def timeline(self, customer_id: str, limit: int, cursor: str | None) -> TimelinePage:
+        before = None
+        if cursor:
+            parts = cursor_in(cursor)
+            if len(parts) != 2 or not parts[0].lstrip("-").isdigit():
+                raise ValueError("not a cursor this API returned")
+            before = (int(parts[0]), parts[1])
+        try:
+            page = await self.store.timeline_page(customer_id, limit=limit + 1, before=before)
+            more, page = len(page) > limit, page[:limit]
+            positions = await self.store.event_positions([event_id for _, event_id, _ in page])
+        except ViewStoreUnavailable as error:
+            raise StorageUnavailable(str(error)) from error
+        events = [{"position": positions.get(event_id), **orjson.loads(document)} for _, event_id, document in page]
+        return TimelinePage(events, cursor_out(page[-1][0], page[-1][1]) if more else None)
+
+    async def conflicts(self, after: int, limit: int) -> list[dict[str, Any]]:
+        rows = await self._stream_rows("conflicts", after, limit)
+        return [{"position": r["position"], "event_id": r["event_id"], "customer_id": r["customer_id"],
+                 "identifiers": r["conflicts"]} for r in rows]
+
+    async def dead_letters(self, after: int, limit: int) -> list[dict[str, Any]]:
+        rows = await self._stream_rows("deadletters", after, limit)
+        return [{"position": r["position"], "event_id": r["event_id"], "reason": r["reason"], "topic": r["topic"],
+                 "partition": r["partition"], "offset": r["offset"]} for r in rows]
+
+    async def _stream_rows(self, stream: Any, after: int, limit: int) -> list[dict[str, Any]]:
+        """Stream entries with the position ingest gave their event, by position; entries
+        whose record never went through ingest (no position) come first, when after=0."""
+        try:
+            entries = [orjson.loads(e) for e in await self.store.records(stream, count=STREAM_SCAN_LIMIT)]
+            positions = await self.store.event_positions([e["event_id"] for e in entries if e.get("event_id")])
+        except ViewStoreUnavailable as error:
+            raise StorageUnavailable(str(error)) from error
+        for entry in entries:
+            entry["position"] = positions.get(entry.get("event_id") or "")
+        rows = [e for e in entries if (e["position"] or 0) > after or (e["position"] is None and after == 0)]
+        rows.sort(key=lambda e: (e["position"] or 0, e["topic"], e["partition"], e["offset"]))
+        return rows[:limit]
+
+    # -- operations ------------------------------------------------------------------------
+    async def readiness(self) -> Readiness:
+        checks: dict[str, str] = {"draining": "yes" if self.draining else "no"}
+        head = mark = 0
+        try:
+            head, mark = await self.store.watermark(self.topic, self.settings.kafka_partitions)
+            checks["redis"] = "ok"
+        except ViewStoreUnavailable as error:
+            checks["redis"] = f"failing: {type(error.__cause__ or error).__name__}"
+        if self.publisher.idempotent is None:
+            try:
+                await self.publisher.start()
+            except StorageUnavailable:
+                pass
+        checks["kafka"] = "ok" if self.publisher.idempotent is not None else "failing: not connected"
+        return Readiness(checks, head, mark)
+
+    async def refresh_gauges(self) -> None:
+        head, mark = await self.store.watermark(self.topic, self.settings.kafka_partitions)
+        metrics.LOG_POSITION.set(head)
+        metrics.PROJECTION_POSITION.set(mark)
+        metrics.PROJECTION_LAG_EVENTS.set(max(0, head - mark))
