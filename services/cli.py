@@ -62,6 +62,16 @@ def run(
 
 
 @app.command()
+def worker() -> None:
+    """Run a scale-out view worker (faust): fold the touchpoints topic into Redis."""
+    from services.worker.app import run_worker
+
+    settings = Settings()
+    configure_logging(settings.log_level, settings.log_format)
+    run_worker(settings)
+
+
+@app.command()
 def replay(
     into: Annotated[Path | None, typer.Option(help="rebuild into this file (default: a temporary one)")] = None,
 ) -> None:

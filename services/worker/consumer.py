@@ -1,0 +1,296 @@
+"""The view worker's hot path: a batched aiokafka consumer folding touchpoints into Redis.
+
+Loop, per poll (up to ``worker_batch_events`` records over the owned partitions):
+
+1. decode every record (``fold.decode``); undecodable ones become dead letters;
+2. load the stored states of every customer the poll names, in one MGET;
+3. fold each partition's records with the core (``fold.fold``);
+4. publish what the poll derived — changed customer views (compacted topic) and dead
+   letters with their reasons — and wait for the broker's acknowledgement;
+5. commit each partition's batch to Redis with its last offset, atomically and fenced
+   (``RedisViewStore.commit``): a commit for a partition whose stored position has moved
+   on (another worker owns it now) changes nothing, and the worker re-seeks.
+
+Redis, not the consumer group, holds the position of record. On assignment each
+partition is paused until its stored position is read, then sought to position + 1, so a
+restart or a rebalance resumes exactly after the last committed batch: nothing lost,
+nothing folded twice (and a record folded twice would change nothing: the fold is
+idempotent by event id). Group offsets are committed too, as a hint for monitoring tools.
+
+When Kafka or Redis fails mid-batch the batch is dropped, the worker waits (bounded
+backoff) and resumes from the stored positions: it pauses and recovers by itself and
+never dies on a bad record or an outage.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Iterable
+from typing import Any
+
+import orjson
+import structlog
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
+from aiokafka.errors import KafkaError
+
+from projections.view import CustomerView
+from services import metrics
+from services.kafka.topics import CUSTOMER_VIEWS_TOPIC, DEAD_LETTERS_TOPIC, TOUCHPOINTS_TOPIC
+from services.redis_views import RedisViewStore, ViewStoreUnavailable
+from services.settings import Settings
+from services.worker.fold import Folded, decode, fold, view_event_headers
+
+__all__ = ["ViewWorker"]
+
+log = structlog.get_logger("touchstream.worker")
+
+HINT_COMMIT_SECONDS = 5.0
+
+
+class _Assignments(ConsumerRebalanceListener):  # type: ignore[misc]
+    def __init__(self, worker: ViewWorker):
+        self.worker = worker
+
+    async def on_partitions_revoked(self, revoked: Iterable[TopicPartition]) -> None:
+        self.worker.revoked(set(revoked))
+
+    async def on_partitions_assigned(self, assigned: Iterable[TopicPartition]) -> None:
+        self.worker.assigned(set(assigned))
+
+
+class ViewWorker:
+    def __init__(self, settings: Settings, *, store: RedisViewStore | None = None, client_id: str = "touchstream-worker"):
+        self.settings = settings
+        self.topic = TOUCHPOINTS_TOPIC
+        self.client_id = client_id
+        self.store = store or RedisViewStore(settings.redis_url, settings.redis_prefix,
+                                             timeout=settings.redis_timeout_seconds)
+        self.owned: set[TopicPartition] = set()
+        self.unpositioned: set[TopicPartition] = set()
+        self.positions: dict[int, int] = {}
+        self.joined = False
+        self.stalled: str | None = None  # why the last batch failed, until one succeeds
+        self.folded = 0
+        self._stopping = asyncio.Event()
+        self._consumer: AIOKafkaConsumer | None = None
+        self._producer: AIOKafkaProducer | None = None
+        self._hinted = time.monotonic()
+
+    # -- group membership ------------------------------------------------------------------
+    def revoked(self, partitions: set[TopicPartition]) -> None:
+        self.owned -= partitions
+        self.unpositioned -= partitions
+        for tp in partitions:
+            self.positions.pop(tp.partition, None)
+        log.info("partitions_revoked", partitions=sorted(tp.partition for tp in partitions))
+
+    def assigned(self, partitions: set[TopicPartition]) -> None:
+        self.joined = True
+        self.owned |= partitions
+        self.unpositioned |= partitions
+        if partitions and self._consumer is not None:
+            self._consumer.pause(*partitions)  # until the stored position is known
+        log.info("partitions_assigned", partitions=sorted(tp.partition for tp in partitions))
+
+    # -- lifecycle -------------------------------------------------------------------------
+    async def start(self) -> None:
+        s = self.settings
+        self._producer = AIOKafkaProducer(
+            bootstrap_servers=s.kafka_bootstrap, client_id=f"{self.client_id}-derived", acks="all",
+            request_timeout_ms=s.kafka_request_timeout_ms, linger_ms=2,
+        )
+        self._consumer = AIOKafkaConsumer(
+            bootstrap_servers=s.kafka_bootstrap,
+            client_id=self.client_id,
+            group_id=s.worker_group,
+            enable_auto_commit=False,
+            auto_offset_reset="earliest",
+            fetch_max_wait_ms=s.kafka_fetch_max_wait_ms,
+            max_partition_fetch_bytes=4 * 1024 * 1024,
+            session_timeout_ms=int(s.kafka_session_timeout_seconds * 1000),
+            heartbeat_interval_ms=int(s.kafka_heartbeat_seconds * 1000),
+            request_timeout_ms=max(s.kafka_request_timeout_ms, int(s.kafka_session_timeout_seconds * 1000) + 5000),
+        )
+        await _retry_start(self._producer, "producer", self._stopping)
+        self._consumer.subscribe([self.topic], listener=_Assignments(self))
+        await _retry_start(self._consumer, "consumer", self._stopping)
+
+    async def stop(self) -> None:
+        self._stopping.set()
+        for client in (self._consumer, self._producer):
+            if client is not None:
+                try:
+                    await client.stop()
+                except Exception as error:  # noqa: BLE001 - stopping anyway
+                    log.warning("client_stop_failed", error=type(error).__name__)
+        await self.store.aclose()
+
+    async def run(self) -> None:
+        """Fold until stopped; never raises on bad records or outages."""
+        backoff = 0.05
+        while not self._stopping.is_set():
+            try:
+                if self.unpositioned:
+                    await self._position()
+                await self.run_once()
+            except (ViewStoreUnavailable, KafkaError, OSError, asyncio.TimeoutError) as error:
+                cause = "redis" if isinstance(error, ViewStoreUnavailable) else "kafka"
+                self._stall(cause, error)
+                await _sleep(self._stopping, backoff)
+                backoff = min(backoff * 2, 2.0)
+                self.unpositioned |= self.owned  # resume from the stored positions
+                if self._consumer is not None and self.owned:
+                    self._consumer.pause(*self.owned)
+            else:
+                backoff = 0.05
+                if self.stalled:
+                    log.info("worker_resumed", after=self.stalled)
+                    self.stalled = None
+
+    def _stall(self, cause: str, error: BaseException) -> None:
+        metrics.child(metrics.WORKER_STALLS, cause).inc()
+        if self.stalled != cause:
+            log.error("worker_stalled", cause=cause, error=type(error).__name__, detail=str(error)[:300])
+        self.stalled = cause
+
+    async def _position(self) -> None:
+        assert self._consumer is not None
+        pending = sorted(self.unpositioned & self.owned, key=lambda tp: tp.partition)
+        for tp in pending:
+            stored = await self.store.position(tp.topic, tp.partition)
+            if tp in self.owned:  # still ours after the await
+                self._consumer.seek(tp, stored + 1)
+                self.positions[tp.partition] = stored
+                self.unpositioned.discard(tp)
+                self._consumer.resume(tp)
+        self.unpositioned &= self.owned
+
+    async def run_once(self) -> int:
+        assert self._consumer is not None and self._producer is not None
+        polled = await self._consumer.getmany(timeout_ms=200, max_records=self.settings.worker_batch_events)
+        batches = {tp: records for tp, records in polled.items() if records and tp in self.owned
+                   and tp not in self.unpositioned}
+        if not batches:
+            await self._hint()
+            return 0
+        started = time.perf_counter()
+        decoded = {tp: decode(records) for tp, records in batches.items()}
+        customers = set().union(*(d.customers for d in decoded.values()))
+        stored = await self.store.states(customers)
+        views: dict[str, CustomerView] = {}
+        folded = [fold(tp.topic, tp.partition, batches[tp][-1].offset, decoded[tp], stored, views)
+                  for tp in sorted(batches, key=lambda tp: tp.partition)]
+        await self._publish(folded)
+        for batch in folded:
+            await self._commit(batch)
+        metrics.PROJECTION_BATCH_SECONDS.observe(time.perf_counter() - started)
+        await self._hint()
+        return sum(len(r) for r in batches.values())
+
+    async def _publish(self, batches: list[Folded]) -> None:
+        """Derived events of the poll, acknowledged before the views commit: a crash in
+        between re-publishes them under the same deterministic ids."""
+        assert self._producer is not None
+        sends = []
+        for batch in batches:
+            for customer_id, document in batch.documents.items():
+                headers = view_event_headers(customer_id, batch.topic, batch.partition, batch.view_offsets[customer_id])
+                sends.append(await self._producer.send(CUSTOMER_VIEWS_TOPIC, value=document,
+                                                       key=customer_id.encode(), headers=headers))
+            for key, value, headers in batch.dead_records:
+                sends.append(await self._producer.send(DEAD_LETTERS_TOPIC, value=value, key=key, headers=headers))
+        if sends:
+            async with asyncio.timeout(self.settings.kafka_request_timeout_ms / 1000):
+                await asyncio.gather(*sends)
+
+    async def _commit(self, batch: Folded) -> None:
+        tp = TopicPartition(batch.topic, batch.partition)
+        applied = await self.store.commit(
+            batch.topic, batch.partition, batch.offset, batch.states, batch.documents, batch.links,
+            batch.conflicts, batch.dead_letters, batch.timeline,
+        )
+        if not applied:  # another worker committed past us: start again from its position
+            metrics.WORKER_COMMITS_FENCED.inc()
+            log.warning("commit_fenced", partition=batch.partition, offset=batch.offset)
+            if tp in self.owned and self._consumer is not None:
+                self.unpositioned.add(tp)
+                self._consumer.pause(tp)
+            return
+        self.positions[batch.partition] = batch.offset
+        self.folded += batch.folded
+        _count(batch)
+
+    async def _hint(self) -> None:
+        """Commit group offsets now and then (monitoring only; Redis is the truth) and
+        refresh the lag gauges."""
+        if time.monotonic() - self._hinted < HINT_COMMIT_SECONDS or self._consumer is None:
+            return
+        self._hinted = time.monotonic()
+        offsets = {TopicPartition(self.topic, p): o + 1 for p, o in self.positions.items() if o >= 0}
+        offsets = {tp: o for tp, o in offsets.items() if tp in self.owned}
+        if offsets:
+            try:
+                await self._consumer.commit(offsets)
+            except KafkaError as error:  # a rebalance in progress: the next hint will do
+                log.info("offset_hint_skipped", error=type(error).__name__)
+        for tp in self.owned:
+            high = self._consumer.highwater(tp)
+            position = self.positions.get(tp.partition)
+            if high is not None and position is not None:
+                metrics.child(metrics.WORKER_PARTITION_LAG, str(tp.partition)).set(max(0, high - 1 - position))
+
+    def status(self) -> dict[str, Any]:
+        return {
+            "joined": self.joined,
+            "partitions": sorted(tp.partition for tp in self.owned),
+            "positions": {str(p): o for p, o in sorted(self.positions.items())},
+            "stalled": self.stalled,
+            "folded": self.folded,
+        }
+
+
+def _count(batch: Folded) -> None:
+    metrics.child(metrics.WORKER_PARTITION_POSITION, str(batch.partition)).set(batch.offset)
+    metrics.child(metrics.WORKER_RECORDS, "folded").inc(batch.folded)
+    if batch.duplicates:
+        metrics.child(metrics.WORKER_RECORDS, "duplicate").inc(batch.duplicates)
+    if batch.dead_letters:
+        metrics.child(metrics.WORKER_RECORDS, "dead_letter").inc(len(batch.dead_letters))
+        for entry in batch.dead_letters:
+            reason = orjson.loads(entry)["reason"].split(":", 1)[0]
+            metrics.child(metrics.DEAD_LETTERS, reason).inc()
+            log.warning("dead_letter", partition=batch.partition, reason=reason)
+    if batch.conflicts:
+        metrics.IDENTITY_CONFLICTS.inc(len(batch.conflicts))
+    metrics.child(metrics.DERIVED_EVENTS, CUSTOMER_VIEWS_TOPIC).inc(len(batch.documents))
+    if batch.dead_records:
+        metrics.child(metrics.DERIVED_EVENTS, DEAD_LETTERS_TOPIC).inc(len(batch.dead_records))
+    now = micros_now()
+    histogram = metrics.VIEW_LATENCY_SECONDS
+    for received in batch.received:
+        histogram.observe(max(0.0, (now - received) / 1e6))
+
+
+def micros_now() -> int:
+    return int(time.time() * 1_000_000)
+
+
+async def _retry_start(client: Any, what: str, stopping: asyncio.Event) -> None:
+    backoff = 0.2
+    while not stopping.is_set():
+        try:
+            await client.start()
+            return
+        except KafkaError as error:
+            log.warning("kafka_unreachable", client=what, error=type(error).__name__)
+            await _sleep(stopping, backoff)
+            backoff = min(backoff * 2, 5.0)
+
+
+async def _sleep(stopping: asyncio.Event, seconds: float) -> None:
+    try:
+        await asyncio.wait_for(stopping.wait(), seconds)
+    except TimeoutError:
+        pass
+

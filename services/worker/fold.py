@@ -1,0 +1,165 @@
+"""Folding one partition's batch of touchpoint records: pure, no I/O.
+
+``decode`` turns records into touchpoints with their identity decision, or dead letters
+with reasons; the caller loads the stored states of the customers they name (one MGET
+for the whole poll); ``fold`` applies the SAME core as the embedded runtime
+(``projections.identity.settled`` + ``projections.view.evolve``) and returns everything
+the batch changes: states, published documents, identifier links, conflicts, timeline
+entries, dead letters and derived events, to be written in one fenced commit.
+
+A record whose event id a view already holds (a producer retry, a re-sent event, a batch
+re-read after a crash) changes nothing: ``evolve`` is idempotent, and a record that
+changed nothing writes no timeline entry and no derived event.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import orjson
+
+from projections.codec import to_dict
+from projections.identity import settled
+from projections.view import CustomerView, evolve, initial_view, micros
+from projections.view_document import from_state, to_document, to_state
+from services.kafka.records import BadRecord, ReadTouchpoint, read_touchpoint
+from services.redis_keys import conflict_record, dead_letter_record
+
+__all__ = ["Record", "Decoded", "Folded", "decode", "fold", "DERIVED_NAMESPACE"]
+
+DERIVED_NAMESPACE = uuid.UUID("0b7f3c52-3a51-4d0e-8f4e-1f9d6c2a7e31")
+REASON_HEADER = "touchstream-dead-letter-reason"
+
+
+class Record(Protocol):
+    """What the worker reads of a Kafka record (aiokafka's ConsumerRecord has it)."""
+
+    topic: str
+    partition: int
+    offset: int
+    key: bytes | None
+    value: bytes | None
+    headers: Sequence[tuple[str, bytes]]
+
+
+@dataclass(slots=True)
+class Decoded:
+    records: list[tuple[Record, ReadTouchpoint]] = field(default_factory=list)
+    dead: list[tuple[Record, str]] = field(default_factory=list)  # (record, reason)
+
+    @property
+    def customers(self) -> set[str]:
+        return {r.customer_id for _, r in self.records}
+
+
+@dataclass(slots=True)
+class Folded:
+    topic: str
+    partition: int
+    offset: int  # the last offset of the batch: the partition's position once committed
+    states: dict[str, bytes] = field(default_factory=dict)
+    documents: dict[str, bytes] = field(default_factory=dict)
+    links: list[tuple[str, str, str]] = field(default_factory=list)
+    conflicts: list[bytes] = field(default_factory=list)
+    dead_letters: list[bytes] = field(default_factory=list)  # Redis stream entries
+    dead_records: list[tuple[bytes | None, bytes | None, list[tuple[str, bytes]]]] = field(default_factory=list)
+    timeline: list[tuple[str, int, str, bytes]] = field(default_factory=list)
+    views: dict[str, CustomerView] = field(default_factory=dict)  # the touched views, folded
+    view_offsets: dict[str, int] = field(default_factory=dict)  # customer -> offset of its last change
+    received: list[int] = field(default_factory=list)  # received_at (µs) of each folded touchpoint
+    folded: int = 0
+    duplicates: int = 0
+
+
+def decode(records: Sequence[Record]) -> Decoded:
+    out = Decoded()
+    for record in records:
+        try:
+            out.records.append((record, read_touchpoint(record.value, record.key, record.headers)))
+        except BadRecord as error:
+            out.dead.append((record, f"{error.kind}: {error}"))
+    return out
+
+
+def fold(topic: str, partition: int, offset: int, decoded: Decoded, stored: Mapping[str, bytes],
+         views: dict[str, CustomerView] | None = None) -> Folded:
+    """Fold a decoded batch. ``stored`` holds the stored states (bytes) of the customers it
+    names; ``views`` may hold views already folded earlier in the same poll (and is
+    updated)."""
+    out = Folded(topic, partition, offset)
+    views = {} if views is None else views
+    for record, read in decoded.records:
+        customer_id, event = read.customer_id, read.event
+        view = views.get(customer_id)
+        if view is None:
+            raw = stored.get(customer_id)
+            view = from_state(orjson.loads(raw)) if raw is not None else initial_view(customer_id)
+        try:
+            resolution = settled(event, customer_id, read.conflicts)
+            after = evolve(view, resolution.folded)
+        except Exception as error:  # noqa: BLE001 - a record that cannot be folded is a dead letter
+            decoded.dead.append((record, f"unfoldable: {type(error).__name__}: {error}"))
+            continue
+        if after is view:
+            out.duplicates += 1
+            continue
+        views[customer_id] = out.views[customer_id] = after
+        out.view_offsets[customer_id] = record.offset
+        out.folded += 1
+        out.received.append(micros(event.received_at))
+        out.links += [(kind, value, customer_id) for kind, value in resolution.links]
+        if resolution.conflicts:
+            out.conflicts.append(conflict_record(topic, partition, record.offset, event.event_id, customer_id,
+                                                 resolution.conflicts))
+        out.timeline.append((customer_id, micros(event.occurred_at), event.event_id, orjson.dumps(to_dict(event))))
+    for record, reason in decoded.dead:
+        event_id = _event_id(record)
+        out.dead_letters.append(dead_letter_record(topic, partition, record.offset, event_id, reason[:500]))
+        out.dead_records.append(_dead_record(record, event_id, reason))
+    for customer_id, view in out.views.items():
+        out.states[customer_id] = orjson.dumps(to_state(view))
+        out.documents[customer_id] = orjson.dumps(to_document(view))
+    return out
+
+
+def derived_id(topic: str, partition: int, offset: int, kind: str) -> str:
+    """A deterministic id for an event derived from the record at (topic, partition,
+    offset): a re-fold after a crash publishes it again under the same id."""
+    return str(uuid.uuid5(DERIVED_NAMESPACE, f"{kind}|{topic}|{partition}|{offset}"))
+
+
+def _event_id(record: Record) -> str | None:
+    for key, value in record.headers:
+        if key == "ce_id":
+            return value.decode("utf-8", "replace")
+    return None
+
+
+def _dead_record(record: Record, event_id: str | None, reason: str) -> tuple[bytes | None, bytes | None,
+                                                                             list[tuple[str, bytes]]]:
+    """The dead-letter topic's record: the original bytes and headers, the reason and the
+    source in headers, a deterministic id."""
+    headers = [(k, v) for k, v in record.headers if k != "ce_id"]
+    headers += [
+        ("ce_id", derived_id(record.topic, record.partition, record.offset, "dead-letter").encode()),
+        (REASON_HEADER, reason[:1000].encode("utf-8", "replace")),
+        ("touchstream-source-topic", record.topic.encode()),
+        ("touchstream-source-partition", str(record.partition).encode()),
+        ("touchstream-source-offset", str(record.offset).encode()),
+    ]
+    if event_id:
+        headers.append(("touchstream-event-id", event_id.encode("utf-8", "replace")))
+    return (event_id.encode("utf-8", "replace") if event_id else record.key), record.value, headers
+
+
+def view_event_headers(customer_id: str, topic: str, partition: int, offset: int) -> list[tuple[str, Any]]:
+    return [
+        ("ce_specversion", b"1.0"),
+        ("ce_id", derived_id(topic, partition, offset, f"customer-view|{customer_id}").encode()),
+        ("ce_type", b"touchstream.customer_view.changed"),
+        ("ce_source", f"touchstream/worker/{topic}/{partition}".encode()),
+        ("content-type", b"application/json"),
+    ]
