@@ -75,13 +75,26 @@ def worker() -> None:
 def replay(
     into: Annotated[Path | None, typer.Option(help="rebuild into this file (default: a temporary one)")] = None,
 ) -> None:
-    """Rebuild every view from the log into a fresh store; print both digests."""
+    """Rebuild every view from the log into a fresh store; print both digests. With
+    TOUCHSTREAM_RUNTIME=kafka: replay the touchpoints topic through the core and compare
+    it with every state and position in Redis (stop the workers first)."""
+    settings = Settings()
+    if settings.runtime == "kafka":
+        import asyncio
+
+        from services.worker.replay import verify
+
+        configure_logging("warning", settings.log_format)
+        started = time.perf_counter()
+        report = asyncio.run(verify(settings))
+        report["seconds"] = round(time.perf_counter() - started, 3)
+        typer.echo(json.dumps(report, indent=2))
+        raise typer.Exit(0 if report["identical"] else 1)
     from services.eventlog import TouchpointLog
     from services.gc_tuning import tune_gc
     from services.runner import ProjectionRunner
     from services.viewstore import ViewStore
 
-    settings = Settings()
     configure_logging("warning", settings.log_format)
     tune_gc()
     log = TouchpointLog(settings.log_path)
