@@ -37,8 +37,9 @@ def format_instant(moment: datetime) -> str:
     return moment.astimezone(UTC).isoformat(timespec="microseconds")
 
 
-def instant(text: str) -> datetime:
-    moment = datetime.fromisoformat(text)
+def instant(text: str | datetime) -> datetime:
+    """A UTC instant from its ISO text (or an aware datetime, as Avro decodes it)."""
+    moment = text if isinstance(text, datetime) else datetime.fromisoformat(text)
     if moment.tzinfo is UTC:  # the canonical form: nothing to convert
         return moment
     if moment.tzinfo is None:

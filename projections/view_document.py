@@ -15,6 +15,7 @@ gives the same bytes.
 from __future__ import annotations
 
 from decimal import Decimal
+from functools import lru_cache
 from typing import Any
 
 from projections.codec import format_instant
@@ -97,7 +98,14 @@ def from_state(d: dict[str, Any]) -> CustomerView:
 
 
 def _iso(us: int | None) -> str | None:
-    return None if us is None else format_instant(instant_of(us))
+    return None if us is None else _format_micros(us)
+
+
+@lru_cache(maxsize=1 << 16)
+def _format_micros(us: int) -> str:
+    # A document renders the same instants again and again (the latest 50 touchpoints are
+    # re-rendered each time the view changes): formatting each once is most of its cost.
+    return format_instant(instant_of(us))
 
 
 def _mean_resolution_seconds(cases: list[CaseState]) -> float | None:

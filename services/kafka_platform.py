@@ -34,10 +34,11 @@ from typing import Any
 import orjson
 import structlog
 
-from projections.codec import from_dict
+from projections.codec import from_dict, to_dict
 from projections.identity import Identifier, Resolution, identifiers_of, resolve
 from projections.touchpoints import Touchpoint
 from services import metrics
+from services.contracts import decode
 from services.ingest import StorageUnavailable
 from services.kafka.publisher import TouchpointPublisher
 from services.kafka.topics import TOUCHPOINTS_TOPIC, TopicCreationFailed, ensure_topics
@@ -180,7 +181,7 @@ class KafkaPlatform:
             positions = await self.store.event_positions([event_id for _, event_id, _ in page])
         except ViewStoreUnavailable as error:
             raise StorageUnavailable(str(error)) from error
-        events = [{"position": positions.get(event_id), **orjson.loads(document)} for _, event_id, document in page]
+        events = [{"position": positions.get(event_id), **to_dict(decode(record))} for _, event_id, record in page]
         return TimelinePage(events, cursor_out(page[-1][0], page[-1][1]) if more else None)
 
     async def conflicts(self, after: int, limit: int) -> list[dict[str, Any]]:

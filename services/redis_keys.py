@@ -20,7 +20,8 @@ key                                value
                                    partition folded into the keys above (absent: none, -1)
 ``{prefix}:timeline:{customer_id}``  sorted set: the customer's event ids, score = occurred_at
                                    in epoch microseconds (ties ordered by event id)
-``{prefix}:events:{customer_id}``  hash: event id → the touchpoint as folded (canonical JSON)
+``{prefix}:events:{customer_id}``  hash: event id → the touchpoint record's value as it was on
+                                   the topic (Avro single-object encoding)
 ``{prefix}:event:{event_id}``      string: the position ingest gave the event (first copy wins)
 ``{prefix}:seq``                   string: the last position given (the global log head)
 ``{prefix}:acked``                 hash: ``{topic}:{partition}`` → highest offset acknowledged

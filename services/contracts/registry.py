@@ -19,6 +19,7 @@ import re
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
+from collections.abc import Callable
 from typing import Any
 
 import fastavro
@@ -27,7 +28,7 @@ from fastavro.schema import to_parsing_canonical_form
 
 from projections.codec import from_dict, to_dict
 from projections.touchpoints import Touchpoint
-from services.contracts.datum import from_datum, to_datum
+from services.contracts.datum import compile_from_datum, to_datum
 from services.contracts.errors import (
     NotATouchpoint,
     NotSingleObjectEncoded,
@@ -103,6 +104,7 @@ class SchemaRegistry:
         self.root = Path(schemas_dir) if schemas_dir is not None else SCHEMAS_DIR
         self._versions: dict[str, dict[int, Contract]] = {}
         self._by_fingerprint: dict[int, Contract] = {}
+        self._readers: dict[tuple[int, bool], Callable[[Any], Any]] = {}  # by id() of a contract held here
         for path in sorted(self.root.rglob("*.avsc")):
             contract = _load(path, self.root)
             self._versions.setdefault(contract.family, {})[contract.version] = contract
@@ -111,6 +113,13 @@ class SchemaRegistry:
                 held = self._by_fingerprint.setdefault(contract.fingerprint, contract)
                 if held.family != family:  # same family: identical writers, keep the first
                     raise SchemaDirectoryError(f"{held.path} and {contract.path} have the same fingerprint")
+
+    def _reader(self, contract: Contract, *, typed: bool = False) -> Callable[[Any], Any]:
+        key = (id(contract), typed)
+        reader = self._readers.get(key)
+        if reader is None:
+            reader = self._readers[key] = compile_from_datum(contract.schema, contract.named, typed=typed)
+        return reader
 
     def families(self) -> tuple[str, ...]:
         return tuple(sorted(self._versions))
@@ -141,9 +150,10 @@ class SchemaRegistry:
             raise RecordDoesNotMatchSchema("", str(error)) from error
         return out.getvalue()
 
-    def decode_record(self, data: bytes, *, version: int | None = None) -> tuple[str, dict[str, Any]]:
+    def decode_record(self, data: bytes, *, version: int | None = None,
+                      typed: bool = False) -> tuple[str, dict[str, Any]]:
         """(family, canonical record) read with the latest (or the given) version of the
-        writer's family."""
+        writer's family (``typed``: instants and decimals as Python objects)."""
         if len(data) < _HEADER_SIZE or not data.startswith(MARKER):
             got = data[:_HEADER_SIZE].hex()
             raise NotSingleObjectEncoded(f"expected {MARKER.hex()} + an 8-byte fingerprint, got {got}")
@@ -155,7 +165,7 @@ class SchemaRegistry:
         payload = io.BytesIO(data[_HEADER_SIZE:])
         try:
             datum = fastavro.schemaless_reader(payload, writer.schema, None if reader is writer else reader.schema)
-            record = from_datum(reader.schema, datum, reader.named)
+            record = self._reader(reader, typed=typed)(datum)
         except Exception as error:  # untrusted bytes: whatever fastavro raises, wrap it
             raise UndecodableRecord(f"{writer.family} v{writer.version}: {error!r}") from error
         if payload.tell() != len(data) - _HEADER_SIZE:
@@ -168,7 +178,7 @@ class SchemaRegistry:
 
     def decode(self, data: bytes) -> Touchpoint:
         """The touchpoint in ``data``, whichever version of its schema wrote it."""
-        family, record = self.decode_record(data)
+        family, record = self.decode_record(data, typed=True)
         kind, _, name = family.partition("/")
         if kind != "touchpoint":
             raise NotATouchpoint(family)

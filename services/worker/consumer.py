@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections import OrderedDict
 from collections.abc import Iterable
 from typing import Any
 
@@ -41,11 +42,36 @@ from services.redis_views import RedisViewStore, ViewStoreUnavailable
 from services.settings import Settings
 from services.worker.fold import Folded, decode, fold, view_event_headers
 
-__all__ = ["ViewWorker"]
+__all__ = ["ViewWorker", "ViewCache"]
 
 log = structlog.get_logger("touchstream.worker")
 
 HINT_COMMIT_SECONDS = 5.0
+
+
+class ViewCache:
+    """The views this worker committed last, most recent last, bounded. Valid only while
+    the worker owns their partitions and its commits apply: cleared on any rebalance,
+    fenced commit or stall, so a view is never folded onto a stale base."""
+
+    def __init__(self, size: int):
+        self.size = size
+        self._views: OrderedDict[str, CustomerView] = OrderedDict()
+
+    def take(self, customers: set[str]) -> dict[str, CustomerView]:
+        views = self._views
+        return {c: views[c] for c in customers if c in views}
+
+    def keep(self, views: dict[str, CustomerView]) -> None:
+        held = self._views
+        for customer_id, view in views.items():
+            held[customer_id] = view
+            held.move_to_end(customer_id)
+        while len(held) > self.size:
+            held.popitem(last=False)
+
+    def clear(self) -> None:
+        self._views.clear()
 
 
 class _Assignments(ConsumerRebalanceListener):  # type: ignore[misc]
@@ -76,9 +102,11 @@ class ViewWorker:
         self._consumer: AIOKafkaConsumer | None = None
         self._producer: AIOKafkaProducer | None = None
         self._hinted = time.monotonic()
+        self.cache = ViewCache(settings.worker_cache_views)
 
     # -- group membership ------------------------------------------------------------------
     def revoked(self, partitions: set[TopicPartition]) -> None:
+        self.cache.clear()  # views of partitions now owned elsewhere may change there
         self.owned -= partitions
         self.unpositioned -= partitions
         for tp in partitions:
@@ -140,6 +168,7 @@ class ViewWorker:
                 await _sleep(self._stopping, backoff)
                 backoff = min(backoff * 2, 2.0)
                 self.unpositioned |= self.owned  # resume from the stored positions
+                self.cache.clear()
                 if self._consumer is not None and self.owned:
                     self._consumer.pause(*self.owned)
             else:
@@ -177,13 +206,14 @@ class ViewWorker:
         started = time.perf_counter()
         decoded = {tp: decode(records) for tp, records in batches.items()}
         customers = set().union(*(d.customers for d in decoded.values()))
-        stored = await self.store.states(customers)
-        views: dict[str, CustomerView] = {}
+        views = self.cache.take(customers)  # views this worker committed last: no read needed
+        stored = await self.store.states(customers - views.keys())
         folded = [fold(tp.topic, tp.partition, batches[tp][-1].offset, decoded[tp], stored, views)
                   for tp in sorted(batches, key=lambda tp: tp.partition)]
         await self._publish(folded)
         for batch in folded:
-            await self._commit(batch)
+            if await self._commit(batch):
+                self.cache.keep(batch.views)
         metrics.PROJECTION_BATCH_SECONDS.observe(time.perf_counter() - started)
         await self._hint()
         return sum(len(r) for r in batches.values())
@@ -204,7 +234,7 @@ class ViewWorker:
             async with asyncio.timeout(self.settings.kafka_request_timeout_ms / 1000):
                 await asyncio.gather(*sends)
 
-    async def _commit(self, batch: Folded) -> None:
+    async def _commit(self, batch: Folded) -> bool:
         tp = TopicPartition(batch.topic, batch.partition)
         applied = await self.store.commit(
             batch.topic, batch.partition, batch.offset, batch.states, batch.documents, batch.links,
@@ -213,13 +243,15 @@ class ViewWorker:
         if not applied:  # another worker committed past us: start again from its position
             metrics.WORKER_COMMITS_FENCED.inc()
             log.warning("commit_fenced", partition=batch.partition, offset=batch.offset)
+            self.cache.clear()
             if tp in self.owned and self._consumer is not None:
                 self.unpositioned.add(tp)
                 self._consumer.pause(tp)
-            return
+            return False
         self.positions[batch.partition] = batch.offset
         self.folded += batch.folded
         _count(batch)
+        return True
 
     async def _hint(self) -> None:
         """Commit group offsets now and then (monitoring only; Redis is the truth) and
