@@ -43,7 +43,7 @@ TOPICS_FILE = Path(__file__).resolve().parents[2] / "schemas" / "topics.yaml"
 TOUCHPOINTS_TOPIC = "touchstream.touchpoints.v1"
 CUSTOMER_VIEWS_TOPIC = "touchstream.customer-views.v1"
 DEAD_LETTERS_TOPIC = "touchstream.dead-letters.v1"
-# Dead letters are `planned` in the file (their envelope contract is not written yet) but
+# Dead letters carry the failed records' original bytes (no contract of their own);
 # the processor needs the topic from its first day, so it is created by default.
 DEFAULT_TOPICS: tuple[str, ...] = (TOUCHPOINTS_TOPIC, CUSTOMER_VIEWS_TOPIC, DEAD_LETTERS_TOPIC)
 
