@@ -24,7 +24,7 @@ import pytest
 from tests.support.api import Api
 from tests.support.runtimes import RUNTIMES, Runtime
 
-RUNTIME_MODULES: tuple[str, ...] = ("tests.support.runtimes",)
+RUNTIME_MODULES: tuple[str, ...] = ("tests.support.runtimes", "tests.support.kafka_runtime")
 
 for _module in RUNTIME_MODULES:
     importlib.import_module(_module)
@@ -43,7 +43,11 @@ def _selected_runtimes() -> list[str]:
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     if "runtime_name" in metafunc.fixturenames:
-        metafunc.parametrize("runtime_name", _selected_runtimes())
+        names = _selected_runtimes()
+        only = metafunc.definition.get_closest_marker("only_runtimes")
+        if only is not None:  # a scenario about one runtime's own setting
+            names = [n for n in names if n in only.args]
+        metafunc.parametrize("runtime_name", names)
 
 
 StartRuntime = Callable[..., Runtime]
