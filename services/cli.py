@@ -183,6 +183,9 @@ def schemas(directory: Annotated[Path | None, typer.Argument()] = None) -> None:
 def bench(
     scale: Annotated[str, typer.Option(help="full (the recorded figures) or quick (a smoke run)")] = "full",
     json_out: Annotated[Path | None, typer.Option("--json", help="also write the figures as JSON here")] = None,
+    spine: Annotated[bool, typer.Option(help="the embedded runtime's figures")] = True,
+    kafka: Annotated[bool, typer.Option(help="the view worker beside naive faust and the raw-consumer ceiling, "
+                                             "on a private Tansu broker (needs the test extra)")] = False,
 ) -> None:
     """Measure the spine's figures beside a same-run baseline (docs/BENCHMARKS.md)."""
     from services.bench.run import SCALES, print_report, run_bench
@@ -190,7 +193,7 @@ def bench(
     if scale not in SCALES:
         raise typer.BadParameter(f"scale is one of {sorted(SCALES)}")
     configure_logging("warning", "console")
-    results = run_bench(scale)
+    results = run_bench(scale, spine=spine, kafka=kafka)
     print_report(results)
     if json_out is not None:
         json_out.write_text(json.dumps(results, indent=2) + "\n")

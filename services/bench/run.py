@@ -1,5 +1,6 @@
 """Run every benchmark of the spine in one go and print figures beside goals and the
-same-run baseline (``touchstream bench``; ``--scale quick`` is the smoke test's size)."""
+same-run baseline (``touchstream bench``; ``--scale quick`` is the smoke test's size;
+``--kafka`` adds the scale-out comparison of ``services.bench.kafka``)."""
 
 from __future__ import annotations
 
@@ -42,13 +43,26 @@ SCALES = {
 }
 
 
-def run_bench(scale_name: str = "full", workdir: Path | None = None) -> dict[str, Any]:
-    scale = SCALES[scale_name]
+def run_bench(scale_name: str = "full", workdir: Path | None = None, *, spine: bool = True,
+              kafka: bool = False) -> dict[str, Any]:
+    """The spine's figures (``spine``) and the scale-out comparison (``kafka``:
+    ``services.bench.kafka``, needs the Tansu broker of the ``test`` extra)."""
     base = Path(workdir or tempfile.mkdtemp(prefix="touchstream-bench-"))
     results: dict[str, Any] = {
         "date": datetime.now(UTC).isoformat(timespec="seconds"), "scale": scale_name,
         "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform()},
     }
+    if spine:
+        results.update(_spine(SCALES[scale_name], base))
+    if kafka:
+        from services.bench.kafka import run_kafka_bench
+
+        results["kafka"] = run_kafka_bench(scale_name, base / "kafka")
+    return results
+
+
+def _spine(scale: Scale, base: Path) -> dict[str, Any]:
+    results: dict[str, Any] = {}
     sample = list(generate(TrafficOptions(customers=max(50, scale.baseline_events // 6), events=scale.baseline_events,
                                           seed=5, duplicate_rate=0.0)))
     results["baseline_naive_load_modify_save"] = naive_load_modify_save(sample, base / "naive")
@@ -72,7 +86,16 @@ def run_bench(scale_name: str = "full", workdir: Path | None = None) -> dict[str
 
 
 def print_report(results: dict[str, Any], console: Console | None = None) -> None:
-    r, console = results, console or Console()
+    console = console or Console()
+    if "replay" in results:
+        _print_spine(results, console)
+    if "kafka" in results:
+        from services.bench.kafka import print_kafka_report
+
+        print_kafka_report(results["kafka"], console)
+
+
+def _print_spine(r: dict[str, Any], console: Console) -> None:
     rows = [
         ("baseline: naive eventsourcing load-modify-save", f"{r['baseline_naive_load_modify_save']['events_per_second']:,} ev/s", "—"),
         ("batched HTTP ingest → durable log → view updated", f"{r['batched_http_ingest']['events_per_second']:,} ev/s "
