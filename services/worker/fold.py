@@ -14,10 +14,9 @@ changed nothing writes no timeline entry and no derived event.
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Protocol
 
 import orjson
 
@@ -27,9 +26,8 @@ from projections.view_document import from_state, to_document, to_state
 from services.kafka.records import BadRecord, ReadTouchpoint, read_touchpoint
 from services.redis_keys import conflict_record, dead_letter_record
 
-__all__ = ["Record", "Decoded", "Folded", "decode", "fold", "DERIVED_NAMESPACE"]
+__all__ = ["Record", "Decoded", "Folded", "decode", "fold", "derived_id", "view_event_headers"]
 
-DERIVED_NAMESPACE = uuid.UUID("0b7f3c52-3a51-4d0e-8f4e-1f9d6c2a7e31")
 REASON_HEADER = "touchstream-dead-letter-reason"
 
 
@@ -127,8 +125,10 @@ def fold(topic: str, partition: int, offset: int, decoded: Decoded, stored: Mapp
 
 def derived_id(topic: str, partition: int, offset: int, kind: str) -> str:
     """A deterministic id for an event derived from the record at (topic, partition,
-    offset): a re-fold after a crash publishes it again under the same id."""
-    return str(uuid.uuid5(DERIVED_NAMESPACE, f"{kind}|{topic}|{partition}|{offset}"))
+    offset): a re-fold after a crash publishes it again under the same id. Plain text
+    rather than a uuid5: it is computed for every changed view, and hashing cost more
+    than folding the event."""
+    return f"{kind}/{topic}/{partition}/{offset}"
 
 
 def _event_id(record: Record) -> str | None:
@@ -155,11 +155,12 @@ def _dead_record(record: Record, event_id: str | None, reason: str) -> tuple[byt
     return (event_id.encode("utf-8", "replace") if event_id else record.key), record.value, headers
 
 
-def view_event_headers(customer_id: str, topic: str, partition: int, offset: int) -> list[tuple[str, Any]]:
-    return [
-        ("ce_specversion", b"1.0"),
-        ("ce_id", derived_id(topic, partition, offset, f"customer-view|{customer_id}").encode()),
-        ("ce_type", b"touchstream.customer_view.changed"),
-        ("ce_source", f"touchstream/worker/{topic}/{partition}".encode()),
-        ("content-type", b"application/json"),
-    ]
+_VIEW_STATIC = [("ce_specversion", b"1.0"), ("ce_type", b"touchstream.customer_view.changed"),
+                ("content-type", b"application/json")]
+
+
+def view_event_headers(customer_id: str, topic: str, partition: int, offset: int) -> list[tuple[str, bytes]]:
+    """CloudEvents headers of a customer-view change: the id names the customer and the
+    offset of the record that last changed the view in this batch."""
+    return [*_VIEW_STATIC, ("ce_id", f"customer-view/{customer_id}/{topic}/{partition}/{offset}".encode()),
+            ("ce_source", b"touchstream/view-worker")]
