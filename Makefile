@@ -1,5 +1,7 @@
 # Touchstream — everything a fresh machine needs comes from here.
 #   make run    start the embedded platform (HTTP API on 127.0.0.1:8080, data in ./data)
+#   make up     start the scale-out stack locally (Tansu, Redis, 2 workers, API on :8080)
+#   make down   stop a stack started with `touchstream up --detach`
 #   make test   the whole test suite (unit, property, integration, end-to-end)
 #   make bench  the benchmarks, with their same-run baselines
 # Versions: pyproject.toml pins what we use directly; constraints.txt pins everything
@@ -10,7 +12,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: install run test test-fast bench schemas clean services
+.PHONY: install run up down test test-fast bench schemas clean services
 
 # Integration tests start a private redis-server (or use REDIS_URL): Debian's package.
 services:
@@ -27,6 +29,12 @@ install: $(STAMP)
 
 run: install
 	$(BIN)/touchstream run
+
+up: install services
+	$(BIN)/touchstream up --runtime kafka
+
+down: install
+	$(BIN)/touchstream down
 
 test: install services
 	$(BIN)/python -m pytest -q -p no:cacheprovider

@@ -199,5 +199,12 @@ def bench(
         json_out.write_text(json.dumps(results, indent=2) + "\n")
 
 
+from services.stack_commands import down as stack_down  # noqa: E402 - the local stack's commands
+from services.stack_commands import up as stack_up  # noqa: E402
+
+app.command("up")(stack_up)
+app.command("down")(stack_down)
+
+
 if __name__ == "__main__":
     app()

@@ -1,0 +1,82 @@
+"""``touchstream up`` / ``touchstream down``: the scale-out stack as a developer runs it,
+through the installed command, with nothing configured but a data directory."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import socket
+import subprocess
+import sys
+from datetime import UTC, datetime
+from pathlib import Path
+
+import httpx
+import pytest
+
+from services.bench.server import free_port
+from services.stack_process import alive
+from tests.support.api import bearer, call, unique
+
+pytestmark = pytest.mark.e2e
+
+TOUCHSTREAM = Path(sys.executable).parent / "touchstream"
+
+
+def _port_is_free(port: int) -> bool:
+    with socket.socket() as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+        return True
+
+
+def _touchstream(env: dict[str, str], *args: str, timeout: float = 180) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([str(TOUCHSTREAM), *args], env=env, capture_output=True, text=True, timeout=timeout,
+                          check=False)
+
+
+def test_up_serves_ingest_and_reads_with_two_workers_and_down_leaves_nothing_running(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TOUCHSTREAM_")}
+    env |= {"TOUCHSTREAM_DATA_DIR": str(data), "TOUCHSTREAM_LOG_LEVEL": "warning"}
+    port = free_port()
+    processes: list[dict[str, object]] = []
+    try:
+        up = _touchstream(env, "up", "--runtime", "kafka", "--workers", "2", "--port", str(port), "--detach")
+        assert up.returncode == 0, f"stdout:\n{up.stdout}\nstderr:\n{up.stderr}"
+        api_url = re.search(r"API\s+(http://\S+)", up.stdout)
+        key = re.search(r"API key\s+(\S+)", up.stdout)
+        assert api_url and key, up.stdout
+        assert api_url.group(1) == f"http://127.0.0.1:{port}"
+        manifest = json.loads((data / "stack" / "stack.json").read_text())
+        processes = manifest["processes"]
+        assert [p["name"] for p in processes] == ["api", "worker-1", "worker-2", "broker", "redis"]
+        assert all(alive(p["pid"], p["started_at"]) for p in processes), processes
+
+        again = _touchstream(env, "up", "--detach", "--port", str(free_port()))
+        assert again.returncode == 1 and "already running" in again.stderr, (again.stdout, again.stderr)
+
+        owned = [httpx.get(f"{w}/readyz", timeout=5).json()["partitions"] for w in manifest["workers"]]
+        assert all(owned) and sorted(sum(owned, [])) == list(range(manifest["partitions"])), owned
+
+        email = f"stack.{unique()}@example.com"
+        event = call(f"stack-{unique()}", datetime(2026, 6, 1, 9, tzinfo=UTC), {"emails": [email]})
+        with httpx.Client(base_url=api_url.group(1), headers=bearer(key.group(1)), timeout=30) as client:
+            posted = client.post("/v1/events", json=event)
+            assert posted.status_code == 202, posted.text
+            view = client.get("/v1/customers", params={"email": email, "min_position": posted.json()["position"]})
+            assert view.status_code == 200, view.text
+            assert view.json()["recent"][0]["event_id"] == event["event_id"]
+    finally:
+        down = _touchstream(env, "down", timeout=120)
+    assert down.returncode == 0, down.stderr
+    assert "killed" not in down.stdout, down.stdout  # every process stopped on SIGTERM
+    still = [p for p in processes if alive(p["pid"], p["started_at"])]  # type: ignore[arg-type]
+    assert not still, still
+    taken = [p["port"] for p in processes if not _port_is_free(p["port"])]  # type: ignore[arg-type]
+    assert not taken, taken
+    assert not (data / "stack" / "stack.json").exists()
