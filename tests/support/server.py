@@ -36,6 +36,7 @@ __all__ = [
     "RunningServer",
     "ServerFailed",
     "free_port",
+    "settings_under_test",
 ]
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -62,6 +63,19 @@ FORM_ID = "contact"
 FORM_PUBLIC_KEY = "pk_contact_test_1"
 FORM_ORIGIN = "https://shop.example"
 FORM_THANK_YOU_URL = "https://shop.example/thanks"
+
+
+def settings_under_test(keys: Keys = TEST_KEYS) -> dict[str, str]:
+    """The settings every runtime under test runs with: the test keys and form, quiet logs."""
+    return {
+        "TOUCHSTREAM_API_KEYS": json.dumps(keys.scopes()),
+        "TOUCHSTREAM_FORMS": json.dumps(
+            {FORM_ID: {"public_key": FORM_PUBLIC_KEY, "origins": [FORM_ORIGIN], "thank_you_url": FORM_THANK_YOU_URL}}
+        ),
+        "TOUCHSTREAM_LOG_LEVEL": "warning",
+        # The journey dates events hours after the form the server stamps "now".
+        "TOUCHSTREAM_MAX_FUTURE_SECONDS": "86400",
+    }
 
 
 class ServerFailed(RuntimeError):
@@ -97,25 +111,7 @@ class RunningServer:
     # -- configuration ------------------------------------------------------------------
     def environment(self) -> dict[str, str]:
         env = {k: v for k, v in os.environ.items() if not k.startswith("TOUCHSTREAM_")}
-        env.update(
-            {
-                "PYTHONUNBUFFERED": "1",
-                "TOUCHSTREAM_DATA_DIR": str(self.data_dir),
-                "TOUCHSTREAM_API_KEYS": json.dumps(self.keys.scopes()),
-                "TOUCHSTREAM_FORMS": json.dumps(
-                    {
-                        FORM_ID: {
-                            "public_key": FORM_PUBLIC_KEY,
-                            "origins": [FORM_ORIGIN],
-                            "thank_you_url": FORM_THANK_YOU_URL,
-                        }
-                    }
-                ),
-                "TOUCHSTREAM_LOG_LEVEL": "warning",
-                # The journey dates events hours after the form the server stamps "now".
-                "TOUCHSTREAM_MAX_FUTURE_SECONDS": "86400",
-            }
-        )
+        env.update({"PYTHONUNBUFFERED": "1", "TOUCHSTREAM_DATA_DIR": str(self.data_dir), **settings_under_test(self.keys)})
         env.update(self.overrides)
         return env
 

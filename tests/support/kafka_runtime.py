@@ -1,0 +1,140 @@
+"""The scale-out runtime for the scenario suite: ``register_runtime("kafka", ...)``.
+
+Each runtime is a ``services.stack.Stack`` of its own in the test's data directory: a
+fresh in-memory Tansu broker and a fresh redis-server (both start in well under a
+second), one view worker and the API, with settings for tests (10 ms fetch wait, 6 s
+session, 0.5 s heartbeat, 4 partitions, a 2 s Kafka request timeout so an unreachable
+broker gives a 503 quickly). The factory returns once the API and every worker are ready,
+so a first read with ``min_position`` does not wait for the group to form.
+
+Broker and Redis are infrastructure: ``kill()`` (SIGKILL) and ``stop()`` (graceful) end the
+API and the workers only, and ``restart()`` starts them again on the same broker and
+Redis. ``storage_unavailable()`` freezes the broker (SIGSTOP, SIGCONT on exit): it keeps
+its in-memory log, connections stay open and requests go unanswered until the client's
+timeout. ``verify_rebuild()`` stops the API and workers and runs ``touchstream replay``
+against the same broker and Redis.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from services.stack import Stack
+from tests.support.runtimes import register_runtime
+from tests.support.server import REPO_ROOT, TEST_KEYS, Keys, settings_under_test
+
+__all__ = ["KafkaRuntime", "kafka_runtime", "KAFKA_TEST_SETTINGS", "WORKERS"]
+
+WORKERS = 1
+KAFKA_TEST_SETTINGS = {
+    "TOUCHSTREAM_KAFKA_PARTITIONS": "4",
+    "TOUCHSTREAM_KAFKA_REQUEST_TIMEOUT_MS": "2000",
+    "TOUCHSTREAM_KAFKA_FETCH_MAX_WAIT_MS": "10",
+    "TOUCHSTREAM_KAFKA_SESSION_TIMEOUT_SECONDS": "6",
+    "TOUCHSTREAM_KAFKA_HEARTBEAT_SECONDS": "0.5",
+}
+
+
+class KafkaRuntime:
+    name = "kafka"
+
+    def __init__(self, stack: Stack, keys: Keys):
+        self.stack = stack
+        self.keys = keys
+        self._client: httpx.Client | None = None
+
+    @property
+    def base_url(self) -> str:
+        return self.stack.api_url
+
+    @property
+    def client(self) -> httpx.Client:
+        """An HTTP client for the current API process (no credentials: tests pass a key)."""
+        if self._client is None:
+            self._client = httpx.Client(base_url=self.base_url, timeout=httpx.Timeout(30.0, connect=5.0))
+        return self._client
+
+    def kill(self) -> None:
+        self._drop_client()
+        self.stack.kill_processes()
+
+    def stop(self) -> None:
+        self._drop_client()
+        codes = self.stack.stop_processes()
+        # uvicorn re-raises the SIGTERM it handled; faust exits 0; -9 = ignored SIGTERM
+        failed = {name: code for name, code in codes.items() if code not in (0, -signal.SIGTERM, None)}
+        assert not failed, f"graceful stop exited with {failed}:\n" + "\n".join(
+            f"--- {p.name}:\n{p.tail(40)}" for p in (self.stack.api, *self.stack.workers) if p.name in failed)
+
+    def restart(self) -> None:
+        if any(p.running for p in (self.stack.api, *self.stack.workers)):
+            self.stop()
+        self._drop_client()
+        self.stack.start_processes()
+
+    def log_text(self) -> str:
+        return self.stack.log_text()
+
+    @contextmanager
+    def storage_unavailable(self) -> Iterator[None]:
+        """Freeze the broker: it keeps its data, answers nothing, and thaws on exit."""
+        pid = self.stack.broker.pid
+        assert pid is not None and self.stack.broker.running, "the broker is not running"
+        os.kill(pid, signal.SIGSTOP)
+        try:
+            yield
+        finally:
+            os.kill(pid, signal.SIGCONT)
+
+    def verify_rebuild(self) -> dict[str, Any]:
+        """Stop the API and workers, then ``touchstream replay`` on the same broker and Redis."""
+        self.stop()
+        done = subprocess.run(
+            [sys.executable, "-m", "services.cli", "replay"],
+            cwd=REPO_ROOT,
+            env=self.stack.environment(),
+            capture_output=True,
+            timeout=180,
+            check=False,
+        )
+        try:
+            report: dict[str, Any] = json.loads(done.stdout)
+        except ValueError:
+            raise AssertionError(
+                f"replay printed no JSON (exit {done.returncode}):\nstdout: {done.stdout[-3000:]!r}\n"
+                f"stderr: {done.stderr[-3000:]!r}"
+            ) from None
+        report["exit_code"] = done.returncode
+        return report
+
+    def _drop_client(self) -> None:
+        if self._client is not None:
+            self._client.close()
+            self._client = None
+
+
+@contextmanager
+def kafka_runtime(data_dir: Path, settings: Mapping[str, str]) -> Iterator[KafkaRuntime]:
+    environment = {k: v for k, v in os.environ.items() if not k.startswith("TOUCHSTREAM_")}
+    stack = Stack(data_dir, workers=WORKERS, api_port=0, environment=environment,
+                  settings={**settings_under_test(TEST_KEYS), **KAFKA_TEST_SETTINGS, **settings})
+    runtime = KafkaRuntime(stack, TEST_KEYS)
+    try:
+        stack.start()
+        yield runtime
+    finally:
+        runtime._drop_client()
+        stack.stop()
+
+
+register_runtime("kafka", kafka_runtime)
