@@ -23,6 +23,7 @@ import structlog
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from services.gc_tuning import tune_gc
+from services.kafka.faust_transport import make_app
 from services.kafka.topics import TopicCreationFailed, ensure_topics
 from services.settings import Settings
 from services.worker.consumer import ViewWorker
@@ -33,21 +34,11 @@ log = structlog.get_logger("touchstream.worker")
 
 
 def create_worker_app(settings: Settings) -> tuple[faust.App, ViewWorker]:
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
-    app = faust.App(
-        f"{settings.worker_group}-host",
-        broker=f"kafka://{settings.kafka_bootstrap}",
-        datadir=str(settings.data_dir / "faust"),
-        web_host=settings.worker_host,
-        web_port=settings.worker_web_port,
-        web_bind=settings.worker_host,
-        web_enabled=True,
-        topic_partitions=settings.kafka_partitions,
-        broker_session_timeout=settings.kafka_session_timeout_seconds,
-        broker_heartbeat_interval=settings.kafka_heartbeat_seconds,
-        producer_request_timeout=settings.kafka_request_timeout_ms / 1000,
-        autodiscover=False,
-    )
+    # make_app: our fetch wait, Tansu-safe producer settings, and no environment reads.
+    # The leader topic stays on: it is the one topic faust's own consumer subscribes to
+    # here (the hot path has its own consumer), and aiokafka refuses to subscribe to none.
+    app = make_app(f"{settings.worker_group}-host", settings, datadir=settings.data_dir / "faust",
+                   topic_disable_leader=False)
     worker = ViewWorker(settings)
 
     @app.service
