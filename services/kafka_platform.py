@@ -39,6 +39,7 @@ from projections.identity import Identifier, Resolution, identifiers_of, resolve
 from projections.touchpoints import Touchpoint
 from services import metrics
 from services.contracts import decode
+from services.gc_tuning import tune_gc
 from services.ingest import StorageUnavailable
 from services.kafka.publisher import TouchpointPublisher
 from services.kafka.topics import TOUCHPOINTS_TOPIC, TopicCreationFailed, ensure_topics
@@ -69,6 +70,7 @@ class KafkaPlatform:
         self.draining = False
 
     async def start(self) -> None:
+        tune_gc()
         # Neither the broker nor Redis has to be up for the API to start: /readyz says
         # what is missing and ingest answers 503 until they are.
         try:
