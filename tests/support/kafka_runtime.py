@@ -52,6 +52,7 @@ class KafkaRuntime:
         self.stack = stack
         self.keys = keys
         self._client: httpx.Client | None = None
+        self._down_on_purpose = False  # after kill() or stop(), until restart()
 
     @property
     def base_url(self) -> str:
@@ -65,10 +66,12 @@ class KafkaRuntime:
         return self._client
 
     def kill(self) -> None:
+        self._down_on_purpose = True
         self._drop_client()
         self.stack.kill_processes()
 
     def stop(self) -> None:
+        self._down_on_purpose = True
         self._drop_client()
         codes = self.stack.stop_processes()
         # uvicorn re-raises the SIGTERM it handled; faust exits 0; -9 = ignored SIGTERM
@@ -81,6 +84,15 @@ class KafkaRuntime:
             self.stop()
         self._drop_client()
         self.stack.start_processes()
+        self._down_on_purpose = False
+
+    def crashes(self) -> str:
+        """What the API or a worker said before exiting on its own (empty if none did):
+        a scenario failing on a 503 then tells why."""
+        if self._down_on_purpose:
+            return ""
+        return "\n".join(f"{p.name} exited with {p.process.returncode if p.process else None} during the scenario; "
+                         f"last lines of {p.log_path}:\n{p.tail(40)}" for p in self.stack.exited())
 
     def log_text(self) -> str:
         return self.stack.log_text()
@@ -131,7 +143,14 @@ def kafka_runtime(data_dir: Path, settings: Mapping[str, str]) -> Iterator[Kafka
     runtime = KafkaRuntime(stack, TEST_KEYS)
     try:
         stack.start()
-        yield runtime
+        try:
+            yield runtime
+        except BaseException as failure:
+            if crashed := runtime.crashes():
+                failure.add_note(crashed)
+            raise
+        if crashed := runtime.crashes():
+            raise AssertionError(crashed)
     finally:
         runtime._drop_client()
         stack.stop()
