@@ -38,9 +38,12 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 from projections.identity import Identifier
 from services.redis_keys import STREAM_FIELD, RedisKeys
 
-__all__ = ["RedisViewStore", "ViewStoreUnavailable", "RedisKeys", "TimelineEntry"]
+__all__ = ["RedisViewStore", "ViewStoreUnavailable", "RedisKeys", "TimelineEntry", "PartitionBatch"]
 
 TimelineEntry = tuple[str, int, str, bytes]  # customer id, occurred_at µs, event id, document
+# the arguments of ``commit``, in order: topic, partition, offset, states, documents,
+# links, conflicts, dead letters, timeline
+PartitionBatch = tuple[Any, ...]
 
 _UNAVAILABLE = (RedisConnectionError, RedisTimeoutError, ReadOnlyError, OutOfMemoryError, OSError)
 
@@ -215,6 +218,25 @@ class RedisViewStore:
         only if ``offset`` is beyond the stored position. Returns whether it applied.
         Links (kind, value, customer) are added first-writer-wins, like ``claim``;
         ``timeline`` entries are (customer id, occurred_at µs, event id, document)."""
+        keys, args = self._commit_call(topic, partition, offset, states, documents, links, conflicts,
+                                       dead_letters, timeline)
+        return bool(await self._call(self._commit(keys=keys, args=args)))
+
+    async def commit_all(self, batches: Sequence[PartitionBatch]) -> list[bool]:
+        """``commit`` for several partitions in one round trip (a pipeline of the same
+        fenced script, each applied or refused on its own); whether each applied."""
+        if not batches:
+            return []
+        pipe = self._writer.pipeline(transaction=False)
+        for batch in batches:
+            keys, args = self._commit_call(*batch)
+            await self._commit(keys=keys, args=args, client=pipe)  # queues it on the pipeline
+        return [bool(applied) for applied in await self._call(pipe.execute())]
+
+    def _commit_call(self, topic: str, partition: int, offset: int, states: dict[str, bytes],
+                     documents: dict[str, bytes], links: Sequence[tuple[str, str, str]] = (),
+                     conflicts: Sequence[bytes] = (), dead_letters: Sequence[bytes] = (),
+                     timeline: Sequence[TimelineEntry] = ()) -> tuple[list[str], list[Any]]:
         keys = [self.keys.position(topic, partition), self.keys.conflicts, self.keys.deadletters,
                 self.keys.acks(topic, partition)]
         keys += [self.keys.state(c) for c in states]
@@ -226,7 +248,7 @@ class RedisViewStore:
         for customer_id, at, event_id, document in timeline:
             keys += [self.keys.timeline(customer_id), self.keys.events(customer_id)]
             args += [at, event_id, document]
-        return bool(await self._call(self._commit(keys=keys, args=args)))
+        return keys, args
 
     # -- ingest ----------------------------------------------------------------------------
     async def claim_all(self, claims: Sequence[tuple[Identifier, str]]) -> list[str]:

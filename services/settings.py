@@ -80,7 +80,7 @@ class Settings(BaseSettings):
     # scale-out runtime: the view worker (`touchstream worker`)
     worker_group: str = "touchstream-views"
     worker_batch_events: int = Field(default=5000, ge=1)
-    worker_cache_views: int = Field(default=100_000, ge=0)  # views kept in memory between batches
+    worker_cache_views: int = Field(default=50_000, ge=0)  # stored states kept in memory between batches
     worker_host: str = "127.0.0.1"
     worker_web_port: int = 6066  # /metrics and /healthz of a worker (faust's web server)
 

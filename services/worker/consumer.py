@@ -51,28 +51,31 @@ HINT_COMMIT_SECONDS = 5.0
 
 
 class ViewCache:
-    """The views this worker committed last, most recent last, bounded. Valid only while
-    the worker owns their partitions and its commits apply: cleared on any rebalance,
-    fenced commit or stall, so a view is never folded onto a stale base."""
+    """The states this worker committed last (stored bytes), most recent last, bounded.
+    Valid only while the worker owns their partitions and its commits apply: cleared on
+    any rebalance, fenced commit or stall, so a view is never folded onto a stale base.
+    Bytes, not view objects: tens of thousands of cached views are millions of small
+    objects that every full garbage collection walks (pauses of 0.3-0.5 s measured in
+    the embedded runtime); bytes are invisible to the collector."""
 
     def __init__(self, size: int):
         self.size = size
-        self._views: OrderedDict[str, CustomerView] = OrderedDict()
+        self._states: OrderedDict[str, bytes] = OrderedDict()
 
-    def take(self, customers: set[str]) -> dict[str, CustomerView]:
-        views = self._views
-        return {c: views[c] for c in customers if c in views}
+    def take(self, customers: set[str]) -> dict[str, bytes]:
+        states = self._states
+        return {c: states[c] for c in customers if c in states}
 
-    def keep(self, views: dict[str, CustomerView]) -> None:
-        held = self._views
-        for customer_id, view in views.items():
-            held[customer_id] = view
+    def keep(self, states: dict[str, bytes]) -> None:
+        held = self._states
+        for customer_id, state in states.items():
+            held[customer_id] = state
             held.move_to_end(customer_id)
         while len(held) > self.size:
             held.popitem(last=False)
 
     def clear(self) -> None:
-        self._views.clear()
+        self._states.clear()
 
 
 class _Assignments(ConsumerRebalanceListener):  # type: ignore[misc]
@@ -207,14 +210,15 @@ class ViewWorker:
         started = time.perf_counter()
         decoded = {tp: decode(records) for tp, records in batches.items()}
         customers = set().union(*(d.customers for d in decoded.values()))
-        views = self.cache.take(customers)  # views this worker committed last: no read needed
-        stored = await self.store.states(customers - views.keys())
+        stored = self.cache.take(customers)  # states this worker committed last: no read needed
+        stored.update(await self.store.states(customers - stored.keys()))
+        views: dict[str, CustomerView] = {}
         folded = [fold(tp.topic, tp.partition, batches[tp][-1].offset, decoded[tp], stored, views)
                   for tp in sorted(batches, key=lambda tp: tp.partition)]
         await self._publish(folded)
-        for batch in folded:
-            if await self._commit(batch):
-                self.cache.keep(batch.views)
+        for batch, applied in zip(folded, await self._commit(folded), strict=True):
+            if applied:
+                self.cache.keep(batch.states)
         metrics.PROJECTION_BATCH_SECONDS.observe(time.perf_counter() - started)
         await self._hint()
         return sum(len(r) for r in batches.values())
@@ -256,24 +260,27 @@ class ViewWorker:
             sent.append(await producer.send_batch(batch, topic, partition=partition))
         await asyncio.gather(*sent)
 
-    async def _commit(self, batch: Folded) -> bool:
-        tp = TopicPartition(batch.topic, batch.partition)
-        applied = await self.store.commit(
-            batch.topic, batch.partition, batch.offset, batch.states, batch.documents, batch.links,
-            batch.conflicts, batch.dead_letters, batch.timeline,
-        )
-        if not applied:  # another worker committed past us: start again from its position
+    async def _commit(self, batches: list[Folded]) -> list[bool]:
+        """Every partition's batch in one Redis round trip, each fenced on its own."""
+        applied = await self.store.commit_all([
+            (b.topic, b.partition, b.offset, b.states, b.documents, b.links, b.conflicts, b.dead_letters, b.timeline)
+            for b in batches
+        ])
+        for batch, ok in zip(batches, applied, strict=True):
+            if ok:
+                self.positions[batch.partition] = batch.offset
+                self.folded += batch.folded
+                _count(batch)
+                continue
+            # another worker committed past us: start again from its position
             metrics.WORKER_COMMITS_FENCED.inc()
             log.warning("commit_fenced", partition=batch.partition, offset=batch.offset)
             self.cache.clear()
+            tp = TopicPartition(batch.topic, batch.partition)
             if tp in self.owned and self._consumer is not None:
                 self.unpositioned.add(tp)
                 self._consumer.pause(tp)
-            return False
-        self.positions[batch.partition] = batch.offset
-        self.folded += batch.folded
-        _count(batch)
-        return True
+        return applied
 
     async def _hint(self) -> None:
         """Commit group offsets now and then (monitoring only; Redis is the truth) and

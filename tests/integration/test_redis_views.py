@@ -261,3 +261,58 @@ def test_after_a_restart_reads_retry_once_but_a_commit_on_a_dead_connection_is_n
                 return seen
 
         assert asyncio.run(body()) == [-1, "unavailable", True, 7]
+
+
+def test_commit_all_fences_each_partition_on_its_own_in_one_round_trip(redis_url: str, redis_prefix: str) -> None:
+    async def body(store: RedisViewStore) -> list[list[bool]]:
+        first = await store.commit_all([(TOPIC, 0, 5, {"c-1": b"s5"}, {"c-1": b"d5"}),
+                                        (TOPIC, 1, 2, {"c-2": b"s2"}, {"c-2": b"d2"})])
+        await store._writer.script_flush()  # a restarted Redis forgot the script: reloaded
+        second = await store.commit_all([(TOPIC, 0, 5, {"c-1": b"stale"}, {"c-1": b"stale"}),
+                                         (TOPIC, 1, 3, {"c-2": b"s3"}, {"c-2": b"d3"})])
+        return [first, second]
+
+    assert run(redis_url, redis_prefix, body) == [[True, True], [False, True]]
+    r, p = raw(redis_url), redis_prefix
+    assert (r.get(f"{p}:state:c-1"), r.get(f"{p}:pos:{TOPIC}:0")) == (b"s5", b"5")
+    assert (r.get(f"{p}:state:c-2"), r.get(f"{p}:pos:{TOPIC}:1")) == (b"s3", b"3")
+
+
+def test_positions_follow_acknowledgements_and_the_watermark_waits_for_every_partition(
+    redis_url: str, redis_prefix: str
+) -> None:
+    async def body(store: RedisViewStore) -> list[Any]:
+        seen = []
+        # three events acknowledged: two on partition 0 (offsets 10, 11), one on 1 (offset 4)
+        seen.append(await store.acknowledge(TOPIC, [("e-1", 0, 10), ("e-2", 1, 4), ("e-3", 0, 11)]))
+        seen.append(await store.acknowledge(TOPIC, [("e-2", 1, 5)]))  # a second copy of e-2
+        seen.append(await store.event_positions(["e-1", "e-2", "e-3", "e-9"]))
+        seen.append(await store.watermark(TOPIC, 2))  # nothing folded yet
+        await store.commit(TOPIC, 0, 11, {}, {})
+        seen.append(await store.watermark(TOPIC, 2))  # partition 1 still holds position 2 back
+        await store.commit(TOPIC, 1, 4, {}, {})
+        seen.append(await store.watermark(TOPIC, 2))  # every acknowledged event is folded
+        return seen
+
+    acked, again, positions, before, partly, after = run(redis_url, redis_prefix, body)
+    assert acked == [(1, False), (2, False), (3, False)]
+    assert again == [(2, True)]  # answered with the first copy's position
+    assert positions == {"e-1": 1, "e-2": 2, "e-3": 3}
+    assert before == (3, 0) and partly == (3, 1) and after == (3, 3)
+    r, p = raw(redis_url), redis_prefix
+    assert r.zcard(f"{p}:acks:{TOPIC}:0") == 0 and r.zcard(f"{p}:acks:{TOPIC}:1") == 0  # folded entries trimmed
+
+
+def test_a_timeline_page_is_newest_first_and_a_cursor_continues_after_ties(redis_url: str, redis_prefix: str) -> None:
+    entries = [("c-1", 100, "e-a", b"A"), ("c-1", 200, "e-b", b"B"), ("c-1", 200, "e-c", b"C"),
+               ("c-1", 300, "e-d", b"D"), ("c-2", 250, "e-x", b"X")]
+
+    async def body(store: RedisViewStore) -> list[Any]:
+        await store.commit(TOPIC, 0, 1, {}, {}, timeline=entries)
+        first = await store.timeline_page("c-1", limit=2, before=None)
+        rest = await store.timeline_page("c-1", limit=10, before=first[-1][:2])
+        return [first, rest]
+
+    first, rest = run(redis_url, redis_prefix, body)
+    assert first == [(300, "e-d", b"D"), (200, "e-c", b"C")]
+    assert rest == [(200, "e-b", b"B"), (100, "e-a", b"A")]
