@@ -167,6 +167,8 @@ class ViewWorker:
                     await self._position()
                 await self.run_once()
             except (ViewStoreUnavailable, KafkaError, OSError, asyncio.TimeoutError) as error:
+                if self._stopping.is_set():
+                    break  # stop() closed the clients under this batch: dropped, refolded by the next owner
                 cause = "redis" if isinstance(error, ViewStoreUnavailable) else "kafka"
                 self._stall(cause, error)
                 await _sleep(self._stopping, backoff)
