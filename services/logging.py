@@ -11,7 +11,19 @@ import sys
 
 import structlog
 
-__all__ = ["configure_logging"]
+__all__ = ["configure_logging", "quiet_payload_loggers"]
+
+# Libraries that log message keys and values at DEBUG (aiokafka: "Sending (key=... value=...)"):
+# whole touchpoints and views, i.e. personal data. They never log below INFO, whatever
+# level Touchstream's own logs run at.
+PAYLOAD_LOGGERS = ("aiokafka", "kafka", "faust.transport", "redis")
+
+
+def quiet_payload_loggers() -> None:
+    for name in PAYLOAD_LOGGERS:
+        logger = logging.getLogger(name)
+        if logger.level < logging.INFO:  # NOTSET or DEBUG; a stricter level stays
+            logger.setLevel(logging.INFO)
 
 
 def configure_logging(level: str = "info", fmt: str = "json") -> None:
@@ -28,3 +40,4 @@ def configure_logging(level: str = "info", fmt: str = "json") -> None:
         logger_factory=structlog.PrintLoggerFactory(file=sys.stderr),
         cache_logger_on_first_use=True,
     )
+    quiet_payload_loggers()

@@ -23,6 +23,7 @@ import structlog
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from services.gc_tuning import tune_gc
+from services.logging import quiet_payload_loggers
 from services.kafka.faust_transport import make_app
 from services.kafka.topics import TopicCreationFailed, ensure_topics
 from services.settings import Settings
@@ -46,6 +47,7 @@ def create_worker_app(settings: Settings) -> tuple[faust.App, ViewWorker]:
         """Runs the batched fold; faust starts it after the app and stops it first."""
 
         async def on_start(self) -> None:
+            quiet_payload_loggers()  # again: faust configured logging after our start-up
             tune_gc()
             try:
                 await ensure_topics(settings.kafka_bootstrap, settings.kafka_partitions,

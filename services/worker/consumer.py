@@ -103,6 +103,7 @@ class ViewWorker:
         self.stalled: str | None = None  # why the last batch failed, until one succeeds
         self.folded = 0
         self._stopping = asyncio.Event()
+        self._running, self._finished = asyncio.Event(), asyncio.Event()
         self._consumer: AIOKafkaConsumer | None = None
         self._producer: AIOKafkaProducer | None = None
         self._hinted = time.monotonic()
@@ -148,8 +149,15 @@ class ViewWorker:
         self._consumer.subscribe([self.topic], listener=_Assignments(self))
         await _retry_start(self._consumer, "consumer", self._stopping)
 
-    async def stop(self) -> None:
+    async def stop(self, drain_seconds: float = 10.0) -> None:
+        """Let the batch in flight finish (published and committed), then leave the group
+        and close: a graceful stop hands partitions over with nothing to refold."""
         self._stopping.set()
+        if self._running.is_set():
+            try:
+                await asyncio.wait_for(self._finished.wait(), drain_seconds)
+            except TimeoutError:
+                log.warning("worker_drain_timeout", seconds=drain_seconds)
         for client in (self._consumer, self._producer):
             if client is not None:
                 try:
@@ -160,6 +168,13 @@ class ViewWorker:
 
     async def run(self) -> None:
         """Fold until stopped; never raises on bad records or outages."""
+        self._running.set()
+        try:
+            await self._run()
+        finally:
+            self._finished.set()
+
+    async def _run(self) -> None:
         backoff = 0.05
         while not self._stopping.is_set():
             try:
