@@ -19,16 +19,21 @@ conflicts as the live run, whatever the order partitions are read in.
 
 A record from another producer without the resolution header is folded for the
 customer it names (``customer.customer_id``), else the record key; with neither it is
-a dead letter.
+a dead letter. A record on a partition other than its customer's (``partition_of``: the
+key's murmur2 hash, as every Kafka client's default partitioner) is a dead letter too:
+one customer, one partition, one worker writing its view. So the touchpoints topic's
+partition count is fixed once traffic flows (adding partitions moves customers).
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any
 
 import orjson
+from aiokafka.partitioner import murmur2
 
 from projections.identity import Identifier, identifiers_of
 from projections.touchpoints import Touchpoint
@@ -42,6 +47,7 @@ __all__ = [
     "cloudevents_headers",
     "resolution_header",
     "read_touchpoint",
+    "partition_of",
 ]
 
 RESOLUTION_HEADER = "touchstream-resolution"
@@ -85,8 +91,30 @@ def resolution_header(event: Touchpoint, customer_id: str,
     return RESOLUTION_HEADER, orjson.dumps({"customer_id": customer_id, "conflicts": pairs})
 
 
-def read_touchpoint(value: bytes | None, key: bytes | None, headers: Sequence[tuple[str, bytes]]) -> ReadTouchpoint:
-    """Decode a touchpoint record and its identity decision; ``BadRecord`` otherwise."""
+@lru_cache(maxsize=1 << 16)
+def partition_of(customer_id: str, partitions: int) -> int:
+    """The partition a customer's records belong on: the producer's default partitioner
+    (murmur2 of the key, as the Java client) over the topic's partitions."""
+    return (murmur2(customer_id.encode("utf-8")) & 0x7FFFFFFF) % partitions
+
+
+def read_touchpoint(value: bytes | None, key: bytes | None, headers: Sequence[tuple[str, bytes]], *,
+                    partition: int | None = None, partitions: int | None = None) -> ReadTouchpoint:
+    """Decode a touchpoint record and its identity decision; ``BadRecord`` otherwise.
+
+    With ``partition`` and ``partitions``, a record whose customer belongs on another
+    partition is ``misrouted``: each customer must have one partition, hence one worker
+    folding it, or two workers would each rewrite the view without the other's events."""
+    read = _read(value, key, headers)
+    if partitions and partition is not None:
+        home = partition_of(read.customer_id, partitions)
+        if home != partition:
+            raise BadRecord("misrouted", f"the customer's records belong on partition {home} of {partitions}, "
+                                         f"this one is on {partition}")
+    return read
+
+
+def _read(value: bytes | None, key: bytes | None, headers: Sequence[tuple[str, bytes]]) -> ReadTouchpoint:
     if value is None:
         raise BadRecord("undecodable", "record has no value")
     try:

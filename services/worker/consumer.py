@@ -225,7 +225,8 @@ class ViewWorker:
             await self._hint()
             return 0
         started = time.perf_counter()
-        decoded = {tp: decode(records) for tp, records in batches.items()}
+        partitions = len(self._consumer.partitions_for_topic(self.topic) or ()) or None
+        decoded = {tp: decode(records, partitions) for tp, records in batches.items()}
         customers = set().union(*(d.customers for d in decoded.values()))
         stored = self.cache.take(customers)  # states this worker committed last: no read needed
         stored.update(await self.store.states(customers - stored.keys()))

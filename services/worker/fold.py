@@ -71,11 +71,13 @@ class Folded:
     duplicates: int = 0
 
 
-def decode(records: Sequence[Record]) -> Decoded:
+def decode(records: Sequence[Record], partitions: int | None = None) -> Decoded:
+    """``partitions``: the topic's partition count, to refuse misrouted records."""
     out = Decoded()
     for record in records:
         try:
-            out.records.append((record, read_touchpoint(record.value, record.key, record.headers)))
+            out.records.append((record, read_touchpoint(record.value, record.key, record.headers,
+                                                        partition=record.partition, partitions=partitions)))
         except BadRecord as error:
             out.dead.append((record, f"{error.kind}: {error}"))
     return out

@@ -53,7 +53,7 @@ async def replay_topic(bootstrap: str, topic: str = TOUCHPOINTS_TOPIC) -> tuple[
             for tp, records in polled.items():
                 last_progress = time.monotonic()
                 for record in records:
-                    dead += _replay_one(record, views)
+                    dead += _replay_one(record, views, len(partitions))
             for tp in partitions:
                 high = consumer.highwater(tp)
                 if tp not in ends and high is not None and await consumer.position(tp) >= high:
@@ -66,10 +66,11 @@ async def replay_topic(bootstrap: str, topic: str = TOUCHPOINTS_TOPIC) -> tuple[
     return {c: orjson.dumps(to_state(v)) for c, v in views.items()}, last, dead
 
 
-def _replay_one(record: Any, views: dict[str, CustomerView]) -> int:
+def _replay_one(record: Any, views: dict[str, CustomerView], partitions: int) -> int:
     """Fold one record into ``views``; 1 when it is a dead letter, else 0."""
     try:
-        read = read_touchpoint(record.value, record.key, record.headers)
+        read = read_touchpoint(record.value, record.key, record.headers, partition=record.partition,
+                               partitions=partitions)
         view = views.get(read.customer_id) or initial_view(read.customer_id)
         views[read.customer_id] = evolve(view, settled(read.event, read.customer_id, read.conflicts).folded)
     except BadRecord:

@@ -10,8 +10,8 @@ Tansu broker and a real redis-server, under what production does to it:
 - workers joining and leaving the group mid-stream hand partitions over, and back,
   without losing or doubling anything; a worker frozen past its session (a zombie)
   comes back without undoing what its successor folded;
-- records of another producer naming one customer on two partitions (a known bug,
-  marked xfail until fixed).
+- records of another producer naming one customer on two partitions: the ones not on the
+  customer's own partition are dead letters (``misrouted``), never folded by two workers.
 
 After each scenario the check is the independent one: ``services.worker.replay.verify``
 replays the topic through the core and compares it byte for byte with Redis, and every
@@ -656,19 +656,20 @@ def test_a_worker_frozen_past_its_session_comes_back_without_undoing_its_success
         second.stop()
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "BUG: a customer whose records sit on two partitions owned by two workers loses about half "
-    "its events: both workers read-modify-write its state and the commit fences only the "
-    "partition position, not the state (the worker's view cache makes the loss certain)"))
-def test_records_of_another_producer_naming_one_customer_on_two_partitions_are_all_folded(
+def test_records_of_another_producer_on_a_partition_not_their_customer_s_are_dead_letters(
     settings: Settings,
 ) -> None:
-    """A producer other than ingest (no identity decision in the record) keys its records
-    by event id, so one customer's records land on both partitions; each partition is
-    owned by a different worker. The records contract (``services.kafka.records``) says
-    they are folded for the customer they name: all of them, as the replay does."""
+    """A producer other than ingest keys its records by event id, so one customer's
+    records land on both partitions, each owned by a different worker. Two workers
+    folding one customer would each rewrite the view without the other's events; so a
+    record is folded only on its customer's own partition (``partition_of``), and the
+    others are dead letters with the reason ``misrouted``, kept whole for re-publishing.
+    Nothing is silently lost, and the replay agrees."""
+    from services.kafka.records import partition_of
+
     tag = unique_prefix()
     customer_id = f"cus-{tag}"
+    home = partition_of(customer_id, PARTITIONS)
 
     async def scenario() -> None:
         async with running_worker(settings, "worker-1") as first, running_worker(settings, "worker-2") as second:
@@ -689,7 +690,12 @@ def test_records_of_another_producer_naming_one_customer_on_two_partitions_are_a
             await all_folded(settings)
         async with RedisViewStore(settings.redis_url, settings.redis_prefix) as store:
             document = orjson.loads(await store.document(customer_id) or b"null")
+            dead = [orjson.loads(r) for r in await store.records("deadletters", count=1000)]
         report = await verify(settings)
-        assert document["touchpoints"] == 300 and report["identical"] is True, (document["touchpoints"], report)
+        at_home = sum(1 for n in range(300) if n % PARTITIONS == home)
+        assert document["touchpoints"] == at_home and report["identical"] is True, (document["touchpoints"], report)
+        misrouted = [d for d in dead if d["reason"].startswith("misrouted")]
+        assert len(misrouted) == 300 - at_home and {d["partition"] for d in misrouted} == set(range(PARTITIONS)) - {home}
+        assert report["records_dead"] == 300 - at_home
 
     asyncio.run(scenario())
