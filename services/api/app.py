@@ -105,6 +105,7 @@ def create_app(platform: Platform, *, manage_platform: bool = True) -> FastAPI:
     @app.exception_handler(StorageUnavailable)
     @app.exception_handler(PersistenceError)
     async def storage_error(_: Request, exc: Exception) -> JSON:
+        log.warning("storage_unavailable", runtime=platform.runtime, error=type(exc).__name__)
         return _error(503, f"storage unavailable: {type(exc).__name__}", {"Retry-After": "1"})
 
     @app.exception_handler(Exception)
