@@ -3,7 +3,7 @@
 #   make up     start the scale-out stack locally (Tansu, Redis, 2 workers, API on :8080)
 #   make down   stop a stack started with `touchstream up --detach`
 #   make test   the whole test suite (unit, property, integration, end-to-end)
-#   make bench  the benchmarks, with their same-run baselines
+#   make bench  the benchmarks, with their same-run baselines (embedded, then Kafka)
 # Versions: pyproject.toml pins what we use directly; constraints.txt pins everything
 # installed, transitive dependencies included, to the set the tests passed with.
 
@@ -42,8 +42,8 @@ test: install services
 test-fast: install services
 	$(BIN)/python -m pytest -q -p no:cacheprovider -m "not e2e"
 
-bench: install
-	$(BIN)/touchstream bench
+bench: install services
+	$(BIN)/touchstream bench --kafka
 
 schemas: install
 	$(BIN)/touchstream schemas
