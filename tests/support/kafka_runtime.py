@@ -17,11 +17,8 @@ against the same broker and Redis.
 
 from __future__ import annotations
 
-import json
 import os
 import signal
-import subprocess
-import sys
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
@@ -30,8 +27,8 @@ from typing import Any
 import httpx
 
 from services.stack import Stack
-from tests.support.runtimes import register_runtime
-from tests.support.server import REPO_ROOT, TEST_KEYS, Keys, settings_under_test
+from tests.support.runtimes import register_runtime, run_replay
+from tests.support.server import TEST_KEYS, Keys, settings_under_test
 
 __all__ = ["KafkaRuntime", "kafka_runtime", "KAFKA_TEST_SETTINGS", "WORKERS"]
 
@@ -111,23 +108,7 @@ class KafkaRuntime:
     def verify_rebuild(self) -> dict[str, Any]:
         """Stop the API and workers, then ``touchstream replay`` on the same broker and Redis."""
         self.stop()
-        done = subprocess.run(
-            [sys.executable, "-m", "services.cli", "replay"],
-            cwd=REPO_ROOT,
-            env=self.stack.environment(),
-            capture_output=True,
-            timeout=180,
-            check=False,
-        )
-        try:
-            report: dict[str, Any] = json.loads(done.stdout)
-        except ValueError:
-            raise AssertionError(
-                f"replay printed no JSON (exit {done.returncode}):\nstdout: {done.stdout[-3000:]!r}\n"
-                f"stderr: {done.stderr[-3000:]!r}"
-            ) from None
-        report["exit_code"] = done.returncode
-        return report
+        return run_replay(self.stack.environment(), timeout=180)
 
     def _drop_client(self) -> None:
         if self._client is not None:

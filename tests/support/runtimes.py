@@ -34,7 +34,8 @@ import httpx
 
 from tests.support.server import REPO_ROOT, Keys, RunningServer
 
-__all__ = ["Runtime", "RuntimeFactory", "RUNTIMES", "register_runtime", "embedded_runtime", "EmbeddedRuntime"]
+__all__ = ["Runtime", "RuntimeFactory", "RUNTIMES", "register_runtime", "embedded_runtime", "EmbeddedRuntime",
+           "run_replay"]
 
 
 class Runtime(Protocol):
@@ -120,23 +121,28 @@ class EmbeddedRuntime:
     def verify_rebuild(self) -> dict[str, Any]:
         """Stop the server, then ``touchstream replay`` on its data directory."""
         self.stop()
-        done = subprocess.run(
-            [sys.executable, "-m", "services.cli", "replay"],
-            cwd=REPO_ROOT,
-            env=self.server.environment(),
-            capture_output=True,
-            timeout=120,
-            check=False,
-        )
-        try:
-            report: dict[str, Any] = json.loads(done.stdout)
-        except ValueError:
-            raise AssertionError(
-                f"replay printed no JSON (exit {done.returncode}):\nstdout: {done.stdout[-3000:]!r}\n"
-                f"stderr: {done.stderr[-3000:]!r}"
-            ) from None
-        report["exit_code"] = done.returncode
-        return report
+        return run_replay(self.server.environment(), timeout=120)
+
+
+def run_replay(environment: Mapping[str, str], *, timeout: float) -> dict[str, Any]:
+    """``touchstream replay`` with these settings: its JSON report plus ``exit_code``."""
+    done = subprocess.run(
+        [sys.executable, "-m", "services.cli", "replay"],
+        cwd=REPO_ROOT,
+        env=dict(environment),
+        capture_output=True,
+        timeout=timeout,
+        check=False,
+    )
+    try:
+        report: dict[str, Any] = json.loads(done.stdout)
+    except ValueError:
+        raise AssertionError(
+            f"replay printed no JSON (exit {done.returncode}):\nstdout: {done.stdout[-3000:]!r}\n"
+            f"stderr: {done.stderr[-3000:]!r}"
+        ) from None
+    report["exit_code"] = done.returncode
+    return report
 
 
 @contextmanager
