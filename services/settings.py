@@ -71,6 +71,9 @@ class Settings(BaseSettings):
     # How long a fetch waits for records when there are none. Brokers that hold an empty
     # fetch for the whole wait (Tansu) make this the floor of ingest-to-view latency.
     kafka_fetch_max_wait_ms: int = Field(default=100, ge=1)
+    # a Confluent-compatible schema registry: records then carry its schema ids (else
+    # Avro single-object encoding with the schema fingerprint, which needs no service)
+    schema_registry_url: str | None = None
     kafka_session_timeout_seconds: float = Field(default=10.0, gt=0)
     kafka_heartbeat_seconds: float = Field(default=1.0, gt=0)
     # scale-out runtime: Redis (views, identity index, positions)

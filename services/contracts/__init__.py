@@ -21,6 +21,7 @@ from services.contracts.errors import (
     UndecodableRecord,
     UnknownSchemaFamily,
     UnknownSchemaFingerprint,
+    UnknownSchemaId,
 )
 from services.contracts.registry import Contract, SchemaRegistry, default_registry, fingerprint
 
@@ -39,6 +40,7 @@ __all__ = [
     "RecordDoesNotMatchSchema",
     "NotSingleObjectEncoded",
     "UnknownSchemaFingerprint",
+    "UnknownSchemaId",
     "UndecodableRecord",
     "NotATouchpoint",
 ]

@@ -37,6 +37,7 @@ __all__ = [
     "RecordDoesNotMatchSchema",
     "NotSingleObjectEncoded",
     "UnknownSchemaFingerprint",
+    "UnknownSchemaId",
     "UndecodableRecord",
     "NotATouchpoint",
 ]
@@ -73,6 +74,15 @@ class UnknownSchemaFingerprint(ContractError):
     def __init__(self, fingerprint: int) -> None:
         self.fingerprint = fingerprint
         super().__init__(f"no schema with CRC-64-AVRO fingerprint {fingerprint:#018x}")
+
+
+class UnknownSchemaId(ContractError):
+    """A Confluent-framed record names a schema-registry id this process has not learnt
+    (the registry does not know it, or it is no contract of ours)."""
+
+    def __init__(self, schema_id: int) -> None:
+        self.schema_id = schema_id
+        super().__init__(f"no contract known for schema-registry id {schema_id}")
 
 
 class UndecodableRecord(ContractError):

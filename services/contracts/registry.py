@@ -6,7 +6,11 @@ examples in ``v<N>.examples.json`` beside it; ``<family>`` is the relative folde
 
 Wire format: Avro single-object encoding — ``C3 01``, the writer schema's CRC-64-AVRO
 (Rabin) fingerprint of its parsing canonical form as 8 little-endian bytes, then the
-schemaless Avro payload. Records are written with the latest version of their family
+schemaless Avro payload. With a Confluent-compatible schema registry configured
+(``services.contracts.confluent``), records are framed the registry's way instead: a zero
+byte, the registry's schema id (4 bytes, big-endian), then the payload; ids are learnt
+from the registry (``learn_registry_id``) and both framings are read.
+Records are written with the latest version of their family
 and read with the latest version (Avro schema resolution), whichever version wrote
 them. Errors: see ``services.contracts.errors``.
 """
@@ -37,13 +41,16 @@ from services.contracts.errors import (
     UndecodableRecord,
     UnknownSchemaFamily,
     UnknownSchemaFingerprint,
+    UnknownSchemaId,
 )
 
-__all__ = ["SCHEMAS_DIR", "MARKER", "Contract", "SchemaRegistry", "fingerprint", "default_registry"]
+__all__ = ["SCHEMAS_DIR", "MARKER", "CONFLUENT_MAGIC", "Contract", "SchemaRegistry", "fingerprint", "default_registry"]
 
 SCHEMAS_DIR = Path(__file__).resolve().parents[2] / "schemas"
 MARKER = b"\xc3\x01"
 _HEADER_SIZE = len(MARKER) + 8
+CONFLUENT_MAGIC = b"\x00"
+_CONFLUENT_HEADER_SIZE = 5
 _VERSION_FILE = re.compile(r"v([1-9][0-9]*)\.avsc")
 
 
@@ -104,6 +111,8 @@ class SchemaRegistry:
         self.root = Path(schemas_dir) if schemas_dir is not None else SCHEMAS_DIR
         self._versions: dict[str, dict[int, Contract]] = {}
         self._by_fingerprint: dict[int, Contract] = {}
+        self._by_registry_id: dict[int, Contract] = {}
+        self._registry_ids: dict[int, int] = {}  # id() of a contract held here -> registry id
         self._readers: dict[tuple[int, bool], Callable[[Any], Any]] = {}  # by id() of a contract held here
         for path in sorted(self.root.rglob("*.avsc")):
             contract = _load(path, self.root)
@@ -137,12 +146,26 @@ class SchemaRegistry:
             raise UnknownSchemaFamily(family, version)
         return chosen
 
-    def encode_record(self, family: str, record: dict[str, Any], *, version: int | None = None) -> bytes:
+    def learn_registry_id(self, schema_id: int, contract: Contract) -> None:
+        """A schema registry's id for one of our contracts (Confluent framing)."""
+        self._by_registry_id[schema_id] = contract
+        self._registry_ids[id(contract)] = schema_id
+
+    def registry_id(self, contract: Contract) -> int | None:
+        return self._registry_ids.get(id(contract))
+
+    def knows_registry_id(self, schema_id: int) -> bool:
+        return schema_id in self._by_registry_id
+
+    def encode_record(self, family: str, record: dict[str, Any], *, version: int | None = None,
+                      registry_id: int | None = None) -> bytes:
         """Single-object bytes of a canonical ``record``, written with ``family``'s latest
-        (or the given) version; raises RecordDoesNotMatchSchema, UnknownSchemaFamily."""
+        (or the given) version; with ``registry_id``, Confluent-framed with that id.
+        Raises RecordDoesNotMatchSchema, UnknownSchemaFamily."""
         contract = self.contract(family, version)
         datum = to_datum(contract.schema, record, contract.named)
-        out = io.BytesIO(contract.header)
+        header = contract.header if registry_id is None else CONFLUENT_MAGIC + registry_id.to_bytes(4, "big")
+        out = io.BytesIO(header)
         out.seek(0, io.SEEK_END)
         try:
             fastavro.schemaless_writer(out, contract.schema, datum)
@@ -154,27 +177,36 @@ class SchemaRegistry:
                       typed: bool = False) -> tuple[str, dict[str, Any]]:
         """(family, canonical record) read with the latest (or the given) version of the
         writer's family (``typed``: instants and decimals as Python objects)."""
-        if len(data) < _HEADER_SIZE or not data.startswith(MARKER):
-            got = data[:_HEADER_SIZE].hex()
-            raise NotSingleObjectEncoded(f"expected {MARKER.hex()} + an 8-byte fingerprint, got {got}")
-        fp = int.from_bytes(data[2:_HEADER_SIZE], "little")
-        writer = self._by_fingerprint.get(fp)
-        if writer is None:
-            raise UnknownSchemaFingerprint(fp)
+        if len(data) >= _CONFLUENT_HEADER_SIZE and data.startswith(CONFLUENT_MAGIC):
+            schema_id = int.from_bytes(data[1:_CONFLUENT_HEADER_SIZE], "big")
+            found = self._by_registry_id.get(schema_id)
+            if found is None:
+                raise UnknownSchemaId(schema_id)
+            writer, header_size = found, _CONFLUENT_HEADER_SIZE
+        else:
+            if len(data) < _HEADER_SIZE or not data.startswith(MARKER):
+                got = data[:_HEADER_SIZE].hex()
+                raise NotSingleObjectEncoded(f"expected {MARKER.hex()} + an 8-byte fingerprint, got {got}")
+            fp = int.from_bytes(data[2:_HEADER_SIZE], "little")
+            found = self._by_fingerprint.get(fp)
+            if found is None:
+                raise UnknownSchemaFingerprint(fp)
+            writer, header_size = found, _HEADER_SIZE
         reader = self.contract(writer.family, version)
-        payload = io.BytesIO(data[_HEADER_SIZE:])
+        payload = io.BytesIO(data[header_size:])
         try:
             datum = fastavro.schemaless_reader(payload, writer.schema, None if reader is writer else reader.schema)
             record = self._reader(reader, typed=typed)(datum)
         except Exception as error:  # untrusted bytes: whatever fastavro raises, wrap it
             raise UndecodableRecord(f"{writer.family} v{writer.version}: {error!r}") from error
-        if payload.tell() != len(data) - _HEADER_SIZE:
+        if payload.tell() != len(data) - header_size:
             raise UndecodableRecord(f"{writer.family} v{writer.version}: trailing bytes after the record")
         return writer.family, record
 
-    def encode(self, event: Touchpoint) -> bytes:
-        """Single-object bytes of a touchpoint, with its type's latest schema."""
-        return self.encode_record(f"touchpoint/{event.type}", to_dict(event))
+    def encode(self, event: Touchpoint, *, registry_id: int | None = None) -> bytes:
+        """Single-object bytes of a touchpoint, with its type's latest schema (Confluent
+        framing with ``registry_id``)."""
+        return self.encode_record(f"touchpoint/{event.type}", to_dict(event), registry_id=registry_id)
 
     def decode(self, data: bytes) -> Touchpoint:
         """The touchpoint in ``data``, whichever version of its schema wrote it."""

@@ -33,7 +33,9 @@ from aiokafka.errors import KafkaConnectionError, KafkaError
 
 from projections.codec import from_dict
 from projections.identity import Identifier
-from services.contracts import encode
+from projections.touchpoints import TOUCHPOINT_TYPES
+from services.contracts import default_registry
+from services.contracts.confluent import ConfluentRegistry, RegistryUnavailable
 from services.ingest import StorageUnavailable
 from services.kafka.records import Headers, cloudevents_headers, resolution_header
 from services.kafka.topics import TOUCHPOINTS_TOPIC
@@ -64,15 +66,20 @@ class TouchpointPublisher:
         topic: str = TOUCHPOINTS_TOPIC,
         request_timeout_ms: int = 5000,
         client_id: str = "touchstream-ingest",
+        schema_registry: ConfluentRegistry | None = None,
     ):
         self.bootstrap, self.topic, self.client_id = bootstrap, topic, client_id
         self.request_timeout_ms = request_timeout_ms
         self.idempotent: bool | None = None  # known once started
         self._producer: AIOKafkaProducer | None = None
+        self.schema_registry = schema_registry
+        self._registry_ids: dict[str, int] | None = None  # family -> id, once registered
 
     @classmethod
     def from_settings(cls, settings: Settings) -> TouchpointPublisher:
-        return cls(settings.kafka_bootstrap, request_timeout_ms=settings.kafka_request_timeout_ms)
+        registry = ConfluentRegistry(settings.schema_registry_url) if settings.schema_registry_url else None
+        return cls(settings.kafka_bootstrap, request_timeout_ms=settings.kafka_request_timeout_ms,
+                   schema_registry=registry)
 
     def _new_producer(self, idempotent: bool) -> AIOKafkaProducer:
         return AIOKafkaProducer(
@@ -86,6 +93,13 @@ class TouchpointPublisher:
     async def start(self) -> None:
         if self._producer is not None:
             return
+        if self.schema_registry is not None and self._registry_ids is None:
+            try:
+                self._registry_ids = await self.schema_registry.register(
+                    f"touchpoint/{kind}" for kind in TOUCHPOINT_TYPES)
+            except RegistryUnavailable as error:
+                raise StorageUnavailable(str(error)) from error
+            log.info("schemas_registered", registry=self.schema_registry.url, schemas=len(self._registry_ids))
         producer = self._new_producer(idempotent=True)
         try:
             await producer.start()
@@ -110,6 +124,8 @@ class TouchpointPublisher:
         log.info("producer_started", idempotent=idempotent, reason=reason, topic=self.topic)
 
     async def stop(self) -> None:
+        if self.schema_registry is not None:
+            await self.schema_registry.aclose()
         producer, self._producer = self._producer, None
         if producer is not None:
             await producer.stop()  # flushes what is pending first
@@ -126,7 +142,8 @@ class TouchpointPublisher:
             raise StorageUnavailable("the Kafka publisher is not started")
         # Validate and encode everything first: a bad document must not leave its
         # predecessors half-published.
-        records = [self._record(d, None if decisions is None else decisions[i]) for i, d in enumerate(documents)]
+        records = [self._record(d, None if decisions is None else decisions[i], self._registry_ids)
+                   for i, d in enumerate(documents)]
         if not records:
             return []
         started = time.monotonic()
@@ -152,14 +169,17 @@ class TouchpointPublisher:
 
 
     @staticmethod
-    def _record(document: dict[str, Any], decision: Decision | None) -> tuple[bytes, bytes, Headers]:
+    def _record(document: dict[str, Any], decision: Decision | None,
+                registry_ids: dict[str, int] | None = None) -> tuple[bytes, bytes, Headers]:
         event = from_dict(document)
         headers = cloudevents_headers(document)
+        registry_id = None if registry_ids is None else registry_ids[f"touchpoint/{event.type}"]
+        value = default_registry().encode(event, registry_id=registry_id)
         if decision is None:
-            return customer_key(document), encode(event), headers
+            return customer_key(document), value, headers
         customer_id, conflicts = decision
         headers.append(resolution_header(event, customer_id, conflicts))
-        return customer_id.encode("utf-8"), encode(event), headers
+        return customer_id.encode("utf-8"), value, headers
 
 
 def _observe(delivery: asyncio.Future[Any]) -> None:

@@ -38,6 +38,8 @@ from aiokafka.partitioner import murmur2
 
 from projections.view import CustomerView
 from services import metrics
+from services.contracts import default_registry
+from services.contracts.confluent import ConfluentRegistry, RegistryUnavailable, framed_schema_id
 from services.kafka.topics import CUSTOMER_VIEWS_TOPIC, DEAD_LETTERS_TOPIC, TOUCHPOINTS_TOPIC
 from services.redis_views import RedisViewStore, ViewStoreUnavailable
 from services.settings import Settings
@@ -108,6 +110,7 @@ class ViewWorker:
         self._producer: AIOKafkaProducer | None = None
         self._hinted = time.monotonic()
         self.cache = ViewCache(settings.worker_cache_views)
+        self.schema_registry = ConfluentRegistry(settings.schema_registry_url) if settings.schema_registry_url else None
 
     # -- group membership ------------------------------------------------------------------
     def revoked(self, partitions: set[TopicPartition]) -> None:
@@ -165,6 +168,8 @@ class ViewWorker:
                 except Exception as error:  # noqa: BLE001 - stopping anyway
                     log.warning("client_stop_failed", error=type(error).__name__)
         await self.store.aclose()
+        if self.schema_registry is not None:
+            await self.schema_registry.aclose()
 
     async def run(self) -> None:
         """Fold until stopped; never raises on bad records or outages."""
@@ -181,10 +186,11 @@ class ViewWorker:
                 if self.unpositioned:
                     await self._position()
                 await self.run_once()
-            except (ViewStoreUnavailable, KafkaError, OSError, asyncio.TimeoutError) as error:
+            except (ViewStoreUnavailable, RegistryUnavailable, KafkaError, OSError, asyncio.TimeoutError) as error:
                 if self._stopping.is_set():
                     break  # stop() closed the clients under this batch: dropped, refolded by the next owner
-                cause = "redis" if isinstance(error, ViewStoreUnavailable) else "kafka"
+                cause = ("redis" if isinstance(error, ViewStoreUnavailable)
+                         else "schema-registry" if isinstance(error, RegistryUnavailable) else "kafka")
                 self._stall(cause, error)
                 await _sleep(self._stopping, backoff)
                 backoff = min(backoff * 2, 2.0)
@@ -225,6 +231,7 @@ class ViewWorker:
             await self._hint()
             return 0
         started = time.perf_counter()
+        await self._learn_schema_ids(batches.values())
         partitions = len(self._consumer.partitions_for_topic(self.topic) or ()) or None
         decoded = {tp: decode(records, partitions) for tp, records in batches.items()}
         customers = set().union(*(d.customers for d in decoded.values()))
@@ -240,6 +247,18 @@ class ViewWorker:
         metrics.PROJECTION_BATCH_SECONDS.observe(time.perf_counter() - started)
         await self._hint()
         return sum(len(r) for r in batches.values())
+
+    async def _learn_schema_ids(self, batches: Iterable[list[Any]]) -> None:
+        """Records framed with schema-registry ids this process has not seen: learn them
+        from the registry first (an unreachable registry stalls the worker; an id the
+        registry does not know makes the record a dead letter)."""
+        if self.schema_registry is None:
+            return
+        known = default_registry().knows_registry_id
+        ids = {i for records in batches for r in records
+               if (i := framed_schema_id(r.value)) is not None and not known(i)}
+        if ids:
+            await self.schema_registry.learn(ids)  # RegistryUnavailable: a stall, see run()
 
     async def _publish(self, batches: list[Folded]) -> None:
         """Derived events of the poll, acknowledged before the views commit: a crash in

@@ -22,6 +22,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from projections.identity import settled
 from projections.view import CustomerView, evolve, initial_view
 from projections.view_document import to_state
+from services.contracts.confluent import ConfluentRegistry, framed_schema_id
 from services.kafka.records import BadRecord, read_touchpoint
 from services.kafka.topics import TOUCHPOINTS_TOPIC
 from services.redis_keys import RedisKeys
@@ -32,7 +33,8 @@ __all__ = ["replay_topic", "verify"]
 IDLE_SECONDS = 30.0
 
 
-async def replay_topic(bootstrap: str, topic: str = TOUCHPOINTS_TOPIC) -> tuple[dict[str, bytes], dict[int, int], int]:
+async def replay_topic(bootstrap: str, topic: str = TOUCHPOINTS_TOPIC, *,
+                       schema_registry: ConfluentRegistry | None = None) -> tuple[dict[str, bytes], dict[int, int], int]:
     """(state bytes by customer, last offset by partition, dead letters) of a full replay."""
     consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, group_id=None,
                                 auto_offset_reset="earliest", fetch_max_wait_ms=10)
@@ -52,6 +54,8 @@ async def replay_topic(bootstrap: str, topic: str = TOUCHPOINTS_TOPIC) -> tuple[
             polled = await consumer.getmany(timeout_ms=200, max_records=10_000)
             for tp, records in polled.items():
                 last_progress = time.monotonic()
+                if schema_registry is not None:
+                    await schema_registry.learn({i for r in records if (i := framed_schema_id(r.value)) is not None})
                 for record in records:
                     dead += _replay_one(record, views, len(partitions))
             for tp in partitions:
@@ -107,7 +111,12 @@ def _digest(states: dict[str, bytes]) -> str:
 
 
 async def verify(settings: Settings) -> dict[str, Any]:
-    replayed, ends, dead = await replay_topic(settings.kafka_bootstrap)
+    registry = ConfluentRegistry(settings.schema_registry_url) if settings.schema_registry_url else None
+    try:
+        replayed, ends, dead = await replay_topic(settings.kafka_bootstrap, schema_registry=registry)
+    finally:
+        if registry is not None:
+            await registry.aclose()
     live, positions = await _live(settings, sorted(ends))
     differing = sorted(c for c in replayed.keys() | live.keys() if replayed.get(c) != live.get(c))
     behind = {p: {"stored": positions[p], "end": e} for p, e in ends.items() if positions[p] != e}

@@ -31,6 +31,7 @@ from services.contracts import (
     SchemaRegistry,
     UndecodableRecord,
     UnknownSchemaFingerprint,
+    UnknownSchemaId,
     decode,
     decode_record,
     encode,
@@ -262,11 +263,27 @@ def test_map_keys_are_written_sorted_so_equal_records_give_equal_bytes() -> None
 
 
 @pytest.mark.parametrize(
-    "data", [b"", b"\xc3", b"\xc3\x01\x00\x01", b'{"type": "call"}', b"\x00\x01" + bytes(12)]
+    "data", [b"", b"\xc3", b"\xc3\x01\x00\x01", b'{"type": "call"}', b"\x01\x00" + bytes(12), b"\x00\x01"]
 )
 def test_bytes_without_the_single_object_header_are_refused(data: bytes) -> None:
     with pytest.raises(NotSingleObjectEncoded):
         decode(data)
+
+
+def test_a_zero_byte_starts_a_schema_registry_frame_whose_id_must_be_known() -> None:
+    with pytest.raises(UnknownSchemaId) as raised:
+        decode(b"\x00\x01" + bytes(12))
+    assert raised.value.schema_id == 0x01000000
+
+
+def test_a_schema_registry_frame_reads_back_once_its_id_is_learnt() -> None:
+    registry = SchemaRegistry()
+    event = from_dict(example("purchase"))
+    registry.learn_registry_id(42, registry.contract("touchpoint/purchase"))
+    framed = registry.encode(event, registry_id=42)
+    assert framed[:5] == b"\x00\x00\x00\x00\x2a"
+    assert registry.decode(framed) == event
+    assert registry.decode(framed[5:].join([registry.contract("touchpoint/purchase").header, b""])) == event
 
 
 def test_an_unknown_fingerprint_is_refused_naming_it() -> None:
