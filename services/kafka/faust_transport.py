@@ -58,6 +58,10 @@ class TouchstreamApp(faust.App):
 
 
 class ConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):
+    # mode waits this long for the thread to shut down; with the broker gone, aiokafka's
+    # leave-group never completes and mode's default (60 s) outlasts a Kubernetes grace period
+    shutdown_timeout = 10.0
+
     def _create_worker_consumer(self, transport: faust_aiokafka.Transport) -> aiokafka.AIOKafkaConsumer:
         consumer = super()._create_worker_consumer(transport)
         # Read by AIOKafkaConsumer.start() when it builds its Fetcher: setting it here,
