@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import socket
 import subprocess
 import sys
 from datetime import UTC, datetime
@@ -18,20 +17,11 @@ import pytest
 from services.bench.server import free_port
 from services.stack_process import alive
 from tests.support.api import bearer, call, unique
+from tests.support.server import port_is_free
 
 pytestmark = pytest.mark.e2e
 
 TOUCHSTREAM = Path(sys.executable).parent / "touchstream"
-
-
-def _port_is_free(port: int) -> bool:
-    with socket.socket() as s:
-        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            s.bind(("127.0.0.1", port))
-        except OSError:
-            return False
-        return True
 
 
 def _touchstream(env: dict[str, str], *args: str, timeout: float = 180) -> subprocess.CompletedProcess[str]:
@@ -77,6 +67,6 @@ def test_up_serves_ingest_and_reads_with_two_workers_and_down_leaves_nothing_run
     assert "killed" not in down.stdout, down.stdout  # every process stopped on SIGTERM
     still = [p for p in processes if alive(p["pid"], p["started_at"])]  # type: ignore[arg-type]
     assert not still, still
-    taken = [p["port"] for p in processes if not _port_is_free(p["port"])]  # type: ignore[arg-type]
+    taken = [p["port"] for p in processes if not port_is_free(p["port"])]  # type: ignore[arg-type]
     assert not taken, taken
     assert not (data / "stack" / "stack.json").exists()

@@ -84,7 +84,7 @@ class ServerFailed(RuntimeError):
 
 
 
-def _port_is_free(port: int) -> bool:
+def port_is_free(port: int) -> bool:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
@@ -135,7 +135,7 @@ class RunningServer:
         if self.running:
             raise RuntimeError("the server is already running")
         for attempt in range(3):
-            if attempt or not _port_is_free(self.port):
+            if attempt or not port_is_free(self.port):
                 self.port = free_port()
             self._drop_client()
             try:
