@@ -27,6 +27,7 @@ from services.bench.server import free_port
 
 __all__ = [
     "REPO_ROOT",
+    "port_is_free",
     "Keys",
     "TEST_KEYS",
     "FORM_ID",
