@@ -3,8 +3,9 @@
 Contract:
 - ``kafka_streams()`` returns every ``kind: kafka`` stream of the file by name (active and
   planned), with its cleanup policy and status.
-- ``ensure_topics(bootstrap, partitions, names=None)`` creates ``DEFAULT_TOPICS`` (the
-  touchpoints, customer-views and dead-letters topics) or exactly ``names``, each with
+- ``ensure_topics(bootstrap, partitions, names=None)`` creates every Kafka stream of the
+  file (``default_topics()``: touchpoints, lifecycle, triggers per channel, customer
+  views, dead letters) or exactly ``names``, each with
   ``partitions`` partitions and its ``cleanup.policy`` from the file. A topic that already
   exists is fine (its partition count is left as it is); any other per-topic error raises
   ``TopicCreationFailed`` naming the topic; an unreachable broker raises it too. Returns
@@ -27,7 +28,8 @@ __all__ = [
     "TOUCHPOINTS_TOPIC",
     "CUSTOMER_VIEWS_TOPIC",
     "DEAD_LETTERS_TOPIC",
-    "DEFAULT_TOPICS",
+    "REQUIRED_TOPICS",
+    "default_topics",
     "KafkaStream",
     "TopicCreationFailed",
     "kafka_streams",
@@ -43,9 +45,10 @@ TOPICS_FILE = Path(__file__).resolve().parents[2] / "schemas" / "topics.yaml"
 TOUCHPOINTS_TOPIC = "touchstream.touchpoints.v1"
 CUSTOMER_VIEWS_TOPIC = "touchstream.customer-views.v1"
 DEAD_LETTERS_TOPIC = "touchstream.dead-letters.v1"
-# Dead letters carry the failed records' original bytes (no contract of their own);
-# the processor needs the topic from its first day, so it is created by default.
-DEFAULT_TOPICS: tuple[str, ...] = (TOUCHPOINTS_TOPIC, CUSTOMER_VIEWS_TOPIC, DEAD_LETTERS_TOPIC)
+# The topics the code writes today; every other Kafka stream of the list (lifecycle
+# transitions, triggers per channel) is created at start too, so its consumers can
+# subscribe before the first record (see ``default_topics``).
+REQUIRED_TOPICS: tuple[str, ...] = (TOUCHPOINTS_TOPIC, CUSTOMER_VIEWS_TOPIC, DEAD_LETTERS_TOPIC)
 
 TOPIC_ALREADY_EXISTS = 36  # Kafka error code; Tansu answers it in the response, no exception
 
@@ -72,10 +75,15 @@ def kafka_streams(path: Path = TOPICS_FILE) -> dict[str, KafkaStream]:
         for s in document["streams"]
         if s.get("kind") == "kafka"
     }
-    missing = [name for name in DEFAULT_TOPICS if name not in streams]
+    missing = [name for name in REQUIRED_TOPICS if name not in streams]
     if missing:
         raise ValueError(f"{path} does not list the Kafka topics {missing}")
     return streams
+
+
+def default_topics() -> tuple[str, ...]:
+    """Every Kafka stream of the topic list, active and planned, in file order."""
+    return tuple(kafka_streams())
 
 
 async def ensure_topics(
@@ -95,7 +103,7 @@ async def ensure_topics(
     if partitions < 1:  # Tansu accepts 0 partitions and then cannot take a record
         raise ValueError(f"partitions must be at least 1, not {partitions}")
     streams = kafka_streams()
-    wanted = list(DEFAULT_TOPICS if names is None else names)
+    wanted = list(default_topics() if names is None else names)
     unknown = [name for name in wanted if name not in streams]
     if unknown:
         raise ValueError(f"not Kafka topics of {TOPICS_FILE.name}: {unknown}")

@@ -30,7 +30,8 @@ from services.kafka.publisher import TouchpointPublisher
 from services.kafka.topics import (
     CUSTOMER_VIEWS_TOPIC,
     DEAD_LETTERS_TOPIC,
-    DEFAULT_TOPICS,
+    default_topics,
+    kafka_streams,
     TOUCHPOINTS_TOPIC,
     TopicCreationFailed,
     ensure_topics,
@@ -110,8 +111,8 @@ async def describe(bootstrap: str) -> tuple[dict[str, int], dict[str, str]]:
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
     await admin.start()
     try:
-        partitions = {t["topic"]: len(t["partitions"]) for t in await admin.describe_topics(list(DEFAULT_TOPICS))}
-        resources = [ConfigResource(ConfigResourceType.TOPIC, name) for name in DEFAULT_TOPICS]
+        partitions = {t["topic"]: len(t["partitions"]) for t in await admin.describe_topics(list(default_topics()))}
+        resources = [ConfigResource(ConfigResourceType.TOPIC, name) for name in default_topics()]
         policies = {}
         for response in await admin.describe_configs(resources):
             for resource in response.to_object()["resources"]:
@@ -122,10 +123,16 @@ async def describe(bootstrap: str) -> tuple[dict[str, int], dict[str, str]]:
         await admin.close()
 
 
-def test_topics_are_created_with_the_configured_partitions_and_the_views_topic_is_compacted(topics: str) -> None:
+def test_every_topic_of_the_list_is_created_with_the_configured_partitions_and_its_cleanup_policy(
+    topics: str,
+) -> None:
     partitions, policies = asyncio.run(describe(topics))
-    assert partitions == {name: PARTITIONS for name in DEFAULT_TOPICS}
-    assert policies == {TOUCHPOINTS_TOPIC: "delete", CUSTOMER_VIEWS_TOPIC: "compact", DEAD_LETTERS_TOPIC: "delete"}
+    names = default_topics()
+    assert {TOUCHPOINTS_TOPIC, CUSTOMER_VIEWS_TOPIC, DEAD_LETTERS_TOPIC, "touchstream.lifecycle.v1",
+            "touchstream.triggers.call.v1", "touchstream.triggers.mail.v1"} <= set(names)
+    assert partitions == {name: PARTITIONS for name in names}
+    assert policies == {name: kafka_streams()[name].cleanup_policy for name in names}
+    assert policies[CUSTOMER_VIEWS_TOPIC] == "compact" and policies[TOUCHPOINTS_TOPIC] == "delete"
 
 
 def test_ensuring_topics_twice_is_fine_and_creates_nothing_the_second_time(topics: str) -> None:
@@ -133,12 +140,16 @@ def test_ensuring_topics_twice_is_fine_and_creates_nothing_the_second_time(topic
     assert asyncio.run(ensure_topics(topics, PARTITIONS)) == []
 
 
-def test_planned_topics_are_created_only_when_asked(topics: str) -> None:
-    assert asyncio.run(ensure_topics(topics, 2, ["touchstream.triggers.sms.v1"])) == ["touchstream.triggers.sms.v1"]
-    with pytest.raises(ValueError, match="not Kafka topics"):
-        asyncio.run(ensure_topics(topics, 2, ["touchstream.nonsense.v1"]))
-    with pytest.raises(ValueError, match="at least 1"):
-        asyncio.run(ensure_topics(topics, 0))
+def test_named_topics_only_are_created_when_names_are_given_and_unknown_ones_are_refused() -> None:
+    with TansuBroker() as broker:  # an empty broker: what exists afterwards is what was created
+        assert asyncio.run(ensure_topics(broker.bootstrap, 2, ["touchstream.triggers.sms.v1"])) == [
+            "touchstream.triggers.sms.v1"]
+        with pytest.raises(ValueError, match="not Kafka topics"):
+            asyncio.run(ensure_topics(broker.bootstrap, 2, ["touchstream.nonsense.v1"]))
+        with pytest.raises(ValueError, match="at least 1"):
+            asyncio.run(ensure_topics(broker.bootstrap, 0))
+        assert asyncio.run(ensure_topics(broker.bootstrap, 2)) == [
+            name for name in default_topics() if name != "touchstream.triggers.sms.v1"]
 
 
 def test_an_unreachable_broker_fails_topic_creation_naming_the_topics() -> None:
