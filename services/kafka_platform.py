@@ -39,6 +39,7 @@ from projections.identity import Identifier, Resolution, identifiers_of, resolve
 from projections.touchpoints import Touchpoint
 from services import metrics
 from services.contracts import decode
+from services.contracts.confluent import RegistryUnavailable, framed_schema_id
 from services.gc_tuning import tune_gc
 from services.ingest import StorageUnavailable
 from services.kafka.publisher import TouchpointPublisher
@@ -137,10 +138,10 @@ class KafkaPlatform:
                     running[identifier] = claims[identifier] = resolution.customer_id
                 resolutions.append(resolution)
             owners = await self.store.claim_all(list(claims.items()))
-            taken = dict(zip(claims, owners, strict=True))
-            if all(taken[i] == c for i, c in claims.items()):
+            if all(owner == claims[i] for i, owner in zip(claims, owners, strict=True)):
                 return resolutions
-            known.update(taken)  # another request claimed first: decide again with it
+            # another request claimed first (nothing of this batch was written): decide again
+            known.update({i: owner for i, owner in zip(claims, owners, strict=True) if owner})
         raise ResolutionRace("identifiers of this batch were claimed concurrently too often")
 
     # -- reads -----------------------------------------------------------------------------
@@ -183,6 +184,12 @@ class KafkaPlatform:
             positions = await self.store.event_positions([event_id for _, event_id, _ in page])
         except ViewStoreUnavailable as error:
             raise StorageUnavailable(str(error)) from error
+        registry = self.publisher.schema_registry
+        if registry is not None:  # records framed with ids this process has not met yet
+            try:
+                await registry.learn({i for _, _, record in page if (i := framed_schema_id(record)) is not None})
+            except RegistryUnavailable as error:
+                raise StorageUnavailable(str(error)) from error
         events = [{"position": positions.get(event_id), **to_dict(decode(record))} for _, event_id, record in page]
         return TimelinePage(events, cursor_out(page[-1][0], page[-1][1]) if more else None)
 

@@ -108,7 +108,8 @@ def cursor_out(*parts: str | int) -> str:
 
 def cursor_in(cursor: str) -> list[str]:
     try:
-        return base64.urlsafe_b64decode(cursor.encode()).decode().split("|")
+        # the last part may itself hold "|" (an event id is free text): split once
+        return base64.urlsafe_b64decode(cursor.encode()).decode().split("|", 1)
     except (ValueError, UnicodeDecodeError):
         raise ValueError("not a cursor this API returned") from None
 

@@ -32,7 +32,7 @@ import redis.asyncio as aioredis
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import OutOfMemoryError, ReadOnlyError
+from redis.exceptions import OutOfMemoryError, ReadOnlyError, ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from projections.identity import Identifier
@@ -42,10 +42,12 @@ __all__ = ["RedisViewStore", "ViewStoreUnavailable", "RedisKeys", "TimelineEntry
 
 TimelineEntry = tuple[str, int, str, bytes]  # customer id, occurred_at µs, event id, document
 # the arguments of ``commit``, in order: topic, partition, offset, states, documents,
-# links, conflicts, dead letters, timeline
+# links, conflicts, dead letters, timeline, base
 PartitionBatch = tuple[Any, ...]
 
-_UNAVAILABLE = (RedisConnectionError, RedisTimeoutError, ReadOnlyError, OutOfMemoryError, OSError)
+# ResponseError covers the refusals a healthy client can meet (MISCONF, NOREPLICAS, BUSY,
+# LOADING...): the call did not apply, retry later.
+_UNAVAILABLE = (RedisConnectionError, RedisTimeoutError, ReadOnlyError, OutOfMemoryError, ResponseError, OSError)
 
 # The shebang makes Redis check (memory, replica) before the script runs, never between two
 # of its writes: the batch applies entirely or not at all.
@@ -53,9 +55,11 @@ _COMMIT = """#!lua
 local stored = tonumber(redis.call('GET', KEYS[1]) or '-1')
 local offset = tonumber(ARGV[1])
 if offset <= stored then return 0 end
+-- a batch folded from a known position applies only on top of that same position
+if ARGV[8] ~= '' and tonumber(ARGV[8]) ~= stored then return 0 end
 local ns, nd, nl = tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4])
 local nc, ndl, nt = tonumber(ARGV[5]), tonumber(ARGV[6]), tonumber(ARGV[7])
-local k, a = 4, 7
+local k, a = 4, 8
 for i = 1, ns + nd do redis.call('SET', KEYS[k + i], ARGV[a + i]) end
 k, a = k + ns + nd, a + ns + nd
 for i = 1, nl do redis.call('SET', KEYS[k + i], ARGV[a + i], 'NX') end
@@ -104,6 +108,28 @@ end
 return out
 """
 
+# Identity claims of one ingest batch, all or none (first writer wins per identifier).
+_CLAIM = """#!lua
+local owners, taken = {}, false
+for i = 1, #KEYS do
+  local owner = redis.call('GET', KEYS[i])
+  owners[i] = owner
+  if owner and owner ~= ARGV[i] then taken = true end
+end
+local out = {}
+for i = 1, #KEYS do
+  if owners[i] then
+    out[i] = owners[i]
+  elseif taken then
+    out[i] = ''
+  else
+    redis.call('SET', KEYS[i], ARGV[i])
+    out[i] = ARGV[i]
+  end
+end
+return out
+"""
+
 # The log head and the highest position every view includes: for each partition, the
 # first acknowledgement not yet folded bounds it. Read-only.
 _WATERMARK = """#!lua
@@ -145,6 +171,7 @@ class RedisViewStore:
         self._where = kw.get("path") or f"{kw.get('host', '?')}:{kw.get('port', '?')}"  # never the password
         self._commit = self._writer.register_script(_COMMIT)
         self._acknowledge = self._writer.register_script(_ACKNOWLEDGE)
+        self._claim = self._writer.register_script(_CLAIM)
         self._watermark = self._redis.register_script(_WATERMARK)
 
     async def aclose(self) -> None:
@@ -213,13 +240,16 @@ class RedisViewStore:
         conflicts: Sequence[bytes] = (),
         dead_letters: Sequence[bytes] = (),
         timeline: Sequence[TimelineEntry] = (),
+        base: int | None = None,
     ) -> bool:
         """Write one partition batch and ``offset`` as the partition's position, atomically,
-        only if ``offset`` is beyond the stored position. Returns whether it applied.
+        only if ``offset`` is beyond the stored position — and, given ``base`` (the position
+        the batch was folded on top of), only if the stored position is still ``base``, so
+        two workers never both apply overlapping batches. Returns whether it applied.
         Links (kind, value, customer) are added first-writer-wins, like ``claim``;
         ``timeline`` entries are (customer id, occurred_at µs, event id, document)."""
         keys, args = self._commit_call(topic, partition, offset, states, documents, links, conflicts,
-                                       dead_letters, timeline)
+                                       dead_letters, timeline, base)
         return bool(await self._call(self._commit(keys=keys, args=args)))
 
     async def commit_all(self, batches: Sequence[PartitionBatch]) -> list[bool]:
@@ -236,14 +266,14 @@ class RedisViewStore:
     def _commit_call(self, topic: str, partition: int, offset: int, states: dict[str, bytes],
                      documents: dict[str, bytes], links: Sequence[tuple[str, str, str]] = (),
                      conflicts: Sequence[bytes] = (), dead_letters: Sequence[bytes] = (),
-                     timeline: Sequence[TimelineEntry] = ()) -> tuple[list[str], list[Any]]:
+                     timeline: Sequence[TimelineEntry] = (), base: int | None = None) -> tuple[list[str], list[Any]]:
         keys = [self.keys.position(topic, partition), self.keys.conflicts, self.keys.deadletters,
                 self.keys.acks(topic, partition)]
         keys += [self.keys.state(c) for c in states]
         keys += [self.keys.view(c) for c in documents]
         keys += [self.keys.identifier(k, v) for k, v, _ in links]
         args: list[Any] = [int(offset), len(states), len(documents), len(links), len(conflicts), len(dead_letters),
-                           len(timeline)]
+                           len(timeline), "" if base is None else int(base)]
         args += [*states.values(), *documents.values(), *(c for _, _, c in links), *conflicts, *dead_letters]
         for customer_id, at, event_id, document in timeline:
             keys += [self.keys.timeline(customer_id), self.keys.events(customer_id)]
@@ -251,15 +281,16 @@ class RedisViewStore:
         return keys, args
 
     # -- ingest ----------------------------------------------------------------------------
-    async def claim_all(self, claims: Sequence[tuple[Identifier, str]]) -> list[str]:
-        """``claim`` for many identifiers in one round trip; the owner of each after the call."""
+    async def claim_all(self, claims: Sequence[tuple[Identifier, str]]) -> list[str | None]:
+        """Link every identifier to its customer, or none of them: if any is already
+        owned by another customer, nothing is written (so a batch that must be resolved
+        again leaves no identifier owned by a customer that will never exist). Returns the
+        owner of each after the call; None for one still unowned."""
         if not claims:
             return []
-        pipe = self._writer.pipeline(transaction=False)
-        for (kind, value), customer_id in claims:
-            pipe.set(self.keys.identifier(kind, value), customer_id, nx=True, get=True)
-        previous = await self._call(pipe.execute())
-        return [c if p is None else p.decode() for (_, c), p in zip(claims, previous, strict=True)]
+        keys = [self.keys.identifier(kind, value) for (kind, value), _ in claims]
+        owners = await self._call(self._claim(keys=keys, args=[c for _, c in claims]))
+        return [o.decode() if o else None for o in owners]
 
     async def event_positions(self, event_ids: Sequence[str]) -> dict[str, int]:
         """Positions ingest gave to those of the events it acknowledged."""

@@ -197,6 +197,8 @@ class SchemaRegistry:
         try:
             datum = fastavro.schemaless_reader(payload, writer.schema, None if reader is writer else reader.schema)
             record = self._reader(reader, typed=typed)(datum)
+        except UnicodeDecodeError as error:  # its text quotes the bytes: personal data, maybe
+            raise UndecodableRecord(f"{writer.family} v{writer.version}: invalid UTF-8 in a string") from error
         except Exception as error:  # untrusted bytes: whatever fastavro raises, wrap it
             raise UndecodableRecord(f"{writer.family} v{writer.version}: {error!r}") from error
         if payload.tell() != len(data) - header_size:

@@ -74,6 +74,7 @@ class TouchpointPublisher:
         self._producer: AIOKafkaProducer | None = None
         self.schema_registry = schema_registry
         self._registry_ids: dict[str, int] | None = None  # family -> id, once registered
+        self._starting = asyncio.Lock()
 
     @classmethod
     def from_settings(cls, settings: Settings) -> TouchpointPublisher:
@@ -91,6 +92,10 @@ class TouchpointPublisher:
         )
 
     async def start(self) -> None:
+        async with self._starting:  # concurrent requests while the broker was away: one producer
+            await self._start()
+
+    async def _start(self) -> None:
         if self._producer is not None:
             return
         if self.schema_registry is not None and self._registry_ids is None:

@@ -186,11 +186,13 @@ class ViewWorker:
                 if self.unpositioned:
                     await self._position()
                 await self.run_once()
-            except (ViewStoreUnavailable, RegistryUnavailable, KafkaError, OSError, asyncio.TimeoutError) as error:
+            except Exception as error:  # noqa: BLE001 - whatever failed, the batch is dropped and retried
                 if self._stopping.is_set():
                     break  # stop() closed the clients under this batch: dropped, refolded by the next owner
                 cause = ("redis" if isinstance(error, ViewStoreUnavailable)
-                         else "schema-registry" if isinstance(error, RegistryUnavailable) else "kafka")
+                         else "schema-registry" if isinstance(error, RegistryUnavailable)
+                         else "kafka" if isinstance(error, (KafkaError, OSError, asyncio.TimeoutError))
+                         else "unexpected")
                 self._stall(cause, error)
                 await _sleep(self._stopping, backoff)
                 backoff = min(backoff * 2, 2.0)
@@ -238,7 +240,8 @@ class ViewWorker:
         stored = self.cache.take(customers)  # states this worker committed last: no read needed
         stored.update(await self.store.states(customers - stored.keys()))
         views: dict[str, CustomerView] = {}
-        folded = [fold(tp.topic, tp.partition, batches[tp][-1].offset, decoded[tp], stored, views)
+        folded = [fold(tp.topic, tp.partition, batches[tp][-1].offset, decoded[tp], stored, views,
+                       base=self.positions.get(tp.partition))
                   for tp in sorted(batches, key=lambda tp: tp.partition)]
         await self._publish(folded)
         for batch, applied in zip(folded, await self._commit(folded), strict=True):
@@ -300,8 +303,8 @@ class ViewWorker:
     async def _commit(self, batches: list[Folded]) -> list[bool]:
         """Every partition's batch in one Redis round trip, each fenced on its own."""
         applied = await self.store.commit_all([
-            (b.topic, b.partition, b.offset, b.states, b.documents, b.links, b.conflicts, b.dead_letters, b.timeline)
-            for b in batches
+            (b.topic, b.partition, b.offset, b.states, b.documents, b.links, b.conflicts, b.dead_letters, b.timeline,
+             b.base) for b in batches
         ])
         for batch, ok in zip(batches, applied, strict=True):
             if ok:

@@ -57,6 +57,7 @@ class Folded:
     topic: str
     partition: int
     offset: int  # the last offset of the batch: the partition's position once committed
+    base: int | None = None  # the partition's position the batch was folded on top of
     states: dict[str, bytes] = field(default_factory=dict)
     documents: dict[str, bytes] = field(default_factory=dict)
     links: list[tuple[str, str, str]] = field(default_factory=list)
@@ -84,19 +85,19 @@ def decode(records: Sequence[Record], partitions: int | None = None) -> Decoded:
 
 
 def fold(topic: str, partition: int, offset: int, decoded: Decoded, stored: Mapping[str, bytes],
-         views: dict[str, CustomerView] | None = None) -> Folded:
+         views: dict[str, CustomerView] | None = None, *, base: int | None = None) -> Folded:
     """Fold a decoded batch. ``stored`` holds the stored states (bytes) of the customers it
     names; ``views`` may hold views already folded earlier in the same poll (and is
     updated)."""
-    out = Folded(topic, partition, offset)
+    out = Folded(topic, partition, offset, base)
     views = {} if views is None else views
     for record, read in decoded.records:
         customer_id, event = read.customer_id, read.event
-        view = views.get(customer_id)
-        if view is None:
-            raw = stored.get(customer_id)
-            view = from_state(orjson.loads(raw)) if raw is not None else initial_view(customer_id)
         try:
+            view = views.get(customer_id)
+            if view is None:
+                raw = stored.get(customer_id)
+                view = from_state(orjson.loads(raw)) if raw is not None else initial_view(customer_id)
             resolution = settled(event, customer_id, read.conflicts)
             after = evolve(view, resolution.folded)
         except Exception as error:  # noqa: BLE001 - a record that cannot be folded is a dead letter
@@ -135,7 +136,7 @@ def derived_id(topic: str, partition: int, offset: int, kind: str) -> str:
 
 def _event_id(record: Record) -> str | None:
     for key, value in record.headers:
-        if key == "ce_id":
+        if key == "ce_id" and value is not None:  # Kafka allows a header without a value
             return value.decode("utf-8", "replace")
     return None
 

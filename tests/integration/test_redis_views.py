@@ -316,3 +316,32 @@ def test_a_timeline_page_is_newest_first_and_a_cursor_continues_after_ties(redis
     first, rest = run(redis_url, redis_prefix, body)
     assert first == [(300, "e-d", b"D"), (200, "e-c", b"C")]
     assert rest == [(200, "e-b", b"B"), (100, "e-a", b"A")]
+
+
+def test_a_batch_s_identity_claims_apply_all_or_none(redis_url: str, redis_prefix: str) -> None:
+    async def body(store: RedisViewStore) -> list[Any]:
+        first = await store.claim_all([(("email", "x@a.example"), "c-x")])
+        # c-e wants two identifiers, one of them already the other customer's: nothing written
+        refused = await store.claim_all([(("email", "x@a.example"), "c-e"), (("phone", "+33600000009"), "c-e")])
+        granted = await store.claim_all([(("email", "x@a.example"), "c-x"), (("phone", "+33600000009"), "c-x")])
+        return [first, refused, granted]
+
+    first, refused, granted = run(redis_url, redis_prefix, body)
+    assert first == ["c-x"] and refused == ["c-x", None] and granted == ["c-x", "c-x"]
+    assert raw(redis_url).get(f"{redis_prefix}:id:phone:+33600000009") == b"c-x"
+
+
+def test_a_batch_folded_on_a_position_that_moved_on_is_refused_even_if_it_reaches_further(
+    redis_url: str, redis_prefix: str
+) -> None:
+    async def body(store: RedisViewStore) -> list[bool]:
+        await store.commit(TOPIC, 0, 9, {"c-1": b"w0"}, {}, base=-1)  # the first batch: nothing before it
+        # two workers both folded on position 9 after a rebalance; the first commit wins
+        first = await store.commit(TOPIC, 0, 15, {"c-1": b"w1"}, {}, base=9, dead_letters=[b"d"])
+        second = await store.commit(TOPIC, 0, 20, {"c-1": b"w2"}, {}, base=9, dead_letters=[b"d"])
+        after = await store.commit(TOPIC, 0, 20, {"c-1": b"w2b"}, {}, base=15)
+        return [first, second, after]
+
+    assert run(redis_url, redis_prefix, body) == [True, False, True]
+    r, p = raw(redis_url), redis_prefix
+    assert r.get(f"{p}:state:c-1") == b"w2b" and r.xlen(f"{p}:deadletters") == 1  # never appended twice

@@ -226,7 +226,7 @@ def bad_records(tag: str) -> list[tuple[str, bytes | None, bytes | None, list[tu
     headers = cloudevents_headers(to_dict(foreign))
     view_document = json.loads(VIEW_EXAMPLES.read_text())[0]
     return [
-        ("undecodable: NotSingleObjectEncoded", b"cus-garbage", b"\x00\x9f definitely not Avro \xff",
+        ("undecodable: NotSingleObjectEncoded", b"cus-garbage", b"\x9f\x00 definitely not Avro \xff",
          [("ce_id", f"{tag}-garbage".encode())], f"{tag}-garbage"),
         ("undecodable: UnknownSchemaFingerprint", b"cus-unknown", MARKER + b"\xfe" * 8 + valid[len(MARKER) + 8:],
          headers, f"{tag}-foreign"),
