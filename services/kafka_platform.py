@@ -20,9 +20,10 @@ Reads: views, identifiers and timelines are in Redis, written by the workers
 highest position whose acknowledged events are all folded, see
 ``RedisViewStore.watermark``) reaches it: the same read-your-writes as the embedded runtime.
 
-Failures: an unreachable broker or Redis is ``StorageUnavailable`` (503 with
-Retry-After). If the answer is lost after the broker acknowledged, the sender's retry
-produces another copy, which the worker drops.
+Failures: an unreachable broker is ``StorageUnavailable``, an unreachable Redis
+``ViewStoreUnavailable``, a silent schema registry ``RegistryUnavailable``: the API
+answers each with 503 and Retry-After. If the answer is lost after the broker
+acknowledged, the sender's retry produces another copy, which the worker drops.
 """
 
 from __future__ import annotations
@@ -39,7 +40,7 @@ from projections.identity import Identifier, Resolution, identifiers_of, resolve
 from projections.touchpoints import Touchpoint
 from services import metrics
 from services.contracts import decode
-from services.contracts.confluent import RegistryUnavailable, framed_schema_id
+from services.contracts.confluent import framed_schema_id
 from services.gc_tuning import tune_gc
 from services.ingest import StorageUnavailable
 from services.kafka.publisher import TouchpointPublisher
@@ -93,10 +94,7 @@ class KafkaPlatform:
     async def append(self, documents: list[dict[str, Any]]) -> list[tuple[int, bool]]:
         if self.publisher.idempotent is None:  # not started yet (broker was down at start)
             await self.publisher.start()
-        try:
-            return await self._append(documents)
-        except ViewStoreUnavailable as error:
-            raise StorageUnavailable(str(error)) from error
+        return await self._append(documents)
 
     async def _append(self, documents: list[dict[str, Any]]) -> list[tuple[int, bool]]:
         ids = [d["event_id"] for d in documents]
@@ -148,10 +146,7 @@ class KafkaPlatform:
     async def caught_up(self, min_position: int | None, timeout: float) -> Caught:
         deadline, pause = time.monotonic() + timeout, 0.002
         while True:
-            try:
-                _, mark = await self.store.watermark(self.topic, self.settings.kafka_partitions)
-            except ViewStoreUnavailable as error:
-                raise StorageUnavailable(str(error)) from error
+            _, mark = await self.store.watermark(self.topic, self.settings.kafka_partitions)
             if not min_position or mark >= min_position:
                 return Caught(True, mark)
             if time.monotonic() >= deadline:
@@ -160,16 +155,10 @@ class KafkaPlatform:
             pause = min(pause * 2, 0.02)
 
     async def state(self, customer_id: str) -> bytes | None:
-        return await self._read(self.store.states([customer_id]), customer_id)
+        return (await self.store.states([customer_id])).get(customer_id)
 
     async def owner(self, identifier: Identifier) -> str | None:
-        return await self._read(self.store.owners([identifier]), identifier)
-
-    async def _read(self, found: Any, key: Any) -> Any:
-        try:
-            return (await found).get(key)
-        except ViewStoreUnavailable as error:
-            raise StorageUnavailable(str(error)) from error
+        return (await self.store.owners([identifier])).get(identifier)
 
     async def timeline(self, customer_id: str, limit: int, cursor: str | None) -> TimelinePage:
         before = None
@@ -178,18 +167,12 @@ class KafkaPlatform:
             if len(parts) != 2 or not parts[0].lstrip("-").isdigit():
                 raise ValueError("not a cursor this API returned")
             before = (int(parts[0]), parts[1])
-        try:
-            page = await self.store.timeline_page(customer_id, limit=limit + 1, before=before)
-            more, page = len(page) > limit, page[:limit]
-            positions = await self.store.event_positions([event_id for _, event_id, _ in page])
-        except ViewStoreUnavailable as error:
-            raise StorageUnavailable(str(error)) from error
+        page = await self.store.timeline_page(customer_id, limit=limit + 1, before=before)
+        more, page = len(page) > limit, page[:limit]
+        positions = await self.store.event_positions([event_id for _, event_id, _ in page])
         registry = self.publisher.schema_registry
         if registry is not None:  # records framed with ids this process has not met yet
-            try:
-                await registry.learn({i for _, _, record in page if (i := framed_schema_id(record)) is not None})
-            except RegistryUnavailable as error:
-                raise StorageUnavailable(str(error)) from error
+            await registry.learn({i for _, _, record in page if (i := framed_schema_id(record)) is not None})
         events = [{"position": positions.get(event_id), **to_dict(decode(record))} for _, event_id, record in page]
         return TimelinePage(events, cursor_out(page[-1][0], page[-1][1]) if more else None)
 
@@ -206,11 +189,8 @@ class KafkaPlatform:
     async def _stream_rows(self, stream: Any, after: int, limit: int) -> list[dict[str, Any]]:
         """Stream entries with the position ingest gave their event, by position; entries
         whose record never went through ingest (no position) come first, when after=0."""
-        try:
-            entries = [orjson.loads(e) for e in await self.store.records(stream, count=STREAM_SCAN_LIMIT)]
-            positions = await self.store.event_positions([e["event_id"] for e in entries if e.get("event_id")])
-        except ViewStoreUnavailable as error:
-            raise StorageUnavailable(str(error)) from error
+        entries = [orjson.loads(e) for e in await self.store.records(stream, count=STREAM_SCAN_LIMIT)]
+        positions = await self.store.event_positions([e["event_id"] for e in entries if e.get("event_id")])
         for entry in entries:
             entry["position"] = positions.get(entry.get("event_id") or "")
         rows = [e for e in entries if (e["position"] or 0) > after or (e["position"] is None and after == 0)]

@@ -26,8 +26,10 @@ from services.api.form_routes import form_router
 from services.api.ingest_routes import ingest_router
 from services.api.ops_routes import ops_router
 from services.api.responses import JSON
+from services.contracts.confluent import RegistryUnavailable
 from services.ingest import StorageUnavailable
 from services.platform import Platform
+from services.redis_views import ViewStoreUnavailable
 
 __all__ = ["create_app"]
 
@@ -104,6 +106,8 @@ def create_app(platform: Platform, *, manage_platform: bool = True) -> FastAPI:
 
     @app.exception_handler(StorageUnavailable)
     @app.exception_handler(PersistenceError)
+    @app.exception_handler(ViewStoreUnavailable)
+    @app.exception_handler(RegistryUnavailable)
     async def storage_error(_: Request, exc: Exception) -> JSON:
         log.warning("storage_unavailable", runtime=platform.runtime, error=type(exc).__name__)
         return _error(503, f"storage unavailable: {type(exc).__name__}", {"Retry-After": "1"})

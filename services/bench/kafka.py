@@ -22,7 +22,6 @@ Goals (docs/BENCHMARKS.md): (c) ≥ 8,000 ev/s per worker process, ≥ 3× (a), 
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import multiprocessing
 import os
 import platform
@@ -50,6 +49,7 @@ from projections.view_document import to_state
 from services.api.contracts import TOUCHPOINT_ADAPTER, to_canonical
 from services.gc_tuning import tune_gc
 from services.kafka.publisher import TouchpointPublisher
+from services.worker.replay import states_digest
 from services.kafka.records import BadRecord, read_touchpoint
 from services.kafka.tansu import TansuBroker
 from services.kafka.topics import TOUCHPOINTS_TOPIC, ensure_topics
@@ -84,14 +84,6 @@ def worker_rate(broker: str, topic: str, n: int, partitions: int, workdir: Path)
     if topic != TOUCHPOINTS_TOPIC:
         raise ValueError(f"the worker reads {TOUCHPOINTS_TOPIC}, not {topic}")
     return worker_throughput(broker, n, partitions, workdir)
-
-
-def states_digest(states: Mapping[str, bytes]) -> str:
-    """SHA-256 over every (customer id, stored state bytes), in customer id order."""
-    h = hashlib.sha256()
-    for customer_id in sorted(states):
-        h.update(customer_id.encode() + b"\0" + states[customer_id] + b"\0")
-    return h.hexdigest()
 
 
 def clock() -> tuple[float, float]:

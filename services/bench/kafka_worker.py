@@ -33,6 +33,7 @@ from services.kafka.topics import TOUCHPOINTS_TOPIC
 from services.redis_keys import RedisKeys
 from services.redis_server import RedisServer
 from services.settings import Settings
+from services.worker.replay import live_states, states_digest
 
 __all__ = ["worker_throughput", "ack_to_view_latency", "worker_environment"]
 
@@ -121,11 +122,8 @@ def worker_throughput(bootstrap: str, n: int, partitions: int, workdir: Path,
                         "events_per_cpu_second": round(counted / cpu) if cpu else None}
         finally:
             _stop(process, log)
-        states = {name.decode()[len(keys.state("")):]: value
-                  for name in client.scan_iter(match=f"{keys.state('')}*", count=5000)
-                  if (value := client.get(name)) is not None}
         client.close()
-    from services.bench.kafka import states_digest
+        states, _ = asyncio.run(live_states(server.url, prefix))
 
     return {**measured, "customers": len(states), "digest": states_digest(states)}
 

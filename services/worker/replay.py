@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import time
+from collections.abc import Sequence
 from typing import Any
 
 import orjson
@@ -28,7 +29,7 @@ from services.kafka.topics import TOUCHPOINTS_TOPIC
 from services.redis_keys import RedisKeys
 from services.settings import Settings
 
-__all__ = ["replay_topic", "verify"]
+__all__ = ["replay_topic", "verify", "live_states", "states_digest"]
 
 IDLE_SECONDS = 30.0
 
@@ -84,26 +85,30 @@ def _replay_one(record: Any, views: dict[str, CustomerView], partitions: int) ->
     return 0
 
 
-async def _live(settings: Settings, partitions: list[int]) -> tuple[dict[str, bytes], dict[int, int]]:
-    keys = RedisKeys(settings.redis_prefix)
-    client = aioredis.Redis.from_url(settings.redis_url, socket_timeout=30)
+async def live_states(redis_url: str, prefix: str, partitions: Sequence[int] = (),
+                      topic: str = TOUCHPOINTS_TOPIC) -> tuple[dict[str, bytes], dict[int, int]]:
+    """Every stored state under ``prefix`` by customer, and the stored position of each
+    of ``partitions`` (-1: none)."""
+    keys = RedisKeys(prefix)
+    client = aioredis.Redis.from_url(redis_url, socket_timeout=30)
     try:
-        prefix = keys.state("")
-        names = [k async for k in client.scan_iter(match=prefix.replace("*", r"\*") + "*", count=2000)]
+        start = keys.state("")
+        names = [k async for k in client.scan_iter(match=start.replace("*", r"\*") + "*", count=2000)]
         states: dict[str, bytes] = {}
         for i in range(0, len(names), 1000):
             chunk = names[i:i + 1000]
             for name, value in zip(chunk, await client.mget(chunk), strict=True):
                 if value is not None:
-                    states[name.decode()[len(prefix):]] = value
-        raw = await client.mget([keys.position(TOUCHPOINTS_TOPIC, p) for p in partitions]) if partitions else []
+                    states[name.decode()[len(start):]] = value
+        raw = await client.mget([keys.position(topic, p) for p in partitions]) if partitions else []
         positions = {p: int(v) if v is not None else -1 for p, v in zip(partitions, raw, strict=True)}
     finally:
         await client.aclose()
     return states, positions
 
 
-def _digest(states: dict[str, bytes]) -> str:
+def states_digest(states: dict[str, bytes]) -> str:
+    """SHA-256 over every (customer id, stored state bytes), in customer id order."""
     h = hashlib.sha256()
     for customer_id in sorted(states):
         h.update(customer_id.encode() + b"\0" + states[customer_id] + b"\0")
@@ -117,7 +122,7 @@ async def verify(settings: Settings) -> dict[str, Any]:
     finally:
         if registry is not None:
             await registry.aclose()
-    live, positions = await _live(settings, sorted(ends))
+    live, positions = await live_states(settings.redis_url, settings.redis_prefix, sorted(ends))
     differing = sorted(c for c in replayed.keys() | live.keys() if replayed.get(c) != live.get(c))
     behind = {p: {"stored": positions[p], "end": e} for p, e in ends.items() if positions[p] != e}
     return {
@@ -128,6 +133,6 @@ async def verify(settings: Settings) -> dict[str, Any]:
         "examples": differing[:5],
         "partitions_behind": behind,
         "records_dead": dead,
-        "replay_digest": _digest(replayed),
-        "live_digest": _digest(live),
+        "replay_digest": states_digest(replayed),
+        "live_digest": states_digest(live),
     }
