@@ -31,6 +31,9 @@ __all__ = [
     "WORKER_STALLS",
     "VIEW_LATENCY_SECONDS",
     "DERIVED_EVENTS",
+    "LIFECYCLE_CUSTOMERS",
+    "LIFECYCLE_TRANSITIONS",
+    "LIFECYCLE_TICK_DUE",
     "child",
 ]
 
@@ -118,4 +121,18 @@ VIEW_LATENCY_SECONDS = Histogram(
 )
 DERIVED_EVENTS = Counter(
     "touchstream_derived_events_total", "Events the worker published, by topic.", ["topic"]
+)
+
+# -- lifecycle stages ----------------------------------------------------------------------
+LIFECYCLE_CUSTOMERS = Gauge(
+    "touchstream_lifecycle_customers", "Customers per lifecycle stage (refreshed when scraped).", ["stage"]
+)
+LIFECYCLE_TRANSITIONS = Counter(
+    "touchstream_lifecycle_transitions_total",
+    "Lifecycle stage transitions committed, by previous and new stage.",
+    ["from_stage", "to_stage"],
+)
+LIFECYCLE_TICK_DUE = Counter(
+    "touchstream_lifecycle_tick_customers_total",
+    "Customers a clock tick re-evaluated (those whose next deadline had passed).",
 )
