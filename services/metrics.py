@@ -27,6 +27,7 @@ __all__ = [
     "WORKER_RECORDS",
     "WORKER_PARTITION_POSITION",
     "WORKER_PARTITION_LAG",
+    "WORKER_PARTITION_LAG_SECONDS",
     "WORKER_COMMITS_FENCED",
     "WORKER_STALLS",
     "VIEW_LATENCY_SECONDS",
@@ -74,7 +75,9 @@ PROJECTION_BATCH_SECONDS = Histogram(
     "touchstream_projection_batch_seconds", "Time to fold and commit one projection batch.", buckets=_LATENCY
 )
 DEAD_LETTERS = Counter(
-    "touchstream_dead_letters_total", "Log records the projection could not apply, by reason.", ["reason"]
+    "touchstream_dead_letters_total",
+    "Touchpoint records the projection (embedded runner or view worker) could not apply, by reason.",
+    ["reason"],
 )
 IDENTITY_CONFLICTS = Counter(
     "touchstream_identity_conflicts_total",
@@ -105,6 +108,12 @@ WORKER_PARTITION_LAG = Gauge(
     "Records on the partition not yet folded (high watermark - 1 - position), per owned partition.",
     ["partition"],
 )
+WORKER_PARTITION_LAG_SECONDS = Gauge(
+    "touchstream_worker_partition_lag_seconds",
+    "How far the views trail the partition in time: age (since received_at) of the last record folded "
+    "while records wait behind it, 0 when caught up; per owned partition.",
+    ["partition"],
+)
 WORKER_COMMITS_FENCED = Counter(
     "touchstream_worker_commits_fenced_total",
     "Batch commits refused because the partition's stored position had moved on (another owner).",
@@ -116,7 +125,8 @@ WORKER_STALLS = Counter(
 )
 VIEW_LATENCY_SECONDS = Histogram(
     "touchstream_view_latency_seconds",
-    "From ingest (received_at) to the view committed in Redis, per folded touchpoint.",
+    "From ingest (received_at) to the view committed: per folded touchpoint in a view worker (Redis), "
+    "per batch's oldest touchpoint in the embedded runtime (SQLite).",
     buckets=_LATENCY,
 )
 DERIVED_EVENTS = Counter(

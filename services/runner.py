@@ -21,7 +21,7 @@ from typing import Any
 import orjson
 import structlog
 
-from projections.codec import format_instant, from_dict
+from projections.codec import format_instant, from_dict, instant
 from projections.identity import identifiers_of, resolve
 from projections.touchpoints import Touchpoint
 from projections.view import evolve, initial_view
@@ -98,6 +98,14 @@ def _dead(record: LoggedTouchpoint, reason: str) -> tuple[int, str | None, str, 
     return (record.position, event_id, reason[:500], record.state)
 
 
+def _age_seconds(record: LoggedTouchpoint) -> float:
+    """Seconds since the record was received (0 for a record without a readable received_at)."""
+    try:
+        return max(0.0, time.time() - instant(orjson.loads(record.state)["received_at"]).timestamp())
+    except Exception:  # noqa: BLE001 - a dead letter has no age worth reporting
+        return 0.0
+
+
 def _count(changes: ViewChanges) -> None:
     """Metrics and log lines for what a batch committed (never for a batch that failed)."""
     for position, _, reason, _ in changes.dead_letters:
@@ -144,6 +152,7 @@ class ProjectionRunner:
             self.position = changes.position
             self._changed.notify_all()
         metrics.PROJECTION_BATCH_SECONDS.observe(time.perf_counter() - started)
+        metrics.VIEW_LATENCY_SECONDS.observe(_age_seconds(records[0]))  # the batch's oldest: its worst case
         metrics.PROJECTED_EVENTS.inc(len(records))
         metrics.PROJECTION_POSITION.set(self.position)
         return len(records)

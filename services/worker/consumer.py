@@ -339,7 +339,10 @@ class ViewWorker:
             high = self._consumer.highwater(tp)
             position = self.positions.get(tp.partition)
             if high is not None and position is not None:
-                metrics.child(metrics.WORKER_PARTITION_LAG, str(tp.partition)).set(max(0, high - 1 - position))
+                behind = max(0, high - 1 - position)
+                metrics.child(metrics.WORKER_PARTITION_LAG, str(tp.partition)).set(behind)
+                if not behind:  # caught up: the views trail the partition by nothing
+                    metrics.child(metrics.WORKER_PARTITION_LAG_SECONDS, str(tp.partition)).set(0)
 
     def status(self) -> dict[str, Any]:
         return {
@@ -371,6 +374,9 @@ def _count(batch: Folded) -> None:
     histogram = metrics.VIEW_LATENCY_SECONDS
     for received in batch.received:
         histogram.observe(max(0.0, (now - received) / 1e6))
+    if batch.received:  # the views now trail the partition by the age of its newest folded record
+        lag = max(0.0, (now - max(batch.received)) / 1e6)
+        metrics.child(metrics.WORKER_PARTITION_LAG_SECONDS, str(batch.partition)).set(lag)
 
 
 def micros_now() -> int:
