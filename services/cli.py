@@ -179,6 +179,27 @@ def schemas(directory: Annotated[Path | None, typer.Argument()] = None) -> None:
     raise typer.Exit(check([str(directory)] if directory else []))
 
 
+@app.command("metrics-doc")
+def metrics_doc(
+    out: Annotated[Path | None, typer.Option(help="write the catalogue here (default: print it)")] = None,
+    check: Annotated[bool, typer.Option(help="exit 1 if docs/METRICS.md differs from the code")] = False,
+) -> None:
+    """The metrics catalogue (docs/METRICS.md) generated from services/metrics.py."""
+    from services.metrics_catalogue import METRICS_DOC, render_markdown
+
+    text = render_markdown()
+    if check:
+        current = METRICS_DOC.read_text(encoding="utf-8") if METRICS_DOC.exists() else ""
+        if current != text:
+            typer.echo(f"{METRICS_DOC} is stale: run `touchstream metrics-doc --out {METRICS_DOC}`", err=True)
+            raise typer.Exit(1)
+        return
+    if out is None:
+        typer.echo(text, nl=False)
+    else:
+        out.write_text(text, encoding="utf-8")
+
+
 @app.command()
 def bench(
     scale: Annotated[str, typer.Option(help="full (the recorded figures) or quick (a smoke run)")] = "full",
