@@ -15,9 +15,13 @@ STAMP  := $(VENV)/.installed
 .PHONY: install run up down test test-fast bench schemas clean services
 
 # Integration tests start a private redis-server (or use REDIS_URL): Debian's package.
+# The metrics, alert-rule and scrape tests run promtool and a real prometheus: Debian's
+# prometheus package (the service it installs is not needed: tests start their own).
 services:
 	@command -v redis-server >/dev/null || test -n "$$REDIS_URL" || \
 	  (apt-get update -qq && apt-get install -y -qq redis-server >/dev/null)
+	@command -v promtool >/dev/null && command -v prometheus >/dev/null || \
+	  (apt-get update -qq && apt-get install -y -qq prometheus >/dev/null)
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
