@@ -5,6 +5,7 @@ events we posted."""
 
 from __future__ import annotations
 
+import json
 import shutil
 import subprocess
 import time
@@ -76,6 +77,18 @@ def test_promtool_does_complain_about_metrics_that_break_the_conventions() -> No
     assert "_total" in checked.stdout + checked.stderr and "abbreviated units" in checked.stdout + checked.stderr
 
 
+def dashboard_expressions() -> list[str]:
+    found = []
+    for path in sorted((ROOT / "deploy" / "grafana" / "dashboards").glob("*.json")):
+        stack = list(json.loads(path.read_text(encoding="utf-8"))["panels"])
+        while stack:
+            panel = stack.pop()
+            stack += panel.get("panels", [])
+            found += [target["expr"] for target in panel.get("targets", [])]
+    assert found
+    return found
+
+
 def wait_for(probe: Any, timeout: float, what: str) -> Any:
     deadline, last = time.monotonic() + timeout, None
     while time.monotonic() < deadline:
@@ -109,6 +122,11 @@ def test_a_real_prometheus_scrapes_touchstream_evaluates_the_rules_and_answers_p
                 rules_seen = [rule for group in groups for rule in group["rules"]]
                 return rules_seen if rules_seen and all(r.get("lastEvaluation", "").startswith("20")
                                                         for r in rules_seen) else []
+
+            for expr in dashboard_expressions():  # Prometheus parses and runs every panel's query
+                prometheus.query(expr.replace("$__rate_interval", "5s").replace("$__range", "1m"))
+            lag = 'max by (job) (touchstream_projection_lag_events)'
+            assert [r["metric"] for r in prometheus.query(lag)] == [{"job": "touchstream-api"}]
 
             seen = wait_for(evaluated, 20, "every rule evaluated")
             assert all(rule["health"] == "ok" for rule in seen), [(r["name"], r.get("lastError")) for r in seen]
