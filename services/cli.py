@@ -42,23 +42,25 @@ def run(
     port: Annotated[int | None, typer.Option(help="listen port (default: settings)")] = None,
 ) -> None:
     """Run the HTTP API: the embedded platform (log, projections, in one process), or with
-    TOUCHSTREAM_RUNTIME=kafka the scale-out API (ingest to Kafka, reads from Redis)."""
-    import uvicorn
-
+    TOUCHSTREAM_RUNTIME=kafka the scale-out API (ingest to Kafka, reads from Redis).
+    SIGTERM: not ready at once, serving for TOUCHSTREAM_SHUTDOWN_DELAY_SECONDS, then the
+    requests in flight finish and everything accepted is committed before exit."""
     from services.api.app import create_app
+    from services.api.serving import serve
+    from services.platform import Platform
 
     settings = _settings_with_dev_key(Settings())
     configure_logging(settings.log_level, settings.log_format)
+    platform: Platform
     if settings.runtime == "kafka":
         from services.kafka_platform import KafkaPlatform
 
-        api = create_app(KafkaPlatform(settings))
+        platform = KafkaPlatform(settings)
     else:
         from services.platform import EmbeddedPlatform
 
-        api = create_app(EmbeddedPlatform(settings))
-    uvicorn.run(api, host=host or settings.host, port=port or settings.port, log_config=None,
-                access_log=False, loop="uvloop", http="httptools", timeout_graceful_shutdown=10)
+        platform = EmbeddedPlatform(settings)
+    serve(create_app(platform), platform, host or settings.host, port or settings.port)
 
 
 @app.command()

@@ -86,6 +86,12 @@ class Settings(BaseSettings):
     worker_cache_views: int = Field(default=50_000, ge=0)  # stored states kept in memory between batches
     worker_host: str = "127.0.0.1"
     worker_web_port: int = 6066  # /metrics and /healthz of a worker (faust's web server)
+    # graceful stop of `touchstream run`: on SIGTERM /readyz answers 503 at once, the API
+    # keeps serving for shutdown_delay_seconds (load balancers and Kubernetes endpoints see
+    # it not ready and stop sending), then stops accepting, finishes the requests in flight
+    # (at most shutdown_grace_seconds), flushes and commits, and exits
+    shutdown_delay_seconds: float = Field(default=0.0, ge=0)
+    shutdown_grace_seconds: int = Field(default=10, ge=1)
 
     @property
     def log_path(self) -> Path:
