@@ -46,18 +46,18 @@ def test_the_fit_on_cdnow_gives_the_published_parameters_within_one_percent(ours
 
 def test_the_fit_on_cdnow_agrees_with_lifetimes(ours: BgNbd, theirs: BetaGeoFitter) -> None:
     got = {"r": ours.r, "alpha": ours.alpha, "a": ours.a, "b": ours.b}
-    assert got == pytest.approx(dict(theirs.params_), rel=1e-3)  # measured: ~1e-6
+    assert got == pytest.approx(dict(theirs.params_), rel=1e-4)  # measured: within 3e-7
 
 
-def test_p_alive_and_expected_purchases_agree_with_lifetimes(cdnow, ours: BgNbd, theirs: BetaGeoFitter) -> None:  # type: ignore[no-untyped-def]
-    x, t_x, T = cdnow
-    pick = np.r_[np.arange(10), np.argsort(-x)[:5], np.flatnonzero((x > 0) & (T - t_x > 30))[:5]]
-    args = (x[pick], t_x[pick], T[pick])
-    assert ours.p_alive(*args) == pytest.approx(theirs.conditional_probability_alive(*args), rel=1e-3)
+def test_p_alive_and_expected_purchases_agree_with_lifetimes_for_every_customer(cdnow, ours, theirs) -> None:  # type: ignore[no-untyped-def]
+    # Measured: P(alive) within 5e-8, expected purchases within 2e-6 (relative).
+    assert ours.p_alive(*cdnow) == pytest.approx(theirs.conditional_probability_alive(*cdnow), rel=1e-4)
     for weeks in (13, 39):  # the next 90 days, and the paper's hold-out period
-        expected = theirs.conditional_expected_number_of_purchases_up_to_time(weeks, *args)
-        assert ours.expected_purchases(weeks, *args) == pytest.approx(np.asarray(expected), rel=1e-3)
-    assert ours.expected_purchases_of_new_customer(39) == pytest.approx(theirs.expected_number_of_purchases_up_to_time(39), rel=1e-3)
+        expected = np.asarray(theirs.conditional_expected_number_of_purchases_up_to_time(weeks, *cdnow))
+        assert ours.expected_purchases(weeks, *cdnow) == pytest.approx(expected, rel=1e-4)
+    assert ours.expected_purchases_of_new_customer(39) == pytest.approx(
+        theirs.expected_number_of_purchases_up_to_time(39), rel=1e-4
+    )
 
 
 def cdnow_transactions() -> tuple[np.ndarray, np.ndarray]:
