@@ -32,7 +32,9 @@ from numpy.typing import ArrayLike, NDArray
 from scipy.optimize import minimize
 from scipy.special import digamma, expit, gammaln, hyp2f1
 
-__all__ = ["BgNbd", "fit", "log_likelihood"]
+__all__ = ["BgNbd", "fit", "log_likelihood", "WEEK_US"]
+
+WEEK_US = 7 * 86_400 * 1_000_000
 
 Floats = NDArray[np.float64]
 
@@ -48,6 +50,7 @@ class BgNbd:
     log_likelihood: float  # total over the customers fitted
     customers: int
     converged: bool = True
+    unit_us: int = WEEK_US  # the time unit of x, t_x and T, in microseconds
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -67,6 +70,10 @@ class BgNbd:
         ahead = (alpha + T) / (alpha + T + t)
         bracket = 1 - ahead ** (r + x) * hyp2f1(r + x, b + x, a + b + x - 1, t / (alpha + T + t))
         return (a + b + x - 1) / (a - 1) * bracket * self.p_alive(x, t_x, T)
+
+    def expected_purchases_within(self, duration_us: int, x: ArrayLike, t_x: ArrayLike, T: ArrayLike) -> Floats:
+        """Expected purchases in the next ``duration_us`` (e.g. 90 days), whatever the unit."""
+        return self.expected_purchases(duration_us / self.unit_us, x, t_x, T)
 
     def expected_purchases_of_new_customer(self, t: ArrayLike) -> Floats:
         """E[X(t)]: repeat purchases in the first ``t`` units after a first purchase (FHL eq. 7)."""
@@ -115,8 +122,11 @@ def _objective(log_theta: Floats, x: Floats, t_x: Floats, T: Floats, w: Floats) 
     return -float(w @ ll) / total, -grad
 
 
-def fit(x: ArrayLike, t_x: ArrayLike, T: ArrayLike, weights: ArrayLike | None = None) -> BgNbd:
-    """Maximum-likelihood BG/NBD on summaries (weights: customers per row, default 1)."""
+def fit(
+    x: ArrayLike, t_x: ArrayLike, T: ArrayLike, weights: ArrayLike | None = None, unit_us: int = WEEK_US
+) -> BgNbd:
+    """Maximum-likelihood BG/NBD on summaries counted in ``unit_us`` (weights: customers
+    per row, default 1)."""
     x, t_x, T = _arrays(x, t_x, T)
     w = np.ones_like(x) if weights is None else np.asarray(weights, dtype=np.float64)
     if not (x.shape == t_x.shape == T.shape == w.shape) or x.size == 0:
@@ -131,4 +141,4 @@ def fit(x: ArrayLike, t_x: ArrayLike, T: ArrayLike, weights: ArrayLike | None = 
     r, alpha, a, b = np.exp(result.x)
     alpha /= scale
     total = float(w @ log_likelihood((r, alpha, a, b), x, t_x, T))
-    return BgNbd(float(r), float(alpha), float(a), float(b), total, int(round(w.sum())), bool(result.success))
+    return BgNbd(float(r), float(alpha), float(a), float(b), total, int(round(w.sum())), bool(result.success), unit_us)

@@ -24,10 +24,11 @@ from typing import NamedTuple
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
+from services.value.bgnbd import WEEK_US
+
 __all__ = ["DAY_US", "WEEK_US", "Summaries", "summarise", "summary_of", "distinct_rows"]
 
 DAY_US = 86_400 * 1_000_000
-WEEK_US = 7 * DAY_US
 
 
 class Summaries(NamedTuple):

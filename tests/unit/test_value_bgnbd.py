@@ -10,8 +10,8 @@ import pytest
 from scipy.optimize import check_grad
 from scipy.special import beta, gamma
 
-from services.value.bgnbd import BgNbd, _objective, fit, log_likelihood
-from services.value.summary import distinct_rows
+from services.value.bgnbd import WEEK_US, BgNbd, _objective, fit, log_likelihood
+from services.value.summary import DAY_US, distinct_rows
 
 TRUE = (0.25, 4.0, 0.8, 2.5)  # close to the CDNOW estimates, weeks
 
@@ -122,3 +122,15 @@ def test_summaries_that_cannot_come_from_purchases_are_refused() -> None:
         fit([0], [2.0], [3.0])  # no repeat purchase but a recency
     with pytest.raises(ValueError):
         fit([], [], [])
+
+
+def test_the_same_purchases_in_days_or_in_weeks_predict_the_same_next_90_days() -> None:
+    x, t_x, T, *_ = simulate(TRUE, 3_000, seed=9)
+    in_weeks = fit(x, t_x, T)
+    in_days = fit(x, t_x * 7, T * 7, unit_us=DAY_US)
+    assert in_days.alpha == pytest.approx(7 * in_weeks.alpha, rel=1e-5)
+    ninety_days = 90 * DAY_US
+    assert in_days.expected_purchases_within(ninety_days, x, t_x * 7, T * 7) == pytest.approx(
+        in_weeks.expected_purchases_within(ninety_days, x, t_x, T), rel=1e-5
+    )
+    assert in_weeks.unit_us == WEEK_US and BgNbd.from_dict(in_days.to_dict()).unit_us == DAY_US
