@@ -17,6 +17,8 @@ from __future__ import annotations
 import bisect
 from decimal import Decimal
 
+from projections.lifecycle import DEFAULT as LIFECYCLE_DEFAULT
+from projections.lifecycle import Buy, LifecycleConfig, advance, amount_units, on_purchase
 from projections.touchpoints import (
     Call,
     Consent,
@@ -60,6 +62,7 @@ __all__ = [
     "CustomerView",
     "initial_view",
     "evolve",
+    "tick",
     "micros",
     "instant_of",
 ]
@@ -88,12 +91,27 @@ def _max(a: int | None, b: int) -> int:
     return b if a is None or b > a else a
 
 
-def evolve(view: CustomerView, event: Touchpoint) -> CustomerView:
-    """The view after ``event``; the same view when the event was already applied."""
+def evolve(view: CustomerView, event: Touchpoint,
+           lifecycle: LifecycleConfig | None = LIFECYCLE_DEFAULT, clock: int | None = None) -> CustomerView:
+    """The view after ``event``; the same view when the event was already applied.
+
+    ``lifecycle``: the stage rules (``projections.lifecycle``); None leaves stages out.
+    ``clock``: the latest clock tick the log showed before this event (µs), if any: time
+    has reached it for every customer, including those the tick did not need to visit."""
     if event.event_id in view.applied:
         return view
     at = micros(event.occurred_at)
     stamp: Stamp = (at, event.event_id)
+    lc = view.lifecycle
+    if lifecycle is not None:
+        if isinstance(event, Purchase) and event.amount > 0:
+            buy = Buy(at, event.event_id, event.currency, amount_units(event.amount))
+            seen = view.last_seen if clock is None else _max(view.last_seen, clock)
+            lc = on_purchase(lc, view.customer_id, seen, buy, lifecycle, _min(view.first_seen, at))
+        elif lc.deadline is not None:
+            now = at if clock is None or at >= clock else clock
+            if now >= lc.deadline:
+                lc = advance(lc, view.customer_id, now, event.event_id, lifecycle)
     purchases, first_purchase, last_purchase, currencies = (
         view.purchases, view.first_purchase_at, view.last_purchase_at, view.currencies,
     )
@@ -141,7 +159,19 @@ def evolve(view: CustomerView, event: Touchpoint) -> CustomerView:
         consents=consents,
         contacts=_contacts(view.contacts, event, at, last_seen),
         applied=view.applied | {event.event_id},
+        lifecycle=lc,
     )
+
+
+def tick(view: CustomerView, at: int, tick_id: str,
+         lifecycle: LifecycleConfig | None = LIFECYCLE_DEFAULT) -> CustomerView:
+    """The view once time has reached ``at`` (a clock tick from the log): the lifecycle
+    crosses every deadline up to then. A tick is not customer activity: nothing else
+    changes, and the same view comes back when no deadline has passed."""
+    lc = view.lifecycle
+    if lifecycle is None or lc.deadline is None or at < lc.deadline:
+        return view
+    return view._replace(lifecycle=advance(lc, view.customer_id, at, tick_id, lifecycle))
 
 
 def _profile(profile: tuple, event: Touchpoint, stamp: Stamp) -> tuple:  # type: ignore[type-arg]

@@ -19,6 +19,7 @@ from functools import lru_cache
 from typing import Any
 
 from projections.codec import format_instant
+from projections.lifecycle import Buy, Lifecycle, Transition
 from projections.view import (
     Attribute,
     CaseState,
@@ -32,7 +33,7 @@ from projections.view import (
     instant_of,
 )
 
-__all__ = ["to_state", "from_state", "to_document"]
+__all__ = ["to_state", "from_state", "to_document", "lifecycle_document", "transition_document"]
 
 
 def _stamp(raw: list[Any] | None) -> tuple[int, str] | None:
@@ -61,7 +62,21 @@ def to_state(view: CustomerView) -> dict[str, Any]:
         "consents": [(ch, p, *c) for (ch, p), c in view.consents],
         "contacts": [tuple(m) for m in view.contacts],
         "applied": sorted(view.applied),
+        "lifecycle": _lifecycle_state(view.lifecycle),
     }
+
+
+def _lifecycle_state(lc: Lifecycle) -> list[Any]:
+    return [lc.stage, lc.since, lc.rule, lc.evaluated, lc.deadline, [tuple(b) for b in lc.buys], lc.interval,
+            lc.seq, [tuple(t) for t in lc.history]]
+
+
+def _lifecycle_from(raw: list[Any] | None) -> Lifecycle:
+    if raw is None:  # stored before stages existed: a replay rebuilds them
+        return Lifecycle()
+    stage, since, rule, evaluated, deadline, buys, interval, seq, history = raw
+    return Lifecycle(stage, since, rule, evaluated, deadline, tuple(Buy(*b) for b in buys), interval, seq,
+                     tuple(Transition(*t) for t in history))
 
 
 def from_state(d: dict[str, Any]) -> CustomerView:
@@ -94,6 +109,7 @@ def from_state(d: dict[str, Any]) -> CustomerView:
         ),
         contacts=tuple(ContactMark(*m) for m in d["contacts"]),
         applied=frozenset(d["applied"]),
+        lifecycle=_lifecycle_from(d.get("lifecycle")),
     )
 
 
@@ -167,4 +183,25 @@ def to_document(view: CustomerView) -> dict[str, Any]:
              "event_id": c.stamp[1], "source": c.source}
             for (ch, p), c in view.consents
         ],
+        "lifecycle": lifecycle_document(view),
+    }
+
+
+def transition_document(customer_id: str, t: Transition) -> dict[str, Any]:
+    """A ``LifecycleStageChanged`` event (schemas/lifecycle/stage_changed)."""
+    return {"transition_id": t.id, "customer_id": customer_id, "sequence": t.seq, "at": _iso(t.at),
+            "from_stage": t.from_stage, "to_stage": t.to_stage, "reason": t.reason, "cause_event_ids": [t.cause],
+            "dwell_seconds": round(t.dwell / 1e6, 3)}
+
+
+def lifecycle_document(view: CustomerView) -> dict[str, Any]:
+    lc = view.lifecycle
+    return {
+        "stage": lc.stage,
+        "since": _iso(lc.since if lc.since is not None else view.first_seen),
+        "rule": lc.rule,
+        "next_review_at": _iso(lc.deadline),
+        "typical_interval_days": None if lc.interval is None else round(lc.interval / 86_400e6, 3),
+        "transitions": lc.seq,
+        "history": [transition_document(view.customer_id, t) for t in reversed(lc.history)],  # newest first
     }

@@ -13,6 +13,8 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import NamedTuple
 
+from projections.lifecycle import Lifecycle
+
 __all__ = [
     "RECENT_LIMIT",
     "PRESSURE_WINDOW",
@@ -139,6 +141,7 @@ class CustomerView(NamedTuple):
     consents: tuple[tuple[tuple[str, str], ConsentState], ...] = ()
     contacts: tuple[ContactMark, ...] = ()
     applied: frozenset[str] = frozenset()
+    lifecycle: Lifecycle = Lifecycle()
 
 
 def initial_view(customer_id: str) -> CustomerView:

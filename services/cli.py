@@ -106,7 +106,8 @@ def replay(
     target, live_digest = live.digest() if live is not None else (log.head(), None)
     with tempfile.TemporaryDirectory() as scratch:
         fresh = ViewStore(into or Path(scratch) / "views.sqlite")
-        runner = ProjectionRunner(log, fresh, batch=5000, until=target)
+        runner = ProjectionRunner(log, fresh, batch=5000, until=target, lifecycle=settings.lifecycle(),
+                                  tick_limit=settings.lifecycle_tick_limit)
         started = time.perf_counter()
         runner.catch_up()
         seconds = time.perf_counter() - started

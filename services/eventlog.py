@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Sequence
+from datetime import datetime
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -27,7 +28,9 @@ from eventsourcing.persistence import Notification, StoredEvent
 from eventsourcing.sqlite import SQLiteApplicationRecorder, SQLiteConnection, SQLiteConnectionPool
 from eventsourcing.utils import get_topic
 
-__all__ = ["Appended", "LoggedTouchpoint", "TouchpointRecorder", "TouchpointLog", "stream_id"]
+from projections.codec import format_instant
+
+__all__ = ["Appended", "LoggedTouchpoint", "TouchpointRecorder", "TouchpointLog", "stream_id", "tick_document"]
 
 _NAMESPACE = uuid.UUID("0b7a6f52-52d4-4c6e-8f0c-3a8d6f1e9c21")
 SCHEMA_VERSION = 1
@@ -167,7 +170,7 @@ class TouchpointLog(Application):  # type: ignore[type-arg]
             StoredEvent(
                 originator_id=stream_id(d["event_id"]),
                 originator_version=1,
-                topic=f"touchpoint/{d['type']}@{SCHEMA_VERSION}",
+                topic=_topic(d["type"]),
                 state=orjson.dumps(d),
             )
             for d in documents
@@ -182,6 +185,18 @@ class TouchpointLog(Application):  # type: ignore[type-arg]
 
     def head(self) -> int:
         return self.touchpoints.max_notification_id() or 0
+
+
+def _topic(kind: str) -> str:
+    """The contract a log record was written with: clock ticks are events of their own."""
+    return f"clock/tick@{SCHEMA_VERSION}" if kind == "clock_tick" else f"touchpoint/{kind}@{SCHEMA_VERSION}"
+
+
+def tick_document(at: datetime, received_at: datetime) -> dict[str, Any]:
+    """A clock tick as the log stores it; its id is its instant, so a tick appended twice
+    is stored once."""
+    moment = format_instant(at)
+    return {"event_id": f"tick/{moment}", "type": "clock_tick", "at": moment, "received_at": format_instant(received_at)}
 
 
 def _logged(n: Notification) -> LoggedTouchpoint:

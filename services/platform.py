@@ -26,17 +26,21 @@ from typing import Any, NamedTuple, Protocol
 import orjson
 import structlog
 
-from projections.codec import instant
+from projections.codec import format_instant, instant
 from projections.identity import Identifier
+from projections.lifecycle import STAGES
+from projections.view_state import instant_of
 from services import metrics
-from services.eventlog import TouchpointLog
+from services.clock import ClockScheduler
+from services.eventlog import TouchpointLog, tick_document
 from services.gc_tuning import tune_gc
 from services.ingest import GroupCommitter
 from services.runner import ProjectionRunner
 from services.settings import Settings
 from services.viewstore import ViewStore
 
-__all__ = ["Platform", "Caught", "TimelinePage", "Readiness", "EmbeddedPlatform", "cursor_out", "cursor_in"]
+__all__ = ["Platform", "Caught", "TimelinePage", "TransitionPage", "LifecycleFigures", "Readiness",
+           "EmbeddedPlatform", "cursor_out", "cursor_in", "transition_row_document"]
 
 log = structlog.get_logger("touchstream.platform")
 
@@ -61,6 +65,18 @@ class Readiness:
     @property
     def ready(self) -> bool:
         return all(v == "ok" for k, v in self.checks.items() if k != "draining") and self.checks.get("draining") != "yes"
+
+
+@dataclass(frozen=True, slots=True)
+class TransitionPage:
+    transitions: list[dict[str, Any]]  # LifecycleStageChanged documents, feed order
+    next_cursor: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class LifecycleFigures:
+    stages: dict[str, int]
+    transitions: list[tuple[str, str, int]]  # (from, to, dwell µs)
 
 
 class Platform(Protocol):
@@ -101,6 +117,34 @@ class Platform(Protocol):
 
     async def refresh_gauges(self) -> None: ...
 
+    async def append_tick(self, at: datetime) -> int:
+        """Append a clock tick at ``at`` to the log (scale-out: to every partition); the
+        position a read can wait for to see its effects. Idempotent per instant."""
+        ...
+
+    async def transitions(self, after: str | None, limit: int, customer_id: str | None) -> TransitionPage:
+        """The transition feed, oldest first from the cursor ``after`` (a ``next_cursor``;
+        ``ValueError`` when it is not one)."""
+        ...
+
+    async def lifecycle_figures(self, start: int, end: int) -> LifecycleFigures:
+        """Customers per stage now, and (from, to, dwell µs) of transitions with
+        ``start <= at < end`` (µs)."""
+        ...
+
+
+def set_stage_gauges(counts: dict[str, int]) -> None:
+    for stage in STAGES:
+        metrics.child(metrics.LIFECYCLE_CUSTOMERS, stage).set(counts.get(stage, 0))
+
+
+def transition_row_document(row: dict[str, Any]) -> dict[str, Any]:
+    """A stored transition (SQLite row or Redis hash) as its LifecycleStageChanged document."""
+    return {"transition_id": row["transition_id"], "customer_id": row["customer_id"],
+            "sequence": int(row["sequence"]), "at": format_instant(instant_of(int(row["at"]))),
+            "from_stage": row["from_stage"], "to_stage": row["to_stage"], "reason": row["reason"],
+            "cause_event_ids": [row["cause"]], "dwell_seconds": round(int(row["dwell"]) / 1e6, 3)}
+
 
 def cursor_out(*parts: str | int) -> str:
     return base64.urlsafe_b64encode("|".join(str(p) for p in parts).encode()).decode()
@@ -125,20 +169,24 @@ class EmbeddedPlatform:
             max_bytes=settings.log_max_bytes,
         )
         self.views = ViewStore(settings.views_path, lock_timeout_seconds=settings.sqlite_lock_timeout_seconds)
-        self.runner = ProjectionRunner(self.log, self.views, batch=settings.projection_batch_events)
+        self.runner = ProjectionRunner(self.log, self.views, batch=settings.projection_batch_events,
+                                       lifecycle=settings.lifecycle(), tick_limit=settings.lifecycle_tick_limit)
         self.writer = GroupCommitter(
             self.log, max_events=settings.group_commit_max_events, on_commit=self.runner.notify
         )
         self.draining = False
+        self.clock = ClockScheduler(self, settings.clock_tick_seconds)
 
     async def start(self) -> None:
         tune_gc()
         self.runner.start()
+        self.clock.start()
         log.info("platform_started", runtime=self.runtime, log_position=self.log.head(),
                  view_position=self.runner.position)
 
     async def close(self) -> None:
         self.draining = True
+        await self.clock.stop()
         self.writer.close()
         self.runner.stop()
         self.log.close()
@@ -206,8 +254,29 @@ class EmbeddedPlatform:
     async def refresh_gauges(self) -> None:
         await asyncio.to_thread(self._refresh_gauges)
 
+    async def append_tick(self, at: datetime) -> int:
+        (position, _), = await self.writer.append([tick_document(at, datetime.now(UTC))])
+        return position
+
+    async def transitions(self, after: str | None, limit: int, customer_id: str | None) -> TransitionPage:
+        start = 0
+        if after:
+            parts = cursor_in(after)
+            if len(parts) != 1 or not parts[0].isdigit():
+                raise ValueError("not a cursor this API returned")
+            start = int(parts[0])
+        rows = await asyncio.to_thread(self.views.transitions, after=start, limit=limit, customer_id=customer_id)
+        page = [transition_row_document(r) for r in rows]
+        return TransitionPage(page, cursor_out(rows[-1]["feed"]) if rows else after)
+
+    async def lifecycle_figures(self, start: int, end: int) -> LifecycleFigures:
+        stages = await asyncio.to_thread(self.views.stage_counts)
+        moves = await asyncio.to_thread(self.views.transitions_between, start, end)
+        return LifecycleFigures(stages, moves)
+
     def _refresh_gauges(self) -> None:
         """Lag figures are computed when scraped: log head, view position, oldest pending age."""
+        set_stage_gauges(self.views.stage_counts())
         head, position = self.log.head(), self.runner.position
         metrics.LOG_POSITION.set(head)
         metrics.PROJECTION_POSITION.set(position)

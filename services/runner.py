@@ -16,18 +16,21 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import Any, NamedTuple
 
 import orjson
 import structlog
 
 from projections.codec import format_instant, from_dict, instant
 from projections.identity import identifiers_of, resolve
+from projections.lifecycle import DEFAULT as LIFECYCLE_DEFAULT
+from projections.lifecycle import LifecycleConfig
 from projections.touchpoints import Touchpoint
-from projections.view import evolve, initial_view
+from projections.view import evolve, initial_view, micros, tick
 from projections.view_document import to_state
 from services import metrics
 from services.eventlog import LoggedTouchpoint, TouchpointLog
+from services.lifecycle_batch import LifecycleBatch, due
 from services.view_cache import ViewCache
 from services.viewstore import ViewChanges, ViewStore, dumps
 
@@ -36,33 +39,52 @@ __all__ = ["ProjectionRunner", "fold_batch"]
 log = structlog.get_logger("touchstream.runner")
 
 
-def _decode(record: LoggedTouchpoint) -> Touchpoint:
-    return from_dict(record.document())
+class Tick(NamedTuple):
+    tick_id: str
+    at: int  # µs
 
 
-def fold_batch(records: list[LoggedTouchpoint], store: ViewStore, cache: ViewCache) -> ViewChanges:
+def _decode(record: LoggedTouchpoint) -> Touchpoint | Tick:
+    document = record.document()
+    if record.topic.startswith("clock/"):
+        return Tick(document["event_id"], micros(instant(document["at"])))
+    return from_dict(document)
+
+
+def fold_batch(records: list[LoggedTouchpoint], store: ViewStore, cache: ViewCache, *, clock: int | None = None,
+               lifecycle: LifecycleConfig | None = LIFECYCLE_DEFAULT, tick_limit: int = 10_000) -> ViewChanges:
     """Fold a batch of log records into the changes to commit (no writes, no metrics here:
-    a failed commit is retried, and must not count twice)."""
-    changes = ViewChanges(position=records[-1].position)
-    decoded: list[tuple[LoggedTouchpoint, Touchpoint]] = []
+    a failed commit is retried, and must not count twice). ``clock``: the latest clock
+    tick folded before the batch."""
+    changes = ViewChanges(position=records[-1].position, clock=clock)
+    decoded: list[tuple[LoggedTouchpoint, Touchpoint | Tick]] = []
     for record in records:
         try:
             decoded.append((record, _decode(record)))
         except Exception as error:  # noqa: BLE001 - any decoding failure is a dead letter
             changes.dead_letters.append(_dead(record, f"undecodable: {type(error).__name__}: {error}"))
-    known = store.owners(i for _, e in decoded for i in identifiers_of(e.customer))
-    looked_up = _likely_customers(decoded, known)
+    events = [(r, e) for r, e in decoded if not isinstance(e, Tick)]
+    known = store.owners(i for _, e in events for i in identifiers_of(e.customer))
+    looked_up = _likely_customers(events, known)
     views = cache.load(looked_up)
+    ledger = LifecycleBatch()
     for record, event in decoded:
+        if isinstance(event, Tick):
+            changes.clock = event.at if changes.clock is None else max(changes.clock, event.at)
+            if lifecycle is not None:
+                changes.visited += _tick(event, store, cache, views, ledger, lifecycle, tick_limit)
+            continue
         try:  # resolution and fold succeed together, or the record is a dead letter
             res = resolve(event, known)
             if res.customer_id not in looked_up and not res.created:  # a new customer has no stored view
                 looked_up.add(res.customer_id)
                 views.update(cache.load({res.customer_id}))
-            view = evolve(views.get(res.customer_id) or initial_view(res.customer_id), res.folded)
+            before = views.get(res.customer_id)
+            view = evolve(before or initial_view(res.customer_id), res.folded, lifecycle, changes.clock)
         except Exception as error:  # noqa: BLE001 - a bad record must not stop the runner
             changes.dead_letters.append(_dead(record, f"unfoldable: {type(error).__name__}: {error}"))
             continue
+        ledger.record(before, view)
         views[res.customer_id] = view
         for identifier in res.links:  # only a folded event may claim identifiers
             known[identifier] = res.customer_id
@@ -71,9 +93,32 @@ def fold_batch(records: list[LoggedTouchpoint], store: ViewStore, cache: ViewCac
             detail = [{"kind": i[0], "owner": owner} for i, owner in res.conflicts]
             changes.conflicts.append((record.position, event.event_id, res.customer_id, orjson.dumps(detail)))
         changes.timeline.append((res.customer_id, format_instant(event.occurred_at), record.position))
-    touched = {cid for cid, _, _ in changes.timeline}
+    touched = {cid for cid, _, _ in changes.timeline} | {cid for cid in ledger.deadlines(views)}
     changes.views = {cid: dumps(to_state(views[cid])) for cid in touched}
+    changes.transitions = ledger.transitions
+    changes.stages = ledger.stage_changes(views)
+    changes.deadlines = ledger.deadlines(views)
     return changes
+
+
+def _tick(event: Tick, store: ViewStore, cache: ViewCache, views: dict, ledger: LifecycleBatch,  # type: ignore[type-arg]
+          lifecycle: LifecycleConfig, limit: int) -> int:
+    """Move every customer whose deadline has passed on to the tick's instant; cost grows
+    with the customers due, not with all customers (the deadline index)."""
+    stored = store.due(event.at, limit + len(views))
+    visiting = due(event.at, stored, views, limit)
+    missing = {cid for cid in visiting if cid not in views}
+    if missing:
+        views.update(cache.load(missing))
+    for cid in visiting:
+        view = views.get(cid)
+        if view is None:
+            continue  # an index entry without a view cannot happen: both commit together
+        after = tick(view, event.at, event.tick_id, lifecycle)
+        if after is not view:
+            ledger.record(view, after)
+            views[cid] = after
+    return len(visiting)
 
 
 def _likely_customers(decoded: list[tuple[LoggedTouchpoint, Touchpoint]], known: dict) -> set[str]:  # type: ignore[type-arg]
@@ -114,14 +159,21 @@ def _count(changes: ViewChanges) -> None:
         log.warning("dead_letter", position=position, reason=kind)
     if changes.conflicts:
         metrics.IDENTITY_CONFLICTS.inc(len(changes.conflicts))
+    for _, t in changes.transitions:
+        metrics.child(metrics.LIFECYCLE_TRANSITIONS, t.from_stage, t.to_stage).inc()
+    if changes.visited:
+        metrics.LIFECYCLE_TICK_DUE.inc(changes.visited)
 
 
 class ProjectionRunner:
     """A thread that keeps the view store up to date with the log."""
 
     def __init__(self, log_: TouchpointLog, store: ViewStore, *, batch: int = 2000, cache: int = 50_000,
-                 until: int | None = None, linger: float = 0.005):
+                 until: int | None = None, linger: float = 0.005,
+                 lifecycle: LifecycleConfig | None = LIFECYCLE_DEFAULT, tick_limit: int = 10_000):
         self.log, self.store, self.batch, self.until = log_, store, batch, until
+        self.lifecycle, self.tick_limit = lifecycle, tick_limit
+        self.clock = store.clock()
         self.linger = linger
         self.cache = ViewCache(store, cache)
         self.position = store.position()
@@ -144,9 +196,11 @@ class ProjectionRunner:
         if not records:
             return 0
         started = time.perf_counter()
-        changes = fold_batch(records, self.store, self.cache)
+        changes = fold_batch(records, self.store, self.cache, clock=self.clock, lifecycle=self.lifecycle,
+                             tick_limit=self.tick_limit)
         self.store.commit(changes)
         self.cache.keep(changes.views)
+        self.clock = changes.clock
         _count(changes)
         with self._changed:
             self.position = changes.position

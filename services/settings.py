@@ -17,6 +17,8 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from projections.lifecycle import LifecycleConfig
+
 __all__ = ["Scope", "FormSettings", "Settings"]
 
 Scope = Literal["ingest", "read", "admin"]
@@ -92,6 +94,31 @@ class Settings(BaseSettings):
     # (at most shutdown_grace_seconds), flushes and commits, and exits
     shutdown_delay_seconds: float = Field(default=0.0, ge=0)
     shutdown_grace_seconds: int = Field(default=10, ge=1)
+    # lifecycle stages (projections.lifecycle.LifecycleConfig): changing one changes what a
+    # replay derives, so change them together with a replay
+    lifecycle_new_days: float = Field(default=90, gt=0)
+    lifecycle_recency_factor: float = Field(default=2.0, gt=0)
+    lifecycle_default_interval_days: float = Field(default=45, gt=0)
+    lifecycle_min_intervals: int = Field(default=2, ge=1)
+    lifecycle_min_active_days: float = Field(default=14, ge=0)
+    lifecycle_spend_window_days: float = Field(default=90, gt=0)
+    lifecycle_spend_drop: float = Field(default=0.5, gt=0, le=1)
+    lifecycle_spend_drop_min_purchases: int = Field(default=2, ge=1)
+    lifecycle_lost_days: float = Field(default=365, gt=0)
+    # clock ticks: the shell appends one every this many seconds (0: never; ticks can also
+    # be posted to POST /v1/clock/ticks); a tick re-evaluates at most tick_limit customers
+    # (the earliest deadlines first), the next tick takes the rest
+    clock_tick_seconds: float = Field(default=60.0, ge=0)
+    lifecycle_tick_limit: int = Field(default=10_000, ge=1)
+
+    def lifecycle(self) -> LifecycleConfig:
+        return LifecycleConfig(
+            new_days=self.lifecycle_new_days, recency_factor=self.lifecycle_recency_factor,
+            default_interval_days=self.lifecycle_default_interval_days, min_intervals=self.lifecycle_min_intervals,
+            min_active_days=self.lifecycle_min_active_days, spend_window_days=self.lifecycle_spend_window_days,
+            spend_drop=self.lifecycle_spend_drop, spend_drop_min_purchases=self.lifecycle_spend_drop_min_purchases,
+            lost_days=self.lifecycle_lost_days,
+        )
 
     @property
     def log_path(self) -> Path:

@@ -23,6 +23,7 @@ from eventsourcing.persistence import Tracking
 from eventsourcing.sqlite import SQLiteConnection, SQLiteConnectionPool, SQLiteDatastore, SQLiteTrackingRecorder
 
 from projections.identity import Identifier
+from projections.lifecycle import Transition
 
 __all__ = ["ViewChanges", "ViewStore", "TRACKING_NAME"]
 
@@ -59,6 +60,11 @@ class ViewChanges:
     timeline: list[tuple[str, str, int]] = field(default_factory=list)  # customer, at, position
     conflicts: list[tuple[int, str, str, bytes]] = field(default_factory=list)
     dead_letters: list[tuple[int, str | None, str, bytes]] = field(default_factory=list)
+    clock: int | None = None  # the latest clock tick folded (µs)
+    visited: int = 0  # customers the batch's ticks re-evaluated
+    transitions: list[tuple[str, Transition]] = field(default_factory=list)  # in fold order
+    stages: dict[str, int] = field(default_factory=dict)  # customers per stage: the change
+    deadlines: dict[str, int | None] = field(default_factory=dict)  # touched customers' next deadline
 
 
 class ViewStore(SQLiteTrackingRecorder):
@@ -83,6 +89,18 @@ class ViewStore(SQLiteTrackingRecorder):
             "position INTEGER PRIMARY KEY, event_id TEXT, customer_id TEXT, detail BLOB)",
             "CREATE TABLE IF NOT EXISTS dead_letters ("
             "position INTEGER PRIMARY KEY, event_id TEXT, reason TEXT, record BLOB)",
+            # lifecycle: the deadline index (a tick reads only the customers due), the
+            # transition log (the feed's cursor is its rowid), customers per stage, and
+            # the runner's clock (the latest tick folded)
+            "CREATE TABLE IF NOT EXISTS lifecycle_deadlines (customer_id TEXT PRIMARY KEY, due_at INTEGER NOT NULL)",
+            "CREATE INDEX IF NOT EXISTS lifecycle_deadlines_due ON lifecycle_deadlines (due_at, customer_id)",
+            "CREATE TABLE IF NOT EXISTS lifecycle_transitions ("
+            "feed INTEGER PRIMARY KEY, transition_id TEXT UNIQUE NOT NULL, customer_id TEXT NOT NULL, "
+            "sequence INTEGER, at INTEGER, from_stage TEXT, to_stage TEXT, reason TEXT, cause TEXT, "
+            "dwell INTEGER, position INTEGER)",
+            "CREATE INDEX IF NOT EXISTS lifecycle_transitions_at ON lifecycle_transitions (at)",
+            "CREATE TABLE IF NOT EXISTS lifecycle_stages (stage TEXT PRIMARY KEY, customers INTEGER NOT NULL)",
+            "CREATE TABLE IF NOT EXISTS runner_state (name TEXT PRIMARY KEY, value INTEGER)",
         ]
 
     # -- writing -------------------------------------------------------------------------
@@ -97,11 +115,69 @@ class ViewStore(SQLiteTrackingRecorder):
             c.executemany("INSERT OR IGNORE INTO timeline VALUES (?,?,?)", changes.timeline)
             c.executemany("INSERT OR IGNORE INTO identity_conflicts VALUES (?,?,?,?)", changes.conflicts)
             c.executemany("INSERT OR IGNORE INTO dead_letters VALUES (?,?,?,?)", changes.dead_letters)
+            self._commit_lifecycle(c, changes)
             self._insert_tracking(c, Tracking(TRACKING_NAME, changes.position))
+
+    def _commit_lifecycle(self, c: Any, changes: ViewChanges) -> None:
+        c.executemany(
+            "INSERT OR IGNORE INTO lifecycle_transitions (transition_id, customer_id, sequence, at, from_stage, "
+            "to_stage, reason, cause, dwell, position) VALUES (?,?,?,?,?,?,?,?,?,?)",
+            [(t.id, cid, t.seq, t.at, t.from_stage, t.to_stage, t.reason, t.cause, t.dwell, changes.position)
+             for cid, t in changes.transitions],
+        )
+        c.executemany(
+            "INSERT INTO lifecycle_stages VALUES (?,?) ON CONFLICT (stage) DO UPDATE SET customers=customers+excluded.customers",
+            list(changes.stages.items()),
+        )
+        c.executemany("DELETE FROM lifecycle_deadlines WHERE customer_id=?",
+                      [(cid,) for cid, d in changes.deadlines.items() if d is None])
+        c.executemany(
+            "INSERT INTO lifecycle_deadlines VALUES (?,?) ON CONFLICT (customer_id) DO UPDATE SET due_at=excluded.due_at",
+            [(cid, d) for cid, d in changes.deadlines.items() if d is not None],
+        )
+        if changes.clock is not None:
+            c.execute("INSERT INTO runner_state VALUES ('clock', ?) ON CONFLICT (name) DO UPDATE SET value=excluded.value",
+                      (changes.clock,))
 
     # -- reading -------------------------------------------------------------------------
     def position(self) -> int:
         return self.max_tracking_id(TRACKING_NAME) or 0
+
+    def clock(self) -> int | None:
+        with self.datastore.transaction(commit=False) as c:
+            c.execute("SELECT value FROM runner_state WHERE name='clock'")
+            row = c.fetchone()
+            return None if row is None else int(row[0])
+
+    def due(self, at: int, limit: int) -> list[tuple[str, int]]:
+        """The earliest deadlines at or before ``at``: (customer, due_at), at most ``limit``
+        (an index range scan: cost grows with the customers due, not with all customers)."""
+        with self.datastore.transaction(commit=False) as c:
+            c.execute("SELECT customer_id, due_at FROM lifecycle_deadlines WHERE due_at <= ? "
+                      "ORDER BY due_at, customer_id LIMIT ?", (at, limit))
+            return [(r[0], r[1]) for r in c.fetchall()]
+
+    def stage_counts(self) -> dict[str, int]:
+        with self.datastore.transaction(commit=False) as c:
+            c.execute("SELECT stage, customers FROM lifecycle_stages WHERE customers != 0 ORDER BY stage")
+            return {r[0]: r[1] for r in c.fetchall()}
+
+    def transitions(self, *, after: int = 0, limit: int = 100, customer_id: str | None = None) -> list[dict[str, Any]]:
+        sql = "SELECT * FROM lifecycle_transitions WHERE feed > ? "
+        params: list[Any] = [after]
+        if customer_id is not None:
+            sql += "AND customer_id = ? "
+            params.append(customer_id)
+        with self.datastore.transaction(commit=False) as c:
+            c.execute(sql + "ORDER BY feed LIMIT ?", (*params, limit))
+            return [dict(r) for r in c.fetchall()]
+
+    def transitions_between(self, start: int, end: int) -> list[tuple[str, str, int]]:
+        """(from, to, dwell µs) of transitions with ``start <= at < end``."""
+        with self.datastore.transaction(commit=False) as c:
+            c.execute("SELECT from_stage, to_stage, dwell FROM lifecycle_transitions WHERE at >= ? AND at < ?",
+                      (start, end))
+            return [(r[0], r[1], r[2]) for r in c.fetchall()]
 
     def states(self, customer_ids: Sequence[str]) -> dict[str, bytes]:
         return dict(self._select_in("SELECT customer_id, state FROM customer_views WHERE customer_id", customer_ids))

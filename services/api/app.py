@@ -24,6 +24,7 @@ from services.api.contracts import set_phone_region
 from services.api.customer_routes import customer_router
 from services.api.form_routes import form_router
 from services.api.ingest_routes import ingest_router
+from services.api.lifecycle_routes import lifecycle_router
 from services.api.ops_routes import ops_router
 from services.api.responses import JSON
 from services.contracts.confluent import RegistryUnavailable
@@ -120,6 +121,7 @@ def create_app(platform: Platform, *, manage_platform: bool = True) -> FastAPI:
     app.include_router(ingest_router(platform, keys))
     app.include_router(form_router(platform, keys.limiter))
     app.include_router(customer_router(platform, keys))
+    app.include_router(lifecycle_router(platform, keys))
     app.include_router(ops_router(platform))
     app.state.platform = platform
     return app

@@ -11,6 +11,8 @@ from typing import Any
 
 import pytest
 
+from projections.lifecycle import transition_id
+
 from tests.support.api import (
     Api,
     call,
@@ -161,6 +163,17 @@ class Journey:
                 {"channel": "email", "purpose": "marketing", "status": "withdrawn", "at": w,
                  "event_id": self.consent["event_id"], "source": "preference-centre"},
             ],
+            "lifecycle": {
+                "stage": "new", "since": p, "rule": "first_purchase",
+                "next_review_at": iso(self.t_purchase + timedelta(days=90)), "typical_interval_days": None,
+                "transitions": 1,
+                "history": [{
+                    "transition_id": transition_id(customer_id, 1, "new", self.purchase["event_id"]),
+                    "customer_id": customer_id, "sequence": 1, "at": p, "from_stage": "prospect",
+                    "to_stage": "new", "reason": "first_purchase", "cause_event_ids": [self.purchase["event_id"]],
+                    "dwell_seconds": round((self.t_purchase - datetime.fromisoformat(form_at)).total_seconds(), 3),
+                }],
+            },
             "contact_pressure": {
                 window: {
                     "by_company": {"all": 1, "phone": 1},

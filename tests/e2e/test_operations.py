@@ -25,6 +25,9 @@ V1_ROUTES = {
     ("get", "/v1/customers/{customer_id}/timeline"),
     ("get", "/v1/identity/conflicts"),
     ("get", "/v1/dead-letters"),
+    ("post", "/v1/clock/ticks"),
+    ("get", "/v1/lifecycle/transitions"),
+    ("get", "/v1/analytics/lifecycle"),
 }
 OPS_ROUTES = {"/metrics", "/healthz", "/readyz", "/openapi.json", "/docs", "/docs/oauth2-redirect", "/redoc"}
 

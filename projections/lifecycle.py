@@ -1,0 +1,298 @@
+"""Lifecycle stages: an event-sourced state machine in which time is data.
+
+The stages (seed 003: welcome the new customer, keep active customers at their level,
+re-contact customers whose consumption drops, win back lost customers):
+
+=============  ==========================================================================
+stage          when (defaults; every figure is a ``LifecycleConfig`` field)
+=============  ==========================================================================
+prospect       no purchase yet
+new            one purchase, less than ``new_days`` (90) ago
+active         repeat purchases, the latest within k x the customer's typical interval
+declining      recency past k x the typical interval (``recency``); one purchase and no
+               second within ``new_days`` (``no_repeat_purchase``); or spend in the
+               latest ``spend_window_days`` fell by >= 50% against the window before
+               (``spend_drop``)
+lost           ``lost_days`` (365) without a purchase (``inactivity``)
+reactivated    a purchase while lost (``purchase_after_lost``); active again after the
+               next purchase
+=============  ==========================================================================
+
+The typical interval is the median gap between the customer's own purchases (gaps of
+``lost_days`` or more left out) once there are ``min_intervals`` gaps, else the
+population default ``default_interval_days``; k is ``recency_factor``, and k x interval
+is never below ``min_active_days``. The spend rule compares the customer's dominant
+currency, and only when the earlier window holds ``spend_drop_min_purchases`` purchases
+or more: two sparse purchases are not a consumption pattern.
+
+Decisions:
+
+* **Purchases only.** The stage describes buying behaviour. An open complaint or a
+  cancellation is a fact on the 360° view that next-best-contact rules read on their own
+  (for instance "no promotion while a complaint is open"); folding them into the stage
+  would hide the consumption signal the stage exists for. A purchase with an amount of
+  zero or less (a refund, a credit note) is not a purchase here.
+* **No high-water mark.** Stages move backwards as readily as forwards.
+* **Time is data.** The stage is a pure function of the purchases and an instant
+  (``judge``). Nothing reads a clock: the customer's clock is the latest event time the
+  fold has seen for them, moved on by clock ticks (events in the log). Between two
+  *deadlines* (``next_deadline``: the next instant at which the stage can change without
+  a new event) the stage is constant, so a tick only needs the customers whose deadline
+  has passed, and ``advance`` walks every deadline crossed, emitting each change at the
+  exact instant it happened: how often ticks come changes when a transition is seen,
+  never what it says.
+* **Late events.** A purchase older than the customer's clock that changes the current
+  stage gives a transition with reason ``late_event`` at the clock, unless it simply
+  starts the new stage at its own time (nothing reported since then contradicts it).
+  The final stage after any arrival order equals the stage after in-order processing.
+* **Deterministic ids.** A transition's id derives from the customer, its sequence
+  number in the customer's history, the new stage and the causing event, so a replay of
+  the same log gives the same transitions with the same ids.
+
+Instants are integer microseconds (as everywhere in the view); amounts are integers in
+ten-thousandths (the codec's four decimal places), so every comparison is exact.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import NamedTuple
+
+__all__ = [
+    "STAGES",
+    "REASONS",
+    "LifecycleConfig",
+    "Buy",
+    "Transition",
+    "Lifecycle",
+    "judge",
+    "next_deadline",
+    "advance",
+    "on_purchase",
+    "on_event",
+    "transition_id",
+    "amount_units",
+    "DEFAULT",
+    "DAY",
+]
+
+DAY = 86_400 * 1_000_000  # µs
+STAGES = ("prospect", "new", "active", "declining", "lost", "reactivated")
+REASONS = ("first_purchase", "repeat_purchases", "no_repeat_purchase", "recency", "spend_drop",
+           "inactivity", "purchase_after_lost", "late_event")
+_NAMESPACE = uuid.UUID("5d0c7f43-6a3e-4b7e-9a55-2f1d8c3e7b10")
+
+
+@dataclass(frozen=True, slots=True)
+class LifecycleConfig:
+    new_days: float = 90
+    recency_factor: float = 2.0
+    default_interval_days: float = 45
+    min_intervals: int = 2
+    min_active_days: float = 14
+    spend_window_days: float = 90
+    spend_drop: float = 0.5
+    spend_drop_min_purchases: int = 2
+    lost_days: float = 365
+    history_limit: int = 20
+    purchases_limit: int = 64
+    # derived, in µs
+    new_us: int = field(init=False)
+    default_interval_us: int = field(init=False)
+    min_active_us: int = field(init=False)
+    window_us: int = field(init=False)
+    lost_us: int = field(init=False)
+
+    def __post_init__(self) -> None:
+        for name in ("new_days", "default_interval_days", "spend_window_days", "lost_days", "recency_factor"):
+            if not getattr(self, name) > 0:
+                raise ValueError(f"lifecycle {name} must be positive")
+        if not 0 < self.spend_drop <= 1:
+            raise ValueError("lifecycle spend_drop must be in (0, 1]")
+        if self.purchases_limit < 2 or self.history_limit < 1 or self.min_intervals < 1:
+            raise ValueError("lifecycle limits must be at least 2 purchases, 1 history entry, 1 interval")
+        for name, days in (("new_us", self.new_days), ("default_interval_us", self.default_interval_days),
+                           ("min_active_us", self.min_active_days), ("window_us", self.spend_window_days),
+                           ("lost_us", self.lost_days)):
+            object.__setattr__(self, name, round(days * DAY))
+
+
+DEFAULT = LifecycleConfig()
+
+
+class Buy(NamedTuple):
+    """A purchase as the lifecycle sees it; ordered as a tuple, by (at, event_id)."""
+
+    at: int
+    event_id: str
+    currency: str
+    amount: int  # ten-thousandths of the currency unit, > 0
+
+
+class Transition(NamedTuple):
+    seq: int  # 1, 2, ... in the customer's history
+    at: int  # when the new stage began (µs)
+    from_stage: str
+    to_stage: str
+    reason: str
+    cause: str  # the event (touchpoint or clock tick) that revealed it
+    dwell: int  # µs spent in the previous stage (0 when its start is unknown)
+    id: str
+
+
+class Lifecycle(NamedTuple):
+    stage: str = "prospect"
+    since: int | None = None  # when the stage began; None: a prospect since first seen
+    rule: str = "no_purchase"
+    evaluated: int | None = None  # the latest instant the stage was judged at
+    deadline: int | None = None  # the next instant the stage may change without an event
+    buys: tuple[Buy, ...] = ()  # the latest ``purchases_limit`` purchases, oldest first
+    interval: int | None = None  # typical inter-purchase interval from own history (µs)
+    seq: int = 0  # transitions so far
+    history: tuple[Transition, ...] = ()  # the latest ``history_limit`` transitions
+
+
+def transition_id(customer_id: str, seq: int, to_stage: str, cause: str) -> str:
+    return str(uuid.uuid5(_NAMESPACE, f"{customer_id}\x1f{seq}\x1f{to_stage}\x1f{cause}"))
+
+
+def _threshold(interval: int | None, config: LifecycleConfig) -> int:
+    typical = config.default_interval_us if interval is None else interval
+    return max(config.min_active_us, round(config.recency_factor * typical))
+
+
+def _spend_drop(buys: tuple[Buy, ...], at: int, config: LifecycleConfig) -> bool:
+    w = config.window_us
+    span = [b for b in buys if at - 2 * w < b.at <= at]
+    if len(span) < config.spend_drop_min_purchases:
+        return False
+    counts: dict[str, int] = {}
+    for b in span:
+        counts[b.currency] = counts.get(b.currency, 0) + 1
+    currency = min(counts, key=lambda c: (-counts[c], c))
+    latest = sum(b.amount for b in span if b.currency == currency and b.at > at - w)
+    earlier = [b.amount for b in span if b.currency == currency and b.at <= at - w]
+    if len(earlier) < config.spend_drop_min_purchases:
+        return False
+    return latest <= sum(earlier) * (1 - config.spend_drop)
+
+
+def judge(buys: tuple[Buy, ...], interval: int | None, at: int, config: LifecycleConfig = DEFAULT) -> tuple[str, str]:
+    """(stage, rule) at instant ``at``, which is at or after every purchase in ``buys``."""
+    if not buys:
+        return "prospect", "no_purchase"
+    last = buys[-1].at
+    elapsed = at - last
+    if elapsed >= config.lost_us:
+        return "lost", "inactivity"
+    if len(buys) == 1:
+        return ("new", "first_purchase") if elapsed < config.new_us else ("declining", "no_repeat_purchase")
+    if elapsed >= _threshold(interval, config):
+        return "declining", "recency"
+    if last - buys[-2].at >= config.lost_us:
+        return "reactivated", "purchase_after_lost"
+    if _spend_drop(buys, at, config):
+        return "declining", "spend_drop"
+    return "active", "repeat_purchases"
+
+
+def next_deadline(buys: tuple[Buy, ...], interval: int | None, at: int, config: LifecycleConfig = DEFAULT) -> int | None:
+    """The first instant after ``at`` at which ``judge`` may answer differently with the
+    same purchases (None: never). Every rule compares elapsed times with fixed lengths, so
+    the candidates are the purchases' instants plus those lengths."""
+    if not buys:
+        return None
+    last = buys[-1].at
+    candidates = [last + config.lost_us]
+    if len(buys) == 1:
+        candidates.append(last + config.new_us)
+    else:
+        candidates.append(last + _threshold(interval, config))
+        w = config.window_us
+        span = [b.at for b in buys if at - 2 * w < b.at <= at]
+        if len(span) >= config.spend_drop_min_purchases:
+            candidates += [t + w for t in span] + [t + 2 * w for t in span]
+    later = [c for c in candidates if c > at]
+    return min(later) if later else None
+
+
+def _interval(buys: tuple[Buy, ...], config: LifecycleConfig) -> int | None:
+    gaps = sorted(b.at - a.at for a, b in zip(buys, buys[1:], strict=False) if b.at - a.at < config.lost_us)
+    if len(gaps) < config.min_intervals:
+        return None
+    mid = len(gaps) // 2
+    return gaps[mid] if len(gaps) % 2 else (gaps[mid - 1] + gaps[mid]) // 2
+
+
+def _moved(lc: Lifecycle, customer_id: str, at: int, stage: str, rule: str, reason: str, cause: str,
+           config: LifecycleConfig, first_seen: int | None = None) -> Lifecycle:
+    seq = lc.seq + 1
+    since = lc.since if lc.since is not None else first_seen  # a prospect since first seen
+    dwell = 0 if since is None else max(0, at - since)
+    t = Transition(seq, at, lc.stage, stage, reason, cause, dwell, transition_id(customer_id, seq, stage, cause))
+    history = (*lc.history, t)[-config.history_limit:]
+    return lc._replace(stage=stage, since=at, rule=rule, seq=seq, history=history)
+
+
+def advance(lc: Lifecycle, customer_id: str, to: int, cause: str, config: LifecycleConfig = DEFAULT) -> Lifecycle:
+    """The lifecycle at instant ``to`` with no new purchase: every deadline crossed is
+    judged at its own instant, and each change becomes a transition at that instant."""
+    while lc.deadline is not None and lc.deadline <= to:
+        at = lc.deadline
+        stage, rule = judge(lc.buys, lc.interval, at, config)
+        if stage != lc.stage:
+            lc = _moved(lc, customer_id, at, stage, rule, rule, cause, config)
+        elif rule != lc.rule:
+            lc = lc._replace(rule=rule)
+        lc = lc._replace(evaluated=at, deadline=next_deadline(lc.buys, lc.interval, at, config))
+    if lc.evaluated is None or lc.evaluated < to:
+        lc = lc._replace(evaluated=to)
+    return lc
+
+
+def on_event(lc: Lifecycle, customer_id: str, at: int, cause: str, config: LifecycleConfig = DEFAULT) -> Lifecycle:
+    """A touchpoint other than a purchase, or a clock tick: time moves on to ``at``.
+    Returns ``lc`` itself when no deadline has passed (the common case costs nothing)."""
+    if lc.deadline is None or at < lc.deadline:
+        return lc
+    return advance(lc, customer_id, at, cause, config)
+
+
+def on_purchase(lc: Lifecycle, customer_id: str, clock: int | None, buy: Buy,
+                config: LifecycleConfig = DEFAULT, first_seen: int | None = None) -> Lifecycle:
+    """A purchase with a positive amount. ``clock`` is the latest event time the view had
+    seen before it (None for the customer's first event); ``first_seen`` the view's first
+    event time (the start of a prospect's stage)."""
+    if lc.evaluated is not None and (clock is None or lc.evaluated > clock):
+        clock = lc.evaluated
+    if clock is None or buy.at >= clock:
+        lc = advance(lc, customer_id, buy.at, buy.event_id, config)
+        clock = buy.at
+    if buy in lc.buys:
+        return lc
+    buys = tuple(sorted((*lc.buys, buy)))[-config.purchases_limit:]
+    if buy not in buys:  # older than every purchase kept: it cannot change any rule
+        return lc
+    interval = _interval(buys, config)
+    stage, rule = judge(buys, interval, clock, config)
+    lc = lc._replace(buys=buys, interval=interval, evaluated=clock,
+                     deadline=next_deadline(buys, interval, clock, config))
+    if stage == lc.stage:
+        return lc._replace(rule=rule) if rule != lc.rule else lc
+    if buy.at == clock:
+        return _moved(lc, customer_id, clock, stage, rule, rule, buy.event_id, config, first_seen)
+    # A late purchase: it starts the new stage at its own time only when nothing already
+    # reported contradicts that (the current stage began before it, and the stage would
+    # not have changed again between the purchase and the clock).
+    started_before = lc.since is None or lc.since <= buy.at
+    settled_since = (next_deadline(buys, interval, buy.at, config) or clock + 1) > clock
+    if buys[-1] == buy and started_before and settled_since and judge(buys, interval, buy.at, config)[0] == stage:
+        return _moved(lc, customer_id, buy.at, stage, rule, rule, buy.event_id, config, first_seen)
+    return _moved(lc, customer_id, clock, stage, rule, "late_event", buy.event_id, config, first_seen)
+
+
+def amount_units(amount: Decimal) -> int:
+    """An amount in ten-thousandths (the codec keeps four decimal places)."""
+    return int(amount.scaleb(4).to_integral_value())

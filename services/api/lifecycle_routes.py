@@ -1,0 +1,87 @@
+"""Lifecycle stages over HTTP: clock ticks in, the transition feed and analytics out.
+
+* ``POST /v1/clock/ticks`` (admin): append a clock tick (time is data). The scheduler
+  does this every ``clock_tick_seconds``; operators and tests may tick explicitly, never
+  beyond ``max_future_seconds`` ahead of the platform's clock.
+* ``GET /v1/lifecycle/transitions`` (read): the transition feed, oldest first, from a
+  cursor; poll with the ``next_cursor`` it returns (it stays put when nothing is new).
+* ``GET /v1/analytics/lifecycle?from=&to=`` (read): customers per stage now; for the
+  transitions with ``from <= at < to``, the transition matrix and the median dwell in
+  each stage left.
+"""
+
+from __future__ import annotations
+
+import statistics
+from datetime import UTC, datetime, timedelta
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, HTTPException, Query
+from pydantic import AwareDatetime, BaseModel, ConfigDict
+
+from projections.codec import format_instant
+from projections.lifecycle import STAGES
+from projections.view_state import micros
+from services.api.auth import KeyRing
+from services.api.responses import JSON
+from services.platform import Platform
+
+__all__ = ["lifecycle_router", "lifecycle_summary"]
+
+
+class TickRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    at: AwareDatetime | None = None  # default: now
+
+
+def lifecycle_summary(stages: dict[str, int], moves: list[tuple[str, str, int]]) -> dict[str, Any]:
+    matrix: dict[str, dict[str, int]] = {}
+    dwell: dict[str, list[int]] = {}
+    for src, dst, spent in moves:
+        row = matrix.setdefault(src, {})
+        row[dst] = row.get(dst, 0) + 1
+        dwell.setdefault(src, []).append(spent)
+    return {
+        "stages": {stage: stages.get(stage, 0) for stage in STAGES},
+        "customers": sum(stages.values()),
+        "transitions": len(moves),
+        "matrix": {src: dict(sorted(row.items())) for src, row in sorted(matrix.items())},
+        "median_dwell_seconds": {src: round(statistics.median(v) / 1e6, 3) for src, v in sorted(dwell.items())},
+    }
+
+
+def lifecycle_router(platform: Platform, keys: KeyRing) -> APIRouter:
+    router = APIRouter(tags=["lifecycle"])
+    ahead = timedelta(seconds=platform.settings.max_future_seconds)
+
+    @router.post("/v1/clock/ticks", status_code=202, dependencies=[Depends(keys.require("admin"))])
+    async def post_tick(body: TickRequest | None = None) -> JSON:
+        now = datetime.now(UTC)
+        at = (body.at if body is not None and body.at is not None else now).astimezone(UTC)
+        if at > now + ahead:
+            raise HTTPException(422, [{"path": "at", "message": f"a tick may not be more than "
+                                       f"{int(ahead.total_seconds())} s ahead of the platform's clock"}])
+        position = await platform.append_tick(at)
+        return JSON({"at": format_instant(at), "position": position}, status_code=202)
+
+    @router.get("/v1/lifecycle/transitions", dependencies=[Depends(keys.require("read"))])
+    async def feed(after: str | None = None, limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+                   customer_id: str | None = None) -> JSON:
+        try:
+            page = await platform.transitions(after, limit, customer_id)
+        except ValueError as error:
+            raise HTTPException(422, [{"path": "after", "message": str(error)}]) from None
+        return JSON({"transitions": page.transitions, "next_cursor": page.next_cursor})
+
+    @router.get("/v1/analytics/lifecycle", dependencies=[Depends(keys.require("read"))])
+    async def analytics(start: Annotated[AwareDatetime | None, Query(alias="from")] = None,
+                        end: Annotated[AwareDatetime | None, Query(alias="to")] = None) -> JSON:
+        end = end or datetime.now(UTC)
+        start = start or end - timedelta(days=30)
+        if start >= end:
+            raise HTTPException(422, [{"path": "from", "message": "from must be before to"}])
+        figures = await platform.lifecycle_figures(micros(start), micros(end))
+        return JSON({"from": format_instant(start), "to": format_instant(end),
+                     **lifecycle_summary(figures.stages, figures.transitions)})
+
+    return router

@@ -1,0 +1,47 @@
+"""The clock scheduler: time enters the log as events.
+
+Every ``clock_tick_seconds`` the shell appends a clock tick at the current second
+(``Platform.append_tick``; scale-out: one per partition). Folding a tick moves the
+customers whose lifecycle deadline has passed on to that instant, so inactivity
+transitions happen in real time, and a replay of the log reproduces every one of them.
+A tick's id is its instant: two API processes ticking in the same second store it once.
+A failed tick is logged and the next one covers the time it missed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from datetime import UTC, datetime
+from typing import Any
+
+import structlog
+
+__all__ = ["ClockScheduler"]
+
+log = structlog.get_logger("touchstream.clock")
+
+
+class ClockScheduler:
+    def __init__(self, platform: Any, every_seconds: float):
+        self.platform, self.every = platform, every_seconds
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        if self.every > 0 and self._task is None:
+            self._task = asyncio.get_running_loop().create_task(self._run(), name="clock-ticks")
+
+    async def _run(self) -> None:
+        while True:
+            await asyncio.sleep(self.every)
+            try:
+                await self.platform.append_tick(datetime.now(UTC).replace(microsecond=0))
+            except Exception as error:  # noqa: BLE001 - storage trouble: the next tick covers this one
+                log.warning("clock_tick_failed", error=type(error).__name__)
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None

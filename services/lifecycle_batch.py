@@ -1,0 +1,63 @@
+"""What a projection batch derives from lifecycle stages, for both runtimes.
+
+A runner (embedded ``services.runner``, scale-out ``services.worker.fold``) folds events and
+clock ticks; this ledger collects what the batch must commit atomically with the views:
+the transitions (in fold order), the change in customers per stage, and each touched
+customer's next deadline (the deadline index). ``due`` merges the stored deadline index
+with the views already changed in the batch, so batch boundaries never change which
+customers a tick visits: the earliest deadlines first, ``limit`` at most.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+
+from projections.lifecycle import Transition
+from projections.view import CustomerView
+
+__all__ = ["LifecycleBatch", "due"]
+
+
+@dataclass(slots=True)
+class LifecycleBatch:
+    transitions: list[tuple[str, Transition]] = field(default_factory=list)  # (customer, transition)
+    _start: dict[str, str | None] = field(default_factory=dict)  # stage before the batch (None: new customer)
+
+    def record(self, before: CustomerView | None, after: CustomerView) -> None:
+        """``before`` is the view as loaded or as folded so far (None: not stored yet)."""
+        cid = after.customer_id
+        if cid not in self._start:
+            self._start[cid] = None if before is None else before.lifecycle.stage
+        old = 0 if before is None else before.lifecycle.seq
+        fresh = after.lifecycle.seq - old
+        if fresh > 0:
+            history = after.lifecycle.history
+            self.transitions += [(cid, t) for t in history[max(0, len(history) - fresh):]]
+
+    def stage_changes(self, views: Mapping[str, CustomerView]) -> dict[str, int]:
+        """customers per stage: + for the stage entered, - for the stage left (zeros left out)."""
+        delta: dict[str, int] = {}
+        for cid, start in self._start.items():
+            end = views[cid].lifecycle.stage
+            if start != end:
+                delta[end] = delta.get(end, 0) + 1
+                if start is not None:
+                    delta[start] = delta.get(start, 0) - 1
+        return {k: v for k, v in sorted(delta.items()) if v}
+
+    def deadlines(self, views: Mapping[str, CustomerView]) -> dict[str, int | None]:
+        return {cid: views[cid].lifecycle.deadline for cid in self._start}
+
+
+def due(at: int, stored: Iterable[tuple[str, int]], folded: Mapping[str, CustomerView], limit: int) -> list[str]:
+    """The customers a tick at ``at`` visits: stored deadlines (customer, due_at) at or
+    before it, overridden by views the batch already changed; earliest deadline first,
+    then customer id; ``limit`` at most. ``stored`` must hold at least ``limit +
+    len(folded)`` of the earliest stored entries when there are that many."""
+    candidates = {cid: d for cid, d in stored if cid not in folded}
+    for cid, view in folded.items():
+        deadline = view.lifecycle.deadline
+        if deadline is not None and deadline <= at:
+            candidates[cid] = deadline
+    return [cid for cid, _ in sorted(candidates.items(), key=lambda kv: (kv[1], kv[0]))[:limit]]
