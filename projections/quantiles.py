@@ -23,6 +23,11 @@ relative error on an epoch instant would be centuries; bucket ``k`` holds
 ``[k * width, (k + 1) * width)`` and answers its lower edge, so the answer is at most
 ``width`` below the exact quantile (one day for ``width`` = a day in µs).
 
+Ranking against a quantile is done on bucket keys (``quantile_keys``), not on the
+answered value: the bucket of the approximate quantile is the bucket of the exact one, so
+a value that *equals* the exact quantile compares equal, and a tie of many customers on one
+value (everyone who bought once) never straddles a cut.
+
 ``math.log`` maps a value to its bucket; a value within one ulp of a bucket edge might
 land in the neighbouring bucket under another libm, which stays within the bound.
 """
@@ -143,26 +148,30 @@ class Histogram:
             self._counts[key] = self._counts.get(key, 0) + count
         self._total += other._total
 
-    def quantiles(self, qs: list[float]) -> list[float]:
-        """The lower quantile ``sorted(values)[floor(q * (n - 1))]`` of each ``q``, to the
-        bucketing's accuracy, in one pass over the buckets."""
+    def quantile_keys(self, qs: list[float]) -> list[int]:
+        """The bucket holding the lower quantile ``sorted(values)[floor(q * (n - 1))]`` of
+        each ``q``, in one pass over the buckets."""
         if self._total == 0:
             raise ValueError("no value in the histogram")
         ranks = sorted((math.floor(q * (self._total - 1)), i) for i, q in enumerate(qs) if 0 <= q <= 1)
         if len(ranks) != len(qs):
             raise ValueError("quantiles lie in [0, 1]")
-        out = [0.0] * len(qs)
+        out = [0] * len(qs)
         seen, pending = 0, iter(ranks)
         rank, index = next(pending)
         for key in sorted(self._counts):
             seen += self._counts[key]
             while rank < seen:
-                out[index] = self.bucketing.value(key)
+                out[index] = key
                 try:
                     rank, index = next(pending)
                 except StopIteration:
                     return out
         raise AssertionError("ranks lie below the total")
+
+    def quantiles(self, qs: list[float]) -> list[float]:
+        """The lower quantile of each ``q``, to the bucketing's accuracy."""
+        return [self.bucketing.value(key) for key in self.quantile_keys(qs)]
 
     def quantile(self, q: float) -> float:
         return self.quantiles([q])[0]

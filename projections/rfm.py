@@ -10,7 +10,8 @@ purchases, *monetary* the total spent (one currency; the caller picks which).
 Scores rank a figure against the population's quintile boundaries (four cut points,
 ``projections.quantiles``): ``1 + (number of boundaries strictly below the value)``, so a
 value equal to a boundary takes the lower score and a population where most customers
-bought once gives them all score 1. Recency is scored on the *last purchase instant*
+bought once gives them all score 1. The population's cuts are kept by ``projections.rfm_population``.
+Recency is scored on the *last purchase instant*
 (later is better): it ranks customers exactly as recency does and does not change as
 time passes, so the population histogram moves only when someone buys.
 
@@ -34,9 +35,7 @@ import bisect
 import enum
 from collections.abc import Iterable, Sequence
 from decimal import Decimal
-from typing import Any, NamedTuple
-
-from projections.quantiles import Histogram, LinearBuckets, LogBuckets
+from typing import NamedTuple
 
 __all__ = [
     "RfmFigures",
@@ -50,12 +49,7 @@ __all__ = [
     "fm_score",
     "segment",
     "SEGMENT_GRID",
-    "Quintiles",
-    "RfmPopulation",
 ]
-
-QUINTILE_CUTS = [0.2, 0.4, 0.6, 0.8]
-DAY_US = 86_400 * 1_000_000
 
 
 class RfmFigures(NamedTuple):
@@ -134,62 +128,3 @@ def segment(r: int, f: int, m: int) -> Segment:
     if not all(1 <= s <= 5 for s in (r, f, m)):
         raise ValueError("scores lie in 1..5")
     return SEGMENT_GRID[r][fm_score(f, m) - 1]
-
-
-class Quintiles(NamedTuple):
-    """Four ascending cut points per figure; recency as last purchase instants (µs)."""
-
-    last_purchase_at: list[float]
-    frequency: list[float]
-    monetary: list[float]
-
-    def scores(self, figures: RfmFigures) -> tuple[int, int, int]:
-        if figures.last_purchase_at is None:
-            raise ValueError("a customer who never bought has no RFM score")
-        return (
-            score(figures.last_purchase_at, self.last_purchase_at),
-            score(figures.purchases, self.frequency),
-            score(float(figures.monetary), self.monetary),
-        )
-
-
-class RfmPopulation:
-    """The portfolio's RFM distribution, moved customer by customer as they buy.
-
-    ``move(before, after)`` with a customer's figures before and after a change keeps
-    it exact; customers who never bought are not in it. Frequency and monetary are kept
-    to ``alpha`` relative accuracy, the last purchase instant to ``instant_width`` µs.
-    """
-
-    __slots__ = ("last_purchase_at", "frequency", "monetary")
-
-    def __init__(self, alpha: float = 0.01, instant_width: int = DAY_US) -> None:
-        self.last_purchase_at = Histogram(LinearBuckets(instant_width))
-        self.frequency = Histogram(LogBuckets(alpha))
-        self.monetary = Histogram(LogBuckets(alpha))
-
-    def __len__(self) -> int:
-        return len(self.frequency)
-
-    def move(self, before: RfmFigures, after: RfmFigures) -> None:
-        if before.last_purchase_at is not None:
-            self.last_purchase_at.remove(before.last_purchase_at)
-            self.frequency.remove(before.purchases)
-            self.monetary.remove(float(before.monetary))
-        if after.last_purchase_at is not None:
-            self.last_purchase_at.add(after.last_purchase_at)
-            self.frequency.add(after.purchases)
-            self.monetary.add(float(after.monetary))
-
-    def quintiles(self) -> Quintiles:
-        return Quintiles(*(h.quantiles(QUINTILE_CUTS) for h in (self.last_purchase_at, self.frequency, self.monetary)))
-
-    def to_dict(self) -> dict[str, Any]:
-        return {name: getattr(self, name).to_dict() for name in self.__slots__}
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> RfmPopulation:
-        population = cls()
-        for name in cls.__slots__:
-            setattr(population, name, Histogram.from_dict(d[name]))
-        return population

@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import json
-import math
-import random
 from decimal import Decimal
 from functools import reduce
 
@@ -13,12 +10,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from projections.rfm import (
-    DAY_US,
     NO_PURCHASE,
     SEGMENT_GRID,
     Rfm,
-    RfmFigures,
-    RfmPopulation,
     Segment,
     add_purchase,
     figures_of,
@@ -29,6 +23,7 @@ from projections.rfm import (
 )
 
 START = 1_700_000_000_000_000
+DAY_US = 86_400 * 1_000_000
 purchases = st.lists(
     st.tuples(st.integers(START, START + 900 * DAY_US), st.decimals("-50", "5000", places=2)), max_size=30
 )
@@ -108,73 +103,3 @@ def test_more_recent_buyers_never_land_in_an_older_segment_row() -> None:
     order = [Segment.LOST, Segment.HIBERNATING, Segment.AT_RISK, Segment.NEED_ATTENTION]
     for fm in range(5):
         assert SEGMENT_GRID[5][fm] not in order and SEGMENT_GRID[4][fm] not in order
-
-
-# --- the population: quintiles kept customer by customer ---------------------------------
-
-
-def portfolio(seed: int, customers: int, purchases_each: int) -> list[list[tuple[int, Decimal]]]:
-    rnd = random.Random(seed)
-    return [
-        [(START + rnd.randrange(900 * DAY_US), Decimal(f"{rnd.lognormvariate(3.5, 1):.2f}"))
-         for _ in range(1 + int(rnd.expovariate(1 / purchases_each)))]
-        for _ in range(customers)
-    ]
-
-
-def exact_cuts(values: list[float]) -> list[float]:
-    ordered = sorted(values)
-    return [ordered[math.floor(q * (len(ordered) - 1))] for q in (0.2, 0.4, 0.6, 0.8)]
-
-
-def grown_population(histories: list[list[tuple[int, Decimal]]]) -> tuple[RfmPopulation, list[RfmFigures]]:
-    """Every purchase moves its customer, in an interleaved order across customers."""
-    population, figures = RfmPopulation(), [NO_PURCHASE] * len(histories)
-    events = [(i, p) for i, bought in enumerate(histories) for p in bought]
-    random.Random(1).shuffle(events)
-    for i, (at, amount) in events:
-        after = add_purchase(figures[i], at, amount)
-        population.move(figures[i], after)
-        figures[i] = after
-    return population, figures
-
-
-def test_quintiles_kept_purchase_by_purchase_match_a_batch_recomputation() -> None:
-    population, figures = grown_population(portfolio(seed=3, customers=3_000, purchases_each=3))
-    assert figures == [figures_of(h) for h in portfolio(seed=3, customers=3_000, purchases_each=3)]
-    quintiles = population.quintiles()
-    for got, exact in zip(quintiles.frequency, exact_cuts([f.purchases for f in figures])):
-        assert abs(got - exact) <= 0.01 * exact
-    for got, exact in zip(quintiles.monetary, exact_cuts([float(f.monetary) for f in figures])):
-        assert abs(got - exact) <= 0.01 * exact
-    for got, exact in zip(quintiles.last_purchase_at, exact_cuts([f.last_purchase_at for f in figures])):
-        assert 0 <= exact - got < DAY_US
-
-
-def test_sketched_scores_differ_from_exact_scores_only_next_to_a_boundary() -> None:
-    population, figures = grown_population(portfolio(seed=4, customers=3_000, purchases_each=2))
-    cuts = population.quintiles().monetary
-    exact = exact_cuts([float(f.monetary) for f in figures])
-    differ = [f for f in figures if score(float(f.monetary), cuts) != score(float(f.monetary), exact)]
-    assert all(any(abs(float(f.monetary) - c) <= 0.01 * c for c in exact) for f in differ)
-    assert len(differ) < 0.02 * len(figures)
-    richest = max(figures, key=lambda f: f.monetary)
-    poorest = min(figures, key=lambda f: f.monetary)
-    assert population.quintiles().scores(richest)[2] == 5 and population.quintiles().scores(poorest)[2] == 1
-
-
-def test_the_population_moved_purchase_by_purchase_equals_one_built_from_final_figures() -> None:
-    histories = portfolio(seed=5, customers=500, purchases_each=4)
-    population, figures = grown_population(histories)
-    direct = RfmPopulation()
-    for f in figures:
-        direct.move(NO_PURCHASE, f)
-    assert population.to_dict() == direct.to_dict() and len(population) == 500
-    again = RfmPopulation.from_dict(json.loads(json.dumps(population.to_dict())))
-    assert again.quintiles() == population.quintiles()
-
-
-def test_a_customer_who_never_bought_has_no_score() -> None:
-    population, _ = grown_population(portfolio(seed=6, customers=50, purchases_each=1))
-    with pytest.raises(ValueError):
-        population.quintiles().scores(NO_PURCHASE)
