@@ -67,6 +67,19 @@ def test_promtool_finds_nothing_to_complain_about_in_every_process_s_metrics(run
             assert families.get(name.removesuffix("_total")) == kind, (role, name)
         declared = {s.name.removesuffix("_total") for s in catalogue()}
         assert declared <= families.keys(), (role, declared - families.keys())
+    # ingest to view is measured where views are written: the embedded API, or the workers
+    folding = [page for role, page in pages.items() if role.startswith("worker")] or [pages["api"]]
+    latencies = [v for page in folding for _, v in samples(page.text, "touchstream_view_latency_seconds_count")]
+    assert sum(latencies) >= 1, latencies
+    if len(pages) > 1:  # workers: lag in records and in seconds for the partitions they own
+        lags = [samples(page.text, "touchstream_worker_partition_lag_seconds") for role, page in pages.items()
+                if role != "api"]
+        assert any(lags) and all(v >= 0 for lag in lags for _, v in lag), lags
+
+
+def samples(text: str, name: str) -> list[tuple[dict[str, str], float]]:
+    return [(dict(s.labels), s.value) for f in text_string_to_metric_families(text) for s in f.samples
+            if s.name == name]
 
 
 def test_promtool_does_complain_about_metrics_that_break_the_conventions() -> None:

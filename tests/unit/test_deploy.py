@@ -296,3 +296,17 @@ def test_the_health_probe_asks_the_port_of_the_role_the_container_runs() -> None
     assert probe.probe_url([*command, "run"], settings) == "http://127.0.0.1:8081/healthz"
     assert (("deploy/healthcheck.py",), PurePosixPath("/app/deploy/healthcheck.py")) in copies()
     assert "/app/deploy/healthcheck.py" in instructions("HEALTHCHECK")[0]
+
+
+def test_the_api_container_is_given_time_to_drain_before_it_is_killed(monkeypatch: pytest.MonkeyPatch) -> None:
+    settings = settings_of("api", monkeypatch)
+    grace = compose()["services"]["api"]["stop_grace_period"]
+    assert re.fullmatch(r"\d+s", grace), grace
+    assert int(grace[:-1]) > settings.shutdown_delay_seconds + settings.shutdown_grace_seconds
+
+
+def test_prometheus_is_given_the_alert_rules_its_configuration_loads() -> None:
+    config = yaml.safe_load((DEPLOY / "prometheus" / "prometheus.yml").read_text(encoding="utf-8"))
+    volumes = compose()["services"][service_with_image("prom/prometheus:")]["volumes"]
+    for rule_file in config["rule_files"]:
+        assert f"./prometheus/{rule_file}:/etc/prometheus/{rule_file}:ro" in volumes, rule_file
