@@ -69,7 +69,9 @@ def summarise(
     )
 
 
-def summary_of(purchases: list[int], end: int, unit_us: int = WEEK_US, period_us: int = DAY_US) -> tuple[float, float, float]:
+def summary_of(
+    purchases: list[int], end: int, unit_us: int = WEEK_US, period_us: int = DAY_US
+) -> tuple[float, float, float]:
     """(x, t_x, T) of one customer from their purchase instants (µs)."""
     periods = sorted({at // period_us for at in purchases if at <= end})
     if not periods:

@@ -49,7 +49,9 @@ def test_the_fit_on_cdnow_agrees_with_lifetimes(ours: BgNbd, theirs: BetaGeoFitt
     assert got == pytest.approx(dict(theirs.params_), rel=1e-4)  # measured: within 3e-7
 
 
-def test_p_alive_and_expected_purchases_agree_with_lifetimes_for_every_customer(cdnow, ours, theirs) -> None:  # type: ignore[no-untyped-def]
+def test_p_alive_and_expected_purchases_agree_with_lifetimes_for_every_customer(
+    cdnow, ours: BgNbd, theirs: BetaGeoFitter  # type: ignore[no-untyped-def]
+) -> None:
     # Measured: P(alive) within 5e-8, expected purchases within 2e-6 (relative).
     assert ours.p_alive(*cdnow) == pytest.approx(theirs.conditional_probability_alive(*cdnow), rel=1e-4)
     for weeks in (13, 39):  # the next 90 days, and the paper's hold-out period

@@ -39,7 +39,8 @@ def test_the_log_likelihood_is_the_papers_formula() -> None:
         common = beta(a, b + x) / beta(a, b) * gamma(r + x) * alpha**r / gamma(r)
         direct = common * (alpha + T) ** -(r + x)
         if x > 0:
-            direct += beta(a + 1, b + x - 1) / beta(a, b) * gamma(r + x) * alpha**r / gamma(r) * (alpha + t_x) ** -(r + x)
+            dropped = beta(a + 1, b + x - 1) / beta(a, b) * gamma(r + x) * alpha**r / gamma(r)
+            direct += dropped * (alpha + t_x) ** -(r + x)
         assert log_likelihood(TRUE, [x], [t_x], [T])[0] == pytest.approx(np.log(direct), rel=1e-12)
 
 
@@ -65,7 +66,8 @@ def test_fitting_distinct_rows_with_weights_gives_the_fit_of_every_customer() ->
     rows = distinct_rows(x, t_x, T)
     assert rows[3].sum() == 5_000 and rows[0].size < 2_000
     every, grouped = fit(x, t_x, T), fit(*rows[:3], weights=rows[3])
-    assert [grouped.r, grouped.alpha, grouped.a, grouped.b] == pytest.approx([every.r, every.alpha, every.a, every.b], rel=1e-5)
+    params = lambda m: [m.r, m.alpha, m.a, m.b]  # noqa: E731
+    assert params(grouped) == pytest.approx(params(every), rel=1e-5)
     assert grouped.log_likelihood == pytest.approx(every.log_likelihood, rel=1e-9)
 
 

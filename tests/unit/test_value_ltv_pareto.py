@@ -39,7 +39,7 @@ def test_a_customer_never_retained_is_worth_nothing_to_come() -> None:
 
 @settings(max_examples=200, deadline=None)
 @given(st.floats(0, 1000), st.floats(0, 1), st.floats(0, 0.5), st.integers(0, 60))
-def test_the_closed_form_for_a_constant_margin_equals_the_sum(margin, r, d, horizon) -> None:  # type: ignore[no-untyped-def]
+def test_the_closed_form_for_a_constant_margin_equals_the_sum(margin: float, r: float, d: float, horizon: int) -> None:
     assert constant_margin_ltv(margin, r, d, horizon) == pytest.approx(
         lifetime_value([margin] * horizon, r, d), rel=1e-9, abs=1e-9
     )
