@@ -19,7 +19,10 @@ million customers be fitted as their few distinct (x, t_x, T) rows
 
 ``P(alive | x, t_x, T) = 1 / (1 + 1{x>0} · a/(b+x−1) · ((α+T)/(α+t_x))^(r+x))`` and the
 expected purchases in the next ``t`` units (FHL eq. 10) use the Gauss hypergeometric
-function ``₂F₁``; eq. 10 divides by ``a − 1`` and is undefined at exactly ``a = 1``.
+function ``₂F₁``; eq. 10 divides by ``a − 1`` and is undefined at exactly ``a = 1``. Its
+``(1−z)^(r+x) · ₂F₁(r+x, b+x; a+b+x−1; z)`` underflows times overflows (NaN) for heavy
+buyers (x in the thousands); Euler's transformation turns it into the equal, benign
+``(1−z)^(a−1) · ₂F₁(a+b−1−r, a−1; a+b+x−1; z)``, whose parameters do not grow with x.
 """
 
 from __future__ import annotations
@@ -68,7 +71,7 @@ class BgNbd:
         x, t_x, T = _arrays(x, t_x, T)
         r, alpha, a, b = self.r, self.alpha, self.a, self.b
         ahead = (alpha + T) / (alpha + T + t)
-        bracket = 1 - ahead ** (r + x) * hyp2f1(r + x, b + x, a + b + x - 1, t / (alpha + T + t))
+        bracket = 1 - ahead ** (a - 1) * hyp2f1(a + b - 1 - r, a - 1, a + b + x - 1, t / (alpha + T + t))
         return (a + b + x - 1) / (a - 1) * bracket * self.p_alive(x, t_x, T)
 
     def expected_purchases_within(self, duration_us: int, x: ArrayLike, t_x: ArrayLike, T: ArrayLike) -> Floats:
@@ -79,7 +82,8 @@ class BgNbd:
         """E[X(t)]: repeat purchases in the first ``t`` units after a first purchase (FHL eq. 7)."""
         t = np.asarray(t, dtype=np.float64)
         r, alpha, a, b = self.r, self.alpha, self.a, self.b
-        return (a + b - 1) / (a - 1) * (1 - (alpha / (alpha + t)) ** r * hyp2f1(r, b, a + b - 1, t / (alpha + t)))
+        z = t / (alpha + t)
+        return (a + b - 1) / (a - 1) * (1 - (1 - z) ** (a - 1) * hyp2f1(a + b - 1 - r, a - 1, a + b - 1, z))
 
     def _log_dead_odds(self, x: Floats, t_x: Floats, T: Floats) -> Floats:
         safe = np.maximum(x, 1)

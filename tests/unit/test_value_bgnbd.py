@@ -8,7 +8,7 @@ import json
 import numpy as np
 import pytest
 from scipy.optimize import check_grad
-from scipy.special import beta, gamma
+from scipy.special import beta, gamma, hyp2f1
 
 from services.value.bgnbd import WEEK_US, BgNbd, _objective, fit, log_likelihood
 from services.value.summary import DAY_US, distinct_rows
@@ -136,3 +136,25 @@ def test_the_same_purchases_in_days_or_in_weeks_predict_the_same_next_90_days() 
         in_weeks.expected_purchases_within(ninety_days, x, t_x, T), rel=1e-5
     )
     assert in_weeks.unit_us == WEEK_US and BgNbd.from_dict(in_days.to_dict()).unit_us == DAY_US
+
+
+def papers_eq_10(model: BgNbd, t: float, x: np.ndarray, t_x: np.ndarray, T: np.ndarray) -> np.ndarray:
+    """FHL eq. 10 exactly as printed (fine until x reaches the thousands)."""
+    r, alpha, a, b = model.r, model.alpha, model.a, model.b
+    ahead = (alpha + T) / (alpha + T + t)
+    with np.errstate(invalid="ignore", over="ignore", under="ignore"):
+        bracket = 1 - ahead ** (r + x) * hyp2f1(r + x, b + x, a + b + x - 1, t / (alpha + T + t))
+    return (a + b + x - 1) / (a - 1) * bracket * model.p_alive(x, t_x, T)
+
+
+def test_expected_purchases_are_the_papers_formula_and_stay_finite_for_heavy_buyers() -> None:
+    model = BgNbd(0.243, 4.414, 0.793, 2.426, log_likelihood=0.0, customers=0)
+    x, t_x, T = np.array([0, 1, 7, 50, 300.0]), np.array([0, 1, 30, 100, 150.0]), np.full(5, 156.0)
+    for t in (13, 52, 520):
+        assert model.expected_purchases(t, x, t_x, T) == pytest.approx(papers_eq_10(model, t, x, t_x, T), rel=1e-9)
+    heavy, last, age = np.array([1000.0, 3000.0]), np.array([155.0, 155.9]), np.array([156.0, 156.0])
+    assert np.isnan(papers_eq_10(model, 52, heavy, last, age)).any()  # what the transformation avoids
+    expected = model.expected_purchases(13, heavy, last, age)
+    rate_while_alive = (model.r + heavy) / (model.alpha + age)  # E[λ | x, T] for a buyer this regular
+    assert expected == pytest.approx(13 * rate_while_alive * model.p_alive(heavy, last, age), rel=0.1)
+    assert np.isfinite(model.expected_purchases(520, heavy, last, age)).all()
