@@ -8,6 +8,8 @@ import random
 from decimal import Decimal
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from projections.rfm import NO_PURCHASE, RfmFigures, add_purchase, figures_of, score
 from projections.rfm_population import DAY_US, RfmPopulation
@@ -100,3 +102,21 @@ def test_a_customer_who_never_bought_has_no_score() -> None:
     population, _ = grown_population(portfolio(seed=6, customers=50, purchases_each=1))
     with pytest.raises(ValueError):
         population.quintiles().scores(NO_PURCHASE)
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.lists(st.tuples(st.integers(0, 9), st.integers(START, START + 400 * DAY_US),
+                          st.decimals("-20", "900", places=2)), max_size=60))
+def test_any_interleaving_of_purchases_keeps_the_population_of_the_final_figures(
+    purchases: list[tuple[int, int, Decimal]],
+) -> None:
+    population, figures = RfmPopulation(), [NO_PURCHASE] * 10
+    for customer, at, amount in purchases:
+        after = add_purchase(figures[customer], at, amount)
+        population.move(figures[customer], after)
+        figures[customer] = after
+    rebuilt = RfmPopulation()
+    for f in figures:
+        rebuilt.move(NO_PURCHASE, f)
+    assert population.to_dict() == rebuilt.to_dict()
+    assert len(population) == len({c for c, _, _ in purchases})
