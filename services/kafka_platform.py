@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from datetime import datetime
 from typing import Any
 
 import orjson
@@ -45,7 +46,16 @@ from services.gc_tuning import tune_gc
 from services.ingest import StorageUnavailable
 from services.kafka.publisher import TouchpointPublisher
 from services.kafka.topics import TOUCHPOINTS_TOPIC, TopicCreationFailed, ensure_topics
-from services.platform import Caught, Readiness, TimelinePage, cursor_in, cursor_out
+from services.platform import (
+    Caught,
+    LifecycleFigures,
+    NotInThisRuntime,
+    Readiness,
+    TimelinePage,
+    TransitionPage,
+    cursor_in,
+    cursor_out,
+)
 from services.redis_views import RedisViewStore, ViewStoreUnavailable
 from services.settings import Settings
 
@@ -213,6 +223,19 @@ class KafkaPlatform:
                 pass
         checks["kafka"] = "ok" if self.publisher.idempotent is not None else "failing: not connected"
         return Readiness(checks, head, mark)
+
+    # -- lifecycle ----------------------------------------------------------------------------
+    # The worker folds stages from purchases already (the same core); clock ticks per
+    # partition, the deadline index in Redis, the lifecycle topic and the feed are not
+    # built in this runtime yet: these routes answer 501 rather than pretend.
+    async def append_tick(self, at: datetime) -> int:
+        raise NotInThisRuntime("clock ticks are not available in the scale-out runtime yet")
+
+    async def transitions(self, after: str | None, limit: int, customer_id: str | None) -> TransitionPage:
+        raise NotInThisRuntime("the lifecycle transition feed is not available in the scale-out runtime yet")
+
+    async def lifecycle_figures(self, start: int, end: int) -> LifecycleFigures:
+        raise NotInThisRuntime("lifecycle analytics are not available in the scale-out runtime yet")
 
     async def refresh_gauges(self) -> None:
         head, mark = await self.store.watermark(self.topic, self.settings.kafka_partitions)

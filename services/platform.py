@@ -40,7 +40,7 @@ from services.settings import Settings
 from services.viewstore import ViewStore
 
 __all__ = ["Platform", "Caught", "TimelinePage", "TransitionPage", "LifecycleFigures", "Readiness",
-           "EmbeddedPlatform", "cursor_out", "cursor_in", "transition_row_document"]
+           "EmbeddedPlatform", "NotInThisRuntime", "cursor_out", "cursor_in", "transition_row_document"]
 
 log = structlog.get_logger("touchstream.platform")
 
@@ -65,6 +65,10 @@ class Readiness:
     @property
     def ready(self) -> bool:
         return all(v == "ok" for k, v in self.checks.items() if k != "draining") and self.checks.get("draining") != "yes"
+
+
+class NotInThisRuntime(Exception):
+    """A capability this runtime does not offer (the API answers 501)."""
 
 
 @dataclass(frozen=True, slots=True)
