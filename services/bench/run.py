@@ -76,6 +76,12 @@ def _spine(scale: Scale, base: Path) -> dict[str, Any]:
         directory = base / f"log-{label}"
         results[f"log_{label}"] = {"written": write_log(directory, events, customers), "fold": fold_log(directory)}
     results["replay"] = replay_log(base / "log-large")
+    from services.bench.lifecycle import run_lifecycle_bench
+
+    large_events, large_customers = scale.large_log
+    results["lifecycle"] = run_lifecycle_bench(base / "lifecycle", events=large_events // 5,
+                                               customers=large_customers // 10, deadlines=large_events,
+                                               due=large_customers // 10)
     baseline = results["baseline_naive_load_modify_save"]["events_per_second"]
     small, large = results["log_small"]["fold"], results["log_large"]["fold"]
     results["ratios"] = {
@@ -111,6 +117,17 @@ def _print_spine(r: dict[str, Any], console: Console) -> None:
          f"{r['log_large']['fold']['us_per_event']} µs (×{r['ratios']['fold_cost_large_vs_small']})", "flat ±20%"),
         ("replay", f"{r['replay']['events_per_second']:,} ev/s (identical: {r['replay']['identical']})", "≥ 50,000 ev/s"),
     ]
+    if "lifecycle" in r:
+        lc = r["lifecycle"]
+        rows += [
+            ("lifecycle: fold cost with stages vs without", f"{lc['fold_overhead']['us_per_event_with']} vs "
+             f"{lc['fold_overhead']['us_per_event_without']} µs/event (+{lc['fold_overhead']['overhead_percent']}%)",
+             "≤ +10%"),
+            ("lifecycle: tick with none due", f"{lc['tick_none_due']['ms_median']} ms median over "
+             f"{lc['tick_none_due']['customers']:,} deadlines", "≤ 10 ms (1M customers)"),
+            ("lifecycle: per due customer", f"{lc['per_due_customer']['us_pure_per_customer']} µs pure, "
+             f"{lc['per_due_customer']['us_runner_per_customer']} µs with load and commit", "≤ 20 µs"),
+        ]
     table = Table(title=f"Touchstream bench ({r['scale']}, {r['date']}, {r['machine']['cpus']} CPUs)")
     for column in ("figure", "measured", "goal"):
         table.add_column(column)

@@ -24,3 +24,7 @@ def test_the_quick_benchmark_reports_every_figure_and_an_identical_replay(tmp_pa
     assert results["log_large"]["fold"]["events"] == results["log_large"]["written"]["events"] == 12_000
     assert results["replay"]["identical"] is True and results["replay"]["exit_code"] == 0
     assert results["replay"]["position"] == 12_000
+    lifecycle = results["lifecycle"]
+    assert lifecycle["fold_overhead"]["events"] == 2400 and lifecycle["fold_overhead"]["purchases"] > 0
+    assert lifecycle["tick_none_due"]["customers"] == 12_000  # every tick visited nobody (checked inside)
+    assert lifecycle["per_due_customer"]["due"] == lifecycle["per_due_customer"]["transitions"] == 240
