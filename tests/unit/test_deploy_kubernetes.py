@@ -37,7 +37,8 @@ ROLES = {"api": "run", "worker": "worker"}
 
 @cache
 def kustomization() -> dict[str, Any]:
-    return yaml.safe_load((KUBERNETES / "kustomization.yaml").read_text(encoding="utf-8"))  # type: ignore[no-any-return]
+    text = (KUBERNETES / "kustomization.yaml").read_text(encoding="utf-8")
+    return yaml.safe_load(text)  # type: ignore[no-any-return]
 
 
 @cache
@@ -105,7 +106,8 @@ def test_every_manifest_in_the_directory_is_part_of_the_kustomization() -> None:
     listed = set(kustomization()["resources"])
     on_disk = {p.name for p in KUBERNETES.glob("*.yaml")} - {"kustomization.yaml"}
     assert listed == on_disk
-    assert {"Deployment", "Service", "HorizontalPodAutoscaler", "PodDisruptionBudget"} <= {r["kind"] for r in resources()}
+    kinds = {r["kind"] for r in resources()}
+    assert {"Deployment", "Service", "HorizontalPodAutoscaler", "PodDisruptionBudget"} <= kinds
 
 
 @pytest.mark.parametrize("role", ROLES)
@@ -141,7 +143,8 @@ def test_secrets_are_referenced_by_name_and_never_written() -> None:
     assert api_secrets["TOUCHSTREAM_FORMS"]["optional"] is True
 
 
-@pytest.mark.parametrize(("role", "port_name", "setting"), [("api", "http", "port"), ("worker", "web", "worker_web_port")])
+@pytest.mark.parametrize(("role", "port_name", "setting"),
+                         [("api", "http", "port"), ("worker", "web", "worker_web_port")])
 def test_each_role_listens_on_every_interface_on_the_port_its_pod_declares(
         role: str, port_name: str, setting: str, monkeypatch: pytest.MonkeyPatch) -> None:
     settings = settings_of(role, monkeypatch)

@@ -20,7 +20,8 @@ GRAFANA = ROOT / "deploy" / "grafana"
 DASHBOARDS = sorted((GRAFANA / "dashboards").glob("*.json"))
 # section of the overview -> metrics that section must read
 REQUIRED = {
-    "Throughput": {"touchstream_events_total", "touchstream_projected_events_total", "touchstream_worker_records_total"},
+    "Throughput": {"touchstream_events_total", "touchstream_projected_events_total",
+                   "touchstream_worker_records_total"},
     "Latency": {"touchstream_http_request_duration_seconds_bucket", "touchstream_view_latency_seconds_bucket",
                 "touchstream_ingest_seconds_bucket"},
     "Lag": {"touchstream_projection_lag_events", "touchstream_projection_lag_seconds",
