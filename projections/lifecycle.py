@@ -55,6 +55,7 @@ ten-thousandths (the codec's four decimal places), so every comparison is exact.
 
 from __future__ import annotations
 
+import bisect
 import uuid
 from dataclasses import dataclass, field
 from decimal import Decimal
@@ -98,6 +99,7 @@ class LifecycleConfig:
     lost_days: float = 365
     history_limit: int = 20
     purchases_limit: int = 64
+    interval_gaps: int = 16  # the typical interval is the median of the latest gaps
     # derived, in µs
     new_us: int = field(init=False)
     default_interval_us: int = field(init=False)
@@ -139,7 +141,6 @@ class Transition(NamedTuple):
     reason: str
     cause: str  # the event (touchpoint or clock tick) that revealed it
     dwell: int  # µs spent in the previous stage (0 when its start is unknown)
-    id: str
 
 
 class Lifecycle(NamedTuple):
@@ -154,8 +155,11 @@ class Lifecycle(NamedTuple):
     history: tuple[Transition, ...] = ()  # the latest ``history_limit`` transitions
 
 
-def transition_id(customer_id: str, seq: int, to_stage: str, cause: str) -> str:
-    return str(uuid.uuid5(_NAMESPACE, f"{customer_id}\x1f{seq}\x1f{to_stage}\x1f{cause}"))
+def transition_id(customer_id: str, t: Transition) -> str:
+    """The transition's deterministic id: a name-based UUID (version 5) of the customer,
+    the sequence number, the new stage and the cause. Computed when a transition is
+    published, not while folding."""
+    return str(uuid.uuid5(_NAMESPACE, f"{customer_id}\x1f{t.seq}\x1f{t.to_stage}\x1f{t.cause}"))
 
 
 def _threshold(interval: int | None, config: LifecycleConfig) -> int:
@@ -163,20 +167,33 @@ def _threshold(interval: int | None, config: LifecycleConfig) -> int:
     return max(config.min_active_us, round(config.recency_factor * typical))
 
 
+def _span(buys: tuple[Buy, ...], at: int, config: LifecycleConfig) -> tuple[Buy, ...]:
+    """The purchases in the two spend windows before ``at``: (at - 2w, at] (``at`` is at or
+    after every purchase)."""
+    return buys[bisect.bisect_right(buys, (at - 2 * config.window_us, "\U0010ffff")):]
+
+
 def _spend_drop(buys: tuple[Buy, ...], at: int, config: LifecycleConfig) -> bool:
-    w = config.window_us
-    span = [b for b in buys if at - 2 * w < b.at <= at]
-    if len(span) < config.spend_drop_min_purchases:
+    span = _span(buys, at, config)
+    need = config.spend_drop_min_purchases
+    if len(span) < need:
         return False
-    counts: dict[str, int] = {}
+    currency = span[-1].currency
+    if any(b.currency != currency for b in span):  # several currencies: the one bought most
+        counts: dict[str, int] = {}
+        for b in span:
+            counts[b.currency] = counts.get(b.currency, 0) + 1
+        currency = min(counts, key=lambda c: (-counts[c], c))
+    cut = at - config.window_us
+    latest = earlier = n_earlier = 0
     for b in span:
-        counts[b.currency] = counts.get(b.currency, 0) + 1
-    currency = min(counts, key=lambda c: (-counts[c], c))
-    latest = sum(b.amount for b in span if b.currency == currency and b.at > at - w)
-    earlier = [b.amount for b in span if b.currency == currency and b.at <= at - w]
-    if len(earlier) < config.spend_drop_min_purchases:
-        return False
-    return latest <= sum(earlier) * (1 - config.spend_drop)
+        if b.currency == currency:
+            if b.at > cut:
+                latest += b.amount
+            else:
+                earlier += b.amount
+                n_earlier += 1
+    return n_earlier >= need and latest <= earlier * (1 - config.spend_drop)
 
 
 def judge(buys: tuple[Buy, ...], interval: int | None, at: int, config: LifecycleConfig = DEFAULT) -> tuple[str, str]:
@@ -199,56 +216,71 @@ def judge(buys: tuple[Buy, ...], interval: int | None, at: int, config: Lifecycl
 
 
 def next_deadline(buys: tuple[Buy, ...], interval: int | None, at: int, config: LifecycleConfig = DEFAULT) -> int | None:
-    """The first instant after ``at`` at which ``judge`` may answer differently with the
-    same purchases (None: never). Every rule compares elapsed times with fixed lengths, so
-    the candidates are the purchases' instants plus those lengths."""
+    """The first instant after ``at`` at which ``judge`` answers differently with the same
+    purchases (None: never). Every rule compares elapsed times with fixed lengths, so the
+    stage can only change at a purchase's instant plus one of them: the thresholds, or a
+    purchase crossing a spend-window boundary, where the spend rule is tried."""
     if not buys:
         return None
     last = buys[-1].at
-    candidates = [last + config.lost_us]
+    lost = last + config.lost_us
+    if lost <= at:
+        return None  # lost stays lost until a purchase
     if len(buys) == 1:
-        candidates.append(last + config.new_us)
-    else:
-        candidates.append(last + _threshold(interval, config))
-        w = config.window_us
-        span = [b.at for b in buys if at - 2 * w < b.at <= at]
-        if len(span) >= config.spend_drop_min_purchases:
-            candidates += [t + w for t in span] + [t + 2 * w for t in span]
-    later = [c for c in candidates if c > at]
-    return min(later) if later else None
+        renewal = last + config.new_us
+        return renewal if renewal > at else lost
+    recency = last + _threshold(interval, config)
+    if recency <= at or last - buys[-2].at >= config.lost_us:
+        return min(recency, lost) if recency > at else lost  # the spend rule is not consulted
+    span = _span(buys, at, config)
+    if len(span) < config.spend_drop_min_purchases:
+        return recency if recency < lost else lost
+    base = min(recency, lost)
+    dropping = _spend_drop(buys, at, config)
+    w = config.window_us
+    for moment in sorted({b.at + w for b in span if b.at + w > at} | {b.at + 2 * w for b in span}):
+        if moment >= base:
+            break
+        if _spend_drop(buys, moment, config) != dropping:
+            return moment
+    return base
 
 
 def _interval(buys: tuple[Buy, ...], config: LifecycleConfig) -> int | None:
-    gaps = sorted(b.at - a.at for a, b in zip(buys, buys[1:], strict=False) if b.at - a.at < config.lost_us)
+    recent = buys[-(config.interval_gaps + 1):]
+    gaps = sorted(b.at - a.at for a, b in zip(recent, recent[1:], strict=False) if b.at - a.at < config.lost_us)
     if len(gaps) < config.min_intervals:
         return None
     mid = len(gaps) // 2
     return gaps[mid] if len(gaps) % 2 else (gaps[mid - 1] + gaps[mid]) // 2
 
 
-def _moved(lc: Lifecycle, customer_id: str, at: int, stage: str, rule: str, reason: str, cause: str,
-           config: LifecycleConfig, first_seen: int | None = None) -> Lifecycle:
+def _moved(lc: Lifecycle, at: int, stage: str, rule: str, reason: str, cause: str, config: LifecycleConfig,
+           evaluated: int, deadline: int | None, buys: tuple[Buy, ...], interval: int | None,
+           first_seen: int | None = None) -> Lifecycle:
     seq = lc.seq + 1
     since = lc.since if lc.since is not None else first_seen  # a prospect since first seen
     dwell = 0 if since is None else max(0, at - since)
-    t = Transition(seq, at, lc.stage, stage, reason, cause, dwell, transition_id(customer_id, seq, stage, cause))
-    history = (*lc.history, t)[-config.history_limit:]
-    return lc._replace(stage=stage, since=at, rule=rule, seq=seq, history=history)
+    history = (*lc.history, Transition(seq, at, lc.stage, stage, reason, cause, dwell))
+    if len(history) > config.history_limit:
+        history = history[-config.history_limit:]
+    return Lifecycle(stage, at, rule, evaluated, deadline, buys, interval, seq, history)
 
 
 def advance(lc: Lifecycle, customer_id: str, to: int, cause: str, config: LifecycleConfig = DEFAULT) -> Lifecycle:
     """The lifecycle at instant ``to`` with no new purchase: every deadline crossed is
     judged at its own instant, and each change becomes a transition at that instant."""
+    buys, interval = lc.buys, lc.interval
     while lc.deadline is not None and lc.deadline <= to:
         at = lc.deadline
-        stage, rule = judge(lc.buys, lc.interval, at, config)
+        stage, rule = judge(buys, interval, at, config)
+        deadline = next_deadline(buys, interval, at, config)
         if stage != lc.stage:
-            lc = _moved(lc, customer_id, at, stage, rule, rule, cause, config)
-        elif rule != lc.rule:
-            lc = lc._replace(rule=rule)
-        lc = lc._replace(evaluated=at, deadline=next_deadline(lc.buys, lc.interval, at, config))
+            lc = _moved(lc, at, stage, rule, rule, cause, config, at, deadline, buys, interval)
+        else:
+            lc = Lifecycle(lc.stage, lc.since, rule, at, deadline, buys, interval, lc.seq, lc.history)
     if lc.evaluated is None or lc.evaluated < to:
-        lc = lc._replace(evaluated=to)
+        lc = Lifecycle(lc.stage, lc.since, lc.rule, to, lc.deadline, buys, interval, lc.seq, lc.history)
     return lc
 
 
@@ -270,27 +302,31 @@ def on_purchase(lc: Lifecycle, customer_id: str, clock: int | None, buy: Buy,
     if clock is None or buy.at >= clock:
         lc = advance(lc, customer_id, buy.at, buy.event_id, config)
         clock = buy.at
-    if buy in lc.buys:
-        return lc
-    buys = tuple(sorted((*lc.buys, buy)))[-config.purchases_limit:]
-    if buy not in buys:  # older than every purchase kept: it cannot change any rule
-        return lc
+    held = lc.buys
+    if not held or buy > held[-1]:  # in order: the common case
+        buys = (*held, buy) if len(held) < config.purchases_limit else (*held[1:], buy)
+    else:
+        if buy in held:
+            return lc
+        buys = tuple(sorted((*held, buy)))[-config.purchases_limit:]
+        if buy not in buys:  # older than every purchase kept: it cannot change any rule
+            return lc
     interval = _interval(buys, config)
     stage, rule = judge(buys, interval, clock, config)
-    lc = lc._replace(buys=buys, interval=interval, evaluated=clock,
-                     deadline=next_deadline(buys, interval, clock, config))
+    deadline = next_deadline(buys, interval, clock, config)
     if stage == lc.stage:
-        return lc._replace(rule=rule) if rule != lc.rule else lc
+        return Lifecycle(stage, lc.since, rule, clock, deadline, buys, interval, lc.seq, lc.history)
+    moved = (clock, stage, rule, rule, buy.event_id, config, clock, deadline, buys, interval, first_seen)
     if buy.at == clock:
-        return _moved(lc, customer_id, clock, stage, rule, rule, buy.event_id, config, first_seen)
+        return _moved(lc, *moved)
     # A late purchase: it starts the new stage at its own time only when nothing already
     # reported contradicts that (the current stage began before it, and the stage would
     # not have changed again between the purchase and the clock).
     started_before = lc.since is None or lc.since <= buy.at
     settled_since = (next_deadline(buys, interval, buy.at, config) or clock + 1) > clock
     if buys[-1] == buy and started_before and settled_since and judge(buys, interval, buy.at, config)[0] == stage:
-        return _moved(lc, customer_id, buy.at, stage, rule, rule, buy.event_id, config, first_seen)
-    return _moved(lc, customer_id, clock, stage, rule, "late_event", buy.event_id, config, first_seen)
+        return _moved(lc, buy.at, *moved[1:])
+    return _moved(lc, clock, stage, rule, "late_event", *moved[4:])
 
 
 def amount_units(amount: Decimal) -> int:

@@ -19,7 +19,7 @@ from functools import lru_cache
 from typing import Any
 
 from projections.codec import format_instant
-from projections.lifecycle import Buy, Lifecycle, Transition
+from projections.lifecycle import Buy, Lifecycle, Transition, transition_id
 from projections.view import (
     Attribute,
     CaseState,
@@ -189,7 +189,7 @@ def to_document(view: CustomerView) -> dict[str, Any]:
 
 def transition_document(customer_id: str, t: Transition) -> dict[str, Any]:
     """A ``LifecycleStageChanged`` event (schemas/lifecycle/stage_changed)."""
-    return {"transition_id": t.id, "customer_id": customer_id, "sequence": t.seq, "at": _iso(t.at),
+    return {"transition_id": transition_id(customer_id, t), "customer_id": customer_id, "sequence": t.seq, "at": _iso(t.at),
             "from_stage": t.from_stage, "to_stage": t.to_stage, "reason": t.reason, "cause_event_ids": [t.cause],
             "dwell_seconds": round(t.dwell / 1e6, 3)}
 

@@ -23,7 +23,7 @@ from eventsourcing.persistence import Tracking
 from eventsourcing.sqlite import SQLiteConnection, SQLiteConnectionPool, SQLiteDatastore, SQLiteTrackingRecorder
 
 from projections.identity import Identifier
-from projections.lifecycle import Transition
+from projections.lifecycle import Transition, transition_id
 
 __all__ = ["ViewChanges", "ViewStore", "TRACKING_NAME"]
 
@@ -122,7 +122,7 @@ class ViewStore(SQLiteTrackingRecorder):
         c.executemany(
             "INSERT OR IGNORE INTO lifecycle_transitions (transition_id, customer_id, sequence, at, from_stage, "
             "to_stage, reason, cause, dwell, position) VALUES (?,?,?,?,?,?,?,?,?,?)",
-            [(t.id, cid, t.seq, t.at, t.from_stage, t.to_stage, t.reason, t.cause, t.dwell, changes.position)
+            [(transition_id(cid, t), cid, t.seq, t.at, t.from_stage, t.to_stage, t.reason, t.cause, t.dwell, changes.position)
              for cid, t in changes.transitions],
         )
         c.executemany(

@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from projections.lifecycle import transition_id
+from projections.lifecycle import Transition, transition_id
 
 from tests.support.api import (
     Api,
@@ -168,7 +168,8 @@ class Journey:
                 "next_review_at": iso(self.t_purchase + timedelta(days=90)), "typical_interval_days": None,
                 "transitions": 1,
                 "history": [{
-                    "transition_id": transition_id(customer_id, 1, "new", self.purchase["event_id"]),
+                    "transition_id": transition_id(customer_id, Transition(1, 0, "prospect", "new", "first_purchase",
+                                                                           self.purchase["event_id"], 0)),
                     "customer_id": customer_id, "sequence": 1, "at": p, "from_stage": "prospect",
                     "to_stage": "new", "reason": "first_purchase", "cause_event_ids": [self.purchase["event_id"]],
                     "dwell_seconds": round((self.t_purchase - datetime.fromisoformat(form_at)).total_seconds(), 3),

@@ -6,7 +6,7 @@ from functools import reduce
 
 import pytest
 
-from projections.lifecycle import DAY, Buy, LifecycleConfig, judge, next_deadline
+from projections.lifecycle import DAY, Buy, LifecycleConfig, judge, next_deadline, transition_id
 from projections.view import CustomerView, evolve, initial_view, micros, tick
 from projections.view_document import to_document
 from tests.support.touchpoints import T0, at, call, purchase
@@ -140,8 +140,10 @@ def test_a_tick_before_the_deadline_changes_nothing() -> None:
 def test_transition_ids_are_deterministic_and_distinct() -> None:
     a = tick(fold(purchase("p1", at(0)), purchase("p2", at(30))), day(900), "t")
     b = tick(fold(purchase("p1", at(0)), purchase("p2", at(30))), day(900), "t")
-    assert [t.id for t in a.lifecycle.history] == [t.id for t in b.lifecycle.history]
-    assert len({t.id for t in a.lifecycle.history}) == len(a.lifecycle.history) == 4
+    ids = [transition_id("c-1", t) for t in a.lifecycle.history]
+    assert ids == [transition_id("c-1", t) for t in b.lifecycle.history]
+    assert len(set(ids)) == len(a.lifecycle.history) == 4
+    assert transition_id("c-2", a.lifecycle.history[0]) != ids[0]
 
 
 def test_the_history_keeps_the_latest_transitions_and_counts_all() -> None:
