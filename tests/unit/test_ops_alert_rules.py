@@ -50,6 +50,13 @@ def test_prometheus_accepts_the_rules_file() -> None:
     assert f"SUCCESS: {len(rules())} rules found" in result.stdout
 
 
+def test_prometheus_accepts_the_deployed_configuration_with_its_rule_files() -> None:
+    config = PROMETHEUS / "prometheus.yml"
+    result = subprocess.run([promtool(), "check", "config", str(config)], capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "SUCCESS: 1 rule files found" in result.stdout and f"SUCCESS: {len(rules())} rules found" in result.stdout
+
+
 def test_every_rule_scenario_passes_in_promtool() -> None:
     assert RULE_TESTS, "no promtool rule tests"
     result = subprocess.run([promtool(), "test", "rules", *map(str, RULE_TESTS)], capture_output=True, text=True)
