@@ -29,6 +29,7 @@ acknowledged, the sender's retry produces another copy, which the worker drops.
 from __future__ import annotations
 
 import asyncio
+import re
 import time
 from datetime import datetime
 from typing import Any
@@ -36,25 +37,27 @@ from typing import Any
 import orjson
 import structlog
 
-from projections.codec import from_dict, to_dict
+from projections.codec import from_dict, instant, to_dict
 from projections.identity import Identifier, Resolution, identifiers_of, resolve
 from projections.touchpoints import Touchpoint
+from projections.view_state import micros
 from services import metrics
 from services.contracts import decode
 from services.contracts.confluent import framed_schema_id
 from services.gc_tuning import tune_gc
 from services.ingest import StorageUnavailable
 from services.kafka.publisher import TouchpointPublisher
+from services.kafka.records import tick_record
 from services.kafka.topics import TOUCHPOINTS_TOPIC, TopicCreationFailed, ensure_topics
 from services.platform import (
     Caught,
     LifecycleFigures,
-    NotInThisRuntime,
     Readiness,
     TimelinePage,
     TransitionPage,
     cursor_in,
     cursor_out,
+    set_stage_gauges,
 )
 from services.redis_views import RedisViewStore, ViewStoreUnavailable
 from services.settings import Settings
@@ -64,7 +67,8 @@ __all__ = ["KafkaPlatform", "ResolutionRace"]
 log = structlog.get_logger("touchstream.kafka_platform")
 
 RESOLUTION_ROUNDS = 5
-STREAM_SCAN_LIMIT = 100_000  # conflicts / dead letters listed from at most this many entries
+STREAM_SCAN_LIMIT = 100_000  # conflicts / dead letters / transitions listed from at most this many entries
+_STREAM_ID = re.compile(r"[0-9]+-[0-9]+")
 
 
 class ResolutionRace(StorageUnavailable):
@@ -225,19 +229,63 @@ class KafkaPlatform:
         return Readiness(checks, head, mark)
 
     # -- lifecycle ----------------------------------------------------------------------------
-    # The worker folds stages from purchases already (the same core); clock ticks per
-    # partition, the deadline index in Redis, the lifecycle topic and the feed are not
-    # built in this runtime yet: these routes answer 501 rather than pretend.
     async def append_tick(self, at: datetime) -> int:
-        raise NotInThisRuntime("clock ticks are not available in the scale-out runtime yet")
+        """One tick record per partition of the touchpoints topic (each worker moves its
+        own customers on), acknowledged like events: the position covers them all."""
+        if self.publisher.idempotent is None:
+            await self.publisher.start()
+        records = [tick_record(at, p) for p in range(self.settings.kafka_partitions)]
+        known = await self.store.event_positions([tick_id for tick_id, _, _ in records])
+        fresh = [(p, r) for p, r in enumerate(records) if r[0] not in known]
+        positions = list(known.values())
+        if fresh:
+            acks = await self.publisher.publish_ticks([(p, value, headers) for p, (_, value, headers) in fresh])
+            answered = await self.store.acknowledge(
+                self.topic, [(tick_id, partition, offset) for (_, (tick_id, _, _)), (partition, offset)
+                             in zip(fresh, acks, strict=True)])
+            positions += [position for position, _ in answered]
+        return max(positions)
 
     async def transitions(self, after: str | None, limit: int, customer_id: str | None) -> TransitionPage:
-        raise NotInThisRuntime("the lifecycle transition feed is not available in the scale-out runtime yet")
+        cursor = None
+        if after:
+            parts = cursor_in(after)
+            if len(parts) != 1 or not _STREAM_ID.fullmatch(parts[0]):
+                raise ValueError("not a cursor this API returned")
+            cursor = parts[0]
+        page: list[dict[str, Any]] = []
+        scanned = 0
+        while len(page) < limit and scanned < STREAM_SCAN_LIMIT:
+            entries = await self.store.transitions(after=cursor, count=max(limit, 500) if customer_id else limit)
+            if not entries:
+                break
+            scanned += len(entries)
+            for entry_id, record in entries:
+                cursor = entry_id
+                document = orjson.loads(record)
+                if customer_id is None or document["customer_id"] == customer_id:
+                    page.append(document)
+                    if len(page) == limit:
+                        break
+        return TransitionPage(page, cursor_out(cursor) if cursor else after)
 
     async def lifecycle_figures(self, start: int, end: int) -> LifecycleFigures:
-        raise NotInThisRuntime("lifecycle analytics are not available in the scale-out runtime yet")
+        stages = await self.store.stage_counts()
+        moves: list[tuple[str, str, int]] = []
+        cursor = None
+        for _ in range(STREAM_SCAN_LIMIT // 1000):
+            entries = await self.store.transitions(after=cursor, count=1000)
+            if not entries:
+                break
+            for entry_id, record in entries:
+                cursor = entry_id
+                t = orjson.loads(record)
+                if start <= micros(instant(t["at"])) < end:
+                    moves.append((t["from_stage"], t["to_stage"], round(t["dwell_seconds"] * 1e6)))
+        return LifecycleFigures(stages, moves)
 
     async def refresh_gauges(self) -> None:
+        set_stage_gauges(await self.store.stage_counts())
         head, mark = await self.store.watermark(self.topic, self.settings.kafka_partitions)
         metrics.LOG_POSITION.set(head)
         metrics.PROJECTION_POSITION.set(mark)

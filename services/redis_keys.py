@@ -82,6 +82,24 @@ class RedisKeys:
     def event(self, event_id: str) -> str:
         return f"{self.prefix}:event:{event_id}"
 
+    def deadlines(self, topic: str, partition: int) -> str:
+        """Sorted set: customer id -> next lifecycle deadline (µs) of that partition's customers."""
+        return f"{self.prefix}:deadlines:{topic}:{int(partition)}"
+
+    def clock(self, topic: str, partition: int) -> str:
+        """The latest clock tick folded on that partition (µs)."""
+        return f"{self.prefix}:clock:{topic}:{int(partition)}"
+
+    @property
+    def transitions(self) -> str:
+        """Stream of lifecycle transitions (field ``record``: the LifecycleStageChanged JSON)."""
+        return f"{self.prefix}:transitions"
+
+    @property
+    def stages(self) -> str:
+        """Hash: stage -> customers in it."""
+        return f"{self.prefix}:stages"
+
     def acks(self, topic: str, partition: int) -> str:
         return f"{self.prefix}:acks:{topic}:{int(partition)}"
 

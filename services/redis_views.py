@@ -26,6 +26,7 @@ applied batch would answer False); other calls are retried once, without delay.
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
 from typing import Any, Literal
 
 import redis.asyncio as aioredis
@@ -38,12 +39,24 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 from projections.identity import Identifier
 from services.redis_keys import STREAM_FIELD, RedisKeys
 
-__all__ = ["RedisViewStore", "ViewStoreUnavailable", "RedisKeys", "TimelineEntry", "PartitionBatch"]
+__all__ = ["RedisViewStore", "ViewStoreUnavailable", "RedisKeys", "TimelineEntry", "PartitionBatch",
+           "LifecycleWrites"]
 
 TimelineEntry = tuple[str, int, str, bytes]  # customer id, occurred_at µs, event id, document
 # the arguments of ``commit``, in order: topic, partition, offset, states, documents,
-# links, conflicts, dead letters, timeline, base
+# links, conflicts, dead letters, timeline, base, lifecycle
 PartitionBatch = tuple[Any, ...]
+
+
+@dataclass(slots=True)
+class LifecycleWrites:
+    """What a batch changes of lifecycle stages on its partition, committed in the same
+    fenced script as its views."""
+
+    deadlines: dict[str, int | None] = field(default_factory=dict)  # customer -> next deadline (None: none)
+    transitions: list[bytes] = field(default_factory=list)  # LifecycleStageChanged JSON, fold order
+    stages: dict[str, int] = field(default_factory=dict)  # customers per stage: the change
+    clock: int | None = None  # the latest clock tick folded on the partition
 
 # ResponseError covers the refusals a healthy client can meet (MISCONF, NOREPLICAS, BUSY,
 # LOADING...): the call did not apply, retry later.
@@ -59,7 +72,8 @@ if offset <= stored then return 0 end
 if ARGV[8] ~= '' and tonumber(ARGV[8]) ~= stored then return 0 end
 local ns, nd, nl = tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4])
 local nc, ndl, nt = tonumber(ARGV[5]), tonumber(ARGV[6]), tonumber(ARGV[7])
-local k, a = 4, 8
+local nzs, nzd, ntr, nst = tonumber(ARGV[9]), tonumber(ARGV[10]), tonumber(ARGV[11]), tonumber(ARGV[12])
+local k, a = 8, 13
 for i = 1, ns + nd do redis.call('SET', KEYS[k + i], ARGV[a + i]) end
 k, a = k + ns + nd, a + ns + nd
 for i = 1, nl do redis.call('SET', KEYS[k + i], ARGV[a + i], 'NX') end
@@ -73,6 +87,16 @@ for i = 1, nt do
   redis.call('ZADD', KEYS[k + 2 * i - 1], score, id)
   redis.call('HSET', KEYS[k + 2 * i], id, doc)
 end
+a = a + 3 * nt
+-- lifecycle: the partition's deadline index, the transition feed, customers per stage, the clock
+for i = 1, nzs do redis.call('ZADD', KEYS[5], ARGV[a + 2 * i - 1], ARGV[a + 2 * i]) end
+a = a + 2 * nzs
+for i = 1, nzd do redis.call('ZREM', KEYS[5], ARGV[a + i]) end
+a = a + nzd
+for i = 1, ntr do redis.call('XADD', KEYS[6], '*', 'record', ARGV[a + i]) end
+a = a + ntr
+for i = 1, nst do redis.call('HINCRBY', KEYS[7], ARGV[a + 2 * i - 1], ARGV[a + 2 * i]) end
+if ARGV[13] ~= '' then redis.call('SET', KEYS[8], ARGV[13]) end
 redis.call('SET', KEYS[1], ARGV[1])
 -- acknowledgements now folded no longer hold back read-your-writes
 while true do
@@ -241,6 +265,7 @@ class RedisViewStore:
         dead_letters: Sequence[bytes] = (),
         timeline: Sequence[TimelineEntry] = (),
         base: int | None = None,
+        lifecycle: LifecycleWrites | None = None,
     ) -> bool:
         """Write one partition batch and ``offset`` as the partition's position, atomically,
         only if ``offset`` is beyond the stored position — and, given ``base`` (the position
@@ -249,7 +274,7 @@ class RedisViewStore:
         Links (kind, value, customer) are added first-writer-wins, like ``claim``;
         ``timeline`` entries are (customer id, occurred_at µs, event id, document)."""
         keys, args = self._commit_call(topic, partition, offset, states, documents, links, conflicts,
-                                       dead_letters, timeline, base)
+                                       dead_letters, timeline, base, lifecycle)
         return bool(await self._call(self._commit(keys=keys, args=args)))
 
     async def commit_all(self, batches: Sequence[PartitionBatch]) -> list[bool]:
@@ -266,19 +291,52 @@ class RedisViewStore:
     def _commit_call(self, topic: str, partition: int, offset: int, states: dict[str, bytes],
                      documents: dict[str, bytes], links: Sequence[tuple[str, str, str]] = (),
                      conflicts: Sequence[bytes] = (), dead_letters: Sequence[bytes] = (),
-                     timeline: Sequence[TimelineEntry] = (), base: int | None = None) -> tuple[list[str], list[Any]]:
+                     timeline: Sequence[TimelineEntry] = (), base: int | None = None,
+                     lifecycle: LifecycleWrites | None = None) -> tuple[list[str], list[Any]]:
+        lc = lifecycle or LifecycleWrites()
         keys = [self.keys.position(topic, partition), self.keys.conflicts, self.keys.deadletters,
-                self.keys.acks(topic, partition)]
+                self.keys.acks(topic, partition), self.keys.deadlines(topic, partition), self.keys.transitions,
+                self.keys.stages, self.keys.clock(topic, partition)]
         keys += [self.keys.state(c) for c in states]
         keys += [self.keys.view(c) for c in documents]
         keys += [self.keys.identifier(k, v) for k, v, _ in links]
+        due = [(c, d) for c, d in lc.deadlines.items() if d is not None]
+        gone = [c for c, d in lc.deadlines.items() if d is None]
         args: list[Any] = [int(offset), len(states), len(documents), len(links), len(conflicts), len(dead_letters),
-                           len(timeline), "" if base is None else int(base)]
+                           len(timeline), "" if base is None else int(base), len(due), len(gone),
+                           len(lc.transitions), len(lc.stages), "" if lc.clock is None else int(lc.clock)]
         args += [*states.values(), *documents.values(), *(c for _, _, c in links), *conflicts, *dead_letters]
         for customer_id, at, event_id, document in timeline:
             keys += [self.keys.timeline(customer_id), self.keys.events(customer_id)]
             args += [at, event_id, document]
+        for customer_id, deadline in due:
+            args += [deadline, customer_id]
+        args += gone
+        args += lc.transitions
+        for stage, change in lc.stages.items():
+            args += [stage, change]
         return keys, args
+
+    # -- lifecycle -------------------------------------------------------------------------
+    async def due(self, topic: str, partition: int, at: int, limit: int) -> list[tuple[str, int]]:
+        """The earliest lifecycle deadlines at or before ``at`` on a partition, at most ``limit``."""
+        found = await self._call(self._redis.zrangebyscore(self.keys.deadlines(topic, partition), "-inf", at,
+                                                           start=0, num=limit, withscores=True))
+        return [(c.decode(), int(score)) for c, score in found]
+
+    async def clock(self, topic: str, partition: int) -> int | None:
+        value = await self._call(self._redis.get(self.keys.clock(topic, partition)))
+        return None if value is None else int(value)
+
+    async def stage_counts(self) -> dict[str, int]:
+        raw = await self._call(self._redis.hgetall(self.keys.stages))
+        return {k.decode(): int(v) for k, v in sorted(raw.items()) if int(v)}
+
+    async def transitions(self, *, after: str | None = None, count: int = 100) -> list[tuple[str, bytes]]:
+        """(stream id, record) of transitions after the stream id ``after``, oldest first."""
+        start = "-" if after is None else f"({after}"
+        entries = await self._call(self._redis.xrange(self.keys.transitions, min=start, count=count))
+        return [(i.decode(), fields[STREAM_FIELD]) for i, fields in entries]
 
     # -- ingest ----------------------------------------------------------------------------
     async def claim_all(self, claims: Sequence[tuple[Identifier, str]]) -> list[str | None]:

@@ -173,6 +173,24 @@ class TouchpointPublisher:
         return [(ack.partition, ack.offset) for ack in acks]
 
 
+    async def publish_ticks(self, records: list[tuple[int, bytes, Headers]]) -> list[tuple[int, int]]:
+        """Clock ticks, one record per partition given (partition, value, headers);
+        (partition, offset) of each once acknowledged. Ticks are always Avro single-object
+        encoded (readers take both framings)."""
+        if self._producer is None:
+            raise StorageUnavailable("the Kafka publisher is not started")
+        try:
+            async with asyncio.timeout(self.request_timeout_ms / 1000):
+                deliveries = []
+                for partition, value, headers in records:
+                    delivery = await self._producer.send(self.topic, value=value, partition=partition, headers=headers)
+                    delivery.add_done_callback(_observe)
+                    deliveries.append(delivery)
+                acks = await asyncio.gather(*deliveries)
+        except (KafkaError, TimeoutError) as error:
+            raise StorageUnavailable(f"Kafka did not store the clock ticks on {self.topic}: {error!r}") from error
+        return [(ack.partition, ack.offset) for ack in acks]
+
     @staticmethod
     def _record(document: dict[str, Any], decision: Decision | None,
                 registry_ids: dict[str, int] | None = None) -> tuple[bytes, bytes, Headers]:

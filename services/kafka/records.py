@@ -29,21 +29,28 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from functools import lru_cache
 from typing import Any
 
 import orjson
 from aiokafka.partitioner import murmur2
 
+from projections.codec import format_instant, instant
 from projections.identity import Identifier, identifiers_of
+from projections.view_state import micros
 from projections.touchpoints import Touchpoint
-from services.contracts import decode
+from services.contracts import decode, decode_record, encode_record
 
 __all__ = [
     "RESOLUTION_HEADER",
     "Headers",
     "BadRecord",
     "ReadTouchpoint",
+    "ReadTick",
+    "TICK_TYPE",
+    "tick_record",
+    "read_record",
     "cloudevents_headers",
     "resolution_header",
     "read_touchpoint",
@@ -71,6 +78,39 @@ class ReadTouchpoint:
     conflicts: dict[Identifier, str]
 
 
+@dataclass(frozen=True, slots=True)
+class ReadTick:
+    """A clock tick (schemas/clock/tick) for the partition it was read from."""
+
+    tick_id: str
+    at: int  # µs
+
+
+TICK_TYPE = b"touchstream.clock.tick"
+
+
+def tick_record(at: datetime, partition: int) -> tuple[str, bytes, Headers]:
+    """(tick id, value, headers) of the clock tick for one partition: no key, the
+    partition is chosen by the sender; the id is the partition and the instant."""
+    moment = format_instant(at)
+    tick_id = f"tick/{partition}/{moment}"
+    value = encode_record("clock/tick", {"tick_id": tick_id, "at": moment, "partition": partition})
+    headers = [("ce_specversion", b"1.0"), ("ce_id", tick_id.encode()), ("ce_type", TICK_TYPE),
+               ("ce_source", b"touchstream/clock"), ("ce_time", moment.encode()),
+               ("content-type", b"application/avro")]
+    return tick_id, value, headers
+
+
+def read_tick(value: bytes | None) -> ReadTick:
+    try:
+        family, document = decode_record(value or b"")
+        if family != "clock/tick":
+            raise ValueError(f"a {family} record under the clock tick type")
+        return ReadTick(document["tick_id"], micros(instant(document["at"])))
+    except Exception as error:  # noqa: BLE001 - a bad tick is a dead letter like any bad record
+        raise BadRecord("undecodable", f"{type(error).__name__}: {error}") from None
+
+
 def cloudevents_headers(document: Mapping[str, Any]) -> Headers:
     """CloudEvents Kafka binding, binary mode: attributes as ``ce_*`` headers, the data
     (Avro) as the value, its media type in ``content-type``."""
@@ -96,6 +136,14 @@ def partition_of(customer_id: str, partitions: int) -> int:
     """The partition a customer's records belong on: the producer's default partitioner
     (murmur2 of the key, as the Java client) over the topic's partitions."""
     return (murmur2(customer_id.encode("utf-8")) & 0x7FFFFFFF) % partitions
+
+
+def read_record(value: bytes | None, key: bytes | None, headers: Sequence[tuple[str, bytes]], *,
+                partition: int | None = None, partitions: int | None = None) -> ReadTouchpoint | ReadTick:
+    """A touchpoint record, or a clock tick (told by its CloudEvents type)."""
+    if any(k == "ce_type" and v == TICK_TYPE for k, v in headers):
+        return read_tick(value)
+    return read_touchpoint(value, key, headers, partition=partition, partitions=partitions)
 
 
 def read_touchpoint(value: bytes | None, key: bytes | None, headers: Sequence[tuple[str, bytes]], *,

@@ -44,11 +44,12 @@ TOPICS_FILE = Path(__file__).resolve().parents[2] / "schemas" / "topics.yaml"
 # a rename there fails loudly instead of creating a topic nobody reads.
 TOUCHPOINTS_TOPIC = "touchstream.touchpoints.v1"
 CUSTOMER_VIEWS_TOPIC = "touchstream.customer-views.v1"
+LIFECYCLE_TOPIC = "touchstream.lifecycle.v1"
 DEAD_LETTERS_TOPIC = "touchstream.dead-letters.v1"
-# The topics the code writes today; every other Kafka stream of the list (lifecycle
-# transitions, triggers per channel) is created at start too, so its consumers can
-# subscribe before the first record (see ``default_topics``).
-REQUIRED_TOPICS: tuple[str, ...] = (TOUCHPOINTS_TOPIC, CUSTOMER_VIEWS_TOPIC, DEAD_LETTERS_TOPIC)
+# The topics the code writes today; every other Kafka stream of the list (triggers per
+# channel) is created at start too, so its consumers can subscribe before the first
+# record (see ``default_topics``).
+REQUIRED_TOPICS: tuple[str, ...] = (TOUCHPOINTS_TOPIC, CUSTOMER_VIEWS_TOPIC, LIFECYCLE_TOPIC, DEAD_LETTERS_TOPIC)
 
 TOPIC_ALREADY_EXISTS = 36  # Kafka error code; Tansu answers it in the response, no exception
 

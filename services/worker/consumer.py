@@ -40,10 +40,10 @@ from projections.view import CustomerView
 from services import metrics
 from services.contracts import default_registry
 from services.contracts.confluent import ConfluentRegistry, RegistryUnavailable, framed_schema_id
-from services.kafka.topics import CUSTOMER_VIEWS_TOPIC, DEAD_LETTERS_TOPIC, TOUCHPOINTS_TOPIC
+from services.kafka.topics import CUSTOMER_VIEWS_TOPIC, DEAD_LETTERS_TOPIC, LIFECYCLE_TOPIC, TOUCHPOINTS_TOPIC
 from services.redis_views import RedisViewStore, ViewStoreUnavailable
 from services.settings import Settings
-from services.worker.fold import Folded, decode, fold, view_event_headers
+from services.worker.fold import Folded, decode, fold, transition_headers, view_event_headers
 
 __all__ = ["ViewWorker", "ViewCache"]
 
@@ -101,6 +101,8 @@ class ViewWorker:
         self.owned: set[TopicPartition] = set()
         self.unpositioned: set[TopicPartition] = set()
         self.positions: dict[int, int] = {}
+        self.clocks: dict[int, int | None] = {}  # per partition: the latest clock tick folded
+        self.lifecycle = settings.lifecycle()
         self.joined = False
         self.stalled: str | None = None  # why the last batch failed, until one succeeds
         self.folded = 0
@@ -119,6 +121,7 @@ class ViewWorker:
         self.unpositioned -= partitions
         for tp in partitions:
             self.positions.pop(tp.partition, None)
+            self.clocks.pop(tp.partition, None)
         log.info("partitions_revoked", partitions=sorted(tp.partition for tp in partitions))
 
     def assigned(self, partitions: set[TopicPartition]) -> None:
@@ -217,9 +220,11 @@ class ViewWorker:
         pending = sorted(self.unpositioned & self.owned, key=lambda tp: tp.partition)
         for tp in pending:
             stored = await self.store.position(tp.topic, tp.partition)
+            clock = await self.store.clock(tp.topic, tp.partition)
             if tp in self.owned:  # still ours after the await
                 self._consumer.seek(tp, stored + 1)
                 self.positions[tp.partition] = stored
+                self.clocks[tp.partition] = clock
                 self.unpositioned.discard(tp)
                 self._consumer.resume(tp)
         self.unpositioned &= self.owned
@@ -237,11 +242,19 @@ class ViewWorker:
         partitions = len(self._consumer.partitions_for_topic(self.topic) or ()) or None
         decoded = {tp: decode(records, partitions) for tp, records in batches.items()}
         customers = set().union(*(d.customers for d in decoded.values()))
+        due_stored: dict[str, list[tuple[str, int]]] = {}
+        limit = self.settings.lifecycle_tick_limit
+        for tp, d in decoded.items():  # the deadline index, for the batch's clock ticks
+            for read in d.ticks:
+                due_stored[read.tick_id] = await self.store.due(tp.topic, tp.partition, read.at,
+                                                                limit + len(batches[tp]))
+                customers.update(c for c, _ in due_stored[read.tick_id])
         stored = self.cache.take(customers)  # states this worker committed last: no read needed
         stored.update(await self.store.states(customers - stored.keys()))
         views: dict[str, CustomerView] = {}
         folded = [fold(tp.topic, tp.partition, batches[tp][-1].offset, decoded[tp], stored, views,
-                       base=self.positions.get(tp.partition))
+                       base=self.positions.get(tp.partition), clock=self.clocks.get(tp.partition),
+                       due_stored=due_stored, lifecycle=self.lifecycle, tick_limit=limit)
                   for tp in sorted(batches, key=lambda tp: tp.partition)]
         await self._publish(folded)
         for batch, applied in zip(folded, await self._commit(folded), strict=True):
@@ -270,8 +283,11 @@ class ViewWorker:
                   view_event_headers(customer_id, b.topic, b.partition, b.view_offsets[customer_id]))
                  for b in batches for customer_id, document in b.documents.items()]
         dead = [record for b in batches for record in b.dead_records]
+        moves = [(customer_id.encode(), value, transition_headers(transition_id))
+                 for b in batches for customer_id, transition_id, value in b.transitions]
         async with asyncio.timeout(self.settings.kafka_request_timeout_ms / 1000):
-            await asyncio.gather(self._send_all(CUSTOMER_VIEWS_TOPIC, views), self._send_all(DEAD_LETTERS_TOPIC, dead))
+            await asyncio.gather(self._send_all(CUSTOMER_VIEWS_TOPIC, views), self._send_all(DEAD_LETTERS_TOPIC, dead),
+                                 self._send_all(LIFECYCLE_TOPIC, moves))
 
     async def _send_all(self, topic: str, messages: list[tuple[bytes | None, bytes | None, Any]]) -> None:
         """Send and wait for the acks, building one record batch per partition: the
@@ -304,11 +320,12 @@ class ViewWorker:
         """Every partition's batch in one Redis round trip, each fenced on its own."""
         applied = await self.store.commit_all([
             (b.topic, b.partition, b.offset, b.states, b.documents, b.links, b.conflicts, b.dead_letters, b.timeline,
-             b.base) for b in batches
+             b.base, b.lifecycle) for b in batches
         ])
         for batch, ok in zip(batches, applied, strict=True):
             if ok:
                 self.positions[batch.partition] = batch.offset
+                self.clocks[batch.partition] = batch.lifecycle.clock
                 self.folded += batch.folded
                 _count(batch)
                 continue
@@ -368,6 +385,13 @@ def _count(batch: Folded) -> None:
     if batch.conflicts:
         metrics.IDENTITY_CONFLICTS.inc(len(batch.conflicts))
     metrics.child(metrics.DERIVED_EVENTS, CUSTOMER_VIEWS_TOPIC).inc(len(batch.documents))
+    if batch.transitions:
+        metrics.child(metrics.DERIVED_EVENTS, LIFECYCLE_TOPIC).inc(len(batch.transitions))
+        for record in batch.lifecycle.transitions:
+            t = orjson.loads(record)
+            metrics.child(metrics.LIFECYCLE_TRANSITIONS, t["from_stage"], t["to_stage"]).inc()
+    if batch.visited:
+        metrics.LIFECYCLE_TICK_DUE.inc(batch.visited)
     if batch.dead_records:
         metrics.child(metrics.DERIVED_EVENTS, DEAD_LETTERS_TOPIC).inc(len(batch.dead_records))
     now = micros_now()

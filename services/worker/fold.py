@@ -21,12 +21,17 @@ from typing import Protocol
 import orjson
 
 from projections.identity import settled
-from projections.view import CustomerView, evolve, initial_view, micros
-from projections.view_document import from_state, to_document, to_state
-from services.kafka.records import BadRecord, ReadTouchpoint, read_touchpoint
+from projections.lifecycle import DEFAULT as LIFECYCLE_DEFAULT
+from projections.lifecycle import LifecycleConfig
+from projections.view import CustomerView, evolve, initial_view, micros, tick
+from projections.view_document import from_state, to_document, to_state, transition_document
+from services.contracts import encode_record
+from services.kafka.records import BadRecord, ReadTick, ReadTouchpoint, read_record
+from services.lifecycle_batch import LifecycleBatch, due
 from services.redis_keys import conflict_record, dead_letter_record
+from services.redis_views import LifecycleWrites
 
-__all__ = ["Record", "Decoded", "Folded", "decode", "fold", "derived_id", "view_event_headers"]
+__all__ = ["Record", "Decoded", "Folded", "decode", "fold", "derived_id", "view_event_headers", "transition_headers"]
 
 REASON_HEADER = "touchstream-dead-letter-reason"
 
@@ -44,12 +49,16 @@ class Record(Protocol):
 
 @dataclass(slots=True)
 class Decoded:
-    records: list[tuple[Record, ReadTouchpoint]] = field(default_factory=list)
+    records: list[tuple[Record, ReadTouchpoint | ReadTick]] = field(default_factory=list)
     dead: list[tuple[Record, str]] = field(default_factory=list)  # (record, reason)
 
     @property
     def customers(self) -> set[str]:
-        return {r.customer_id for _, r in self.records}
+        return {r.customer_id for _, r in self.records if isinstance(r, ReadTouchpoint)}
+
+    @property
+    def ticks(self) -> list[ReadTick]:
+        return [r for _, r in self.records if isinstance(r, ReadTick)]
 
 
 @dataclass(slots=True)
@@ -70,6 +79,9 @@ class Folded:
     received: list[int] = field(default_factory=list)  # received_at (µs) of each folded touchpoint
     folded: int = 0
     duplicates: int = 0
+    lifecycle: LifecycleWrites = field(default_factory=LifecycleWrites)
+    transitions: list[tuple[str, str, bytes]] = field(default_factory=list)  # (customer, id, Avro) to publish
+    visited: int = 0  # customers the batch's ticks re-evaluated
 
 
 def decode(records: Sequence[Record], partitions: int | None = None) -> Decoded:
@@ -77,35 +89,61 @@ def decode(records: Sequence[Record], partitions: int | None = None) -> Decoded:
     out = Decoded()
     for record in records:
         try:
-            out.records.append((record, read_touchpoint(record.value, record.key, record.headers,
-                                                        partition=record.partition, partitions=partitions)))
+            out.records.append((record, read_record(record.value, record.key, record.headers,
+                                                     partition=record.partition, partitions=partitions)))
         except BadRecord as error:
             out.dead.append((record, f"{error.kind}: {error}"))
     return out
 
 
 def fold(topic: str, partition: int, offset: int, decoded: Decoded, stored: Mapping[str, bytes],
-         views: dict[str, CustomerView] | None = None, *, base: int | None = None) -> Folded:
+         views: dict[str, CustomerView] | None = None, *, base: int | None = None,
+         clock: int | None = None, due_stored: Mapping[str, list[tuple[str, int]]] | None = None,
+         lifecycle: LifecycleConfig | None = LIFECYCLE_DEFAULT, tick_limit: int = 10_000) -> Folded:
     """Fold a decoded batch. ``stored`` holds the stored states (bytes) of the customers it
-    names; ``views`` may hold views already folded earlier in the same poll (and is
-    updated)."""
+    names and of those its ticks may visit; ``views`` may hold views already folded
+    earlier in the same poll (and is updated). ``clock``: the partition's latest tick
+    before the batch; ``due_stored``: per tick id, the partition's stored deadlines at
+    or before the tick (``RedisViewStore.due``, ``tick_limit`` + batch size of them)."""
     out = Folded(topic, partition, offset, base)
+    out.lifecycle.clock = clock
     views = {} if views is None else views
+    ledger = LifecycleBatch()
+
+    def load(customer_id: str) -> CustomerView | None:
+        view = views.get(customer_id)
+        if view is None:
+            raw = stored.get(customer_id)
+            view = from_state(orjson.loads(raw)) if raw is not None else None
+        return view
+
     for record, read in decoded.records:
+        if isinstance(read, ReadTick):
+            now = out.lifecycle.clock
+            out.lifecycle.clock = read.at if now is None else max(now, read.at)
+            if lifecycle is not None:
+                visiting = due(read.at, (due_stored or {}).get(read.tick_id, ()), out.views, tick_limit)
+                out.visited += len(visiting)
+                for customer_id in visiting:
+                    view = load(customer_id)
+                    after = view if view is None else tick(view, read.at, read.tick_id, lifecycle)
+                    if view is not None and after is not view:
+                        ledger.record(view, after)
+                        views[customer_id] = out.views[customer_id] = after
+                        out.view_offsets[customer_id] = record.offset
+            continue
         customer_id, event = read.customer_id, read.event
         try:
-            view = views.get(customer_id)
-            if view is None:
-                raw = stored.get(customer_id)
-                view = from_state(orjson.loads(raw)) if raw is not None else initial_view(customer_id)
+            view = load(customer_id)
             resolution = settled(event, customer_id, read.conflicts)
-            after = evolve(view, resolution.folded)
+            after = evolve(view or initial_view(customer_id), resolution.folded, lifecycle, out.lifecycle.clock)
         except Exception as error:  # noqa: BLE001 - a record that cannot be folded is a dead letter
             decoded.dead.append((record, f"unfoldable: {type(error).__name__}: {error}"))
             continue
         if after is view:
             out.duplicates += 1
             continue
+        ledger.record(view, after)
         views[customer_id] = out.views[customer_id] = after
         out.view_offsets[customer_id] = record.offset
         out.folded += 1
@@ -123,6 +161,13 @@ def fold(topic: str, partition: int, offset: int, decoded: Decoded, stored: Mapp
     for customer_id, view in out.views.items():
         out.states[customer_id] = orjson.dumps(to_state(view))
         out.documents[customer_id] = orjson.dumps(to_document(view))
+    for customer_id, transition in ledger.transitions:
+        document = transition_document(customer_id, transition)
+        out.lifecycle.transitions.append(orjson.dumps(document))
+        out.transitions.append((customer_id, document["transition_id"],
+                                encode_record("lifecycle/stage_changed", document)))
+    out.lifecycle.stages = ledger.stage_changes(out.views)
+    out.lifecycle.deadlines = ledger.deadlines(out.views)
     return out
 
 
@@ -167,3 +212,13 @@ def view_event_headers(customer_id: str, topic: str, partition: int, offset: int
     offset of the record that last changed the view in this batch."""
     return [*_VIEW_STATIC, ("ce_id", f"customer-view/{customer_id}/{topic}/{partition}/{offset}".encode()),
             ("ce_source", b"touchstream/view-worker")]
+
+
+_TRANSITION_STATIC = [("ce_specversion", b"1.0"), ("ce_type", b"touchstream.lifecycle.stage_changed"),
+                      ("ce_source", b"touchstream/view-worker"), ("content-type", b"application/avro")]
+
+
+def transition_headers(transition_id: str) -> list[tuple[str, bytes]]:
+    """CloudEvents headers of a lifecycle transition: ce_id is its deterministic id, so a
+    batch published again after a crash carries the same ids (consumers dedupe on it)."""
+    return [*_TRANSITION_STATIC, ("ce_id", transition_id.encode())]

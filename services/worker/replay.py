@@ -2,7 +2,7 @@
 
 ``verify(settings)`` reads every partition of the touchpoints topic from its first
 offset to the end offset it finds at the start (no consumer group: nothing is
-committed), folds the records in memory with the core alone (``read_touchpoint``,
+committed), folds the records in memory with the core alone (``read_record``, clock ticks included,
 ``projections.identity.settled``, ``projections.view.evolve``) and compares, byte for
 byte, each customer's stored state in Redis with the replayed one, and the partition
 positions in Redis with the end offsets. It is the independent check the crash tests
@@ -21,10 +21,12 @@ import redis.asyncio as aioredis
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from projections.identity import settled
-from projections.view import CustomerView, evolve, initial_view
+from projections.lifecycle import DEFAULT as LIFECYCLE_DEFAULT
+from projections.lifecycle import LifecycleConfig
+from projections.view import CustomerView, evolve, initial_view, tick
 from projections.view_document import to_state
 from services.contracts.confluent import ConfluentRegistry, framed_schema_id
-from services.kafka.records import BadRecord, read_touchpoint
+from services.kafka.records import BadRecord, ReadTick, read_record
 from services.kafka.topics import TOUCHPOINTS_TOPIC
 from services.redis_keys import RedisKeys
 from services.settings import Settings
@@ -35,16 +37,20 @@ IDLE_SECONDS = 30.0
 
 
 async def replay_topic(bootstrap: str, topic: str = TOUCHPOINTS_TOPIC, *,
-                       schema_registry: ConfluentRegistry | None = None) -> tuple[dict[str, bytes], dict[int, int], int]:
+                       schema_registry: ConfluentRegistry | None = None,
+                       lifecycle: LifecycleConfig | None = LIFECYCLE_DEFAULT,
+                       tick_limit: int = 10_000) -> tuple[dict[str, bytes], dict[int, int], int]:
     """(state bytes by customer, last offset by partition, dead letters) of a full replay."""
     consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, group_id=None,
                                 auto_offset_reset="earliest", fetch_max_wait_ms=10)
     await consumer.start()
     views: dict[str, CustomerView] = {}
     dead = 0
+    replayer = _Replayer(views, lifecycle, tick_limit)
     try:
         partitions = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or ())]
         consumer.assign(partitions)
+        replayer.partitions = len(partitions)
         for tp in partitions:
             consumer.seek(tp, 0)
         # The end of each partition is the high watermark fetch responses carry: Tansu
@@ -58,7 +64,7 @@ async def replay_topic(bootstrap: str, topic: str = TOUCHPOINTS_TOPIC, *,
                 if schema_registry is not None:
                     await schema_registry.learn({i for r in records if (i := framed_schema_id(r.value)) is not None})
                 for record in records:
-                    dead += _replay_one(record, views, len(partitions))
+                    dead += replayer.one(record)
             for tp in partitions:
                 high = consumer.highwater(tp)
                 if tp not in ends and high is not None and await consumer.position(tp) >= high:
@@ -71,18 +77,43 @@ async def replay_topic(bootstrap: str, topic: str = TOUCHPOINTS_TOPIC, *,
     return {c: orjson.dumps(to_state(v)) for c, v in views.items()}, last, dead
 
 
-def _replay_one(record: Any, views: dict[str, CustomerView], partitions: int) -> int:
-    """Fold one record into ``views``; 1 when it is a dead letter, else 0."""
-    try:
-        read = read_touchpoint(record.value, record.key, record.headers, partition=record.partition,
-                               partitions=partitions)
-        view = views.get(read.customer_id) or initial_view(read.customer_id)
-        views[read.customer_id] = evolve(view, settled(read.event, read.customer_id, read.conflicts).folded)
-    except BadRecord:
-        return 1
-    except Exception:  # noqa: BLE001 - the worker dead-letters these too
-        return 1
-    return 0
+class _Replayer:
+    """The worker's fold, record by record, with everything in memory: per partition its
+    clock and its customers, so a tick visits the customers whose deadline passed, the
+    earliest first, at most ``tick_limit``, as the worker's deadline index does."""
+
+    def __init__(self, views: dict[str, CustomerView], lifecycle: LifecycleConfig | None, tick_limit: int):
+        self.views, self.lifecycle, self.tick_limit = views, lifecycle, tick_limit
+        self.clocks: dict[int, int] = {}
+        self.homes: dict[int, set[str]] = {}
+        self.partitions = 0
+
+    def one(self, record: Any) -> int:
+        """Fold one record; 1 when it is a dead letter, else 0."""
+        try:
+            read = read_record(record.value, record.key, record.headers, partition=record.partition,
+                               partitions=self.partitions or None)
+            if isinstance(read, ReadTick):
+                self._tick(record.partition, read)
+                return 0
+            view = self.views.get(read.customer_id) or initial_view(read.customer_id)
+            self.views[read.customer_id] = evolve(view, settled(read.event, read.customer_id, read.conflicts).folded,
+                                                  self.lifecycle, self.clocks.get(record.partition))
+            self.homes.setdefault(record.partition, set()).add(read.customer_id)
+        except BadRecord:
+            return 1
+        except Exception:  # noqa: BLE001 - the worker dead-letters these too
+            return 1
+        return 0
+
+    def _tick(self, partition: int, read: ReadTick) -> None:
+        self.clocks[partition] = max(self.clocks.get(partition, read.at), read.at)
+        if self.lifecycle is None:
+            return
+        due = sorted((v.lifecycle.deadline, c) for c in self.homes.get(partition, ())
+                     if (v := self.views[c]).lifecycle.deadline is not None and v.lifecycle.deadline <= read.at)
+        for _, customer_id in due[:self.tick_limit]:
+            self.views[customer_id] = tick(self.views[customer_id], read.at, read.tick_id, self.lifecycle)
 
 
 async def live_states(redis_url: str, prefix: str, partitions: Sequence[int] = (),
@@ -118,7 +149,9 @@ def states_digest(states: dict[str, bytes]) -> str:
 async def verify(settings: Settings) -> dict[str, Any]:
     registry = ConfluentRegistry(settings.schema_registry_url) if settings.schema_registry_url else None
     try:
-        replayed, ends, dead = await replay_topic(settings.kafka_bootstrap, schema_registry=registry)
+        replayed, ends, dead = await replay_topic(settings.kafka_bootstrap, schema_registry=registry,
+                                                  lifecycle=settings.lifecycle(),
+                                                  tick_limit=settings.lifecycle_tick_limit)
     finally:
         if registry is not None:
             await registry.aclose()

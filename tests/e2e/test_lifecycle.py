@@ -34,10 +34,6 @@ def moves(history: list[dict[str, Any]]) -> list[tuple[str, str, str, str]]:
     return [(t["from_stage"], t["to_stage"], t["reason"], t["at"]) for t in history]
 
 
-# Clock ticks, the deadline index and the feed exist in the embedded runtime only so far:
-# the scale-out runtime answers 501 for them (tested below) and folds purchase-driven
-# stages only.
-@pytest.mark.only_runtimes("embedded")
 def test_a_customer_lives_through_every_stage_and_each_transition_is_an_event(api: Api) -> None:
     uid = f"lc-{unique()}"
     api.ingest(call(f"{uid}-c0", day(0), {"customer_id": uid}))
@@ -82,7 +78,6 @@ def test_a_customer_lives_through_every_stage_and_each_transition_is_an_event(ap
     assert figures["median_dwell_seconds"]["lost"] == pytest.approx((500 - 426) * 86_400.0)
 
 
-@pytest.mark.only_runtimes("embedded")
 def test_a_late_purchase_corrects_the_stage_with_a_late_event_transition(api: Api) -> None:
     uid = f"lc-late-{unique()}"
     answer = api.ingest([buy(uid, 1, day(0)), buy(uid, 2, day(30))])
@@ -98,23 +93,6 @@ def test_a_late_purchase_corrects_the_stage_with_a_late_event_transition(api: Ap
     assert late["lifecycle"]["stage"] == "active"
 
 
-@pytest.mark.only_runtimes("kafka")
-def test_the_scale_out_runtime_folds_purchase_stages_and_says_what_it_lacks(api: Api) -> None:
-    uid = f"lc-kafka-{unique()}"
-    answer = api.ingest([buy(uid, 1, day(0)), buy(uid, 2, day(30)), buy(uid, 3, day(800))])
-    life = api.customer(uid, min_position=answer["position"])["lifecycle"]
-    assert [(t["from_stage"], t["to_stage"], t["reason"]) for t in reversed(life["history"])] == [
-        ("prospect", "new", "first_purchase"), ("new", "active", "repeat_purchases"),
-        ("active", "declining", "recency"), ("declining", "lost", "inactivity"),
-        ("lost", "reactivated", "purchase_after_lost"),
-    ]
-    tick = api.client.post("/v1/clock/ticks", json={}, headers=bearer(api.runtime.keys.admin))
-    assert tick.status_code == 501 and "scale-out" in tick.json()["error"]["message"]
-    assert api.get("/v1/lifecycle/transitions").status_code == 501
-    assert api.get("/v1/analytics/lifecycle").status_code == 501
-
-
-@pytest.mark.only_runtimes("embedded")
 def test_a_tick_beyond_the_platform_clock_is_refused(api: Api) -> None:
     response = api.client.post("/v1/clock/ticks", json={"at": iso(datetime.now(UTC) + timedelta(days=30))},
                                headers=bearer(api.runtime.keys.admin))
