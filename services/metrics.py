@@ -32,6 +32,7 @@ __all__ = [
     "WORKER_STALLS",
     "VIEW_LATENCY_SECONDS",
     "DERIVED_EVENTS",
+    "VIEWS_WRITTEN",
     "LIFECYCLE_CUSTOMERS",
     "LIFECYCLE_TRANSITIONS",
     "LIFECYCLE_TICK_DUE",
@@ -137,6 +138,11 @@ VIEW_LATENCY_SECONDS = Histogram(
 )
 DERIVED_EVENTS = Counter(
     "touchstream_derived_events_total", "Events the worker published, by topic.", ["topic"]
+)
+
+VIEWS_WRITTEN = Counter(
+    "touchstream_views_written_total",
+    "Customer views written to the view store (a view changed by several events of one batch counts once).",
 )
 
 # -- lifecycle stages ----------------------------------------------------------------------

@@ -159,6 +159,7 @@ def _count(changes: ViewChanges) -> None:
         log.warning("dead_letter", position=position, reason=kind)
     if changes.conflicts:
         metrics.IDENTITY_CONFLICTS.inc(len(changes.conflicts))
+    metrics.VIEWS_WRITTEN.inc(len(changes.views))
     for _, t in changes.transitions:
         metrics.child(metrics.LIFECYCLE_TRANSITIONS, t.from_stage, t.to_stage).inc()
     if changes.visited:

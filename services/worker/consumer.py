@@ -385,6 +385,7 @@ def _count(batch: Folded) -> None:
     if batch.conflicts:
         metrics.IDENTITY_CONFLICTS.inc(len(batch.conflicts))
     metrics.child(metrics.DERIVED_EVENTS, CUSTOMER_VIEWS_TOPIC).inc(len(batch.documents))
+    metrics.VIEWS_WRITTEN.inc(len(batch.states))
     if batch.transitions:
         metrics.child(metrics.DERIVED_EVENTS, LIFECYCLE_TOPIC).inc(len(batch.transitions))
         for record in batch.lifecycle.transitions:
