@@ -236,12 +236,49 @@ def next_deadline(buys: tuple[Buy, ...], interval: int | None, at: int, config: 
     if len(span) < config.spend_drop_min_purchases:
         return recency if recency < lost else lost
     base = min(recency, lost)
-    dropping = _spend_drop(buys, at, config)
-    w = config.window_us
-    for moment in sorted({b.at + w for b in span if b.at + w > at} | {b.at + 2 * w for b in span}):
+    currency = span[-1].currency
+    if any(b.currency != currency for b in span):  # several currencies: judge at each crossing
+        dropping = _spend_drop(buys, at, config)
+        w = config.window_us
+        for moment in sorted({b.at + w for b in span if b.at + w > at} | {b.at + 2 * w for b in span}):
+            if moment >= base:
+                break
+            if _spend_drop(buys, moment, config) != dropping:
+                return moment
+        return base
+    return _first_spend_flip(span, at, base, config)
+
+
+def _first_spend_flip(span: tuple[Buy, ...], at: int, base: int, config: LifecycleConfig) -> int:
+    """One currency: sweep the window crossings in time order, moving each purchase from
+    the latest window to the earlier one (at + w) and out (at + 2w), and return the first
+    instant before ``base`` where the spend rule's answer changes (else ``base``)."""
+    w, need, keep = config.window_us, config.spend_drop_min_purchases, 1 - config.spend_drop
+    cut = at - w
+    latest = earlier = n_earlier = 0
+    moves: list[tuple[int, int, int]] = []  # (instant, change to latest, change to earlier)
+    for b in span:
+        if b.at > cut:
+            latest += b.amount
+            moves.append((b.at + w, -b.amount, b.amount))
+        else:
+            earlier += b.amount
+            n_earlier += 1
+        moves.append((b.at + 2 * w, 0, -b.amount))
+    dropping = n_earlier >= need and latest <= earlier * keep
+    moves.sort()
+    i, n = 0, len(moves)
+    while i < n:
+        moment = moves[i][0]
         if moment >= base:
             break
-        if _spend_drop(buys, moment, config) != dropping:
+        while i < n and moves[i][0] == moment:
+            _, d_latest, d_earlier = moves[i]
+            latest += d_latest
+            earlier += d_earlier
+            n_earlier += (d_earlier > 0) - (d_latest == 0)
+            i += 1
+        if moment > at and (n_earlier >= need and latest <= earlier * keep) != dropping:
             return moment
     return base
 

@@ -20,6 +20,7 @@ from projections.view import evolve, initial_view, tick
 from projections.view_document import to_state
 from projections.view_state import instant_of
 from services.eventlog import LoggedTouchpoint
+from services.gc_tuning import tune_gc
 from services.runner import fold_batch
 from services.traffic import TrafficOptions, labelled
 from services.view_cache import ViewCache
@@ -28,24 +29,27 @@ from services.viewstore import ViewChanges, ViewStore, dumps
 __all__ = ["run_lifecycle_bench"]
 
 
-def _fold_seconds(events: list[tuple[str, Any]], lifecycle: Any) -> float:
+def _fold_seconds(events: list[tuple[str, Any]], lifecycle: Any, counted: list[int] | None = None) -> float:
     views: dict[str, Any] = {}
     started = time.perf_counter()
     for cid, event in events:
         views[cid] = evolve(views.get(cid) or initial_view(cid), event, lifecycle)
-    return time.perf_counter() - started
+    seconds = time.perf_counter() - started
+    if counted is not None:
+        counted.append(sum(v.lifecycle.seq for v in views.values()))
+    return seconds
 
 
 def fold_overhead(events: int, customers: int) -> dict[str, Any]:
     options = TrafficOptions(customers=customers, events=events, days=730, duplicate_rate=0.0)
     decoded = [(cid, from_dict({"received_at": e["occurred_at"], **e})) for cid, e in labelled(options)]
     purchases = sum(1 for _, e in decoded if e.type == "purchase")
-    without, with_ = [], []
+    without, with_, transitions = [], [], []
     for _ in range(3):  # alternate, keep the best of each: the machine's noise is one-sided
         without.append(_fold_seconds(decoded, None))
-        with_.append(_fold_seconds(decoded, DEFAULT))
+        with_.append(_fold_seconds(decoded, DEFAULT, transitions))
     base, cost = min(without), min(with_)
-    return {"events": len(decoded), "purchases": purchases, "customers": customers,
+    return {"events": len(decoded), "purchases": purchases, "customers": customers, "transitions": transitions[0],
             "us_per_event_without": round(base / len(decoded) * 1e6, 3),
             "us_per_event_with": round(cost / len(decoded) * 1e6, 3),
             "overhead_percent": round((cost / base - 1) * 100, 1)}
@@ -125,6 +129,7 @@ def _purchase_like(i: int, k: int) -> Any:
 def run_lifecycle_bench(base: Path, *, events: int = 200_000, customers: int = 20_000,
                         deadlines: int = 1_000_000, due: int = 20_000) -> dict[str, Any]:
     base.mkdir(parents=True, exist_ok=True)
+    tune_gc()  # as the runner and the worker run
     return {
         "fold_overhead": fold_overhead(events, customers),
         "tick_none_due": tick_none_due(base, deadlines),
