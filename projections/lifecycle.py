@@ -337,7 +337,8 @@ def on_purchase(lc: Lifecycle, customer_id: str, clock: int | None, buy: Buy,
     if lc.evaluated is not None and (clock is None or lc.evaluated > clock):
         clock = lc.evaluated
     if clock is None or buy.at >= clock:
-        lc = advance(lc, customer_id, buy.at, buy.event_id, config)
+        if lc.deadline is not None and lc.deadline <= buy.at:  # time-driven changes first
+            lc = advance(lc, customer_id, buy.at, buy.event_id, config)
         clock = buy.at
     held = lc.buys
     if not held or buy > held[-1]:  # in order: the common case
