@@ -151,27 +151,7 @@ class TouchpointPublisher:
                    for i, d in enumerate(documents)]
         if not records:
             return []
-        started = time.monotonic()
-        deliveries: list[asyncio.Future[Any]] = []
-        try:
-            # aiokafka bounds each step by request_timeout_ms; the outer bound makes the
-            # whole call (metadata + buffer + acks) answer within it, whatever goes wrong.
-            async with asyncio.timeout(self.request_timeout_ms / 1000):
-                for key, value, headers in records:
-                    # send() only queues the record: all of them go out in a few batches.
-                    delivery = await self._producer.send(self.topic, value=value, key=key, headers=headers)
-                    delivery.add_done_callback(_observe)
-                    deliveries.append(delivery)
-                acks = await asyncio.gather(*deliveries)
-        except (KafkaError, TimeoutError) as error:
-            waited_ms = round((time.monotonic() - started) * 1000)
-            what = "no acknowledgement" if isinstance(error, TimeoutError) else repr(error)
-            raise StorageUnavailable(
-                f"Kafka did not store {len(records)} touchpoints on {self.topic} at {self.bootstrap} "
-                f"(after {waited_ms} ms, timeout {self.request_timeout_ms} ms): {what}"
-            ) from error
-        return [(ack.partition, ack.offset) for ack in acks]
-
+        return await self._send([(None, key, value, headers) for key, value, headers in records], "touchpoints")
 
     async def publish_ticks(self, records: list[tuple[int, bytes, Headers]]) -> list[tuple[int, int]]:
         """Clock ticks, one record per partition given (partition, value, headers);
@@ -179,16 +159,34 @@ class TouchpointPublisher:
         encoded (readers take both framings)."""
         if self._producer is None:
             raise StorageUnavailable("the Kafka publisher is not started")
+        return await self._send([(partition, None, value, headers) for partition, value, headers in records],
+                                "clock ticks")
+
+    async def _send(self, records: list[tuple[int | None, bytes | None, bytes, Headers]],
+                    what: str) -> list[tuple[int, int]]:
+        """Send (partition or None for the key's, key, value, headers) and wait for every
+        ack; (partition, offset) of each, or StorageUnavailable within request_timeout_ms."""
+        assert self._producer is not None
+        started = time.monotonic()
+        deliveries: list[asyncio.Future[Any]] = []
         try:
+            # aiokafka bounds each step by request_timeout_ms; the outer bound makes the
+            # whole call (metadata + buffer + acks) answer within it, whatever goes wrong.
             async with asyncio.timeout(self.request_timeout_ms / 1000):
-                deliveries = []
-                for partition, value, headers in records:
-                    delivery = await self._producer.send(self.topic, value=value, partition=partition, headers=headers)
+                for partition, key, value, headers in records:
+                    # send() only queues the record: all of them go out in a few batches.
+                    delivery = await self._producer.send(self.topic, value=value, key=key, partition=partition,
+                                                         headers=headers)
                     delivery.add_done_callback(_observe)
                     deliveries.append(delivery)
                 acks = await asyncio.gather(*deliveries)
         except (KafkaError, TimeoutError) as error:
-            raise StorageUnavailable(f"Kafka did not store the clock ticks on {self.topic}: {error!r}") from error
+            waited_ms = round((time.monotonic() - started) * 1000)
+            detail = "no acknowledgement" if isinstance(error, TimeoutError) else repr(error)
+            raise StorageUnavailable(
+                f"Kafka did not store {len(records)} {what} on {self.topic} at {self.bootstrap} "
+                f"(after {waited_ms} ms, timeout {self.request_timeout_ms} ms): {detail}"
+            ) from error
         return [(ack.partition, ack.offset) for ack in acks]
 
     @staticmethod

@@ -10,7 +10,6 @@ import asyncio
 from datetime import UTC, datetime, timedelta
 
 import orjson
-from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from projections.codec import to_dict
 from projections.touchpoints import CustomerRef
@@ -23,6 +22,7 @@ from tests.integration.test_view_worker import (  # noqa: F401 - fixtures
     all_folded,
     assert_replay_identical,
     broker,
+    read_topic,
     running_worker,
     settings,
 )
@@ -30,26 +30,6 @@ from tests.support.redis_server import unique_prefix
 from tests.support.touchpoints import call, purchase
 
 BASE = datetime(2023, 1, 2, 9, 0, tzinfo=UTC)
-
-
-async def read_lifecycle_topic(bootstrap: str, expected: int) -> list:  # type: ignore[type-arg]
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=None, enable_auto_commit=False,
-                                fetch_max_wait_ms=10)
-    await consumer.start()
-    try:
-        partitions = [TopicPartition(LIFECYCLE_TOPIC, p) for p in range(PARTITIONS)]
-        consumer.assign(partitions)
-        for tp in partitions:
-            consumer.seek(tp, 0)
-        found: list = []  # type: ignore[type-arg]
-        for _ in range(100):
-            for records in (await consumer.getmany(timeout_ms=100)).values():
-                found += records
-            if len(found) >= expected:
-                break
-        return found
-    finally:
-        await consumer.stop()
 
 
 def test_ticks_move_only_the_customers_due_and_every_transition_is_published_once(settings: Settings) -> None:
@@ -91,7 +71,7 @@ def test_ticks_move_only_the_customers_due_and_every_transition_is_published_onc
                     assert await platform.store.due("touchstream.touchpoints.v1", p, 10**18, 10) == []
 
             # the lifecycle topic: each transition once, Avro, ce_id = its deterministic id
-            records = await read_lifecycle_topic(settings.kafka_bootstrap, 4 * len(buyers))
+            records = await read_topic(settings.kafka_bootstrap, LIFECYCLE_TOPIC, 4 * len(buyers))
             assert len(records) == 4 * len(buyers)
             ids = set()
             for record in records:

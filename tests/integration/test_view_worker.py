@@ -238,12 +238,13 @@ def bad_records(tag: str) -> list[tuple[str, bytes | None, bytes | None, list[tu
     ]
 
 
-async def read_dead_letter_topic(bootstrap: str, expected: int) -> list[ConsumerRecord]:
+async def read_topic(bootstrap: str, topic: str, expected: int) -> list[ConsumerRecord]:
+    """Every record of ``topic`` from the start, once ``expected`` are there (or 10 s)."""
     consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=None, enable_auto_commit=False,
                                 fetch_max_wait_ms=10)
     await consumer.start()
     try:
-        partitions = [TopicPartition(DEAD_LETTERS_TOPIC, p) for p in range(PARTITIONS)]
+        partitions = [TopicPartition(topic, p) for p in range(PARTITIONS)]
         consumer.assign(partitions)
         for tp in partitions:
             consumer.seek(tp, 0)
@@ -305,7 +306,7 @@ def test_bad_records_become_dead_letters_with_their_reason_and_every_good_event_
                     assert letter["position"] is None, letter  # never acknowledged by ingest
 
             # the dead-letter topic: the original bytes, the reason and the source in headers
-            records = await read_dead_letter_topic(settings.kafka_bootstrap, len(bad))
+            records = await read_topic(settings.kafka_bootstrap, DEAD_LETTERS_TOPIC, len(bad))
             assert len(records) == len(bad), [r.headers for r in records]
             for record in records:
                 headers = dict(record.headers)
