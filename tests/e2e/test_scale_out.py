@@ -29,6 +29,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -280,6 +281,63 @@ def scale_out(tmp_path: Path, **settings: str) -> Iterator[KafkaRuntime]:
         yield runtime
 
 
+@dataclass
+class Ticker:
+    """Posts clock ticks while traffic flows: time marches through the traffic's year and
+    beyond (a tick every ``every`` seconds, ``step`` further each), so lifecycle deadlines
+    pass and transitions are derived from ticks on every partition mid-crash."""
+
+    base_url: str
+    key: str
+    start: datetime
+    step: timedelta = timedelta(days=10)
+    every: float = 1.0
+    posted: int = 0
+    failures: list[str] = field(default_factory=list)
+    _stop: threading.Event = field(default_factory=threading.Event)
+    _thread: threading.Thread | None = None
+
+    def begin(self) -> Ticker:
+        self._thread = threading.Thread(target=self._run, name="ticker", daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(30)
+
+    def _run(self) -> None:
+        at = self.start
+        with httpx.Client(base_url=self.base_url, headers=bearer(self.key), timeout=30.0) as client:
+            while not self._stop.wait(self.every) and at < datetime.now(UTC) - timedelta(days=1):
+                response = client.post("/v1/clock/ticks", json={"at": at.isoformat()})
+                if response.status_code == 202:
+                    self.posted += 1
+                    at += self.step
+                elif response.status_code != 503:
+                    self.failures.append(f"{response.status_code}: {response.text[:200]}")
+                    return
+
+
+def assert_each_transition_once(api: Api) -> int:
+    """The transition feed holds each transition once (the commit is fenced), and never a
+    customer's sequence number twice."""
+    seen: set[str] = set()
+    steps: set[tuple[str, int]] = set()
+    cursor = None
+    while True:
+        page = api.get("/v1/lifecycle/transitions", limit=1000, after=cursor).json()
+        for t in page["transitions"]:
+            assert t["transition_id"] not in seen, t
+            assert (t["customer_id"], t["sequence"]) not in steps, t
+            seen.add(t["transition_id"])
+            steps.add((t["customer_id"], t["sequence"]))
+        if not page["transitions"]:
+            return len(seen)
+        cursor = page["next_cursor"]
+
+
 # -- crashes -----------------------------------------------------------------------------------
 @pytest.mark.parametrize("duplicated", [False, True], ids=["clean", "1pct-duplicated"])
 def test_a_worker_killed_five_times_mid_stream_loses_no_event_and_counts_none_twice(
@@ -291,7 +349,9 @@ def test_a_worker_killed_five_times_mid_stream_loses_no_event_and_counts_none_tw
         sender = Sender(runtime.base_url, runtime.keys.ingest, events, rate=400)
         copies = Duplicator(runtime.stack.bootstrap, runtime.stack.partitions) if duplicated else None
         since = folded_positions(runtime)
+        ticker = Ticker(runtime.base_url, runtime.keys.admin, datetime(2025, 1, 15, tzinfo=UTC))
         sender.start()
+        ticker.begin()
         if copies:
             copies.start()
         restarts: list[float] = []
@@ -308,6 +368,7 @@ def test_a_worker_killed_five_times_mid_stream_loses_no_event_and_counts_none_tw
             sender.join(timeout=120)
         finally:
             sender.stop()
+            ticker.stop()
             if copies:
                 copies.stop()
         print(f"restart to folding again (s): {restarts}; kills while sending: {while_sending}")  # noqa: T201
@@ -317,8 +378,10 @@ def test_a_worker_killed_five_times_mid_stream_loses_no_event_and_counts_none_tw
         assert len(sender.acknowledged) == len({e["event_id"] for _, e in events}), "not every event acknowledged"
         assert not sender.unavailable, sender.unavailable
 
+        assert not ticker.failures and ticker.posted >= 10, (ticker.posted, ticker.failures[:3])
         assert_every_acknowledged_event_once(Api(runtime), events, sender.acknowledged)
-        assert_replay_identical(runtime)
+        assert assert_each_transition_once(Api(runtime)) > 0
+        assert_replay_identical(runtime)  # ticks included: the same transitions, byte for byte
 
 
 # -- broker outage -----------------------------------------------------------------------------
