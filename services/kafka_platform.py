@@ -284,6 +284,16 @@ class KafkaPlatform:
                     moves.append((t["from_stage"], t["to_stage"], round(t["dwell_seconds"] * 1e6)))
         return LifecycleFigures(stages, moves)
 
+    # -- customer value --------------------------------------------------------------------
+    async def purchase_histories(self) -> list[tuple[int, int, int]]:
+        return await self.store.purchase_histories()
+
+    async def save_model(self, name: str, body: bytes) -> None:
+        await self.store.save_model(name, body)
+
+    async def model(self, name: str) -> bytes | None:
+        return await self.store.model(name)
+
     async def refresh_gauges(self) -> None:
         set_stage_gauges(await self.store.stage_counts())
         head, mark = await self.store.watermark(self.topic, self.settings.kafka_partitions)

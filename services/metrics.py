@@ -33,6 +33,8 @@ __all__ = [
     "VIEW_LATENCY_SECONDS",
     "DERIVED_EVENTS",
     "VIEWS_WRITTEN",
+    "VALUE_REFITS",
+    "VALUE_MODEL_CUSTOMERS",
     "LIFECYCLE_CUSTOMERS",
     "LIFECYCLE_TRANSITIONS",
     "LIFECYCLE_TICK_DUE",
@@ -157,4 +159,14 @@ LIFECYCLE_TRANSITIONS = Counter(
 LIFECYCLE_TICK_DUE = Counter(
     "touchstream_lifecycle_tick_customers_total",
     "Customers a clock tick re-evaluated (those whose next deadline had passed).",
+)
+
+# -- customer value ------------------------------------------------------------------------
+VALUE_REFITS = Counter(
+    "touchstream_value_refits_total",
+    "Purchase-model (BG/NBD) refits, by result (fitted, not_enough_history, failed).",
+    ["result"],
+)
+VALUE_MODEL_CUSTOMERS = Gauge(
+    "touchstream_value_model_customers", "Customers with a purchase the current purchase model was fitted on."
 )

@@ -136,6 +136,14 @@ class Platform(Protocol):
         ``start <= at < end`` (µs)."""
         ...
 
+    async def purchase_histories(self) -> list[tuple[int, int, int]]:
+        """(first purchase µs, last purchase µs, purchases) of every customer who bought."""
+        ...
+
+    async def save_model(self, name: str, body: bytes) -> None: ...
+
+    async def model(self, name: str) -> bytes | None: ...
+
 
 def set_stage_gauges(counts: dict[str, int]) -> None:
     for stage in STAGES:
@@ -272,6 +280,15 @@ class EmbeddedPlatform:
         rows = await asyncio.to_thread(self.views.transitions, after=start, limit=limit, customer_id=customer_id)
         page = [transition_row_document(r) for r in rows]
         return TransitionPage(page, cursor_out(rows[-1]["feed"]) if rows else after)
+
+    async def purchase_histories(self) -> list[tuple[int, int, int]]:
+        return await asyncio.to_thread(self.views.purchase_histories)
+
+    async def save_model(self, name: str, body: bytes) -> None:
+        await asyncio.to_thread(self.views.save_model, name, body)
+
+    async def model(self, name: str) -> bytes | None:
+        return await asyncio.to_thread(self.views.model, name)
 
     async def lifecycle_figures(self, start: int, end: int) -> LifecycleFigures:
         stages = await asyncio.to_thread(self.views.stage_counts)

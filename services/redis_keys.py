@@ -95,6 +95,10 @@ class RedisKeys:
         """Stream of lifecycle transitions (field ``record``: the LifecycleStageChanged JSON)."""
         return f"{self.prefix}:transitions"
 
+    def model(self, name: str) -> str:
+        """A fitted model (services.value), JSON."""
+        return f"{self.prefix}:model:{name}"
+
     @property
     def stages(self) -> str:
         """Hash: stage -> customers in it."""

@@ -29,6 +29,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+import orjson
 import redis.asyncio as aioredis
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
@@ -327,6 +328,38 @@ class RedisViewStore:
     async def clock(self, topic: str, partition: int) -> int | None:
         value = await self._call(self._redis.get(self.keys.clock(topic, partition)))
         return None if value is None else int(value)
+
+    async def purchase_histories(self) -> list[tuple[int, int, int]]:
+        """(first purchase µs, last purchase µs, purchases) of every customer who bought:
+        every stored state is scanned and parsed, a thousand at a time."""
+        start = self.keys.state("")
+        out: list[tuple[int, int, int]] = []
+        batch: list[bytes] = []
+
+        async def flush() -> None:
+            for raw in await self._call(self._redis.mget(batch)):
+                if raw is not None:
+                    d = orjson.loads(raw)
+                    if d["purchases"]:
+                        out.append((d["first_purchase_at"], d["last_purchase_at"], d["purchases"]))
+            batch.clear()
+
+        try:
+            async for name in self._redis.scan_iter(match=start.replace("*", r"\*") + "*", count=2000):
+                batch.append(name)
+                if len(batch) >= 1000:
+                    await flush()
+        except _UNAVAILABLE as error:
+            raise ViewStoreUnavailable(f"redis at {self._where} unavailable: {type(error).__name__}") from error
+        if batch:
+            await flush()
+        return out
+
+    async def save_model(self, name: str, body: bytes) -> None:
+        await self._call(self._writer.set(self.keys.model(name), body))
+
+    async def model(self, name: str) -> bytes | None:
+        return await self._call(self._redis.get(self.keys.model(name)))
 
     async def stage_counts(self) -> dict[str, int]:
         raw = await self._call(self._redis.hgetall(self.keys.stages))

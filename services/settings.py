@@ -110,6 +110,9 @@ class Settings(BaseSettings):
     # (the earliest deadlines first), the next tick takes the rest
     clock_tick_seconds: float = Field(default=60.0, ge=0)
     lifecycle_tick_limit: int = Field(default=10_000, ge=1)
+    # customer value: the purchase model (BG/NBD) is refitted this often (0: only on
+    # POST /v1/value/refit)
+    value_refit_seconds: float = Field(default=3600.0, ge=0)
 
     def lifecycle(self) -> LifecycleConfig:
         return LifecycleConfig(

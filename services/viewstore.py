@@ -101,6 +101,8 @@ class ViewStore(SQLiteTrackingRecorder):
             "CREATE INDEX IF NOT EXISTS lifecycle_transitions_at ON lifecycle_transitions (at)",
             "CREATE TABLE IF NOT EXISTS lifecycle_stages (stage TEXT PRIMARY KEY, customers INTEGER NOT NULL)",
             "CREATE TABLE IF NOT EXISTS runner_state (name TEXT PRIMARY KEY, value INTEGER)",
+            # fitted models (services.value): written by the refit job, not by the runner
+            "CREATE TABLE IF NOT EXISTS value_models (name TEXT PRIMARY KEY, body BLOB NOT NULL)",
         ]
 
     # -- writing -------------------------------------------------------------------------
@@ -156,6 +158,26 @@ class ViewStore(SQLiteTrackingRecorder):
             c.execute("SELECT customer_id, due_at FROM lifecycle_deadlines WHERE due_at <= ? "
                       "ORDER BY due_at, customer_id LIMIT ?", (at, limit))
             return [(r[0], r[1]) for r in c.fetchall()]
+
+    def purchase_histories(self) -> list[tuple[int, int, int]]:
+        """(first purchase µs, last purchase µs, purchases) of every customer who bought,
+        read by SQLite's JSON functions (no state is parsed in Python)."""
+        with self.datastore.transaction(commit=False) as c:
+            c.execute("SELECT json_extract(s, '$.first_purchase_at'), json_extract(s, '$.last_purchase_at'), "
+                      "json_extract(s, '$.purchases') FROM (SELECT CAST(state AS TEXT) AS s FROM customer_views) "
+                      "WHERE json_extract(s, '$.purchases') > 0")
+            return [(r[0], r[1], r[2]) for r in c.fetchall()]
+
+    def save_model(self, name: str, body: bytes) -> None:
+        with self.datastore.transaction(commit=True) as c:
+            c.execute("INSERT INTO value_models VALUES (?, ?) ON CONFLICT (name) DO UPDATE SET body=excluded.body",
+                      (name, body))
+
+    def model(self, name: str) -> bytes | None:
+        with self.datastore.transaction(commit=False) as c:
+            c.execute("SELECT body FROM value_models WHERE name = ?", (name,))
+            row = c.fetchone()
+            return None if row is None else bytes(row[0])
 
     def stage_counts(self) -> dict[str, int]:
         with self.datastore.transaction(commit=False) as c:

@@ -27,10 +27,12 @@ from services.api.ingest_routes import ingest_router
 from services.api.lifecycle_routes import lifecycle_router
 from services.api.ops_routes import ops_router
 from services.api.responses import JSON
+from services.api.value_routes import value_router
 from services.contracts.confluent import RegistryUnavailable
 from services.ingest import StorageUnavailable
 from services.platform import NotInThisRuntime, Platform
 from services.redis_views import ViewStoreUnavailable
+from services.value.service import ValueService
 
 __all__ = ["create_app"]
 
@@ -76,14 +78,17 @@ def create_app(platform: Platform, *, manage_platform: bool = True) -> FastAPI:
     settings = platform.settings
     set_phone_region(settings.default_phone_region)
     keys = KeyRing(settings)
+    value = ValueService(platform, settings.value_refit_seconds)
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         if manage_platform:
             await platform.start()
+        value.start()
         try:
             yield
         finally:
+            await value.stop()
             if manage_platform:
                 await platform.close()
 
@@ -124,8 +129,9 @@ def create_app(platform: Platform, *, manage_platform: bool = True) -> FastAPI:
 
     app.include_router(ingest_router(platform, keys))
     app.include_router(form_router(platform, keys.limiter))
-    app.include_router(customer_router(platform, keys))
+    app.include_router(customer_router(platform, keys, value))
     app.include_router(lifecycle_router(platform, keys))
+    app.include_router(value_router(value, keys))
     app.include_router(ops_router(platform))
     app.state.platform = platform
     return app

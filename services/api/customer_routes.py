@@ -18,19 +18,22 @@ from fastapi import APIRouter, Depends, HTTPException, Query
 from pydantic import AwareDatetime
 
 from projections.pressure import contact_pressure
+from projections.view_state import micros
 from projections.view_document import from_state, to_document
 from services import metrics
 from services.api.auth import KeyRing
 from services.api.contracts import normalise_email, normalise_phone
 from services.api.responses import JSON
 from services.platform import Platform
+from services.value.job import value_section
+from services.value.service import ValueService
 
 __all__ = ["customer_router"]
 
 MinPosition = Annotated[int | None, Query(ge=0, description="wait until the views include this log position")]
 
 
-def customer_router(platform: Platform, keys: KeyRing) -> APIRouter:
+def customer_router(platform: Platform, keys: KeyRing, value: ValueService) -> APIRouter:
     router = APIRouter(tags=["customers"], dependencies=[Depends(keys.require("read"))])
     wait_max = platform.settings.read_wait_max_seconds
 
@@ -52,7 +55,10 @@ def customer_router(platform: Platform, keys: KeyRing) -> APIRouter:
             raise HTTPException(404, "no such customer")
         view = from_state(orjson.loads(state))
         document = to_document(view)
-        document["contact_pressure"] = contact_pressure(view, at or datetime.now(UTC))
+        moment = at or datetime.now(UTC)
+        document["contact_pressure"] = contact_pressure(view, moment)
+        document["value"] = value_section(await value.current(), view.purchases, view.first_purchase_at,
+                                          view.last_purchase_at, micros(moment))
         return JSON(document, headers={"X-Touchstream-Position": str(position)})
 
     @router.get("/v1/customers/{customer_id}")

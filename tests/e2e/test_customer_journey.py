@@ -175,6 +175,7 @@ class Journey:
                     "dwell_seconds": round((self.t_purchase - datetime.fromisoformat(form_at)).total_seconds(), 3),
                 }],
             },
+            "value": {"p_alive": None, "expected_purchases_90d": None, "model_fitted_at": None},
             "contact_pressure": {
                 window: {
                     "by_company": {"all": 1, "phone": 1},

@@ -28,6 +28,8 @@ V1_ROUTES = {
     ("post", "/v1/clock/ticks"),
     ("get", "/v1/lifecycle/transitions"),
     ("get", "/v1/analytics/lifecycle"),
+    ("post", "/v1/value/refit"),
+    ("get", "/v1/value/model"),
 }
 OPS_ROUTES = {"/metrics", "/healthz", "/readyz", "/openapi.json", "/docs", "/docs/oauth2-redirect", "/redoc"}
 

@@ -77,6 +77,7 @@ def settings_under_test(keys: Keys = TEST_KEYS) -> dict[str, str]:
         # The journey dates events hours after the form the server stamps "now".
         "TOUCHSTREAM_MAX_FUTURE_SECONDS": "86400",
         "TOUCHSTREAM_CLOCK_TICK_SECONDS": "0",  # tests post their own ticks: time is what the test says
+        "TOUCHSTREAM_VALUE_REFIT_SECONDS": "0",  # and refit the purchase model when they mean to
     }
 
 

@@ -1,0 +1,95 @@
+"""The purchase-model refit job: BG/NBD fitted on every customer's purchase history.
+
+Input: per customer who bought, (first purchase, last purchase, purchases) in µs and a
+count, read from the view store (both runtimes keep them on the view). BG/NBD counts
+*repeat* purchases from the first one: ``x = purchases - 1``, ``t_x = last - first``,
+``T = end - first``, in weeks. (The view counts purchase events; two purchases on one
+day count twice, where a day-based summary would count one: the fit and the scores use
+the same definition, so they agree.) Identical rows are fitted once with their weight, so
+a million customers fit in seconds (docs/BENCHMARKS.md, docs/VALUE.md).
+
+Output: ``ValueModel`` — the fitted parameters, when and on what, stored by the platform
+and read by the API, which gives each customer P(alive) and the purchases expected over
+the next 90 days at read time (the time is the reader's ``at``), so no score is stale.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import numpy as np
+import orjson
+
+from projections.codec import format_instant
+from projections.view_state import instant_of
+from services.value.bgnbd import WEEK_US, BgNbd, fit
+from services.value.summary import distinct_rows
+
+__all__ = ["ValueModel", "NotEnoughHistory", "refit", "MIN_REPEAT_BUYERS", "value_section", "HORIZON_US"]
+
+MIN_REPEAT_BUYERS = 20  # below this the four parameters are not identifiable
+HORIZON_US = 90 * 86_400 * 1_000_000
+
+
+class NotEnoughHistory(ValueError):
+    """Too few customers with repeat purchases to fit the model."""
+
+
+@dataclass(frozen=True, slots=True)
+class ValueModel:
+    model: BgNbd
+    fitted_at: int  # µs: the end of the observation
+    customers: int
+    repeat_buyers: int
+    seconds: float
+
+    def to_json(self) -> bytes:
+        return orjson.dumps({**asdict(self), "model": self.model.to_dict()})
+
+    @classmethod
+    def from_json(cls, raw: bytes) -> ValueModel:
+        d = orjson.loads(raw)
+        return cls(BgNbd.from_dict(d["model"]), d["fitted_at"], d["customers"], d["repeat_buyers"], d["seconds"])
+
+    def summary(self) -> dict[str, Any]:
+        m = self.model
+        return {"fitted_at": format_instant(instant_of(self.fitted_at)), "customers": self.customers,
+                "repeat_buyers": self.repeat_buyers, "seconds": self.seconds, "converged": m.converged,
+                "parameters": {"r": m.r, "alpha": m.alpha, "a": m.a, "b": m.b}, "unit": "week",
+                "log_likelihood": m.log_likelihood}
+
+
+def refit(histories: Iterable[tuple[int, int, int]], end: int) -> ValueModel:
+    """Fit on (first purchase µs, last purchase µs, purchases) of every customer who
+    bought, observed until ``end`` (µs). Raises ``NotEnoughHistory``."""
+    started = time.perf_counter()
+    rows = np.array([h for h in histories if h[2] > 0 and h[0] <= end], dtype=np.int64).reshape(-1, 3)
+    first, last, count = rows[:, 0], np.minimum(rows[:, 1], end), rows[:, 2]
+    x = (count - 1).astype(np.float64)
+    t_x = np.where(x > 0, (last - first) / WEEK_US, 0.0)
+    T = (end - first) / WEEK_US
+    repeat = int((x > 0).sum())
+    if repeat < MIN_REPEAT_BUYERS:
+        raise NotEnoughHistory(f"{repeat} customers with repeat purchases; the model needs {MIN_REPEAT_BUYERS}")
+    model = fit(*distinct_rows(x, t_x, T), unit_us=WEEK_US)
+    return ValueModel(model, end, len(rows), repeat, round(time.perf_counter() - started, 3))
+
+
+def value_section(model: ValueModel | None, purchases: int, first: int | None, last: int | None,
+                  at: int) -> dict[str, Any]:
+    """The predictive part of a customer's value at instant ``at``."""
+    if model is None or not purchases or first is None or last is None or at < first:
+        return {"p_alive": None, "expected_purchases_90d": None, "model_fitted_at": None if model is None
+                else format_instant(instant_of(model.fitted_at))}
+    m = model.model
+    x = purchases - 1
+    t_x = (min(last, at) - first) / m.unit_us if x else 0.0
+    T = (at - first) / m.unit_us
+    return {
+        "p_alive": round(float(m.p_alive(x, t_x, T)), 6),
+        "expected_purchases_90d": round(float(m.expected_purchases_within(HORIZON_US, x, t_x, T)), 6),
+        "model_fitted_at": format_instant(instant_of(model.fitted_at)),
+    }

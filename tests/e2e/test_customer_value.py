@@ -1,0 +1,81 @@
+"""Customer value over HTTP, on every runtime: the purchase model (BG/NBD) is refitted on
+demand from every customer's purchases, and each customer's view then says how likely
+they are still a customer and how many purchases to expect in the next 90 days."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import random
+
+import pytest
+
+from tests.support.api import Api, bearer, iso, purchase, unique
+
+pytestmark = pytest.mark.e2e
+
+NOW = datetime.now(UTC).replace(microsecond=0)
+
+
+def buys(uid: str, days_ago: list[int]) -> list[dict[str, Any]]:
+    return [purchase(f"{uid}-{i}", NOW - timedelta(days=d), {"customer_id": uid}, order_id=f"{uid}-o{i}",
+                     amount="30.00") for i, d in enumerate(days_ago)]
+
+
+def simulated(tag: str, n: int = 150, seed: int = 3) -> list[dict[str, Any]]:
+    """Customers who buy and drop out as BG/NBD assumes (rates ~ Gamma(0.8, 4 weeks),
+    dropout after each purchase ~ Beta(0.8, 3)), first seen up to two years ago."""
+    rng, events = random.Random(seed), []
+    for k in range(n):
+        rate, dropout = rng.gammavariate(0.8, 1 / 4.0), rng.betavariate(0.8, 3.0)
+        age = rng.uniform(0, 100)  # weeks since the first purchase
+        weeks_ago, t = [age], 0.0
+        while True:
+            t += rng.expovariate(rate)
+            if t > age:
+                break
+            weeks_ago.append(age - t)
+            if rng.random() < dropout:
+                break
+        events += buys(f"{tag}-sim-{k}", [round(w * 7) for w in weeks_ago])
+    return events
+
+
+def refit(api: Api) -> Any:
+    return api.client.post("/v1/value/refit", headers=bearer(api.runtime.keys.admin))
+
+
+def test_the_purchase_model_is_refitted_on_demand_and_every_view_carries_its_figures(api: Api) -> None:
+    tag = unique()
+    assert refit(api).status_code == 409  # nobody bought twice yet: nothing to fit
+    assert api.get("/v1/value/model").status_code == 404
+    events = simulated(tag)
+    for k in range(5):  # regular buyers, still buying
+        events += buys(f"{tag}-loyal-{k}", [5 + k % 7, 40 + k % 7, 75 + k % 7, 110 + k % 7])
+    for k in range(5):  # bought often, long ago, then stopped
+        events += buys(f"{tag}-gone-{k}", [400 + k % 7, 430 + k % 7, 460 + k % 7, 490 + k % 7])
+    for k in range(5):
+        events += buys(f"{tag}-once-{k}", [200 + k])
+    position = api.ingest(events)["position"]
+    api.customer(f"{tag}-loyal-0", min_position=position)
+
+    answer = refit(api)
+    assert answer.status_code == 200, answer.text
+    model = answer.json()
+    assert model["customers"] >= 165 and model["repeat_buyers"] >= 100 and model["converged"] is True
+    assert all(v > 0 for v in model["parameters"].values())
+    assert api.get("/v1/value/model").json()["fitted_at"] == model["fitted_at"]
+    assert refit(api).status_code == 200  # refitting again is fine
+
+    at = iso(NOW)
+    loyal = api.customer(f"{tag}-loyal-3", at=at)["value"]
+    gone = api.customer(f"{tag}-gone-3", at=at)["value"]
+    once = api.customer(f"{tag}-once-3", at=at)["value"]
+    assert 0.0 < gone["p_alive"] < loyal["p_alive"] <= 1.0
+    assert loyal["expected_purchases_90d"] > gone["expected_purchases_90d"] > 0.0
+    assert once["p_alive"] == 1.0  # no repeat purchase: the model cannot see them leave
+    assert loyal["model_fitted_at"] is not None
+
+    forbidden = api.client.post("/v1/value/refit", headers=bearer(api.runtime.keys.read))
+    assert forbidden.status_code == 403

@@ -1,0 +1,58 @@
+"""The purchase-model refit on a real view store: the histories SQLite's JSON functions
+read are exactly the stored views' figures, the fit is the model fitted on them, and the
+value a view shows is the model's answer for that customer."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import orjson
+import pytest
+
+from projections.view_document import from_state
+from services.eventlog import TouchpointLog
+from services.runner import ProjectionRunner
+from services.traffic import TrafficOptions, generate
+from services.value.bgnbd import WEEK_US, fit
+from services.value.job import NotEnoughHistory, refit, value_section
+from services.value.summary import distinct_rows
+from services.viewstore import ViewStore
+
+END = 1_767_225_600_000_000  # 2026-01-01 (the traffic covers 2025)
+
+
+def test_histories_fit_and_view_figures_agree(tmp_path: Path) -> None:
+    log, store = TouchpointLog(tmp_path / "log.sqlite"), ViewStore(tmp_path / "views.sqlite")
+    events = [{"received_at": e["occurred_at"], **e}
+              for e in generate(TrafficOptions(customers=400, events=6000, duplicate_rate=0.0))]
+    log.append(events)
+    ProjectionRunner(log, store, batch=1000).catch_up()
+
+    with store.datastore.transaction(commit=False) as c:
+        c.execute("SELECT state FROM customer_views")
+        views = [from_state(orjson.loads(row[0])) for row in c.fetchall()]
+    expected = sorted((v.first_purchase_at, v.last_purchase_at, v.purchases) for v in views if v.purchases)
+    histories = store.purchase_histories()
+    assert sorted(histories) == expected and len(expected) > 100
+
+    model = refit(histories, END)
+    x = [h[2] - 1 for h in expected]
+    t_x = [(h[1] - h[0]) / WEEK_US if h[2] > 1 else 0.0 for h in expected]
+    T = [(END - h[0]) / WEEK_US for h in expected]
+    direct = fit(*distinct_rows(x, t_x, T))
+    assert model.model == direct and model.customers == len(expected)
+
+    view = next(v for v in views if v.purchases >= 3)
+    shown = value_section(model, view.purchases, view.first_purchase_at, view.last_purchase_at, END)
+    args = (view.purchases - 1, (view.last_purchase_at - view.first_purchase_at) / WEEK_US,
+            (END - view.first_purchase_at) / WEEK_US)
+    assert shown["p_alive"] == round(float(direct.p_alive(*args)), 6)
+    assert shown["expected_purchases_90d"] == round(float(direct.expected_purchases_within(90 * 86_400 * 10**6, *args)), 6)
+    store.save_model("bgnbd", model.to_json())
+    assert store.model("bgnbd") == model.to_json()
+
+
+def test_too_few_repeat_buyers_is_said_not_fitted() -> None:
+    with pytest.raises(NotEnoughHistory, match="repeat purchases"):
+        refit([(0, 10, 2)] * 5 + [(0, 0, 1)] * 100, END)
+    assert value_section(None, 3, 0, 10, END)["p_alive"] is None
