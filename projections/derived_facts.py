@@ -1,0 +1,52 @@
+"""Derived facts: what a rule reads about a customer that depends on *now*.
+
+The core reads no clock, so these are computed at an instant the caller gives (the event
+or clock tick being evaluated), then passed to ``facts.facts_of`` beside the document.
+Each name here is declared in ``facts.FACTS`` with source ``derived``.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from projections.facts import CONTACT_CHANNEL_OF, CONTACT_CHANNELS
+from projections.pressure import contact_pressure
+from projections.view import CustomerView, micros
+
+__all__ = ["derived_facts", "preferred_channel"]
+
+_DAY_US = 86_400 * 1_000_000
+
+
+def _days(now: int, then: int | None) -> float | None:
+    return None if then is None else round((now - then) / _DAY_US, 3)
+
+
+def preferred_channel(view: CustomerView) -> str | None:
+    """The profile's ``preferred_channel`` when it names a contact channel; otherwise the
+    contact channel of the touchpoint channel the customer used most (ties: the latest
+    used, then the name), or None for a customer seen on no reachable channel."""
+    stated = dict(view.profile).get("preferred_channel")
+    if stated is not None and stated.value in CONTACT_CHANNELS:
+        return stated.value
+    ranked = sorted(((s.count, s.last_at, CONTACT_CHANNEL_OF[name]) for name, s in view.channels
+                     if name in CONTACT_CHANNEL_OF), reverse=True)
+    return ranked[0][2] if ranked else None
+
+
+def derived_facts(view: CustomerView, at: datetime) -> dict[str, Any]:
+    """The derived facts of ``view`` at instant ``at`` (timezone-aware)."""
+    now = micros(at)
+    pressure = contact_pressure(view, at)
+    lc = view.lifecycle
+    return {
+        "days_since_first_purchase": _days(now, view.first_purchase_at),
+        "days_since_last_purchase": _days(now, view.last_purchase_at),
+        "days_since_last_seen": _days(now, view.last_seen),
+        "days_in_stage": _days(now, lc.since if lc.since is not None else view.first_seen),
+        "open_complaints": sum(1 for _, c in view.cases if c.is_open and c.category == "complaint"),
+        "preferred_channel": preferred_channel(view),
+        "contacts_7d": sum(side["all"] for side in pressure["7d"].values()),
+        "contacts_30d": sum(side["all"] for side in pressure["30d"].values()),
+    }
