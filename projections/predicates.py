@@ -133,7 +133,7 @@ def _scalar(value: Any, fact: Fact, path: Path) -> Any:
 
 
 def _closest(word: str, choices: Any) -> str:
-    close = difflib.get_close_matches(word, list(choices), n=1)
+    close = difflib.get_close_matches(word, list(choices), n=1, cutoff=0.7)
     return f" (did you mean '{close[0]}'?)" if close else ""
 
 
@@ -152,7 +152,9 @@ def _unknown_fact_hint(name: str, catalogue: Catalogue) -> str:
             known = PLACEHOLDERS[kind]
             allowed = f" (one of {', '.join(sorted(known))})" if isinstance(known, frozenset) else ""
             return f": '{part}' is not a {kind.strip('<>').replace('_', ' ')}{allowed}"
-    return _closest(name, catalogue.names())
+    names = catalogue.names()
+    near = _closest(name, names)
+    return near or (f" (known here: {', '.join(names)})" if len(names) <= 12 else "")
 
 
 def _fits(kind: str, part: str) -> bool:
