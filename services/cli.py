@@ -229,6 +229,10 @@ from services.stack_commands import up as stack_up  # noqa: E402
 app.command("up")(stack_up)
 app.command("down")(stack_down)
 
+from services.nbc.commands import rules_app  # noqa: E402 - next-best-contact rule files
+
+app.add_typer(rules_app, name="rules")
+
 
 if __name__ == "__main__":
     app()

@@ -1,0 +1,1 @@
+"""Next-best-contact shell: rule files read from disk (the rules themselves: projections.nbc_rules)."""
