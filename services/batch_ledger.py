@@ -1,34 +1,43 @@
-"""What a projection batch derives from lifecycle stages, for both runtimes.
+"""What a projection batch derives beside the views, for both runtimes.
 
 A runner (embedded ``services.runner``, scale-out ``services.worker.fold``) folds events and
-clock ticks; this ledger collects what the batch must commit atomically with the views:
-the transitions (in fold order), the change in customers per stage, and each touched
-customer's next deadline (the deadline index). ``due`` merges the stored deadline index
-with the views already changed in the batch, so batch boundaries never change which
-customers a tick visits: the earliest deadlines first, ``limit`` at most.
+clock ticks; this ledger remembers each touched customer's view as it was before the
+batch and collects what the batch must commit atomically with the views: the lifecycle
+transitions (in fold order), the change in customers per stage, each touched customer's
+next deadline (the deadline index), and the change in the portfolio's RFM cells.
+``due`` merges the stored deadline index with the views already changed in the batch,
+so batch boundaries never change which customers a tick visits: the earliest deadlines
+first, ``limit`` at most.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from decimal import Decimal
 
 from projections.lifecycle import Transition
+from projections.rfm import RfmFigures
+from projections.rfm_cells import Cell, Change, changes
 from projections.view import CustomerView
 
-__all__ = ["LifecycleBatch", "due"]
+__all__ = ["BatchLedger", "due", "rfm_figures"]
 
 
 @dataclass(slots=True)
-class LifecycleBatch:
+class BatchLedger:
     transitions: list[tuple[str, Transition]] = field(default_factory=list)  # (customer, transition)
-    _start: dict[str, str | None] = field(default_factory=dict)  # stage before the batch (None: new customer)
+    _before: dict[str, CustomerView | None] = field(default_factory=dict)  # view before the batch (None: new)
+
+    @property
+    def _start(self) -> dict[str, str | None]:
+        return {cid: None if v is None else v.lifecycle.stage for cid, v in self._before.items()}
 
     def record(self, before: CustomerView | None, after: CustomerView) -> None:
         """``before`` is the view as loaded or as folded so far (None: not stored yet)."""
         cid = after.customer_id
-        if cid not in self._start:
-            self._start[cid] = None if before is None else before.lifecycle.stage
+        if cid not in self._before:
+            self._before[cid] = before
         old = 0 if before is None else before.lifecycle.seq
         fresh = after.lifecycle.seq - old
         if fresh > 0:
@@ -47,7 +56,18 @@ class LifecycleBatch:
         return {k: v for k, v in sorted(delta.items()) if v}
 
     def deadlines(self, views: Mapping[str, CustomerView]) -> dict[str, int | None]:
-        return {cid: views[cid].lifecycle.deadline for cid in self._start}
+        return {cid: views[cid].lifecycle.deadline for cid in self._before}
+
+    def rfm_changes(self, views: Mapping[str, CustomerView], currency: str) -> dict[Cell, Change]:
+        """The batch's change to the portfolio's RFM cells (monetary in ``currency``)."""
+        return changes((None if before is None else rfm_figures(before, currency), rfm_figures(views[cid], currency))
+                       for cid, before in self._before.items())
+
+
+def rfm_figures(view: CustomerView, currency: str) -> RfmFigures:
+    """A customer's RFM figures: all purchases, the latest one, revenue in ``currency``."""
+    totals = dict(view.currencies).get(currency)
+    return RfmFigures(view.purchases, view.last_purchase_at, totals.revenue if totals is not None else Decimal(0))
 
 
 def due(at: int, stored: Iterable[tuple[str, int]], folded: Mapping[str, CustomerView], limit: int) -> list[str]:

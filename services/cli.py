@@ -107,7 +107,7 @@ def replay(
     with tempfile.TemporaryDirectory() as scratch:
         fresh = ViewStore(into or Path(scratch) / "views.sqlite")
         runner = ProjectionRunner(log, fresh, batch=5000, until=target, lifecycle=settings.lifecycle(),
-                                  tick_limit=settings.lifecycle_tick_limit)
+                                  tick_limit=settings.lifecycle_tick_limit, currency=settings.value_currency)
         started = time.perf_counter()
         runner.catch_up()
         seconds = time.perf_counter() - started

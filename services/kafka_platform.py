@@ -39,6 +39,7 @@ import structlog
 
 from projections.codec import from_dict, instant, to_dict
 from projections.identity import Identifier, Resolution, identifiers_of, resolve
+from projections.rfm_cells import Cell, Change
 from projections.touchpoints import Touchpoint
 from projections.view_state import micros
 from services import metrics
@@ -290,6 +291,9 @@ class KafkaPlatform:
 
     async def save_model(self, name: str, body: bytes) -> None:
         await self.store.save_model(name, body)
+
+    async def rfm_cells(self) -> dict[Cell, Change]:
+        return await self.store.rfm_cells(self.topic, self.settings.kafka_partitions)
 
     async def model(self, name: str) -> bytes | None:
         return await self.store.model(name)

@@ -29,6 +29,7 @@ import structlog
 from projections.codec import format_instant, instant
 from projections.identity import Identifier
 from projections.lifecycle import STAGES
+from projections.rfm_cells import Cell, Change
 from projections.view_state import instant_of
 from services import metrics
 from services.clock import ClockScheduler
@@ -142,6 +143,10 @@ class Platform(Protocol):
 
     async def save_model(self, name: str, body: bytes) -> None: ...
 
+    async def rfm_cells(self) -> dict[Cell, Change]:
+        """The portfolio's RFM cells (every partition's, merged)."""
+        ...
+
     async def model(self, name: str) -> bytes | None: ...
 
 
@@ -182,7 +187,8 @@ class EmbeddedPlatform:
         )
         self.views = ViewStore(settings.views_path, lock_timeout_seconds=settings.sqlite_lock_timeout_seconds)
         self.runner = ProjectionRunner(self.log, self.views, batch=settings.projection_batch_events,
-                                       lifecycle=settings.lifecycle(), tick_limit=settings.lifecycle_tick_limit)
+                                       lifecycle=settings.lifecycle(), tick_limit=settings.lifecycle_tick_limit,
+                                       currency=settings.value_currency)
         self.writer = GroupCommitter(
             self.log, max_events=settings.group_commit_max_events, on_commit=self.runner.notify
         )
@@ -286,6 +292,9 @@ class EmbeddedPlatform:
 
     async def save_model(self, name: str, body: bytes) -> None:
         await asyncio.to_thread(self.views.save_model, name, body)
+
+    async def rfm_cells(self) -> dict[Cell, Change]:
+        return await asyncio.to_thread(self.views.rfm_cells)
 
     async def model(self, name: str) -> bytes | None:
         return await asyncio.to_thread(self.views.model, name)

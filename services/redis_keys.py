@@ -95,6 +95,11 @@ class RedisKeys:
         """Stream of lifecycle transitions (field ``record``: the LifecycleStageChanged JSON)."""
         return f"{self.prefix}:transitions"
 
+    def rfm(self, topic: str, partition: int) -> str:
+        """Hash of the portfolio's RFM cells on that partition (``r:f:m:c`` customers,
+        ``r:f:m:v`` revenue in ten-thousandths)."""
+        return f"{self.prefix}:rfm:{topic}:{int(partition)}"
+
     def model(self, name: str) -> str:
         """A fitted model (services.value), JSON."""
         return f"{self.prefix}:model:{name}"

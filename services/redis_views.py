@@ -38,6 +38,7 @@ from redis.exceptions import OutOfMemoryError, ReadOnlyError, ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from projections.identity import Identifier
+from projections.rfm_cells import Cell, Change
 from services.redis_keys import STREAM_FIELD, RedisKeys
 
 __all__ = ["RedisViewStore", "ViewStoreUnavailable", "RedisKeys", "TimelineEntry", "PartitionBatch",
@@ -58,6 +59,7 @@ class LifecycleWrites:
     transitions: list[bytes] = field(default_factory=list)  # LifecycleStageChanged JSON, fold order
     stages: dict[str, int] = field(default_factory=dict)  # customers per stage: the change
     clock: int | None = None  # the latest clock tick folded on the partition
+    rfm: dict[Cell, Change] = field(default_factory=dict)  # the portfolio's RFM cells: the change
 
 # ResponseError covers the refusals a healthy client can meet (MISCONF, NOREPLICAS, BUSY,
 # LOADING...): the call did not apply, retry later.
@@ -74,7 +76,8 @@ if ARGV[8] ~= '' and tonumber(ARGV[8]) ~= stored then return 0 end
 local ns, nd, nl = tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4])
 local nc, ndl, nt = tonumber(ARGV[5]), tonumber(ARGV[6]), tonumber(ARGV[7])
 local nzs, nzd, ntr, nst = tonumber(ARGV[9]), tonumber(ARGV[10]), tonumber(ARGV[11]), tonumber(ARGV[12])
-local k, a = 8, 13
+local nrf = tonumber(ARGV[14])
+local k, a = 9, 14
 for i = 1, ns + nd do redis.call('SET', KEYS[k + i], ARGV[a + i]) end
 k, a = k + ns + nd, a + ns + nd
 for i = 1, nl do redis.call('SET', KEYS[k + i], ARGV[a + i], 'NX') end
@@ -97,6 +100,9 @@ a = a + nzd
 for i = 1, ntr do redis.call('XADD', KEYS[6], '*', 'record', ARGV[a + i]) end
 a = a + ntr
 for i = 1, nst do redis.call('HINCRBY', KEYS[7], ARGV[a + 2 * i - 1], ARGV[a + 2 * i]) end
+a = a + 2 * nst
+-- the portfolio's RFM cells on this partition: field r:f:m:c customers, r:f:m:v revenue
+for i = 1, nrf do redis.call('HINCRBY', KEYS[9], ARGV[a + 2 * i - 1], ARGV[a + 2 * i]) end
 if ARGV[13] ~= '' then redis.call('SET', KEYS[8], ARGV[13]) end
 redis.call('SET', KEYS[1], ARGV[1])
 -- acknowledgements now folded no longer hold back read-your-writes
@@ -297,7 +303,7 @@ class RedisViewStore:
         lc = lifecycle or LifecycleWrites()
         keys = [self.keys.position(topic, partition), self.keys.conflicts, self.keys.deadletters,
                 self.keys.acks(topic, partition), self.keys.deadlines(topic, partition), self.keys.transitions,
-                self.keys.stages, self.keys.clock(topic, partition)]
+                self.keys.stages, self.keys.clock(topic, partition), self.keys.rfm(topic, partition)]
         keys += [self.keys.state(c) for c in states]
         keys += [self.keys.view(c) for c in documents]
         keys += [self.keys.identifier(k, v) for k, v, _ in links]
@@ -305,7 +311,8 @@ class RedisViewStore:
         gone = [c for c, d in lc.deadlines.items() if d is None]
         args: list[Any] = [int(offset), len(states), len(documents), len(links), len(conflicts), len(dead_letters),
                            len(timeline), "" if base is None else int(base), len(due), len(gone),
-                           len(lc.transitions), len(lc.stages), "" if lc.clock is None else int(lc.clock)]
+                           len(lc.transitions), len(lc.stages), "" if lc.clock is None else int(lc.clock),
+                           2 * len(lc.rfm)]
         args += [*states.values(), *documents.values(), *(c for _, _, c in links), *conflicts, *dead_letters]
         for customer_id, at, event_id, document in timeline:
             keys += [self.keys.timeline(customer_id), self.keys.events(customer_id)]
@@ -316,6 +323,8 @@ class RedisViewStore:
         args += lc.transitions
         for stage, change in lc.stages.items():
             args += [stage, change]
+        for (r, f, m), change in lc.rfm.items():
+            args += [f"{r}:{f}:{m}:c", change.customers, f"{r}:{f}:{m}:v", change.revenue]
         return keys, args
 
     # -- lifecycle -------------------------------------------------------------------------
@@ -354,6 +363,19 @@ class RedisViewStore:
         if batch:
             await flush()
         return out
+
+    async def rfm_cells(self, topic: str, partitions: int) -> dict[Cell, Change]:
+        """The RFM cells of every partition, merged."""
+        pipe = self._redis.pipeline(transaction=False)
+        for p in range(partitions):
+            pipe.hgetall(self.keys.rfm(topic, p))
+        merged: dict[Cell, list[int]] = {}
+        for fields in await self._call(pipe.execute()):
+            for name, value in fields.items():
+                r, f, m, what = name.decode().split(":")
+                held = merged.setdefault((int(r), int(f), int(m)), [0, 0])
+                held[0 if what == "c" else 1] += int(value)
+        return {cell: Change(n, v) for cell, (n, v) in merged.items() if n or v}
 
     async def save_model(self, name: str, body: bytes) -> None:
         await self._call(self._writer.set(self.keys.model(name), body))

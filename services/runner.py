@@ -30,7 +30,7 @@ from projections.view import evolve, initial_view, micros, tick
 from projections.view_document import to_state
 from services import metrics
 from services.eventlog import LoggedTouchpoint, TouchpointLog
-from services.lifecycle_batch import LifecycleBatch, due
+from services.batch_ledger import BatchLedger, due
 from services.view_cache import ViewCache
 from services.viewstore import ViewChanges, ViewStore, dumps
 
@@ -52,7 +52,8 @@ def _decode(record: LoggedTouchpoint) -> Touchpoint | Tick:
 
 
 def fold_batch(records: list[LoggedTouchpoint], store: ViewStore, cache: ViewCache, *, clock: int | None = None,
-               lifecycle: LifecycleConfig | None = LIFECYCLE_DEFAULT, tick_limit: int = 10_000) -> ViewChanges:
+               lifecycle: LifecycleConfig | None = LIFECYCLE_DEFAULT, tick_limit: int = 10_000,
+               currency: str = "EUR") -> ViewChanges:
     """Fold a batch of log records into the changes to commit (no writes, no metrics here:
     a failed commit is retried, and must not count twice). ``clock``: the latest clock
     tick folded before the batch."""
@@ -67,7 +68,7 @@ def fold_batch(records: list[LoggedTouchpoint], store: ViewStore, cache: ViewCac
     known = store.owners(i for _, e in events for i in identifiers_of(e.customer))
     looked_up = _likely_customers(events, known)
     views = cache.load(looked_up)
-    ledger = LifecycleBatch()
+    ledger = BatchLedger()
     for record, event in decoded:
         if isinstance(event, Tick):
             changes.clock = event.at if changes.clock is None else max(changes.clock, event.at)
@@ -98,10 +99,11 @@ def fold_batch(records: list[LoggedTouchpoint], store: ViewStore, cache: ViewCac
     changes.transitions = ledger.transitions
     changes.stages = ledger.stage_changes(views)
     changes.deadlines = ledger.deadlines(views)
+    changes.rfm = ledger.rfm_changes(views, currency)
     return changes
 
 
-def _tick(event: Tick, store: ViewStore, cache: ViewCache, views: dict, ledger: LifecycleBatch,  # type: ignore[type-arg]
+def _tick(event: Tick, store: ViewStore, cache: ViewCache, views: dict, ledger: BatchLedger,  # type: ignore[type-arg]
           lifecycle: LifecycleConfig, limit: int) -> int:
     """Move every customer whose deadline has passed on to the tick's instant; cost grows
     with the customers due, not with all customers (the deadline index)."""
@@ -171,9 +173,10 @@ class ProjectionRunner:
 
     def __init__(self, log_: TouchpointLog, store: ViewStore, *, batch: int = 2000, cache: int = 50_000,
                  until: int | None = None, linger: float = 0.005,
-                 lifecycle: LifecycleConfig | None = LIFECYCLE_DEFAULT, tick_limit: int = 10_000):
+                 lifecycle: LifecycleConfig | None = LIFECYCLE_DEFAULT, tick_limit: int = 10_000,
+                 currency: str = "EUR"):
         self.log, self.store, self.batch, self.until = log_, store, batch, until
-        self.lifecycle, self.tick_limit = lifecycle, tick_limit
+        self.lifecycle, self.tick_limit, self.currency = lifecycle, tick_limit, currency
         self.clock = store.clock()
         self.linger = linger
         self.cache = ViewCache(store, cache)
@@ -198,7 +201,7 @@ class ProjectionRunner:
             return 0
         started = time.perf_counter()
         changes = fold_batch(records, self.store, self.cache, clock=self.clock, lifecycle=self.lifecycle,
-                             tick_limit=self.tick_limit)
+                             tick_limit=self.tick_limit, currency=self.currency)
         self.store.commit(changes)
         self.cache.keep(changes.views)
         self.clock = changes.clock

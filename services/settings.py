@@ -113,6 +113,12 @@ class Settings(BaseSettings):
     # customer value: the purchase model (BG/NBD) is refitted this often (0: only on
     # POST /v1/value/refit)
     value_refit_seconds: float = Field(default=3600.0, ge=0)
+    # RFM monetary, Pareto and lifetime value are counted in this currency (ISO 4217)
+    value_currency: str = Field(default="EUR", pattern=r"^[A-Z]{3}$")
+    # lifetime value: LTV = sum over t of margin_t * r^t / (1 + d)^t, yearly periods
+    value_retention_rate: float = Field(default=0.8, ge=0, le=1)
+    value_discount_rate: float = Field(default=0.1, gt=-1)
+    value_horizon_years: int = Field(default=5, ge=1, le=100)
 
     def lifecycle(self) -> LifecycleConfig:
         return LifecycleConfig(

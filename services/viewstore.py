@@ -24,6 +24,7 @@ from eventsourcing.sqlite import SQLiteConnection, SQLiteConnectionPool, SQLiteD
 
 from projections.identity import Identifier
 from projections.lifecycle import Transition, transition_id
+from projections.rfm_cells import Cell, Change
 
 __all__ = ["ViewChanges", "ViewStore", "TRACKING_NAME"]
 
@@ -65,6 +66,7 @@ class ViewChanges:
     transitions: list[tuple[str, Transition]] = field(default_factory=list)  # in fold order
     stages: dict[str, int] = field(default_factory=dict)  # customers per stage: the change
     deadlines: dict[str, int | None] = field(default_factory=dict)  # touched customers' next deadline
+    rfm: dict[Cell, Change] = field(default_factory=dict)  # the portfolio's RFM cells: the change
 
 
 class ViewStore(SQLiteTrackingRecorder):
@@ -101,6 +103,10 @@ class ViewStore(SQLiteTrackingRecorder):
             "CREATE INDEX IF NOT EXISTS lifecycle_transitions_at ON lifecycle_transitions (at)",
             "CREATE TABLE IF NOT EXISTS lifecycle_stages (stage TEXT PRIMARY KEY, customers INTEGER NOT NULL)",
             "CREATE TABLE IF NOT EXISTS runner_state (name TEXT PRIMARY KEY, value INTEGER)",
+            # the portfolio's RFM cells (projections.rfm_cells): customers and revenue per
+            # (last purchase day, frequency bucket, monetary bucket)
+            "CREATE TABLE IF NOT EXISTS rfm_cells (r INTEGER, f INTEGER, m INTEGER, customers INTEGER NOT NULL, "
+            "revenue INTEGER NOT NULL, PRIMARY KEY (r, f, m)) WITHOUT ROWID",
             # fitted models (services.value): written by the refit job, not by the runner
             "CREATE TABLE IF NOT EXISTS value_models (name TEXT PRIMARY KEY, body BLOB NOT NULL)",
         ]
@@ -136,6 +142,11 @@ class ViewStore(SQLiteTrackingRecorder):
         c.executemany(
             "INSERT INTO lifecycle_deadlines VALUES (?,?) ON CONFLICT (customer_id) DO UPDATE SET due_at=excluded.due_at",
             [(cid, d) for cid, d in changes.deadlines.items() if d is not None],
+        )
+        c.executemany(
+            "INSERT INTO rfm_cells VALUES (?,?,?,?,?) ON CONFLICT (r, f, m) DO UPDATE SET "
+            "customers=customers+excluded.customers, revenue=revenue+excluded.revenue",
+            [(*cell, change.customers, change.revenue) for cell, change in changes.rfm.items()],
         )
         if changes.clock is not None:
             c.execute("INSERT INTO runner_state VALUES ('clock', ?) ON CONFLICT (name) DO UPDATE SET value=excluded.value",
@@ -178,6 +189,11 @@ class ViewStore(SQLiteTrackingRecorder):
             c.execute("SELECT body FROM value_models WHERE name = ?", (name,))
             row = c.fetchone()
             return None if row is None else bytes(row[0])
+
+    def rfm_cells(self) -> dict[Cell, Change]:
+        with self.datastore.transaction(commit=False) as c:
+            c.execute("SELECT r, f, m, customers, revenue FROM rfm_cells WHERE customers != 0 OR revenue != 0")
+            return {(r[0], r[1], r[2]): Change(r[3], r[4]) for r in c.fetchall()}
 
     def stage_counts(self) -> dict[str, int]:
         with self.datastore.transaction(commit=False) as c:

@@ -25,7 +25,7 @@ from services.api.auth import KeyRing
 from services.api.contracts import normalise_email, normalise_phone
 from services.api.responses import JSON
 from services.platform import Platform
-from services.value.job import value_section
+from services.value.card import value_card
 from services.value.service import ValueService
 
 __all__ = ["customer_router"]
@@ -57,8 +57,8 @@ def customer_router(platform: Platform, keys: KeyRing, value: ValueService) -> A
         document = to_document(view)
         moment = at or datetime.now(UTC)
         document["contact_pressure"] = contact_pressure(view, moment)
-        document["value"] = value_section(await value.current(), view.purchases, view.first_purchase_at,
-                                          view.last_purchase_at, micros(moment))
+        _, cuts = await value.portfolio()
+        document["value"] = value_card(view, await value.current(), cuts, micros(moment), platform.settings)
         return JSON(document, headers={"X-Touchstream-Position": str(position)})
 
     @router.get("/v1/customers/{customer_id}")

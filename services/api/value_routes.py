@@ -1,4 +1,9 @@
-"""Customer value over HTTP: refit the purchase model now, and read the current one.
+"""Customer value over HTTP: the purchase model, and the portfolio's RFM grid and Pareto curve.
+
+``GET /v1/analytics/rfm``: the quintile cuts and, per RFM segment and per (R, FM)
+square, the customers and their revenue; ``GET /v1/analytics/value``: the Pareto curve of
+revenue (share of revenue against share of customers, largest first) and the share the
+top 20% hold. Both read the RFM cells the runners keep with the views.
 
 ``POST /v1/value/refit`` (admin) fits BG/NBD on every customer's purchase history and
 stores it (409 when too few customers bought twice); ``GET /v1/value/model`` (read)
@@ -8,7 +13,13 @@ purchases are on the 360° view (``value``), computed at read time from that mod
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Depends, HTTPException
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, HTTPException, Query
+
+from projections.codec import format_instant
+from projections.rfm_cells import grid, pareto
+from projections.view_state import instant_of
 
 from services.api.auth import KeyRing
 from services.api.responses import JSON
@@ -35,5 +46,25 @@ def value_router(value: ValueService, keys: KeyRing) -> APIRouter:
         if model is None:
             raise HTTPException(404, "no purchase model has been fitted yet")
         return JSON(model.summary())
+
+    @router.get("/v1/analytics/rfm", dependencies=[Depends(keys.require("read"))])
+    async def rfm() -> JSON:
+        cells, cuts = await value.portfolio()
+        body: dict[str, Any] = {"currency": value.platform.settings.value_currency,
+                                "customers": sum(c.customers for c in cells.values()), "cuts": None,
+                                "segments": {}, "squares": []}
+        if cuts is not None:
+            body["cuts"] = {
+                "last_purchase_day": [format_instant(instant_of(int(v))) for v in cuts.last_purchase_at.values],
+                "frequency": [round(v, 2) for v in cuts.frequency.values],
+                "monetary": [round(v, 2) for v in cuts.monetary.values],
+            }
+            body.update(grid(cells, cuts))
+        return JSON(body)
+
+    @router.get("/v1/analytics/value", dependencies=[Depends(keys.require("read"))])
+    async def portfolio(points: Annotated[int, Query(ge=2, le=1000)] = 20) -> JSON:
+        cells, _ = await value.portfolio()
+        return JSON({"currency": value.platform.settings.value_currency, "pareto": pareto(cells, points)})
 
     return router

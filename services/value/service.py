@@ -16,6 +16,8 @@ from typing import Any
 
 import structlog
 
+from projections.rfm_cells import Cell, Change, quintiles
+from projections.rfm_population import Quintiles
 from projections.view_state import micros
 from services import metrics
 from services.value.job import NotEnoughHistory, ValueModel, refit
@@ -32,6 +34,7 @@ class ValueService:
     def __init__(self, platform: Any, every_seconds: float):
         self.platform, self.every = platform, every_seconds
         self._cached: tuple[float, ValueModel | None] | None = None
+        self._cells: tuple[float, dict[Cell, Change], Quintiles | None] | None = None
         self._task: asyncio.Task[None] | None = None
         self._lock = asyncio.Lock()
 
@@ -62,6 +65,16 @@ class ValueService:
         model = None if raw is None else ValueModel.from_json(raw)
         self._cached = (time.monotonic(), model)
         return model
+
+    async def portfolio(self) -> tuple[dict[Cell, Change], Quintiles | None]:
+        """The portfolio's RFM cells and their quintile cuts, read at most every few seconds."""
+        cached = self._cells
+        if cached is not None and time.monotonic() - cached[0] < CACHE_SECONDS:
+            return cached[1], cached[2]
+        cells = await self.platform.rfm_cells()
+        cuts = quintiles(cells)
+        self._cells = (time.monotonic(), cells, cuts)
+        return cells, cuts
 
     def start(self) -> None:
         if self.every > 0 and self._task is None:

@@ -254,7 +254,8 @@ class ViewWorker:
         views: dict[str, CustomerView] = {}
         folded = [fold(tp.topic, tp.partition, batches[tp][-1].offset, decoded[tp], stored, views,
                        base=self.positions.get(tp.partition), clock=self.clocks.get(tp.partition),
-                       due_stored=due_stored, lifecycle=self.lifecycle, tick_limit=limit)
+                       due_stored=due_stored, lifecycle=self.lifecycle, tick_limit=limit,
+                       currency=self.settings.value_currency)
                   for tp in sorted(batches, key=lambda tp: tp.partition)]
         await self._publish(folded)
         for batch, applied in zip(folded, await self._commit(folded), strict=True):

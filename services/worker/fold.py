@@ -27,7 +27,7 @@ from projections.view import CustomerView, evolve, initial_view, micros, tick
 from projections.view_document import from_state, to_document, to_state, transition_document
 from services.contracts import encode_record
 from services.kafka.records import BadRecord, ReadTick, ReadTouchpoint, read_record
-from services.lifecycle_batch import LifecycleBatch, due
+from services.batch_ledger import BatchLedger, due
 from services.redis_keys import conflict_record, dead_letter_record
 from services.redis_views import LifecycleWrites
 
@@ -99,7 +99,8 @@ def decode(records: Sequence[Record], partitions: int | None = None) -> Decoded:
 def fold(topic: str, partition: int, offset: int, decoded: Decoded, stored: Mapping[str, bytes],
          views: dict[str, CustomerView] | None = None, *, base: int | None = None,
          clock: int | None = None, due_stored: Mapping[str, list[tuple[str, int]]] | None = None,
-         lifecycle: LifecycleConfig | None = LIFECYCLE_DEFAULT, tick_limit: int = 10_000) -> Folded:
+         lifecycle: LifecycleConfig | None = LIFECYCLE_DEFAULT, tick_limit: int = 10_000,
+         currency: str = "EUR") -> Folded:
     """Fold a decoded batch. ``stored`` holds the stored states (bytes) of the customers it
     names and of those its ticks may visit; ``views`` may hold views already folded
     earlier in the same poll (and is updated). ``clock``: the partition's latest tick
@@ -108,7 +109,7 @@ def fold(topic: str, partition: int, offset: int, decoded: Decoded, stored: Mapp
     out = Folded(topic, partition, offset, base)
     out.lifecycle.clock = clock
     views = {} if views is None else views
-    ledger = LifecycleBatch()
+    ledger = BatchLedger()
 
     def load(customer_id: str) -> CustomerView | None:
         view = views.get(customer_id)
@@ -168,6 +169,7 @@ def fold(topic: str, partition: int, offset: int, decoded: Decoded, stored: Mapp
                                 encode_record("lifecycle/stage_changed", document)))
     out.lifecycle.stages = ledger.stage_changes(out.views)
     out.lifecycle.deadlines = ledger.deadlines(out.views)
+    out.lifecycle.rfm = ledger.rfm_changes(out.views, currency)
     return out
 
 

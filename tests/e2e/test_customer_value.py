@@ -79,3 +79,35 @@ def test_the_purchase_model_is_refitted_on_demand_and_every_view_carries_its_fig
 
     forbidden = api.client.post("/v1/value/refit", headers=bearer(api.runtime.keys.read))
     assert forbidden.status_code == 403
+
+
+def test_rfm_scores_segments_and_the_pareto_curve_follow_the_portfolio(api: Api) -> None:
+    tag = unique()
+    events: list[dict[str, Any]] = []
+    for k in range(40):  # a spread of spenders: k-th customer spends (k+1) x 10 a purchase, k % 5 + 1 times
+        uid = f"{tag}-{k:02d}"
+        events += [purchase(f"{uid}-{i}", NOW - timedelta(days=10 * k + i), {"customer_id": uid},
+                            order_id=f"{uid}-o{i}", amount=f"{(k + 1) * 10}.00", margin=f"{k + 1}.00")
+                   for i in range(k % 5 + 1)]
+    position = api.ingest(events)["position"]
+    api.customer(f"{tag}-00", min_position=position)
+
+    best = api.customer(f"{tag}-04", at=iso(NOW))["value"]  # recent, 5 purchases
+    worst = api.customer(f"{tag}-35", at=iso(NOW))["value"]  # long ago, 1 purchase
+    assert best["rfm"]["frequency"] == 5 and best["rfm"]["scores"]["r"] == 5 and best["rfm"]["scores"]["f"] == 5
+    assert worst["rfm"]["frequency"] == 1 and worst["rfm"]["scores"]["r"] == 1 and worst["rfm"]["scores"]["f"] == 1
+    assert best["rfm"]["segment"] in ("champions", "loyal") and worst["rfm"]["segment"] in ("lost", "hibernating")
+    assert float(best["lifetime_value"]["value"]) > 0
+
+    grid = api.get("/v1/analytics/rfm").json()
+    assert grid["customers"] == 40 and grid["currency"] == "EUR"
+    assert sum(s["customers"] for s in grid["segments"].values()) == 40
+    spent = sum((k + 1) * 10 * (k % 5 + 1) for k in range(40))
+    assert sum(float(s["revenue"]) for s in grid["segments"].values()) == spent
+    assert sum(q["customers"] for q in grid["squares"]) == 40 and len(grid["cuts"]["frequency"]) == 4
+
+    value = api.get("/v1/analytics/value", points=10).json()["pareto"]
+    assert value["customers"] == 40 and float(value["revenue"]) == spent
+    assert value["curve"][0] == {"customers": 0.0, "revenue": 0.0} and value["curve"][-1]["revenue"] == 1.0
+    shares = [p["revenue"] for p in value["curve"]]
+    assert shares == sorted(shares) and 0.2 < value["top_20_share"] < 1.0

@@ -30,6 +30,8 @@ V1_ROUTES = {
     ("get", "/v1/analytics/lifecycle"),
     ("post", "/v1/value/refit"),
     ("get", "/v1/value/model"),
+    ("get", "/v1/analytics/rfm"),
+    ("get", "/v1/analytics/value"),
 }
 OPS_ROUTES = {"/metrics", "/healthz", "/readyz", "/openapi.json", "/docs", "/docs/oauth2-redirect", "/redoc"}
 

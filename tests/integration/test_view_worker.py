@@ -41,6 +41,9 @@ import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
 
 from projections.codec import to_dict
+from projections.rfm_cells import changes
+from projections.view_document import from_state
+from services.batch_ledger import rfm_figures
 from projections.touchpoints import CustomerRef
 from services.contracts import encode, encode_record
 from services.contracts.registry import MARKER
@@ -51,7 +54,7 @@ from services.kafka_platform import KafkaPlatform
 from services.redis_views import RedisViewStore
 from services.settings import Settings
 from services.worker.consumer import ViewWorker
-from services.worker.replay import verify
+from services.worker.replay import live_states, verify
 from tests.support.redis_server import RedisServer, unique_prefix
 from tests.support.tansu import TansuBroker
 from tests.support.touchpoints import at, call, purchase
@@ -211,9 +214,16 @@ async def assert_views_hold_exactly(platform: KafkaPlatform, sent: Sent, *, by_e
 
 
 async def assert_replay_identical(settings: Settings, *, dead: int = 0) -> dict[str, Any]:
+    """Redis equals the topic replayed through the core, and the RFM cells the commits
+    kept equal a recomputation over every stored view (each change applied once)."""
     report = await verify(settings)
     assert report["identical"] is True, report
     assert report["records_dead"] == dead, report
+    states, _ = await live_states(settings.redis_url, settings.redis_prefix)
+    expected = changes((None, rfm_figures(from_state(orjson.loads(s)), settings.value_currency))
+                       for s in states.values())
+    async with RedisViewStore(settings.redis_url, settings.redis_prefix) as store:
+        assert await store.rfm_cells(TOUCHPOINTS_TOPIC, PARTITIONS) == expected
     return report
 
 

@@ -1,0 +1,71 @@
+"""The value card on a customer's 360° view, computed when the view is read.
+
+* **rfm**: recency (days since the last purchase, at the reader's time), frequency
+  (purchases), monetary (revenue in ``value_currency``), their 1–5 scores against the
+  portfolio's quintiles (``projections.rfm_cells``, kept with the views) and the segment.
+* **historical value**: revenue and margin in ``value_currency``.
+* **lifetime value**: the seed formula ``Σ_t margin_t · r^t / (1 + d)^t`` over
+  ``value_horizon_years`` yearly periods, the margin of a period being the customer's
+  historical margin per year of relationship (at least one year); r and d are settings
+  (configured, not estimated: the retention rate the data gives is a portfolio figure,
+  and d is the cost of capital).
+* **predictive**: P(alive) and purchases expected over 90 days (``services.value.job``).
+
+Computed at read time because every figure but the history depends on the time it is
+read at or on the whole portfolio, which moves without this customer.
+"""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from typing import Any
+
+from projections.lifecycle import DAY
+from projections.rfm import segment
+from projections.rfm_cells import cell_of, scores_of
+from projections.rfm_population import Quintiles
+from projections.value import constant_margin_ltv
+from projections.view import CustomerView
+from services.batch_ledger import rfm_figures
+from services.settings import Settings
+from services.value.job import ValueModel, value_section
+
+__all__ = ["value_card"]
+
+YEAR = 365 * DAY
+
+
+def value_card(view: CustomerView, model: ValueModel | None, cuts: Quintiles | None, at: int,
+               settings: Settings) -> dict[str, Any]:
+    currency = settings.value_currency
+    figures = rfm_figures(view, currency)
+    totals = dict(view.currencies).get(currency)
+    margin = totals.margin if totals is not None and totals.margin_count else None
+    card: dict[str, Any] = {
+        "currency": currency,
+        "historical": {"revenue": str(figures.monetary), "margin": None if margin is None else str(margin)},
+        "rfm": None,
+        "lifetime_value": None,
+        **value_section(model, view.purchases, view.first_purchase_at, view.last_purchase_at, at),
+    }
+    if figures.last_purchase_at is not None:
+        rfm: dict[str, Any] = {"recency_days": round(max(0, at - figures.last_purchase_at) / DAY, 3),
+                               "frequency": figures.purchases, "monetary": str(figures.monetary),
+                               "scores": None, "segment": None}
+        cell = cell_of(figures)
+        if cuts is not None and cell is not None:
+            r, f, m = scores_of(cell, cuts)
+            rfm["scores"] = {"r": r, "f": f, "m": m}
+            rfm["segment"] = segment(r, f, m).value
+        card["rfm"] = rfm
+    if margin is not None and view.first_purchase_at is not None:
+        years = max(1.0, (at - view.first_purchase_at) / YEAR)
+        yearly = Decimal(margin) / Decimal(repr(years))
+        ltv = constant_margin_ltv(yearly, settings.value_retention_rate, settings.value_discount_rate,
+                                  settings.value_horizon_years)
+        card["lifetime_value"] = {"value": str(Decimal(repr(ltv)).quantize(Decimal("0.01"))),
+                                  "margin_per_year": str(yearly.quantize(Decimal("0.01"))),
+                                  "retention_rate": settings.value_retention_rate,
+                                  "discount_rate": settings.value_discount_rate,
+                                  "horizon_years": settings.value_horizon_years}
+    return card
