@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 
 from projections.contact_time import BusinessHours, QuietHours, due_at, parse_duration
 from projections.derived_facts import derived_facts
-from projections.facts import event_facts, facts_of
+from projections.facts import FACTS, event_facts, facts_of
 from projections.nbc_rules import RuleErrors, RuleSet, compile_rules
 from projections.rule_errors import RuleError
 from projections.view import CustomerView, evolve, initial_view
@@ -280,3 +280,12 @@ def test_any_value_in_any_field_compiles_or_is_a_rule_error(path: str, value: An
         assert errors.errors and all(str(e).startswith("rules/x.yaml: ") for e in errors.errors)
     else:
         assert rules.rules[0].what.expected_value >= Decimal(0)
+
+
+def test_the_reference_documents_every_fact_and_default_rule_and_its_example_compiles() -> None:
+    doc = (DEFAULT.parents[1] / "docs" / "RULES.md").read_text()
+    assert [name for name in FACTS.facts if f"`{name}`" not in doc] == []
+    assert [r.id for r in default_rules().rules if f"`{r.id}`" not in doc] == []
+    example = doc.split("```yaml\n", 1)[1].split("```", 1)[0]
+    rules = compile_rules({"version": 1, "rules": yaml.safe_load(example)}, "docs/RULES.md")
+    assert rules.rules[0].label == "relaunch_declining (v1)"
