@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
+from functools import partial
 from typing import Any, TypeVar
 
 from projections.contact_time import DEFAULT_BUSINESS_HOURS, WEEKDAYS, BusinessHours, parse_clock_time
@@ -73,12 +74,12 @@ def compile_rules(data: Any, source: str) -> RuleSet:
     version = attempt(lambda: positive_int(top["version"], ("version",)))
     zone = attempt(lambda: _timezone(top.get("timezone", "UTC")))
     hours = attempt(lambda: _business_hours(top.get("business_hours")))
-    suppressions = [attempt(lambda: _suppression(raw, ("suppressions", i)), _label(raw))
+    suppressions = [attempt(partial(_suppression, raw, ("suppressions", i)), _label(raw, "suppression"))
                     for i, raw in _listed(top.get("suppressions", []), ("suppressions",), errors, source, True)]
     rules: list[Rule | None] = []
     first_at: dict[str, int] = {}
     for i, raw in _listed(top["rules"], ("rules",), errors, source, False):
-        label = _label(raw)
+        label = _label(raw, "rule")
         rule_id = raw.get("id") if isinstance(raw, dict) else None
         if isinstance(rule_id, str) and rule_id in first_at:
             errors.append(RuleError(f"duplicate id '{rule_id}' (also rules[{first_at[rule_id]}])",
@@ -86,7 +87,7 @@ def compile_rules(data: Any, source: str) -> RuleSet:
             continue
         if isinstance(rule_id, str):
             first_at[rule_id] = i
-        rules.append(attempt(lambda: _rule(raw, ("rules", i)), label))
+        rules.append(attempt(partial(_rule, raw, ("rules", i)), label))
     if errors:
         raise RuleErrors(errors)
     return RuleSet(source, version or 0, zone or "UTC", hours or DEFAULT_BUSINESS_HOURS,
@@ -101,12 +102,13 @@ def _listed(value: Any, path: Path, errors: list[RuleError], source: str, may_be
     return list(enumerate(value))
 
 
-def _label(raw: Any) -> str | None:
-    """``welcome (v2)`` when the rule's id (and version) can be read, for every message."""
+def _label(raw: Any, kind: str) -> str | None:
+    """``rule welcome (v2)`` when the id (and version) can be read, for every message."""
     if not isinstance(raw, dict) or not isinstance(raw.get("id"), str):
         return None
     version = raw.get("version")
-    return f"{raw['id']} (v{version})" if isinstance(version, int) and not isinstance(version, bool) else raw["id"]
+    stated = isinstance(version, int) and not isinstance(version, bool)
+    return f"{kind} {raw['id']} (v{version})" if stated else f"{kind} {raw['id']}"
 
 
 def _rule(raw: Any, path: Path) -> Rule:

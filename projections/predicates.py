@@ -89,7 +89,7 @@ def _comparison(data: dict[Any, Any], path: Path, catalogue: Catalogue) -> Predi
         raise RuleError(f"one operator per comparison, found {' and '.join(ops)}: combine comparisons with all", path)
     op = ops[0]
     value = _operand(op, data[op], name, fact, (*path, op))
-    return Compare(name, op, value, frozenset({name}))
+    return Compare(name, op, value, frozenset({name}), tuple(name.split(".")))
 
 
 def _operand(op: str, value: Any, name: str, fact: Fact, path: Path) -> Any:

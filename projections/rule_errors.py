@@ -38,7 +38,8 @@ def describe(value: Any) -> str:
 
 
 class RuleError(ValueError):
-    """One mistake: where (``source``, ``rule``, ``path``) and what (``message``)."""
+    """One mistake: where (``source``; ``rule``, the label of the rule it is in, such as
+    ``rule welcome (v2)``; ``path``) and what (``message``)."""
 
     def __init__(self, message: str, path: Path = (), source: str = "", rule: str | None = None,
                  rule_depth: int = 0) -> None:
@@ -58,7 +59,7 @@ class RuleError(ValueError):
     def __str__(self) -> str:
         parts = [self.source] if self.source else []
         if self.rule:
-            parts.append(f"rule {self.rule}")
+            parts.append(self.rule)
         if self.field:
             parts.append(self.field)
         return ": ".join([*parts, self.message])

@@ -206,7 +206,7 @@ def test_a_broken_field_is_named_with_its_rule_and_path(path: str, value: Any, m
      "required"),
     ({"version": 1, "suppressions": [{"id": "s", "purposes": ["promo"], "while": {"fact": "open_complaints",
                                                                                "gt": 0}}], "rules": [RULE]},
-     "rules/x.yaml: rule s: purposes[0]: expected one of marketing, service, got 'promo'"),
+     "rules/x.yaml: suppression s: purposes[0]: expected one of marketing, service, got 'promo'"),
 ])
 def test_a_broken_file_level_field_is_named_with_its_path(data: Any, message: str) -> None:
     assert errors_of(data) == [message]
