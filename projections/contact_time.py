@@ -124,7 +124,7 @@ class QuietHours(NamedTuple):
 
     def ends_after(self, moment: datetime) -> datetime:
         """When the quiet period holding ``moment`` ends (``moment`` itself if none does)."""
-        if not self.contains(moment.timetz().replace(tzinfo=None)):
+        if not self.contains(moment.time()):
             return moment
         day = moment.date() if moment.time() < self.end else moment.date() + timedelta(days=1)
         return datetime.combine(day, self.end, moment.tzinfo)

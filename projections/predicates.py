@@ -146,9 +146,10 @@ def _unknown_fact_hint(name: str, catalogue: Catalogue) -> str:
         if len(segments) != len(parts):
             continue
         fixed = all(s == p for s, p in zip(segments, parts, strict=True) if s not in PLACEHOLDERS)
-        if fixed:
-            part, kind = next((p, s) for s, p in zip(segments, parts, strict=True)
-                              if s in PLACEHOLDERS and not _fits(s, p))
+        misfit = next(((p, s) for s, p in zip(segments, parts, strict=True)
+                       if s in PLACEHOLDERS and not _fits(s, p)), None)
+        if fixed and misfit is not None:
+            part, kind = misfit
             known = PLACEHOLDERS[kind]
             allowed = f" (one of {', '.join(sorted(known))})" if isinstance(known, frozenset) else ""
             return f": '{part}' is not a {kind.strip('<>').replace('_', ' ')}{allowed}"

@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 import yaml
-from hypothesis import given, settings
+from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 from projections.contact_time import BusinessHours, QuietHours, due_at, parse_duration
@@ -261,6 +261,20 @@ def test_quiet_hours_across_midnight_defer_to_their_end() -> None:
     assert quiet.ends_after(late) == datetime(2026, 3, 4, 8, 0, tzinfo=UTC)
     noon = datetime(2026, 3, 3, 12, 0, tzinfo=UTC)
     assert quiet.ends_after(noon) == noon
+
+
+clock_times = st.builds(time, st.integers(0, 23), st.sampled_from([0, 15, 30, 59]))
+
+
+@settings(max_examples=200, deadline=None)
+@given(clock_times, clock_times, st.datetimes(min_value=datetime(2026, 1, 1), max_value=datetime(2027, 1, 1)))
+def test_a_deferred_contact_leaves_quiet_hours_within_a_day(start: time, end: time, naive: datetime) -> None:
+    assume(start != end)
+    quiet, moment = QuietHours(start, end, "defer"), naive.replace(tzinfo=UTC)
+    released = quiet.ends_after(moment)
+    assert not quiet.contains(released.time())
+    assert timedelta(0) <= released - moment < timedelta(days=1)
+    assert (released == moment) is (not quiet.contains(moment.time()))
 
 
 anything = st.recursive(st.none() | st.booleans() | st.integers(-3, 3) | st.text(max_size=6) | st.floats(),
