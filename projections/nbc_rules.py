@@ -76,6 +76,13 @@ def compile_rules(data: Any, source: str) -> RuleSet:
     hours = attempt(lambda: _business_hours(top.get("business_hours")))
     suppressions = [attempt(partial(_suppression, raw, ("suppressions", i)), _label(raw, "suppression"))
                     for i, raw in _listed(top.get("suppressions", []), ("suppressions",), errors, source, True)]
+    named: dict[str, int] = {}
+    for i, suppression in enumerate(suppressions):
+        if suppression is not None and suppression.id in named:
+            errors.append(RuleError(f"duplicate id '{suppression.id}' (also suppressions[{named[suppression.id]}])",
+                                    ("suppressions", i, "id")).within(source, f"suppression {suppression.id}", 2))
+        elif suppression is not None:
+            named[suppression.id] = i
     rules: list[Rule | None] = []
     first_at: dict[str, int] = {}
     for i, raw in _listed(top["rules"], ("rules",), errors, source, False):

@@ -212,6 +212,12 @@ def test_a_broken_file_level_field_is_named_with_its_path(data: Any, message: st
     assert errors_of(data) == [message]
 
 
+def test_two_suppressions_with_one_id_are_an_error() -> None:
+    quiet = {"id": "s", "purposes": ["marketing"], "while": {"fact": "open_complaints", "gt": 0}}
+    assert errors_of({"version": 1, "suppressions": [quiet, quiet], "rules": [RULE]}) == [
+        "rules/x.yaml: suppression s: id: duplicate id 's' (also suppressions[0])"]
+
+
 def test_every_broken_rule_is_reported_in_file_order_and_duplicates_name_the_first() -> None:
     broken = {**RULE, "id": "b", "what": {**RULE["what"], "channel": "fax"}}  # type: ignore[dict-item]
     data = {"version": 1, "rules": [RULE, broken, {**RULE, "version": 2}]}
