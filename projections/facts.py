@@ -11,7 +11,8 @@ Every name a rule may use is declared in ``FACTS`` with its type and where it co
 * ``document``: read from the document, nothing to do;
 * ``derived``: computed by ``projections.derived_facts.derived_facts(view, at)`` — relative to an instant the caller
   gives, since the core reads no clock;
-* ``caller``: not on the view yet (RFM, LTV: docs/VALUE.md); the caller computes and adds
+* ``caller``: not in the stored view's document (the value card: RFM, lifetime value,
+  P(alive), computed by the shell when a view is read, docs/VALUE.md); the caller adds
   them, and a rule reading an absent fact simply does not match.
 
 A ``<placeholder>`` segment stands for any value of its kind (``PLACEHOLDERS``).
@@ -118,11 +119,20 @@ FACTS = Catalogue({
                               "uses most", _D, CONTACT_CHANNELS),
     "contacts_7d": Fact("number", "contacts in the last 7 days, both directions, human ones included", _D),
     "contacts_30d": Fact("number", "contacts in the last 30 days, both directions, human ones included", _D),
-    "rfm.segment": Fact("string", "RFM segment (projections.rfm)", _C, tuple(s.value for s in Segment)),
-    "rfm.recency": Fact("number", "RFM recency score 1..5", _C),
-    "rfm.frequency": Fact("number", "RFM frequency score 1..5", _C),
-    "rfm.monetary": Fact("number", "RFM monetary score 1..5", _C),
-    "ltv": Fact("number", "customer lifetime value, in the customer's main currency", _C),
+    # The value card (services/value/card.py) is computed when a view is read, against the
+    # portfolio's quintiles: the caller passes it as ``{"value": value_card(...)}``.
+    "value.rfm.segment": Fact("string", "RFM segment (projections.rfm)", _C, tuple(s.value for s in Segment)),
+    "value.rfm.scores.r": Fact("number", "RFM recency score 1..5", _C),
+    "value.rfm.scores.f": Fact("number", "RFM frequency score 1..5", _C),
+    "value.rfm.scores.m": Fact("number", "RFM monetary score 1..5", _C),
+    "value.rfm.recency_days": Fact("number", "days since the last purchase in the value currency", _C),
+    "value.rfm.frequency": Fact("number", "purchases in the value currency", _C),
+    "value.rfm.monetary": Fact("number", "revenue in the value currency", _C),
+    "value.historical.revenue": Fact("number", "historical value: revenue in the value currency", _C),
+    "value.historical.margin": Fact("number", "margin in the value currency, when stated", _C),
+    "value.lifetime_value.value": Fact("number", "lifetime value (seed formula), in the value currency", _C),
+    "value.p_alive": Fact("number", "probability the customer is still buying (BG/NBD), 0..1", _C),
+    "value.expected_purchases_90d": Fact("number", "purchases expected over the next 90 days (BG/NBD)", _C),
 })
 
 _ENVELOPE_SKIPPED = {"event_id", "occurred_at", "received_at", "customer", "attributes", "lines", "fields"}

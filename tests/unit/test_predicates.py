@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 from projections.derived_facts import derived_facts
 from projections.facts import EVENT_FACTS, FACTS, event_facts, facts_of
 from projections.predicates import RuleError, compile_predicate
-from projections.view import CustomerView, evolve, initial_view
+from projections.view import CustomerView, evolve, initial_view, micros
 from projections.view_document import to_document
 from tests.support.strategies import customer_histories
 from tests.support.touchpoints import at, call, case, consent, purchase, survey, web_form
@@ -158,7 +158,7 @@ LEAVES = [
     {"fact": "channels.phone.count", "gte": 1}, {"fact": "consent.email.marketing", "eq": "granted"},
     {"fact": "open_complaints", "gt": 0}, {"fact": "days_since_last_purchase", "gt": 30.5},
     {"fact": "preferred_channel", "eq": "call"}, {"fact": "identity.emails", "contains": "ana@example.com"},
-    {"fact": "profile.city", "eq": "Lyon"}, {"fact": "rfm.segment", "exists": True},
+    {"fact": "profile.city", "eq": "Lyon"}, {"fact": "value.rfm.segment", "exists": True},
     {"fact": "purchases.by_currency.EUR.revenue", "gte": 1000}, {"fact": "contacts_7d", "exists": False},
 ]
 predicates = st.recursive(
@@ -212,3 +212,16 @@ def test_the_catalogue_states_a_type_and_a_description_for_every_fact() -> None:
         assert fact.type in ("string", "number", "boolean", "list"), name
         assert fact.source in ("document", "derived", "caller") and fact.description, name
     assert Decimal("1") == compile_predicate({"fact": "purchases.count", "eq": 1}).value  # type: ignore[attr-defined]
+
+
+def test_value_card_facts_read_the_card_the_shell_computes_when_a_view_is_read() -> None:
+    from services.settings import Settings
+    from services.value.card import value_card
+
+    view = fold(purchase("p1", at(0), "300.00", margin="90.00"), purchase("p2", at(30), "200.00", margin="60.00"))
+    card = value_card(view, None, None, micros(at(40)), Settings(value_currency="EUR"))
+    facts = facts_of(to_document(view), {"value": card})
+    assert holds({"fact": "value.historical.revenue", "eq": 500}, facts)
+    assert holds({"fact": "value.rfm.recency_days", "eq": 10}, facts)
+    assert holds({"fact": "value.lifetime_value.value", "gt": 0}, facts)
+    assert holds({"fact": "value.rfm.segment", "exists": False}, facts)  # no portfolio quintiles given

@@ -38,12 +38,12 @@ def test_the_default_rules_check_ok_with_their_counts() -> None:
 
 def test_a_rule_reading_a_fact_the_view_lacks_yet_is_ok_with_a_note(tmp_path: Path) -> None:
     good = tmp_path / "rfm.yaml"
-    good.write_text("version: 3\nrules:\n" + GOOD_RULE + "    who: {fact: rfm.segment, in: [at_risk, hibernating]}\n")
+    good.write_text("version: 3\nrules:\n" + GOOD_RULE + "    who: {fact: value.rfm.segment, in: [at_risk, hibernating]}\n")
     done = check(good)
     assert done.returncode == 0, done.stderr
     assert done.stdout.splitlines() == [
         f"{good}: OK, version 3: 1 rule (lifecycle 1), 0 suppressions",
-        f"{good}: note: facts not on the view yet, the engine must supply them: rfm.segment",
+        f"{good}: note: facts not on the view yet, the engine must supply them: value.rfm.segment",
     ]
 
 
