@@ -28,12 +28,12 @@ from projections.nbc_rule_model import (
     Trigger,
     What,
 )
-from projections.predicates import ALWAYS, compile_predicate
+from projections.predicates import ALWAYS, Predicate, compile_predicate
 from projections.rule_errors import Path, RuleError, describe
 from projections.touchpoints import CASE_SEVERITIES, TOUCHPOINT_TYPES
 from projections.view_state import PRESSURE_WINDOW
 
-__all__ = ["fields", "identifier", "positive_int", "one_of", "compile_when", "compile_what", "compile_constraints"]
+__all__ = ["fields", "identifier", "whole_number", "one_of", "compile_when", "compile_what", "compile_constraints"]
 
 _IDENTIFIER = re.compile(r"[a-z][a-z0-9_]*\Z")
 
@@ -59,7 +59,7 @@ def identifier(value: Any, path: Path) -> str:
     return value
 
 
-def positive_int(value: Any, path: Path, minimum: int = 1) -> int:
+def whole_number(value: Any, path: Path, minimum: int = 1) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
         raise RuleError(f"expected a whole number >= {minimum}, got {describe(value)}", path)
     return value
@@ -73,7 +73,7 @@ def one_of(value: Any, choices: tuple[str, ...], path: Path) -> str:
     return value
 
 
-def _where(data: dict[str, Any], path: Path, event_type: str) -> Any:
+def _where(data: dict[str, Any], path: Path, event_type: str) -> Predicate:
     if "where" not in data:
         return ALWAYS
     return compile_predicate(data["where"], (*path, "where"), EVENT_FACTS[event_type])
@@ -145,7 +145,7 @@ def compile_what(data: Any, path: Path) -> What:
             raise RuleError("only a preferred channel has a fallback", (*path, "fallback_channel"))
         one_of(fallback, CONTACT_CHANNELS, (*path, "fallback_channel"))
     return What(channel, identifier(spec["action"], (*path, "action")),
-                positive_int(spec["priority"], (*path, "priority"), minimum=0),
+                whole_number(spec["priority"], (*path, "priority"), minimum=0),
                 _money(spec["expected_value"], (*path, "expected_value")),
                 parse_duration(spec["valid_for"], (*path, "valid_for")),
                 _text(spec, "script", path), _text(spec, "offer", path), fallback)
@@ -156,7 +156,7 @@ def _cap(data: Any, path: Path) -> Cap:
     window = parse_duration(spec["window"], (*path, "window"), business=False)
     if window.span is None or window.span.total_seconds() * 1e6 > PRESSURE_WINDOW:
         raise RuleError(f"at most 30d: the view keeps 30 days of contacts, got {window.text!r}", (*path, "window"))
-    return Cap(window, positive_int(spec["max"], (*path, "max")))
+    return Cap(window, whole_number(spec["max"], (*path, "max")))
 
 
 def compile_constraints(data: Any, path: Path, purpose: str) -> Constraints:

@@ -43,7 +43,7 @@ from projections.nbc_rule_parts import (
     fields,
     identifier,
     one_of,
-    positive_int,
+    whole_number,
 )
 from projections.predicates import ALWAYS, compile_predicate
 from projections.rule_errors import Path, RuleError, RuleErrors, describe
@@ -71,7 +71,7 @@ def compile_rules(data: Any, source: str) -> RuleSet:
         top = fields(data, (), ("version", "rules"), ("timezone", "business_hours", "suppressions"))
     except RuleError as error:
         raise RuleErrors([error.within(source)]) from None
-    version = attempt(lambda: positive_int(top["version"], ("version",)))
+    version = attempt(lambda: whole_number(top["version"], ("version",)))
     zone = attempt(lambda: _timezone(top.get("timezone", "UTC")))
     hours = attempt(lambda: _business_hours(top.get("business_hours")))
     suppressions = [attempt(partial(_suppression, raw, ("suppressions", i)), _label(raw, "suppression"))
@@ -121,7 +121,7 @@ def _label(raw: Any, kind: str) -> str | None:
 def _rule(raw: Any, path: Path) -> Rule:
     spec = fields(raw, path, ("id", "version", "purpose", "when", "what", "constraints"), ("description", "who"))
     rule_id = identifier(spec["id"], (*path, "id"))
-    version = positive_int(spec["version"], (*path, "version"))
+    version = whole_number(spec["version"], (*path, "version"))
     purpose = one_of(spec["purpose"], PURPOSES, (*path, "purpose"))
     when = compile_when(spec["when"], (*path, "when"))
     who = compile_predicate(spec["who"], (*path, "who")) if "who" in spec else ALWAYS
