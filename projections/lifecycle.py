@@ -72,7 +72,6 @@ __all__ = [
     "next_deadline",
     "advance",
     "on_purchase",
-    "on_event",
     "transition_id",
     "amount_units",
     "DEFAULT",
@@ -228,7 +227,7 @@ def next_deadline(buys: tuple[Buy, ...], interval: int | None, at: int, config: 
         return None  # lost stays lost until a purchase
     if len(buys) == 1:
         renewal = last + config.new_us
-        return renewal if renewal > at else lost
+        return min(renewal, lost) if renewal > at else lost
     recency = last + _threshold(interval, config)
     if recency <= at or last - buys[-2].at >= config.lost_us:
         return min(recency, lost) if recency > at else lost  # the spend rule is not consulted
@@ -319,14 +318,6 @@ def advance(lc: Lifecycle, customer_id: str, to: int, cause: str, config: Lifecy
     if lc.evaluated is None or lc.evaluated < to:
         lc = Lifecycle(lc.stage, lc.since, lc.rule, to, lc.deadline, buys, interval, lc.seq, lc.history)
     return lc
-
-
-def on_event(lc: Lifecycle, customer_id: str, at: int, cause: str, config: LifecycleConfig = DEFAULT) -> Lifecycle:
-    """A touchpoint other than a purchase, or a clock tick: time moves on to ``at``.
-    Returns ``lc`` itself when no deadline has passed (the common case costs nothing)."""
-    if lc.deadline is None or at < lc.deadline:
-        return lc
-    return advance(lc, customer_id, at, cause, config)
 
 
 def on_purchase(lc: Lifecycle, customer_id: str, clock: int | None, buy: Buy,

@@ -106,6 +106,9 @@ def evolve(view: CustomerView, event: Touchpoint,
     if lifecycle is not None:
         if isinstance(event, Purchase) and event.amount > 0:
             buy = Buy(at, event.event_id, event.currency, amount_units(event.amount))
+            if clock is not None and lc.deadline is not None and lc.deadline <= clock:
+                # a tick reached this instant without visiting (its limit): time first
+                lc = advance(lc, view.customer_id, clock, event.event_id, lifecycle)
             seen = view.last_seen if clock is None else _max(view.last_seen, clock)
             lc = on_purchase(lc, view.customer_id, seen, buy, lifecycle, _min(view.first_seen, at))
         elif lc.deadline is not None:

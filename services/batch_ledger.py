@@ -16,10 +16,14 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal
 
+import structlog
+
 from projections.lifecycle import Transition
 from projections.rfm import RfmFigures
 from projections.rfm_cells import Cell, Change, changes
 from projections.view import CustomerView
+
+log = structlog.get_logger("touchstream.batch")
 
 __all__ = ["BatchLedger", "due", "rfm_figures"]
 
@@ -42,6 +46,8 @@ class BatchLedger:
         fresh = after.lifecycle.seq - old
         if fresh > 0:
             history = after.lifecycle.history
+            if fresh > len(history):  # one step crossed more stages than the history keeps
+                log.error("lifecycle_transitions_beyond_history", missing=fresh - len(history))
             self.transitions += [(cid, t) for t in history[max(0, len(history) - fresh):]]
 
     def stage_changes(self, views: Mapping[str, CustomerView]) -> dict[str, int]:

@@ -43,6 +43,7 @@ from projections.rfm_cells import Cell, Change
 from projections.touchpoints import Touchpoint
 from projections.view_state import micros
 from services import metrics
+from services.clock import ClockScheduler
 from services.contracts import decode
 from services.contracts.confluent import framed_schema_id
 from services.gc_tuning import tune_gc
@@ -85,6 +86,8 @@ class KafkaPlatform:
         self.publisher = TouchpointPublisher.from_settings(settings)
         self.store = RedisViewStore(settings.redis_url, settings.redis_prefix, timeout=settings.redis_timeout_seconds)
         self.draining = False
+        # every API process ticks; ticks of the same second on a partition are one event
+        self.clock = ClockScheduler(self, settings.clock_tick_seconds)
 
     async def start(self) -> None:
         tune_gc()
@@ -97,10 +100,12 @@ class KafkaPlatform:
             await self.publisher.start()
         except (StorageUnavailable, TopicCreationFailed) as error:
             log.warning("kafka_not_ready_at_start", error=type(error).__name__, detail=str(error)[:300])
+        self.clock.start()
         log.info("platform_started", runtime=self.runtime, partitions=self.settings.kafka_partitions)
 
     async def close(self) -> None:
         self.draining = True
+        await self.clock.stop()
         await self.publisher.stop()
         await self.store.aclose()
         log.info("platform_stopped", runtime=self.runtime)
@@ -271,11 +276,15 @@ class KafkaPlatform:
         return TransitionPage(page, cursor_out(cursor) if cursor else after)
 
     async def lifecycle_figures(self, start: int, end: int) -> LifecycleFigures:
+        """A transition is committed after its instant (event times are at most
+        ``max_future_seconds`` ahead of the clock), so the scan of the transition stream
+        starts at the stream id of ``start`` less that margin and reads to the end."""
         stages = await self.store.stage_counts()
         moves: list[tuple[str, str, int]] = []
-        cursor = None
-        for _ in range(STREAM_SCAN_LIMIT // 1000):
-            entries = await self.store.transitions(after=cursor, count=1000)
+        first_ms = max(0, (start - self.settings.max_future_seconds * 1_000_000) // 1000)
+        cursor: str | None = f"{first_ms - 1}-18446744073709551615" if first_ms else None
+        while True:
+            entries = await self.store.transitions(after=cursor, count=5000)
             if not entries:
                 break
             for entry_id, record in entries:

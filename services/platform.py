@@ -38,10 +38,10 @@ from services.gc_tuning import tune_gc
 from services.ingest import GroupCommitter
 from services.runner import ProjectionRunner
 from services.settings import Settings
-from services.viewstore import ViewStore
+from services.viewstore import open_current
 
 __all__ = ["Platform", "Caught", "TimelinePage", "TransitionPage", "LifecycleFigures", "Readiness",
-           "EmbeddedPlatform", "NotInThisRuntime", "cursor_out", "cursor_in", "transition_row_document"]
+           "EmbeddedPlatform", "cursor_out", "cursor_in", "transition_row_document"]
 
 log = structlog.get_logger("touchstream.platform")
 
@@ -66,10 +66,6 @@ class Readiness:
     @property
     def ready(self) -> bool:
         return all(v == "ok" for k, v in self.checks.items() if k != "draining") and self.checks.get("draining") != "yes"
-
-
-class NotInThisRuntime(Exception):
-    """A capability this runtime does not offer (the API answers 501)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -185,7 +181,7 @@ class EmbeddedPlatform:
             lock_timeout_seconds=settings.sqlite_lock_timeout_seconds,
             max_bytes=settings.log_max_bytes,
         )
-        self.views = ViewStore(settings.views_path, lock_timeout_seconds=settings.sqlite_lock_timeout_seconds)
+        self.views = open_current(settings.views_path, lock_timeout_seconds=settings.sqlite_lock_timeout_seconds)
         self.runner = ProjectionRunner(self.log, self.views, batch=settings.projection_batch_events,
                                        lifecycle=settings.lifecycle(), tick_limit=settings.lifecycle_tick_limit,
                                        currency=settings.value_currency)

@@ -116,7 +116,11 @@ def _tick(event: Tick, store: ViewStore, cache: ViewCache, views: dict, ledger: 
         view = views.get(cid)
         if view is None:
             continue  # an index entry without a view cannot happen: both commit together
-        after = tick(view, event.at, event.tick_id, lifecycle)
+        try:
+            after = tick(view, event.at, event.tick_id, lifecycle)
+        except Exception as error:  # noqa: BLE001 - one customer must not stop the runner: left due
+            log.error("tick_failed", error=type(error).__name__)
+            continue
         if after is not view:
             ledger.record(view, after)
             views[cid] = after

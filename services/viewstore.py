@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import orjson
+import structlog
 from eventsourcing.persistence import Tracking
 from eventsourcing.sqlite import SQLiteConnection, SQLiteConnectionPool, SQLiteDatastore, SQLiteTrackingRecorder
 
@@ -26,9 +27,12 @@ from projections.identity import Identifier
 from projections.lifecycle import Transition, transition_id
 from projections.rfm_cells import Cell, Change
 
-__all__ = ["ViewChanges", "ViewStore", "TRACKING_NAME"]
+__all__ = ["ViewChanges", "ViewStore", "TRACKING_NAME", "VIEW_FORMAT", "open_current"]
 
 TRACKING_NAME = "touchstream"  # the log application's name, as in the tracking table
+# The stored view's format: bumped when the fold derives something new from the same log
+# (2: lifecycle stages and RFM cells). A store of an older format is rebuilt from the log.
+VIEW_FORMAT = 2
 
 
 class _ViewConnections(SQLiteConnectionPool):
@@ -74,6 +78,23 @@ class ViewStore(SQLiteTrackingRecorder):
         path.parent.mkdir(parents=True, exist_ok=True)
         super().__init__(_ViewDatastore(path, lock_timeout_seconds))
         self.create_table()
+        self.format = self._format()
+
+    def _format(self) -> int:
+        """This store's view format; an empty store takes the current one."""
+        with self.datastore.transaction(commit=True) as c:
+            c.execute("SELECT value FROM runner_state WHERE name='view_format'")
+            row = c.fetchone()
+            if row is not None:
+                return int(row[0])
+            if self._max_tracking_id(TRACKING_NAME, c):
+                return 1  # folded before the format was recorded
+            c.execute("INSERT INTO runner_state VALUES ('view_format', ?)", (VIEW_FORMAT,))
+            return VIEW_FORMAT
+
+    @property
+    def outdated(self) -> bool:
+        return self.format < VIEW_FORMAT
 
     def construct_create_table_statements(self) -> list[str]:
         return [
@@ -288,3 +309,21 @@ class ViewStore(SQLiteTrackingRecorder):
 
 def dumps(value: Any) -> bytes:
     return orjson.dumps(value, option=orjson.OPT_SORT_KEYS)
+
+
+def open_current(path: Path, *, lock_timeout_seconds: int = 2) -> ViewStore:
+    """The view store at ``path``; one of an older format is set aside (renamed with its
+    format) and a new one is started, which the runner rebuilds from the log: views are
+    derived data, and the log is the source of every one of them."""
+    store = ViewStore(path, lock_timeout_seconds=lock_timeout_seconds)
+    if not store.outdated:
+        return store
+    old = store.format
+    store.datastore.close()
+    for suffix in ("", "-wal", "-shm"):
+        source = path.with_name(path.name + suffix)
+        if source.exists():
+            source.rename(path.with_name(f"{path.name}.format{old}{suffix}"))
+    structlog.get_logger("touchstream.viewstore").warning("views_rebuilt_from_the_log", old_format=old,
+                                                          new_format=VIEW_FORMAT)
+    return ViewStore(path, lock_timeout_seconds=lock_timeout_seconds)

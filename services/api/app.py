@@ -30,7 +30,7 @@ from services.api.responses import JSON
 from services.api.value_routes import value_router
 from services.contracts.confluent import RegistryUnavailable
 from services.ingest import StorageUnavailable
-from services.platform import NotInThisRuntime, Platform
+from services.platform import Platform
 from services.redis_views import ViewStoreUnavailable
 from services.value.service import ValueService
 
@@ -117,10 +117,6 @@ def create_app(platform: Platform, *, manage_platform: bool = True) -> FastAPI:
     async def storage_error(_: Request, exc: Exception) -> JSON:
         log.warning("storage_unavailable", runtime=platform.runtime, error=type(exc).__name__)
         return _error(503, f"storage unavailable: {type(exc).__name__}", {"Retry-After": "1"})
-
-    @app.exception_handler(NotInThisRuntime)
-    async def not_offered(_: Request, exc: NotInThisRuntime) -> JSON:
-        return _error(501, f"{exc} (runtime: {platform.runtime})")
 
     @app.exception_handler(Exception)
     async def unexpected_error(_: Request, exc: Exception) -> JSON:

@@ -101,14 +101,18 @@ def tick_record(at: datetime, partition: int) -> tuple[str, bytes, Headers]:
     return tick_id, value, headers
 
 
-def read_tick(value: bytes | None) -> ReadTick:
+def read_tick(value: bytes | None, partition: int | None = None) -> ReadTick:
     try:
         family, document = decode_record(value or b"")
         if family != "clock/tick":
             raise ValueError(f"a {family} record under the clock tick type")
-        return ReadTick(document["tick_id"], micros(instant(document["at"])))
+        tick = ReadTick(document["tick_id"], micros(instant(document["at"])))
     except Exception as error:  # noqa: BLE001 - a bad tick is a dead letter like any bad record
         raise BadRecord("undecodable", f"{type(error).__name__}: {error}") from None
+    meant = document.get("partition")
+    if partition is not None and meant is not None and meant != partition:
+        raise BadRecord("misrouted", f"a clock tick for partition {meant} on partition {partition}")
+    return tick
 
 
 def cloudevents_headers(document: Mapping[str, Any]) -> Headers:
@@ -142,7 +146,7 @@ def read_record(value: bytes | None, key: bytes | None, headers: Sequence[tuple[
                 partition: int | None = None, partitions: int | None = None) -> ReadTouchpoint | ReadTick:
     """A touchpoint record, or a clock tick (told by its CloudEvents type)."""
     if any(k == "ce_type" and v == TICK_TYPE for k, v in headers):
-        return read_tick(value)
+        return read_tick(value, partition)
     return read_touchpoint(value, key, headers, partition=partition, partitions=partitions)
 
 

@@ -43,7 +43,7 @@ from services.contracts.confluent import ConfluentRegistry, RegistryUnavailable,
 from services.kafka.topics import CUSTOMER_VIEWS_TOPIC, DEAD_LETTERS_TOPIC, LIFECYCLE_TOPIC, TOUCHPOINTS_TOPIC
 from services.redis_views import RedisViewStore, ViewStoreUnavailable
 from services.settings import Settings
-from services.worker.fold import Folded, decode, fold, transition_headers, view_event_headers
+from services.worker.fold import Folded, decode, due_fetch_size, fold, transition_headers, view_event_headers
 
 __all__ = ["ViewWorker", "ViewCache"]
 
@@ -242,13 +242,17 @@ class ViewWorker:
         partitions = len(self._consumer.partitions_for_topic(self.topic) or ()) or None
         decoded = {tp: decode(records, partitions) for tp, records in batches.items()}
         customers = set().union(*(d.customers for d in decoded.values()))
-        due_stored: dict[str, list[tuple[str, int]]] = {}
+        due_stored: dict[tuple[int, str], list[tuple[str, int]]] = {}
         limit = self.settings.lifecycle_tick_limit
         for tp, d in decoded.items():  # the deadline index, for the batch's clock ticks
-            for read in d.ticks:
-                due_stored[read.tick_id] = await self.store.due(tp.topic, tp.partition, read.at,
-                                                                limit + len(batches[tp]))
-                customers.update(c for c, _ in due_stored[read.tick_id])
+            ticks = d.ticks
+            # each tick may visit ``limit`` customers; earlier ticks and events of the batch
+            # change at most that many more entries than a tick will read
+            enough = due_fetch_size(len(ticks), len(batches[tp]), limit)
+            for read in ticks:
+                found = await self.store.due(tp.topic, tp.partition, read.at, enough)
+                due_stored[(tp.partition, read.tick_id)] = found
+                customers.update(c for c, _ in found)
         stored = self.cache.take(customers)  # states this worker committed last: no read needed
         stored.update(await self.store.states(customers - stored.keys()))
         views: dict[str, CustomerView] = {}
@@ -373,6 +377,8 @@ class ViewWorker:
 
 
 def _count(batch: Folded) -> None:
+    if batch.tick_failures:
+        log.error("tick_failed", partition=batch.partition, customers=batch.tick_failures)
     metrics.child(metrics.WORKER_PARTITION_POSITION, str(batch.partition)).set(batch.offset)
     metrics.child(metrics.WORKER_RECORDS, "folded").inc(batch.folded)
     if batch.duplicates:

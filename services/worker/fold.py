@@ -31,7 +31,7 @@ from services.batch_ledger import BatchLedger, due
 from services.redis_keys import conflict_record, dead_letter_record
 from services.redis_views import LifecycleWrites
 
-__all__ = ["Record", "Decoded", "Folded", "decode", "fold", "derived_id", "view_event_headers", "transition_headers"]
+__all__ = ["Record", "Decoded", "Folded", "decode", "fold", "due_fetch_size", "derived_id", "view_event_headers", "transition_headers"]
 
 REASON_HEADER = "touchstream-dead-letter-reason"
 
@@ -82,6 +82,7 @@ class Folded:
     lifecycle: LifecycleWrites = field(default_factory=LifecycleWrites)
     transitions: list[tuple[str, str, bytes]] = field(default_factory=list)  # (customer, id, Avro) to publish
     visited: int = 0  # customers the batch's ticks re-evaluated
+    tick_failures: int = 0  # customers a tick could not move (their state did not load): left due
 
 
 def decode(records: Sequence[Record], partitions: int | None = None) -> Decoded:
@@ -98,7 +99,7 @@ def decode(records: Sequence[Record], partitions: int | None = None) -> Decoded:
 
 def fold(topic: str, partition: int, offset: int, decoded: Decoded, stored: Mapping[str, bytes],
          views: dict[str, CustomerView] | None = None, *, base: int | None = None,
-         clock: int | None = None, due_stored: Mapping[str, list[tuple[str, int]]] | None = None,
+         clock: int | None = None, due_stored: Mapping[tuple[int, str], list[tuple[str, int]]] | None = None,
          lifecycle: LifecycleConfig | None = LIFECYCLE_DEFAULT, tick_limit: int = 10_000,
          currency: str = "EUR") -> Folded:
     """Fold a decoded batch. ``stored`` holds the stored states (bytes) of the customers it
@@ -123,11 +124,16 @@ def fold(topic: str, partition: int, offset: int, decoded: Decoded, stored: Mapp
             now = out.lifecycle.clock
             out.lifecycle.clock = read.at if now is None else max(now, read.at)
             if lifecycle is not None:
-                visiting = due(read.at, (due_stored or {}).get(read.tick_id, ()), out.views, tick_limit)
+                stored_due = (due_stored or {}).get((partition, read.tick_id), ())
+                visiting = due(read.at, stored_due, out.views, tick_limit)
                 out.visited += len(visiting)
                 for customer_id in visiting:
-                    view = load(customer_id)
-                    after = view if view is None else tick(view, read.at, read.tick_id, lifecycle)
+                    try:
+                        view = load(customer_id)
+                        after = view if view is None else tick(view, read.at, read.tick_id, lifecycle)
+                    except Exception:  # noqa: BLE001 - one unreadable state must not stall the partition
+                        out.tick_failures += 1
+                        continue
                     if view is not None and after is not view:
                         ledger.record(view, after)
                         views[customer_id] = out.views[customer_id] = after
@@ -171,6 +177,13 @@ def fold(topic: str, partition: int, offset: int, decoded: Decoded, stored: Mapp
     out.lifecycle.deadlines = ledger.deadlines(out.views)
     out.lifecycle.rfm = ledger.rfm_changes(out.views, currency)
     return out
+
+
+def due_fetch_size(ticks: int, records: int, tick_limit: int) -> int:
+    """How many stored deadlines to fetch for each tick of a partition batch: each tick
+    visits at most ``tick_limit`` customers, and the batch's events and earlier ticks
+    change at most that many more index entries than a tick will read."""
+    return tick_limit * ticks + records
 
 
 def derived_id(topic: str, partition: int, offset: int, kind: str) -> str:

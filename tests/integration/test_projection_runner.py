@@ -12,7 +12,7 @@ from projections.touchpoints import CustomerRef
 from projections.view_document import from_state
 from services.eventlog import TouchpointLog, stream_id
 from services.runner import ProjectionRunner
-from services.viewstore import ViewStore
+from services.viewstore import VIEW_FORMAT, ViewStore, open_current
 from tests.support.touchpoints import at, call, purchase, survey
 
 
@@ -130,3 +130,19 @@ def test_a_waiting_reader_is_released_when_the_position_is_reached(tmp_path: Pat
         assert not runner.wait_for(last + 1, timeout=0.05)
     finally:
         runner.stop()
+
+
+def test_a_view_store_of_an_older_format_is_set_aside_and_rebuilt_from_the_log(tmp_path: Path) -> None:
+    log, store, runner = open_all(tmp_path)
+    log.append(history(customers=5, per_customer=3))
+    runner.catch_up()
+    with store.datastore.transaction(commit=True) as c:  # as a store folded before formats were recorded
+        c.execute("DELETE FROM runner_state WHERE name='view_format'")
+    store.datastore.close()
+
+    reopened = open_current(tmp_path / "views.sqlite")
+    assert reopened.position() == 0 and reopened.format == VIEW_FORMAT
+    assert (tmp_path / "views.sqlite.format1").exists()
+    ProjectionRunner(log, reopened, batch=100).catch_up()
+    assert reopened.count("customer_views") == 5 and reopened.position() == log.head()
+    assert open_current(tmp_path / "views.sqlite").position() == log.head()  # current: kept as it is

@@ -164,3 +164,22 @@ def test_the_fold_without_lifecycle_leaves_stages_out() -> None:
 def test_a_threshold_must_be_positive(field: str) -> None:
     with pytest.raises(ValueError, match=field):
         LifecycleConfig(**{field: 0})
+
+
+def test_a_purchase_after_a_tick_that_did_not_visit_the_customer_crosses_the_deadlines_first() -> None:
+    view = fold(purchase("p0", at(0)))
+    visited = evolve(tick(view, day(100), "t"), purchase("p1", at(95)), clock=day(100))
+    skipped = evolve(view, purchase("p1", at(95)), clock=day(100))  # the tick's limit left it due
+    assert stages(skipped) == stages(visited) == [
+        ("prospect", "new", "first_purchase", 0.0),
+        ("new", "declining", "no_repeat_purchase", 90.0),
+        ("declining", "active", "repeat_purchases", 95.0),
+    ]
+
+
+def test_a_new_period_longer_than_the_lost_threshold_still_loses_the_customer_on_time() -> None:
+    config = LifecycleConfig(new_days=400)
+    view = evolve(initial_view("c-1"), purchase("p1", at(0)), config)
+    assert view.lifecycle.deadline == day(365)
+    assert stages(tick(view, day(500), "t", config)) == [("prospect", "new", "first_purchase", 0.0),
+                                                         ("new", "lost", "inactivity", 365.0)]

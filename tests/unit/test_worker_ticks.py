@@ -1,0 +1,64 @@
+"""The scale-out worker's fold of clock ticks against the topic replay: several ticks in
+one partition batch visit exactly the customers the replay visits (the due list the
+consumer fetches is long enough), and a tick written for another partition is refused."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import timedelta
+
+import orjson
+import pytest
+
+from projections.lifecycle import DEFAULT
+from projections.view import evolve, initial_view
+from projections.view_document import to_state
+from services.kafka.records import BadRecord, read_record, tick_record
+from services.worker.fold import Decoded, due_fetch_size, fold
+from services.worker.replay import _Replayer
+from tests.support.touchpoints import T0, purchase
+
+
+@dataclass
+class Rec:
+    value: bytes
+    key: bytes | None
+    headers: list  # type: ignore[type-arg]
+    partition: int
+    offset: int
+
+
+@pytest.mark.parametrize(("limit", "customers", "ticks"), [(2, 8, 3), (3, 7, 1), (1, 5, 4), (10, 6, 2)])
+def test_several_ticks_in_a_batch_visit_what_the_replay_visits(limit: int, customers: int, ticks: int) -> None:
+    views = {f"c{i}": evolve(initial_view(f"c{i}"), purchase(f"p{i}", T0 + timedelta(hours=i)))
+             for i in range(customers)}
+    stored = {c: orjson.dumps(to_state(v)) for c, v in views.items()}
+    index = sorted((v.lifecycle.deadline, c) for c, v in views.items())
+    records = []
+    for k in range(ticks):
+        _, value, headers = tick_record(T0 + timedelta(days=100, minutes=k), 0)
+        records.append(Rec(value, None, headers, 0, k))
+    decoded = Decoded()
+    for r in records:
+        decoded.records.append((r, read_record(r.value, r.key, r.headers, partition=0, partitions=1)))
+    enough = due_fetch_size(ticks, len(records), limit)  # what the consumer fetches per tick
+    due_stored = {(0, read.tick_id): [(c, d) for d, c in index if d <= read.at][:enough]
+                  for _, read in decoded.records}
+    out = fold("t", 0, ticks - 1, decoded, stored, {}, due_stored=due_stored, tick_limit=limit)
+
+    replayed = dict(views)
+    replayer = _Replayer(replayed, DEFAULT, limit)
+    replayer.homes[0] = set(views)
+    for _, read in decoded.records:
+        replayer._tick(0, read)
+    assert sorted(out.views) == sorted(c for c in replayed if replayed[c] is not views[c])
+    assert {c: orjson.loads(s) for c, s in out.states.items()} == \
+        {c: orjson.loads(orjson.dumps(to_state(replayed[c]))) for c in out.views}
+
+
+def test_a_tick_for_another_partition_is_refused_as_misrouted() -> None:
+    _, value, headers = tick_record(T0, 3)
+    with pytest.raises(BadRecord) as refused:
+        read_record(value, None, headers, partition=1, partitions=4)
+    assert refused.value.kind == "misrouted"
+    assert read_record(value, None, headers, partition=3, partitions=4).at > 0
