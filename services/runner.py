@@ -53,7 +53,7 @@ def _decode(record: LoggedTouchpoint) -> Touchpoint | Tick:
 
 def fold_batch(records: list[LoggedTouchpoint], store: ViewStore, cache: ViewCache, *, clock: int | None = None,
                lifecycle: LifecycleConfig | None = LIFECYCLE_DEFAULT, tick_limit: int = 10_000,
-               currency: str = "EUR") -> ViewChanges:
+               currency: str | None = "EUR") -> ViewChanges:
     """Fold a batch of log records into the changes to commit (no writes, no metrics here:
     a failed commit is retried, and must not count twice). ``clock``: the latest clock
     tick folded before the batch."""
@@ -99,7 +99,8 @@ def fold_batch(records: list[LoggedTouchpoint], store: ViewStore, cache: ViewCac
     changes.transitions = ledger.transitions
     changes.stages = ledger.stage_changes(views)
     changes.deadlines = ledger.deadlines(views)
-    changes.rfm = ledger.rfm_changes(views, currency)
+    if currency is not None:  # None: the portfolio's RFM cells are not kept (benchmark baseline)
+        changes.rfm = ledger.rfm_changes(views, currency)
     return changes
 
 
@@ -178,7 +179,7 @@ class ProjectionRunner:
     def __init__(self, log_: TouchpointLog, store: ViewStore, *, batch: int = 2000, cache: int = 50_000,
                  until: int | None = None, linger: float = 0.005,
                  lifecycle: LifecycleConfig | None = LIFECYCLE_DEFAULT, tick_limit: int = 10_000,
-                 currency: str = "EUR"):
+                 currency: str | None = "EUR"):
         self.log, self.store, self.batch, self.until = log_, store, batch, until
         self.lifecycle, self.tick_limit, self.currency = lifecycle, tick_limit, currency
         self.clock = store.clock()

@@ -82,6 +82,9 @@ def _spine(scale: Scale, base: Path) -> dict[str, Any]:
     results["lifecycle"] = run_lifecycle_bench(base / "lifecycle", events=large_events // 5,
                                                customers=large_customers // 10, deadlines=large_events,
                                                due=large_customers // 10)
+    from services.bench.value import refit_customers, rfm_overhead
+
+    results["value"] = {"rfm_overhead": rfm_overhead(base / "log-small"), "refit": refit_customers(large_events)}
     baseline = results["baseline_naive_load_modify_save"]["events_per_second"]
     small, large = results["log_small"]["fold"], results["log_large"]["fold"]
     results["ratios"] = {
@@ -117,6 +120,15 @@ def _print_spine(r: dict[str, Any], console: Console) -> None:
          f"{r['log_large']['fold']['us_per_event']} µs (×{r['ratios']['fold_cost_large_vs_small']})", "flat ±20%"),
         ("replay", f"{r['replay']['events_per_second']:,} ev/s (identical: {r['replay']['identical']})", "≥ 50,000 ev/s"),
     ]
+    if "value" in r:
+        v = r["value"]
+        rows += [
+            ("value: embedded fold with RFM cells vs without", f"{v['rfm_overhead']['us_per_event_with']} vs "
+             f"{v['rfm_overhead']['us_per_event_without']} µs/event (+{v['rfm_overhead']['overhead_percent']}%)",
+             "≤ +20%"),
+            ("value: BG/NBD refit, purchases to parameters", f"{v['refit']['seconds']} s for "
+             f"{v['refit']['customers']:,} customers ({v['refit']['purchases']:,} purchases)", "≤ 60 s (1M customers)"),
+        ]
     if "lifecycle" in r:
         lc = r["lifecycle"]
         rows += [

@@ -28,3 +28,6 @@ def test_the_quick_benchmark_reports_every_figure_and_an_identical_replay(tmp_pa
     assert lifecycle["fold_overhead"]["events"] == 2400 and lifecycle["fold_overhead"]["purchases"] > 0
     assert lifecycle["tick_none_due"]["customers"] == 12_000  # every tick visited nobody (checked inside)
     assert lifecycle["per_due_customer"]["due"] == lifecycle["per_due_customer"]["transitions"] == 240
+    value = results["value"]
+    assert value["rfm_overhead"]["events"] == 3000  # the small log, folded with and without RFM cells
+    assert value["refit"]["customers"] == 12_000 and value["refit"]["converged"] is True

@@ -1,0 +1,85 @@
+"""Customer-value benchmarks (docs/BENCHMARKS.md): what keeping the portfolio's RFM cells
+adds to the embedded fold (same run, same log, the fold without them as the baseline),
+and a BG/NBD refit of a million customers, purchases to parameters."""
+
+from __future__ import annotations
+
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from services.eventlog import TouchpointLog
+from services.gc_tuning import tune_gc
+from services.runner import ProjectionRunner
+from services.value.bgnbd import fit
+from services.value.summary import DAY_US, distinct_rows, summarise
+from services.viewstore import ViewStore
+
+__all__ = ["rfm_overhead", "purchases_drawn_from_the_model", "refit_customers", "TRUE_PARAMETERS"]
+
+TRUE_PARAMETERS = (0.25, 4.0, 0.8, 2.5)  # r, alpha (weeks), a, b
+START = 1_600_000_000_000_000
+
+
+def _fold_seconds(log: TouchpointLog, currency: str | None) -> float:
+    with tempfile.TemporaryDirectory() as scratch:
+        store = ViewStore(Path(scratch) / "views.sqlite")
+        runner = ProjectionRunner(log, store, batch=2000, currency=currency)
+        started = time.perf_counter()
+        runner.catch_up()
+        seconds = time.perf_counter() - started
+        store.datastore.close()
+    return seconds
+
+
+def rfm_overhead(log_directory: Path) -> dict[str, Any]:
+    """The runner over a written log, with and without RFM cells, alternated, best of two."""
+    tune_gc()
+    log = TouchpointLog(log_directory / "log.sqlite")
+    events = log.head()
+    without, with_ = [], []
+    for _ in range(2):
+        without.append(_fold_seconds(log, None))
+        with_.append(_fold_seconds(log, "EUR"))
+    base, cost = min(without), min(with_)
+    return {"events": events, "us_per_event_without": round(base / events * 1e6, 2),
+            "us_per_event_with": round(cost / events * 1e6, 2), "overhead_percent": round((cost / base - 1) * 100, 1)}
+
+
+def purchases_drawn_from_the_model(customers: int, seed: int = 12) -> tuple[np.ndarray, np.ndarray, int]:
+    """One row per purchase (customer index, instant µs), customers acquired over three
+    years buying as BG/NBD assumes with ``TRUE_PARAMETERS``; and the end of observation.
+
+    Alive, a customer would make n ~ Poisson(λ · age) repeat purchases at uniform times;
+    they drop out after the J-th, so the first min(n, J) of those times are real."""
+    r, alpha, a, b = TRUE_PARAMETERS
+    rng = np.random.default_rng(seed)
+    lam, p = rng.gamma(r, 1 / alpha, customers), rng.beta(a, b, customers)
+    first = START + rng.integers(0, 3 * 365, customers) * DAY_US
+    end = START + 3 * 365 * DAY_US
+    would = rng.poisson(lam * (end - first) / (7 * DAY_US))
+    made = np.minimum(would, rng.geometric(p))
+    owner = np.repeat(np.arange(customers), would)
+    when = first[owner] + (rng.random(owner.size) * (end - first[owner])).astype(np.int64)
+    order = np.lexsort((when, owner))
+    owner, when = owner[order], when[order]
+    rank = np.arange(owner.size) - np.repeat(np.cumsum(would) - would, would)
+    real = rank < made[owner]
+    return np.r_[np.arange(customers), owner[real]], np.r_[first, when[real]], end
+
+
+def refit_customers(customers: int = 1_000_000) -> dict[str, Any]:
+    """Purchases to parameters for ``customers`` drawn from the model."""
+    owners, at, end = purchases_drawn_from_the_model(customers)
+    started = time.perf_counter()
+    summaries = summarise(owners, at, end)
+    rows = distinct_rows(summaries.x, summaries.t_x, summaries.T)
+    model = fit(*rows[:3], weights=rows[3])
+    seconds = time.perf_counter() - started
+    return {"customers": model.customers, "purchases": int(owners.size), "distinct_rows": int(rows[0].size),
+            "seconds": round(seconds, 2), "converged": model.converged,
+            "parameters": [round(v, 3) for v in (model.r, model.alpha, model.a, model.b)],
+            "true_parameters": list(TRUE_PARAMETERS)}
