@@ -41,10 +41,12 @@ Decisions:
   has passed, and ``advance`` walks every deadline crossed, emitting each change at the
   exact instant it happened: how often ticks come changes when a transition is seen,
   never what it says.
-* **Late events.** A purchase older than the customer's clock that changes the current
-  stage gives a transition with reason ``late_event`` at the clock, unless it simply
-  starts the new stage at its own time (nothing reported since then contradicts it).
-  The final stage after any arrival order equals the stage after in-order processing.
+* **Late events.** A purchase older than the customer's clock that contradicts nothing
+  reported (it is the latest purchase and the current stage began before it) is told as
+  it happened: its transition at its own instant, then every deadline crossed up to the
+  clock. One that rewrites what was reported (an older stage is no longer true) gives a
+  single correcting transition with reason ``late_event`` at the clock. The final stage
+  after any arrival order equals the stage after in-order processing.
 * **Deterministic ids.** A transition's id derives from the customer, its sequence
   number in the customer's history, the new stage and the causing event, so a replay of
   the same log gives the same transitions with the same ids.
@@ -341,21 +343,25 @@ def on_purchase(lc: Lifecycle, customer_id: str, clock: int | None, buy: Buy,
         if buy not in buys:  # older than every purchase kept: it cannot change any rule
             return lc
     interval = _interval(buys, config)
+    if buy.at < clock and buys[-1] == buy and (lc.since is None or lc.since <= buy.at):
+        # A late purchase that contradicts nothing reported (the current stage began
+        # before it, and it is the latest purchase): the history is told as it happened,
+        # from the purchase's own instant on to the clock.
+        stage, rule = judge(buys, interval, buy.at, config)
+        deadline = next_deadline(buys, interval, buy.at, config)
+        if stage == lc.stage:
+            lc = Lifecycle(stage, lc.since, rule, buy.at, deadline, buys, interval, lc.seq, lc.history)
+        else:
+            lc = _moved(lc, buy.at, stage, rule, rule, buy.event_id, config, buy.at, deadline, buys, interval,
+                        first_seen)
+        return advance(lc, customer_id, clock, buy.event_id, config)
     stage, rule = judge(buys, interval, clock, config)
     deadline = next_deadline(buys, interval, clock, config)
     if stage == lc.stage:
         return Lifecycle(stage, lc.since, rule, clock, deadline, buys, interval, lc.seq, lc.history)
-    moved = (clock, stage, rule, rule, buy.event_id, config, clock, deadline, buys, interval, first_seen)
-    if buy.at == clock:
-        return _moved(lc, *moved)
-    # A late purchase: it starts the new stage at its own time only when nothing already
-    # reported contradicts that (the current stage began before it, and the stage would
-    # not have changed again between the purchase and the clock).
-    started_before = lc.since is None or lc.since <= buy.at
-    settled_since = (next_deadline(buys, interval, buy.at, config) or clock + 1) > clock
-    if buys[-1] == buy and started_before and settled_since and judge(buys, interval, buy.at, config)[0] == stage:
-        return _moved(lc, buy.at, *moved[1:])
-    return _moved(lc, clock, stage, rule, "late_event", *moved[4:])
+    # on time, or a late purchase that rewrites what was reported: a correction at the clock
+    reason = rule if buy.at == clock else "late_event"
+    return _moved(lc, clock, stage, rule, reason, buy.event_id, config, clock, deadline, buys, interval, first_seen)
 
 
 def amount_units(amount: Decimal) -> int:

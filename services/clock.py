@@ -1,4 +1,7 @@
-"""The clock scheduler: time enters the log as events.
+"""Periodic work in the API process, and the clock scheduler: time enters the log as events.
+
+``Periodic`` runs an action every so many seconds until stopped; a failure is the
+action's to report and the next round tries again.
 
 Every ``clock_tick_seconds`` the shell appends a clock tick at the current second
 (``Platform.append_tick``; scale-out: one per partition). Folding a tick moves the
@@ -12,32 +15,31 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Any
 
 import structlog
 
-__all__ = ["ClockScheduler"]
+__all__ = ["Periodic", "ClockScheduler"]
 
 log = structlog.get_logger("touchstream.clock")
 
 
-class ClockScheduler:
-    def __init__(self, platform: Any, every_seconds: float):
-        self.platform, self.every = platform, every_seconds
+class Periodic:
+    def __init__(self, name: str, every_seconds: float, action: Callable[[], Awaitable[Any]]):
+        self.name, self.every, self.action = name, every_seconds, action
         self._task: asyncio.Task[None] | None = None
 
     def start(self) -> None:
+        """Start the rounds (none when ``every_seconds`` is 0)."""
         if self.every > 0 and self._task is None:
-            self._task = asyncio.get_running_loop().create_task(self._run(), name="clock-ticks")
+            self._task = asyncio.get_running_loop().create_task(self._run(), name=self.name)
 
     async def _run(self) -> None:
         while True:
             await asyncio.sleep(self.every)
-            try:
-                await self.platform.append_tick(datetime.now(UTC).replace(microsecond=0))
-            except Exception as error:  # noqa: BLE001 - storage trouble: the next tick covers this one
-                log.warning("clock_tick_failed", error=type(error).__name__)
+            await self.action()
 
     async def stop(self) -> None:
         if self._task is not None:
@@ -45,3 +47,15 @@ class ClockScheduler:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
             self._task = None
+
+
+class ClockScheduler(Periodic):
+    def __init__(self, platform: Any, every_seconds: float):
+        super().__init__("clock-ticks", every_seconds, self.tick)
+        self.platform = platform
+
+    async def tick(self) -> None:
+        try:
+            await self.platform.append_tick(datetime.now(UTC).replace(microsecond=0))
+        except Exception as error:  # noqa: BLE001 - storage trouble: the next tick covers this one
+            log.warning("clock_tick_failed", error=type(error).__name__)

@@ -9,7 +9,6 @@ every API process of the scale-out runtime reads the same model.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import time
 from datetime import UTC, datetime
 from typing import Any
@@ -20,6 +19,7 @@ from projections.rfm_cells import Cell, Change, quintiles
 from projections.rfm_population import Quintiles
 from projections.view_state import micros
 from services import metrics
+from services.clock import Periodic
 from services.value.job import NotEnoughHistory, ValueModel, refit
 
 __all__ = ["ValueService", "MODEL_NAME"]
@@ -32,10 +32,10 @@ log = structlog.get_logger("touchstream.value")
 
 class ValueService:
     def __init__(self, platform: Any, every_seconds: float):
-        self.platform, self.every = platform, every_seconds
+        self.platform = platform
         self._cached: tuple[float, ValueModel | None] | None = None
         self._cells: tuple[float, dict[Cell, Change], Quintiles | None] | None = None
-        self._task: asyncio.Task[None] | None = None
+        self._rounds = Periodic("value-refit", every_seconds, self._scheduled)
         self._lock = asyncio.Lock()
 
     async def refit(self) -> ValueModel:
@@ -77,23 +77,16 @@ class ValueService:
         return cells, cuts
 
     def start(self) -> None:
-        if self.every > 0 and self._task is None:
-            self._task = asyncio.get_running_loop().create_task(self._run(), name="value-refit")
-
-    async def _run(self) -> None:
-        while True:
-            await asyncio.sleep(self.every)
-            try:
-                await self.refit()
-            except NotEnoughHistory as error:
-                log.info("value_model_not_fitted", reason=str(error))
-            except Exception as error:  # noqa: BLE001 - storage trouble: the next round tries again
-                metrics.child(metrics.VALUE_REFITS, "failed").inc()
-                log.warning("value_refit_failed", error=type(error).__name__)
+        self._rounds.start()
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        await self._rounds.stop()
+
+    async def _scheduled(self) -> None:
+        try:
+            await self.refit()
+        except NotEnoughHistory as error:
+            log.info("value_model_not_fitted", reason=str(error))
+        except Exception as error:  # noqa: BLE001 - storage trouble: the next round tries again
+            metrics.child(metrics.VALUE_REFITS, "failed").inc()
+            log.warning("value_refit_failed", error=type(error).__name__)

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from tests.support.api import Api, bearer, call, iso, purchase, unique
+from tests.support.api import Api, bearer, call, iso, purchase, unique, wait_until
 
 pytestmark = pytest.mark.e2e
 
@@ -100,3 +100,23 @@ def test_a_tick_beyond_the_platform_clock_is_refused(api: Api) -> None:
     assert response.json()["error"]["errors"][0]["path"] == "at"
     forbidden = api.client.post("/v1/clock/ticks", json={}, headers=bearer(api.runtime.keys.read))
     assert forbidden.status_code == 403
+
+
+def test_the_platform_ticks_by_itself_and_inactive_customers_move_on_without_any_event(
+    start_runtime: Any,
+) -> None:
+    api = Api(start_runtime({"TOUCHSTREAM_CLOCK_TICK_SECONDS": "0.5"}))
+    uid = f"lc-clock-{unique()}"
+    # one purchase whose 90 days without a second one end 3 s from now: only a tick can tell
+    bought = datetime.now(UTC).replace(microsecond=0) - timedelta(days=90) + timedelta(seconds=3)
+    position = api.ingest(buy(uid, 1, bought))["position"]
+    assert api.customer(uid, min_position=position)["lifecycle"]["stage"] == "new"
+
+    def declined() -> dict[str, Any] | None:
+        life = api.customer(uid)["lifecycle"]
+        return life if life["stage"] == "declining" else None
+
+    life = wait_until(declined, timeout=30, what="the scheduler's ticks moving the customer on")
+    newest = life["history"][0]
+    assert (newest["reason"], newest["at"]) == ("no_repeat_purchase", iso(bought + timedelta(days=90)))
+    assert newest["cause_event_ids"][0].startswith("tick/")
