@@ -24,8 +24,9 @@ from typing import Any, NamedTuple
 from projections.quantiles import Histogram, LinearBuckets, LogBuckets
 from projections.rfm import RfmFigures, fm_score, segment
 from projections.rfm_population import DAY_US, QUINTILE_CUTS, Cuts, Quintiles
+from projections.view_state import CustomerView
 
-__all__ = ["Cell", "Change", "cell_of", "changes", "quintiles", "scores_of", "grid", "pareto", "RECENCY", "FREQUENCY",
+__all__ = ["Cell", "Change", "rfm_figures", "cell_of", "changes", "quintiles", "scores_of", "grid", "pareto", "RECENCY", "FREQUENCY",
            "MONETARY"]
 
 RECENCY = LinearBuckets(DAY_US)
@@ -33,6 +34,12 @@ FREQUENCY = LogBuckets(0.01)
 MONETARY = LogBuckets(0.01)
 
 Cell = tuple[int, int, int]  # bucket keys: last purchase day, frequency, monetary
+
+
+def rfm_figures(view: CustomerView, currency: str) -> RfmFigures:
+    """A customer's RFM figures: all purchases, the latest one, revenue in ``currency``."""
+    totals = dict(view.currencies).get(currency)
+    return RfmFigures(view.purchases, view.last_purchase_at, totals.revenue if totals is not None else Decimal(0))
 
 
 class Change(NamedTuple):

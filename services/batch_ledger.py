@@ -14,18 +14,16 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from decimal import Decimal
 
 import structlog
 
 from projections.lifecycle import Transition
-from projections.rfm import RfmFigures
-from projections.rfm_cells import Cell, Change, changes
+from projections.rfm_cells import Cell, Change, changes, rfm_figures
 from projections.view import CustomerView
 
 log = structlog.get_logger("touchstream.batch")
 
-__all__ = ["BatchLedger", "due", "rfm_figures"]
+__all__ = ["BatchLedger", "due"]
 
 
 @dataclass(slots=True)
@@ -68,12 +66,6 @@ class BatchLedger:
         """The batch's change to the portfolio's RFM cells (monetary in ``currency``)."""
         return changes((None if before is None else rfm_figures(before, currency), rfm_figures(views[cid], currency))
                        for cid, before in self._before.items())
-
-
-def rfm_figures(view: CustomerView, currency: str) -> RfmFigures:
-    """A customer's RFM figures: all purchases, the latest one, revenue in ``currency``."""
-    totals = dict(view.currencies).get(currency)
-    return RfmFigures(view.purchases, view.last_purchase_at, totals.revenue if totals is not None else Decimal(0))
 
 
 def due(at: int, stored: Iterable[tuple[str, int]], folded: Mapping[str, CustomerView], limit: int) -> list[str]:

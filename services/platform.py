@@ -26,11 +26,11 @@ from typing import Any, NamedTuple, Protocol
 import orjson
 import structlog
 
-from projections.codec import format_instant, instant
+from projections.codec import instant
 from projections.identity import Identifier
-from projections.lifecycle import STAGES
+from projections.lifecycle import STAGES, Transition
 from projections.rfm_cells import Cell, Change
-from projections.view_state import instant_of
+from projections.view_document import transition_document
 from services import metrics
 from services.clock import ClockScheduler
 from services.eventlog import TouchpointLog, tick_document
@@ -152,11 +152,10 @@ def set_stage_gauges(counts: dict[str, int]) -> None:
 
 
 def transition_row_document(row: dict[str, Any]) -> dict[str, Any]:
-    """A stored transition (SQLite row or Redis hash) as its LifecycleStageChanged document."""
-    return {"transition_id": row["transition_id"], "customer_id": row["customer_id"],
-            "sequence": int(row["sequence"]), "at": format_instant(instant_of(int(row["at"]))),
-            "from_stage": row["from_stage"], "to_stage": row["to_stage"], "reason": row["reason"],
-            "cause_event_ids": [row["cause"]], "dwell_seconds": round(int(row["dwell"]) / 1e6, 3)}
+    """A stored transition (a row of the embedded feed) as its LifecycleStageChanged document."""
+    t = Transition(row["sequence"], row["at"], row["from_stage"], row["to_stage"], row["reason"], row["cause"],
+                   row["dwell"])
+    return transition_document(row["customer_id"], t)
 
 
 def cursor_out(*parts: str | int) -> str:

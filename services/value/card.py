@@ -22,11 +22,10 @@ from typing import Any
 
 from projections.lifecycle import DAY
 from projections.rfm import segment
-from projections.rfm_cells import cell_of, scores_of
+from projections.rfm_cells import cell_of, rfm_figures, scores_of
 from projections.rfm_population import Quintiles
 from projections.value import constant_margin_ltv
 from projections.view import CustomerView
-from services.batch_ledger import rfm_figures
 from services.settings import Settings
 from services.value.job import ValueModel, value_section
 

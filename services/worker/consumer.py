@@ -395,9 +395,8 @@ def _count(batch: Folded) -> None:
     metrics.VIEWS_WRITTEN.inc(len(batch.states))
     if batch.transitions:
         metrics.child(metrics.DERIVED_EVENTS, LIFECYCLE_TOPIC).inc(len(batch.transitions))
-        for record in batch.lifecycle.transitions:
-            t = orjson.loads(record)
-            metrics.child(metrics.LIFECYCLE_TRANSITIONS, t["from_stage"], t["to_stage"]).inc()
+        for from_stage, to_stage in batch.stage_moves:
+            metrics.child(metrics.LIFECYCLE_TRANSITIONS, from_stage, to_stage).inc()
     if batch.visited:
         metrics.LIFECYCLE_TICK_DUE.inc(batch.visited)
     if batch.dead_records:

@@ -81,6 +81,7 @@ class Folded:
     duplicates: int = 0
     lifecycle: LifecycleWrites = field(default_factory=LifecycleWrites)
     transitions: list[tuple[str, str, bytes]] = field(default_factory=list)  # (customer, id, Avro) to publish
+    stage_moves: list[tuple[str, str]] = field(default_factory=list)  # (from, to) of each transition, for metrics
     visited: int = 0  # customers the batch's ticks re-evaluated
     tick_failures: int = 0  # customers a tick could not move (their state did not load): left due
 
@@ -173,6 +174,7 @@ def fold(topic: str, partition: int, offset: int, decoded: Decoded, stored: Mapp
         out.lifecycle.transitions.append(orjson.dumps(document))
         out.transitions.append((customer_id, document["transition_id"],
                                 encode_record("lifecycle/stage_changed", document)))
+        out.stage_moves.append((transition.from_stage, transition.to_stage))
     out.lifecycle.stages = ledger.stage_changes(out.views)
     out.lifecycle.deadlines = ledger.deadlines(out.views)
     out.lifecycle.rfm = ledger.rfm_changes(out.views, currency)

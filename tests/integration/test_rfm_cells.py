@@ -9,11 +9,10 @@ from pathlib import Path
 import orjson
 import pytest
 
-from projections.rfm_cells import changes, quintiles
+from projections.rfm_cells import changes, quintiles, rfm_figures
 from projections.rfm_population import RfmPopulation
 from projections.rfm import NO_PURCHASE
 from projections.view_document import from_state
-from services.batch_ledger import rfm_figures
 from services.eventlog import TouchpointLog
 from services.runner import ProjectionRunner
 from services.traffic import TrafficOptions, generate

@@ -41,9 +41,8 @@ import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
 
 from projections.codec import to_dict
-from projections.rfm_cells import changes
+from projections.rfm_cells import changes, rfm_figures
 from projections.view_document import from_state
-from services.batch_ledger import rfm_figures
 from projections.touchpoints import CustomerRef
 from services.contracts import encode, encode_record
 from services.contracts.registry import MARKER
