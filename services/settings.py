@@ -12,12 +12,15 @@ Forms: ``TOUCHSTREAM_FORMS='{"contact": {"public_key": "...", "origins": ["https
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from projections.lifecycle import LifecycleConfig
+
+if TYPE_CHECKING:
+    from projections.nbc_engine import ContactEngine
 
 __all__ = ["Scope", "FormSettings", "Settings"]
 
@@ -36,6 +39,9 @@ class FormSettings(BaseModel):
     email_field: str = "email"
     phone_field: str = "phone"
     honeypot_field: str = "_hp"
+
+
+DEFAULT_RULES_FILE = Path(__file__).resolve().parents[1] / "rules" / "default.yaml"
 
 
 class Settings(BaseSettings):
@@ -119,6 +125,20 @@ class Settings(BaseSettings):
     value_retention_rate: float = Field(default=0.8, ge=0, le=1)
     value_discount_rate: float = Field(default=0.1, gt=-1)
     value_horizon_years: int = Field(default=5, ge=1, le=100)
+
+    # next best contact: the rule file (docs/RULES.md; "" turns the engine off), and the
+    # window after a trigger within which the customer's next purchase converts it
+    rules_file: str = str(DEFAULT_RULES_FILE)
+    nbc_attribution_days: float = Field(default=7, gt=0)
+
+    def contact_engine(self) -> ContactEngine | None:
+        """The engine over the rule file; ``RuleErrors`` (every mistake, with its line) when
+        the file is wrong: the platform refuses to start rather than contact on a guess."""
+        if not self.rules_file:
+            return None
+        from projections.nbc_engine import ContactEngine
+        from services.nbc.rules_file import load_rules
+        return ContactEngine(load_rules(Path(self.rules_file)), self.nbc_attribution_days)
 
     def lifecycle(self) -> LifecycleConfig:
         return LifecycleConfig(
