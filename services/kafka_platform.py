@@ -57,6 +57,7 @@ from services.platform import (
     Readiness,
     TimelinePage,
     TransitionPage,
+    TriggerPage,
     cursor_in,
     cursor_out,
     set_stage_gauges,
@@ -274,6 +275,48 @@ class KafkaPlatform:
                     if len(page) == limit:
                         break
         return TransitionPage(page, cursor_out(cursor) if cursor else after)
+
+    async def triggers(self, after: str | None, limit: int, channel: str | None,
+                       customer_id: str | None) -> TriggerPage:
+        """From the channel's trigger stream (or the all-channel one); a customer filter
+        scans at most ``STREAM_SCAN_LIMIT`` entries per call, the cursor moving past them."""
+        cursor = None
+        if after:
+            parts = cursor_in(after)
+            if len(parts) != 1 or not _STREAM_ID.fullmatch(parts[0]):
+                raise ValueError("not a cursor this API returned")
+            cursor = parts[0]
+        page: list[dict[str, Any]] = []
+        scanned = 0
+        while len(page) < limit and scanned < STREAM_SCAN_LIMIT:
+            entries = await self.store.triggers(channel=channel, after=cursor,
+                                                count=max(limit, 500) if customer_id else limit)
+            if not entries:
+                break
+            scanned += len(entries)
+            for entry_id, record in entries:
+                document = orjson.loads(record)
+                if customer_id is None or document["customer_id"] == customer_id:
+                    if len(page) == limit:
+                        break
+                    page.append(document)
+                cursor = entry_id
+            else:
+                continue
+            break
+        return TriggerPage(page, cursor_out(cursor) if cursor else after)
+
+    async def contact_figures(self) -> dict[tuple[str, int, str, str], int]:
+        return await self.store.contact_figures()
+
+    async def count_delivered(self, rule: str, version: int, channel: str) -> None:
+        await self.store.count_delivered(rule, version, channel)
+
+    async def delivery_cursor(self, name: str) -> str | None:
+        return await self.store.delivery_cursor(name)
+
+    async def save_delivery_cursor(self, name: str, cursor: str) -> None:
+        await self.store.save_delivery_cursor(name, cursor)
 
     async def lifecycle_figures(self, start: int, end: int) -> LifecycleFigures:
         """A transition is committed after its instant (event times are at most

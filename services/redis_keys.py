@@ -32,6 +32,10 @@ key                                value
                                    = JSON ``{"topic", "partition", "offset", "event_id",
                                    "customer_id", "conflicts": [{"kind", "owner"}]}``; kinds
                                    and owning customers only, never identifier values
+``{prefix}:triggers[:{channel}]``  stream: next-best-contact triggers (field ``record``: the
+                                   trigger document JSON), all channels and per channel
+``{prefix}:nbc-figures``           hash: ``rule|version|channel|figure`` -> count
+``{prefix}:delivery-cursor:{name}``  string: a webhook dispatcher's position in its stream
 ``{prefix}:deadletters``           stream: one entry per record the worker could not decode
                                    or fold, field ``record`` = JSON ``{"topic", "partition",
                                    "offset", "event_id", "reason"}`` (no payload: the raw
@@ -108,6 +112,19 @@ class RedisKeys:
     def stages(self) -> str:
         """Hash: stage -> customers in it."""
         return f"{self.prefix}:stages"
+
+    def triggers(self, channel: str | None = None) -> str:
+        """Stream of next-best-contact triggers (field ``record``: the trigger document JSON),
+        all channels, or one channel's."""
+        return f"{self.prefix}:triggers" if channel is None else f"{self.prefix}:triggers:{channel}"
+
+    @property
+    def contact_figures(self) -> str:
+        """Hash: ``{rule}|{version}|{channel}|{figure}`` -> count (services.nbc.figures)."""
+        return f"{self.prefix}:nbc-figures"
+
+    def delivery_cursor(self, name: str) -> str:
+        return f"{self.prefix}:delivery-cursor:{name}"
 
     def acks(self, topic: str, partition: int) -> str:
         return f"{self.prefix}:acks:{topic}:{int(partition)}"

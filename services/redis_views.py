@@ -37,6 +37,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import OutOfMemoryError, ReadOnlyError, ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
+from projections.facts import CONTACT_CHANNELS
 from projections.identity import Identifier
 from projections.rfm_cells import Cell, Change
 from services.redis_keys import STREAM_FIELD, RedisKeys
@@ -60,6 +61,8 @@ class LifecycleWrites:
     stages: dict[str, int] = field(default_factory=dict)  # customers per stage: the change
     clock: int | None = None  # the latest clock tick folded on the partition
     rfm: dict[Cell, Change] = field(default_factory=dict)  # the portfolio's RFM cells: the change
+    triggers: list[tuple[str, bytes]] = field(default_factory=list)  # (channel, trigger document JSON), fold order
+    figures: dict[tuple[str, int, str, str], int] = field(default_factory=dict)  # next-best-contact figures: the change
 
 # ResponseError covers the refusals a healthy client can meet (MISCONF, NOREPLICAS, BUSY,
 # LOADING...): the call did not apply, retry later.
@@ -76,8 +79,8 @@ if ARGV[8] ~= '' and tonumber(ARGV[8]) ~= stored then return 0 end
 local ns, nd, nl = tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4])
 local nc, ndl, nt = tonumber(ARGV[5]), tonumber(ARGV[6]), tonumber(ARGV[7])
 local nzs, nzd, ntr, nst = tonumber(ARGV[9]), tonumber(ARGV[10]), tonumber(ARGV[11]), tonumber(ARGV[12])
-local nrf = tonumber(ARGV[14])
-local k, a = 9, 14
+local nrf, ntg, nfg = tonumber(ARGV[14]), tonumber(ARGV[15]), tonumber(ARGV[16])
+local k, a = 17, 16
 for i = 1, ns + nd do redis.call('SET', KEYS[k + i], ARGV[a + i]) end
 k, a = k + ns + nd, a + ns + nd
 for i = 1, nl do redis.call('SET', KEYS[k + i], ARGV[a + i], 'NX') end
@@ -103,6 +106,15 @@ for i = 1, nst do redis.call('HINCRBY', KEYS[7], ARGV[a + 2 * i - 1], ARGV[a + 2
 a = a + 2 * nst
 -- the portfolio's RFM cells on this partition: field r:f:m:c customers, r:f:m:v revenue
 for i = 1, nrf do redis.call('HINCRBY', KEYS[9], ARGV[a + 2 * i - 1], ARGV[a + 2 * i]) end
+a = a + 2 * nrf
+-- next best contact: the trigger feed (all channels, KEYS[10]; per channel, KEYS[12..17]) and the figures
+for i = 1, ntg do
+  local channel, doc = tonumber(ARGV[a + 2 * i - 1]), ARGV[a + 2 * i]
+  redis.call('XADD', KEYS[10], '*', 'record', doc)
+  redis.call('XADD', KEYS[11 + channel], '*', 'record', doc)
+end
+a = a + 2 * ntg
+for i = 1, nfg do redis.call('HINCRBY', KEYS[11], ARGV[a + 2 * i - 1], ARGV[a + 2 * i]) end
 if ARGV[13] ~= '' then redis.call('SET', KEYS[8], ARGV[13]) end
 redis.call('SET', KEYS[1], ARGV[1])
 -- acknowledgements now folded no longer hold back read-your-writes
@@ -303,7 +315,8 @@ class RedisViewStore:
         lc = lifecycle or LifecycleWrites()
         keys = [self.keys.position(topic, partition), self.keys.conflicts, self.keys.deadletters,
                 self.keys.acks(topic, partition), self.keys.deadlines(topic, partition), self.keys.transitions,
-                self.keys.stages, self.keys.clock(topic, partition), self.keys.rfm(topic, partition)]
+                self.keys.stages, self.keys.clock(topic, partition), self.keys.rfm(topic, partition),
+                self.keys.triggers(), self.keys.contact_figures, *(self.keys.triggers(c) for c in CONTACT_CHANNELS)]
         keys += [self.keys.state(c) for c in states]
         keys += [self.keys.view(c) for c in documents]
         keys += [self.keys.identifier(k, v) for k, v, _ in links]
@@ -312,7 +325,7 @@ class RedisViewStore:
         args: list[Any] = [int(offset), len(states), len(documents), len(links), len(conflicts), len(dead_letters),
                            len(timeline), "" if base is None else int(base), len(due), len(gone),
                            len(lc.transitions), len(lc.stages), "" if lc.clock is None else int(lc.clock),
-                           2 * len(lc.rfm)]
+                           2 * len(lc.rfm), len(lc.triggers), len(lc.figures)]
         args += [*states.values(), *documents.values(), *(c for _, _, c in links), *conflicts, *dead_letters]
         for customer_id, at, event_id, document in timeline:
             keys += [self.keys.timeline(customer_id), self.keys.events(customer_id)]
@@ -325,6 +338,10 @@ class RedisViewStore:
             args += [stage, change]
         for (r, f, m), change in lc.rfm.items():
             args += [f"{r}:{f}:{m}:c", change.customers, f"{r}:{f}:{m}:v", change.revenue]
+        for channel, document in lc.triggers:
+            args += [CONTACT_CHANNELS.index(channel) + 1, document]
+        for (rule, version, channel, figure), n in lc.figures.items():
+            args += [f"{rule}|{version}|{channel}|{figure}", n]
         return keys, args
 
     # -- lifecycle -------------------------------------------------------------------------
@@ -382,6 +399,31 @@ class RedisViewStore:
 
     async def model(self, name: str) -> bytes | None:
         return await self._call(self._redis.get(self.keys.model(name)))
+
+    async def triggers(self, *, channel: str | None = None, after: str | None = None,
+                       count: int = 100) -> list[tuple[str, bytes]]:
+        """(stream id, trigger document JSON) after the stream id ``after``, oldest first."""
+        start = "-" if after is None else f"({after}"
+        entries = await self._call(self._redis.xrange(self.keys.triggers(channel), min=start, count=count))
+        return [(i.decode(), fields[STREAM_FIELD]) for i, fields in entries]
+
+    async def contact_figures(self) -> dict[tuple[str, int, str, str], int]:
+        raw = await self._call(self._redis.hgetall(self.keys.contact_figures))
+        out: dict[tuple[str, int, str, str], int] = {}
+        for name, value in raw.items():
+            rule, version, channel, figure = name.decode().split("|")
+            out[(rule, int(version), channel, figure)] = int(value)
+        return out
+
+    async def count_delivered(self, rule: str, version: int, channel: str) -> None:
+        await self._call(self._writer.hincrby(self.keys.contact_figures, f"{rule}|{version}|{channel}|delivered", 1))
+
+    async def delivery_cursor(self, name: str) -> str | None:
+        value = await self._call(self._redis.get(self.keys.delivery_cursor(name)))
+        return None if value is None else value.decode()
+
+    async def save_delivery_cursor(self, name: str, cursor: str) -> None:
+        await self._call(self._writer.set(self.keys.delivery_cursor(name), cursor))
 
     async def stage_counts(self) -> dict[str, int]:
         raw = await self._call(self._redis.hgetall(self.keys.stages))

@@ -46,10 +46,19 @@ TOUCHPOINTS_TOPIC = "touchstream.touchpoints.v1"
 CUSTOMER_VIEWS_TOPIC = "touchstream.customer-views.v1"
 LIFECYCLE_TOPIC = "touchstream.lifecycle.v1"
 DEAD_LETTERS_TOPIC = "touchstream.dead-letters.v1"
+
+
+def trigger_topic(channel: str) -> str:
+    """The next-best-contact trigger topic of a contact channel (call, email, sms, visit, web, mail)."""
+    return f"touchstream.triggers.{channel}.v1"
+
+
+TRIGGER_TOPICS = tuple(trigger_topic(c) for c in ("call", "email", "sms", "visit", "web", "mail"))
 # The topics the code writes today; every other Kafka stream of the list (triggers per
 # channel) is created at start too, so its consumers can subscribe before the first
 # record (see ``default_topics``).
-REQUIRED_TOPICS: tuple[str, ...] = (TOUCHPOINTS_TOPIC, CUSTOMER_VIEWS_TOPIC, LIFECYCLE_TOPIC, DEAD_LETTERS_TOPIC)
+REQUIRED_TOPICS: tuple[str, ...] = (TOUCHPOINTS_TOPIC, CUSTOMER_VIEWS_TOPIC, LIFECYCLE_TOPIC, DEAD_LETTERS_TOPIC,
+                                    *TRIGGER_TOPICS)
 
 TOPIC_ALREADY_EXISTS = 36  # Kafka error code; Tansu answers it in the response, no exception
 

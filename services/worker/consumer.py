@@ -40,10 +40,25 @@ from projections.view import CustomerView
 from services import metrics
 from services.contracts import default_registry
 from services.contracts.confluent import ConfluentRegistry, RegistryUnavailable, framed_schema_id
-from services.kafka.topics import CUSTOMER_VIEWS_TOPIC, DEAD_LETTERS_TOPIC, LIFECYCLE_TOPIC, TOUCHPOINTS_TOPIC
+from services.kafka.topics import (
+    CUSTOMER_VIEWS_TOPIC,
+    DEAD_LETTERS_TOPIC,
+    LIFECYCLE_TOPIC,
+    TOUCHPOINTS_TOPIC,
+    trigger_topic,
+)
+from services.nbc.figures import count_contact_figures
 from services.redis_views import RedisViewStore, ViewStoreUnavailable
 from services.settings import Settings
-from services.worker.fold import Folded, decode, due_fetch_size, fold, transition_headers, view_event_headers
+from services.worker.fold import (
+    Folded,
+    decode,
+    due_fetch_size,
+    fold,
+    transition_headers,
+    trigger_headers,
+    view_event_headers,
+)
 
 __all__ = ["ViewWorker", "ViewCache"]
 
@@ -103,6 +118,7 @@ class ViewWorker:
         self.positions: dict[int, int] = {}
         self.clocks: dict[int, int | None] = {}  # per partition: the latest clock tick folded
         self.lifecycle = settings.lifecycle()
+        self.engine = settings.contact_engine()
         self.joined = False
         self.stalled: str | None = None  # why the last batch failed, until one succeeds
         self.folded = 0
@@ -259,7 +275,7 @@ class ViewWorker:
         folded = [fold(tp.topic, tp.partition, batches[tp][-1].offset, decoded[tp], stored, views,
                        base=self.positions.get(tp.partition), clock=self.clocks.get(tp.partition),
                        due_stored=due_stored, lifecycle=self.lifecycle, tick_limit=limit,
-                       currency=self.settings.value_currency)
+                       currency=self.settings.value_currency, engine=self.engine)
                   for tp in sorted(batches, key=lambda tp: tp.partition)]
         await self._publish(folded)
         for batch, applied in zip(folded, await self._commit(folded), strict=True):
@@ -290,9 +306,15 @@ class ViewWorker:
         dead = [record for b in batches for record in b.dead_records]
         moves = [(customer_id.encode(), value, transition_headers(transition_id))
                  for b in batches for customer_id, transition_id, value in b.transitions]
+        contacts: dict[str, list[tuple[bytes | None, bytes | None, Any]]] = {}
+        for b in batches:
+            for channel, customer_id, trigger_id, value in b.triggers:
+                contacts.setdefault(trigger_topic(channel), []).append(
+                    (customer_id.encode(), value, trigger_headers(trigger_id)))
         async with asyncio.timeout(self.settings.kafka_request_timeout_ms / 1000):
             await asyncio.gather(self._send_all(CUSTOMER_VIEWS_TOPIC, views), self._send_all(DEAD_LETTERS_TOPIC, dead),
-                                 self._send_all(LIFECYCLE_TOPIC, moves))
+                                 self._send_all(LIFECYCLE_TOPIC, moves),
+                                 *(self._send_all(topic, items) for topic, items in contacts.items()))
 
     async def _send_all(self, topic: str, messages: list[tuple[bytes | None, bytes | None, Any]]) -> None:
         """Send and wait for the acks, building one record batch per partition: the
@@ -399,6 +421,9 @@ def _count(batch: Folded) -> None:
             metrics.child(metrics.LIFECYCLE_TRANSITIONS, from_stage, to_stage).inc()
     if batch.visited:
         metrics.LIFECYCLE_TICK_DUE.inc(batch.visited)
+    for channel, _, _, _ in batch.triggers:
+        metrics.child(metrics.DERIVED_EVENTS, trigger_topic(channel)).inc()
+    count_contact_figures(batch.lifecycle.figures)
     if batch.dead_records:
         metrics.child(metrics.DERIVED_EVENTS, DEAD_LETTERS_TOPIC).inc(len(batch.dead_records))
     now = micros_now()

@@ -16,14 +16,16 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Any, Protocol
 
 import orjson
 
 from projections.identity import settled
 from projections.lifecycle import DEFAULT as LIFECYCLE_DEFAULT
 from projections.lifecycle import LifecycleConfig
-from projections.view import CustomerView, evolve, initial_view, micros, tick
+from projections.nbc_document import trigger_document
+from projections.nbc_engine import ContactEngine, fold_event, fold_tick
+from projections.view import CustomerView, initial_view, micros
 from projections.view_document import from_state, to_document, to_state, transition_document
 from services.contracts import encode_record
 from services.kafka.records import BadRecord, ReadTick, ReadTouchpoint, read_record
@@ -31,7 +33,8 @@ from services.batch_ledger import BatchLedger, due
 from services.redis_keys import conflict_record, dead_letter_record
 from services.redis_views import LifecycleWrites
 
-__all__ = ["Record", "Decoded", "Folded", "decode", "fold", "due_fetch_size", "derived_id", "view_event_headers", "transition_headers"]
+__all__ = ["Record", "Decoded", "Folded", "decode", "fold", "due_fetch_size", "derived_id", "view_event_headers", "transition_headers",
+           "trigger_headers", "trigger_record"]
 
 REASON_HEADER = "touchstream-dead-letter-reason"
 
@@ -82,6 +85,7 @@ class Folded:
     lifecycle: LifecycleWrites = field(default_factory=LifecycleWrites)
     transitions: list[tuple[str, str, bytes]] = field(default_factory=list)  # (customer, id, Avro) to publish
     stage_moves: list[tuple[str, str]] = field(default_factory=list)  # (from, to) of each transition, for metrics
+    triggers: list[tuple[str, str, str, bytes]] = field(default_factory=list)  # (channel, customer, id, Avro) to publish
     visited: int = 0  # customers the batch's ticks re-evaluated
     tick_failures: int = 0  # customers a tick could not move (their state did not load): left due
 
@@ -102,7 +106,7 @@ def fold(topic: str, partition: int, offset: int, decoded: Decoded, stored: Mapp
          views: dict[str, CustomerView] | None = None, *, base: int | None = None,
          clock: int | None = None, due_stored: Mapping[tuple[int, str], list[tuple[str, int]]] | None = None,
          lifecycle: LifecycleConfig | None = LIFECYCLE_DEFAULT, tick_limit: int = 10_000,
-         currency: str = "EUR") -> Folded:
+         currency: str = "EUR", engine: ContactEngine | None = None) -> Folded:
     """Fold a decoded batch. ``stored`` holds the stored states (bytes) of the customers it
     names and of those its ticks may visit; ``views`` may hold views already folded
     earlier in the same poll (and is updated). ``clock``: the partition's latest tick
@@ -124,14 +128,15 @@ def fold(topic: str, partition: int, offset: int, decoded: Decoded, stored: Mapp
         if isinstance(read, ReadTick):
             now = out.lifecycle.clock
             out.lifecycle.clock = read.at if now is None else max(now, read.at)
-            if lifecycle is not None:
+            if lifecycle is not None or engine is not None:
                 stored_due = (due_stored or {}).get((partition, read.tick_id), ())
                 visiting = due(read.at, stored_due, out.views, tick_limit)
                 out.visited += len(visiting)
                 for customer_id in visiting:
                     try:
                         view = load(customer_id)
-                        after = view if view is None else tick(view, read.at, read.tick_id, lifecycle)
+                        after = view if view is None else fold_tick(view, read.at, read.tick_id, lifecycle, engine,
+                                                                    ledger)
                     except Exception:  # noqa: BLE001 - one unreadable state must not stall the partition
                         out.tick_failures += 1
                         continue
@@ -144,7 +149,8 @@ def fold(topic: str, partition: int, offset: int, decoded: Decoded, stored: Mapp
         try:
             view = load(customer_id)
             resolution = settled(event, customer_id, read.conflicts)
-            after = evolve(view or initial_view(customer_id), resolution.folded, lifecycle, out.lifecycle.clock)
+            after = fold_event(view or initial_view(customer_id), resolution.folded, lifecycle, out.lifecycle.clock,
+                               engine, ledger)
         except Exception as error:  # noqa: BLE001 - a record that cannot be folded is a dead letter
             decoded.dead.append((record, f"unfoldable: {type(error).__name__}: {error}"))
             continue
@@ -178,7 +184,23 @@ def fold(topic: str, partition: int, offset: int, decoded: Decoded, stored: Mapp
     out.lifecycle.stages = ledger.stage_changes(out.views)
     out.lifecycle.deadlines = ledger.deadlines(out.views)
     out.lifecycle.rfm = ledger.rfm_changes(out.views, currency)
+    for fired in ledger.triggers:
+        document = trigger_document(fired)
+        out.lifecycle.triggers.append((fired.channel, orjson.dumps(document)))
+        out.triggers.append((fired.channel, fired.customer_id, fired.trigger_id,
+                             encode_record("nbc/trigger", trigger_record(document))))
+    out.lifecycle.figures = ledger.figures
     return out
+
+
+def trigger_record(document: dict[str, Any]) -> dict[str, Any]:
+    """The Avro record (schemas/nbc/trigger) of a trigger document: flat, the explanation as JSON."""
+    rule, cause = document["rule"], document["cause"]
+    head = {k: document[k] for k in ("trigger_id", "customer_id", "channel", "action", "script", "offer")}
+    tail = {k: document[k] for k in ("priority", "expected_value", "score", "at", "valid_until", "decided_at")}
+    return {**head, "rule_id": rule["id"], "rule_version": rule["version"], "purpose": rule["purpose"], **tail,
+            "cause_kind": cause["kind"], "cause_id": str(cause.get("id", "")),
+            "explanation": orjson.dumps(document["explanation"]).decode()}
 
 
 def due_fetch_size(ticks: int, records: int, tick_limit: int) -> int:
@@ -233,6 +255,15 @@ def view_event_headers(customer_id: str, topic: str, partition: int, offset: int
 
 _TRANSITION_STATIC = [("ce_specversion", b"1.0"), ("ce_type", b"touchstream.lifecycle.stage_changed"),
                       ("ce_source", b"touchstream/view-worker"), ("content-type", b"application/avro")]
+
+
+_TRIGGER_STATIC = [("ce_specversion", b"1.0"), ("ce_type", b"touchstream.nbc.trigger"),
+                   ("ce_source", b"touchstream/view-worker"), ("content-type", b"application/avro")]
+
+
+def trigger_headers(trigger_id: str) -> list[tuple[str, bytes]]:
+    """CloudEvents headers of a trigger: ce_id is its deterministic id (consumers dedupe on it)."""
+    return [*_TRIGGER_STATIC, ("ce_id", trigger_id.encode())]
 
 
 def transition_headers(transition_id: str) -> list[tuple[str, bytes]]:

@@ -23,7 +23,8 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from projections.identity import settled
 from projections.lifecycle import DEFAULT as LIFECYCLE_DEFAULT
 from projections.lifecycle import LifecycleConfig
-from projections.view import CustomerView, evolve, initial_view, tick
+from projections.nbc_engine import Collector, ContactEngine, fold_event, fold_tick, next_due
+from projections.view import CustomerView, initial_view
 from projections.view_document import to_state
 from services.contracts.confluent import ConfluentRegistry, framed_schema_id
 from services.kafka.records import BadRecord, ReadTick, read_record
@@ -39,14 +40,15 @@ IDLE_SECONDS = 30.0
 async def replay_topic(bootstrap: str, topic: str = TOUCHPOINTS_TOPIC, *,
                        schema_registry: ConfluentRegistry | None = None,
                        lifecycle: LifecycleConfig | None = LIFECYCLE_DEFAULT,
-                       tick_limit: int = 10_000) -> tuple[dict[str, bytes], dict[int, int], int]:
+                       tick_limit: int = 10_000,
+                       engine: ContactEngine | None = None) -> tuple[dict[str, bytes], dict[int, int], int]:
     """(state bytes by customer, last offset by partition, dead letters) of a full replay."""
     consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, group_id=None,
                                 auto_offset_reset="earliest", fetch_max_wait_ms=10)
     await consumer.start()
     views: dict[str, CustomerView] = {}
     dead = 0
-    replayer = _Replayer(views, lifecycle, tick_limit)
+    replayer = _Replayer(views, lifecycle, tick_limit, engine)
     try:
         partitions = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or ())]
         consumer.assign(partitions)
@@ -82,8 +84,10 @@ class _Replayer:
     clock and its customers, so a tick visits the customers whose deadline passed, the
     earliest first, at most ``tick_limit``, as the worker's deadline index does."""
 
-    def __init__(self, views: dict[str, CustomerView], lifecycle: LifecycleConfig | None, tick_limit: int):
-        self.views, self.lifecycle, self.tick_limit = views, lifecycle, tick_limit
+    def __init__(self, views: dict[str, CustomerView], lifecycle: LifecycleConfig | None, tick_limit: int,
+                 engine: ContactEngine | None = None):
+        self.views, self.lifecycle, self.tick_limit, self.engine = views, lifecycle, tick_limit, engine
+        self.decisions = Collector()  # what the rules decided on the way (the replay publishes nothing)
         self.clocks: dict[int, int] = {}
         self.homes: dict[int, set[str]] = {}
         self.partitions = 0
@@ -97,8 +101,9 @@ class _Replayer:
                 self._tick(record.partition, read)
                 return 0
             view = self.views.get(read.customer_id) or initial_view(read.customer_id)
-            self.views[read.customer_id] = evolve(view, settled(read.event, read.customer_id, read.conflicts).folded,
-                                                  self.lifecycle, self.clocks.get(record.partition))
+            self.views[read.customer_id] = fold_event(view, settled(read.event, read.customer_id, read.conflicts).folded,
+                                                      self.lifecycle, self.clocks.get(record.partition), self.engine,
+                                                      self.decisions)
             self.homes.setdefault(record.partition, set()).add(read.customer_id)
         except BadRecord:
             return 1
@@ -108,12 +113,13 @@ class _Replayer:
 
     def _tick(self, partition: int, read: ReadTick) -> None:
         self.clocks[partition] = max(self.clocks.get(partition, read.at), read.at)
-        if self.lifecycle is None:
+        if self.lifecycle is None and self.engine is None:
             return
-        due = sorted((v.lifecycle.deadline, c) for c in self.homes.get(partition, ())
-                     if (v := self.views[c]).lifecycle.deadline is not None and v.lifecycle.deadline <= read.at)
+        due = sorted((d, c) for c in self.homes.get(partition, ())
+                     if (d := next_due(self.views[c])) is not None and d <= read.at)
         for _, customer_id in due[:self.tick_limit]:
-            self.views[customer_id] = tick(self.views[customer_id], read.at, read.tick_id, self.lifecycle)
+            self.views[customer_id] = fold_tick(self.views[customer_id], read.at, read.tick_id, self.lifecycle,
+                                                self.engine, self.decisions)
 
 
 async def live_states(redis_url: str, prefix: str, partitions: Sequence[int] = (),
@@ -151,7 +157,8 @@ async def verify(settings: Settings) -> dict[str, Any]:
     try:
         replayed, ends, dead = await replay_topic(settings.kafka_bootstrap, schema_registry=registry,
                                                   lifecycle=settings.lifecycle(),
-                                                  tick_limit=settings.lifecycle_tick_limit)
+                                                  tick_limit=settings.lifecycle_tick_limit,
+                                                  engine=settings.contact_engine())
     finally:
         if registry is not None:
             await registry.aclose()

@@ -66,8 +66,9 @@ def test_a_replay_gives_the_same_transitions_with_the_same_ids_across_stored_sta
     whole = run(history)
     cut = min(cut, len(history))
     stored = from_state(orjson.loads(orjson.dumps(to_state(run(history[:cut])))))  # stop, store, resume
-    ticks_before = [("tick", d, "") for k, d, _ in history[:cut] if k == "tick"]  # the runner keeps its clock
-    resumed = run(ticks_before[-1:] + history[cut:], stored, start=cut - len(ticks_before[-1:]))
+    ticks = [d for k, d, _ in history[:cut] if k == "tick"]  # the runner keeps its clock: the latest tick
+    clock = [("tick", max(ticks), "")] if ticks else []
+    resumed = run(clock + history[cut:], stored, start=cut - len(clock))
     assert resumed.lifecycle == whole.lifecycle
 
 
