@@ -11,12 +11,12 @@ from datetime import datetime
 from typing import Any
 
 from projections.facts import CONTACT_CHANNEL_OF, CONTACT_CHANNELS
-from projections.pressure import contact_pressure
 from projections.view import CustomerView, micros
 
 __all__ = ["derived_facts", "preferred_channel"]
 
 _DAY_US = 86_400 * 1_000_000
+_WEEK_US, _MONTH_US = 7 * _DAY_US, 30 * _DAY_US  # the windows of projections.pressure.WINDOWS
 
 
 def _days(now: int, then: int | None) -> float | None:
@@ -38,7 +38,13 @@ def preferred_channel(view: CustomerView) -> str | None:
 def derived_facts(view: CustomerView, at: datetime) -> dict[str, Any]:
     """The derived facts of ``view`` at instant ``at`` (timezone-aware)."""
     now = micros(at)
-    pressure = contact_pressure(view, at)
+    week, month = now - _WEEK_US, now - _MONTH_US
+    contacts_7d = contacts_30d = 0
+    for mark in view.contacts:  # the contact-pressure ledger (projections.pressure), both directions
+        if month < mark.occurred_at <= now:
+            contacts_30d += 1
+            if mark.occurred_at > week:
+                contacts_7d += 1
     lc = view.lifecycle
     return {
         "days_since_first_purchase": _days(now, view.first_purchase_at),
@@ -47,6 +53,6 @@ def derived_facts(view: CustomerView, at: datetime) -> dict[str, Any]:
         "days_in_stage": _days(now, lc.since if lc.since is not None else view.first_seen),
         "open_complaints": sum(1 for _, c in view.cases if c.is_open and c.category == "complaint"),
         "preferred_channel": preferred_channel(view),
-        "contacts_7d": sum(side["all"] for side in pressure["7d"].values()),
-        "contacts_30d": sum(side["all"] for side in pressure["30d"].values()),
+        "contacts_7d": contacts_7d,
+        "contacts_30d": contacts_30d,
     }

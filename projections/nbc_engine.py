@@ -48,8 +48,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from projections.codec import format_instant
 from projections.contact_time import due_at
-from projections.derived_facts import derived_facts
-from projections.facts import CONTACT_CHANNEL_OF, event_facts, facts_of
+from projections.facts import CONTACT_CHANNEL_OF, event_facts
 from projections.lifecycle import DEFAULT as LIFECYCLE_DEFAULT
 from projections.lifecycle import LifecycleConfig, Transition, transition_id
 from projections.nbc_rule_model import Rule, RuleSet
@@ -66,7 +65,7 @@ from projections.nbc_state import (
 )
 from projections.touchpoints import Call, Email, Purchase, ServiceCase, Touchpoint
 from projections.view import CustomerView, evolve, instant_of, micros, tick
-from projections.view_document import to_document
+from projections.view_facts import view_facts
 
 __all__ = ["ContactEngine", "Sink", "Collector", "fold_event", "fold_tick", "next_due", "trigger_id",
            "OUTCOME_OF_CALL", "OUTCOME_OF_EMAIL", "REASONS"]
@@ -180,9 +179,10 @@ class ContactEngine:
 
     # -- the two entry points ----------------------------------------------------------------
     def react(self, before: CustomerView | None, after: CustomerView, event: Touchpoint | None, now: int,
-              sink: Sink) -> CustomerView:
+              sink: Sink, until: int | None = None) -> CustomerView:
         """``after`` with its contact state moved on by one step: the touchpoint ``event``
-        (None for a clock tick), decided at the platform's time ``now``."""
+        (None for a clock tick), decided at the platform's time ``now``; timers due by
+        ``until`` (default ``now``) fire."""
         state = after.contact
         cid = after.customer_id
         candidates: list[_Candidate] = []
@@ -215,7 +215,8 @@ class ContactEngine:
         if fresh > 0 and self.rules.by_trigger_kind["lifecycle"]:
             for t in after.lifecycle.history[max(0, len(after.lifecycle.history) - fresh):]:
                 candidates += self._lifecycle(cid, t)
-        while timers and timers[0].due <= now:
+        horizon = now if until is None else until
+        while timers and timers[0].due <= horizon:
             timer = timers.pop(0)
             if timer.kind == "sla":  # decided once, whatever the decision
                 escalated = escalated | {f"{timer.rule}\x1f{timer.key}"}
@@ -235,8 +236,8 @@ class ContactEngine:
                 if rule is not None:
                     sink.suppressed(cid, rule, "timers_full", timer.due, timer.key)
             del timers[TIMERS_LIMIT:]
-        horizon = now - self.attribution_us - 30 * _DAY_US
-        issued = [i for i in issued if i.valid_until >= horizon or i.at >= horizon][-ISSUED_LIMIT:]
+        oldest = now - self.attribution_us - 60 * _DAY_US  # caps read +-30 days around a contact still valid
+        issued = [i for i in issued if i.valid_until >= oldest or i.at >= oldest][-ISSUED_LIMIT:]
         return after._replace(contact=ContactState(tuple(timers), tuple(sorted(last_fired.items())), escalated,
                                                    tuple(issued), tuple(suppressed[-SUPPRESSED_LIMIT:])))
 
@@ -297,15 +298,16 @@ class ContactEngine:
             for n, i in enumerate(issued):
                 if i.trigger_id == event.trigger_id:
                     outcome = _outcome_of(event)
-                    if outcome == "converted":
-                        if not i.converted:
-                            issued[n] = i._replace(converted=True)
-                            sink.outcome(Outcome(i.trigger_id, cid, i.rule, i.version, i.channel, "converted", at,
-                                                 event.event_id))
-                    elif outcome is not None and i.outcome is None:
-                        issued[n] = i._replace(outcome=outcome)
+                    held = i._replace(answered=True)
+                    if outcome == "converted" and not i.converted:
+                        held = held._replace(converted=True)
+                        sink.outcome(Outcome(i.trigger_id, cid, i.rule, i.version, i.channel, "converted", at,
+                                             event.event_id))
+                    elif outcome not in (None, "converted") and i.outcome is None:
+                        held = held._replace(outcome=outcome)
                         sink.outcome(Outcome(i.trigger_id, cid, i.rule, i.version, i.channel, outcome, at,
                                              event.event_id))
+                    issued[n] = held
                     return issued
         if isinstance(event, Purchase) and event.amount > 0:
             window = self.attribution_us
@@ -323,8 +325,7 @@ class ContactEngine:
     def _decide(self, view: CustomerView, candidates: list[_Candidate], now: int, timers: list[Timer],
                 issued: list[Issued], last_fired: dict[str, int], suppressed: list[Suppressed], sink: Sink) -> None:
         cid = view.customer_id
-        document: dict[str, Any] | None = None
-        facts_at: dict[int, dict[str, Any]] = {}
+        facts_at: dict[int, Mapping[str, Any]] = {}
         judged: list[_Judged] = []
         stopped: list[dict[str, Any]] = []
 
@@ -337,9 +338,7 @@ class ContactEngine:
         for c in sorted(candidates, key=lambda c: (c.at, c.rule.id, c.key)):
             facts = facts_at.get(c.at)
             if facts is None:
-                if document is None:
-                    document = to_document(view)
-                facts = facts_at[c.at] = facts_of(document, derived_facts(view, instant_of(c.at)))
+                facts = facts_at[c.at] = view_facts(view, c.at)
             verdict = c.rule.who.explain(facts)
             if not verdict.holds:
                 stop(c, "not_eligible")
@@ -423,15 +422,19 @@ class ContactEngine:
             sink.fired(fired._replace(losers=tuple(losers.get(channel, ())), suppressed=tuple(stopped)))
 
     def _capped(self, view: CustomerView, rule: Rule, channel: str, at: int, issued: list[Issued]) -> str | None:
-        """``cap_per_channel`` or ``cap_overall`` when a contact at ``at`` would exceed one."""
+        """``cap_per_channel`` or ``cap_overall`` when a contact at ``at`` would make some
+        window of the cap's width hold more than its maximum."""
         for cap, reason, only in ((rule.constraints.per_channel_cap, "cap_per_channel", channel),
                                   (rule.constraints.overall_cap, "cap_overall", None)):
             if cap is None:
                 continue
-            since = at - _span_us(cap.window)
-            count = sum(1 for m in view.contacts if since < m.occurred_at <= at
+            # both sides of ``at``: a contact decided late (a late event) must not fill a
+            # window that already holds contacts made after it
+            span = _span_us(cap.window)
+            since, until = at - span, at + span
+            count = sum(1 for m in view.contacts if since < m.occurred_at < until
                         and (only is None or CONTACT_CHANNEL_OF.get(m.channel) == only))
-            count += sum(1 for i in issued if since < i.at <= at and i.outcome is None and not i.converted
+            count += sum(1 for i in issued if since < i.at < until and not i.answered
                          and (only is None or i.channel == only))
             if count >= cap.max:
                 return reason
@@ -479,13 +482,25 @@ def _outcome_of(event: Touchpoint) -> str | None:
 def fold_event(view: CustomerView, event: Touchpoint, lifecycle: LifecycleConfig | None = LIFECYCLE_DEFAULT,
                clock: int | None = None, engine: ContactEngine | None = None,
                sink: Sink | None = None) -> CustomerView:
-    """``evolve``, then the engine's reaction to the event (when an engine is given)."""
-    after = evolve(view, event, lifecycle, clock)
-    if engine is None or after is view:
-        return after
+    """``evolve``, then the engine's reaction to the event (when an engine is given).
+
+    Timers already due at the event's instant fire first, on the view without the event:
+    a delay that ran out before a purchase is decided on what was known when it ran out,
+    whether a clock tick or the event came first (what the backtest does exactly)."""
+    if engine is None:
+        return evolve(view, event, lifecycle, clock)
+    sink = sink or Collector()
     at = micros(event.occurred_at)
-    now = at if clock is None or at >= clock else clock
-    return engine.react(view, after, event, now, sink or Collector())
+    # the platform's time: at least the event's, the clock's, and the customer's latest
+    # activity (a late event is decided as late as it is)
+    now = max(at, clock or at, view.last_seen or at)
+    due = view.contact.next_due
+    if due is not None and due <= at and event.event_id not in view.applied:
+        view = engine.react(view, view, None, now, sink, until=at)
+    after = evolve(view, event, lifecycle, clock)
+    if after is view:
+        return after
+    return engine.react(view, after, event, now, sink)
 
 
 def fold_tick(view: CustomerView, at: int, tick_id: str, lifecycle: LifecycleConfig | None = LIFECYCLE_DEFAULT,

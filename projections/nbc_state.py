@@ -43,8 +43,9 @@ class Issued(NamedTuple):
     channel: str
     at: int  # when the contact became actionable
     valid_until: int
-    outcome: str | None = None  # reached | not_reached | declined (latest reported)
+    outcome: str | None = None  # reached | not_reached | declined (the first reported)
     converted: bool = False
+    answered: bool = False  # a touchpoint carrying its id was recorded: that contact stands for it in caps
 
 
 class Suppressed(NamedTuple):

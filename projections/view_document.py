@@ -34,7 +34,7 @@ from projections.view import (
     instant_of,
 )
 
-__all__ = ["to_state", "from_state", "to_document", "lifecycle_document", "transition_document", "contact_document"]
+__all__ = ["to_state", "from_state", "to_document", "lifecycle_document", "transition_document", "contact_document", "facts_document"]
 
 
 def _stamp(raw: list[Any] | None) -> tuple[int, str] | None:
@@ -134,6 +134,16 @@ def _mean_resolution_seconds(cases: list[CaseState]) -> float | None:
 
 def to_document(view: CustomerView) -> dict[str, Any]:
     """The published 360° view (schemas/view/customer_view)."""
+    return _document(view, True)
+
+
+def facts_document(view: CustomerView) -> dict[str, Any]:
+    """The document rules read facts from: ``to_document`` without the parts no fact names
+    (the latest touchpoints, the lifecycle history), which are most of its cost."""
+    return _document(view, False)
+
+
+def _document(view: CustomerView, whole: bool) -> dict[str, Any]:
     cases = [c for _, c in view.cases]
     open_cases = [c for c in cases if c.is_open]
     return {
@@ -156,7 +166,7 @@ def to_document(view: CustomerView) -> dict[str, Any]:
             {"occurred_at": _iso(r.occurred_at), "event_id": r.event_id, "type": r.type,
              "channel": r.channel, "summary": r.summary}
             for r in reversed(view.recent)  # newest first
-        ],
+        ] if whole else [],
         "purchases": {
             "count": view.purchases,
             "first_at": _iso(view.first_purchase_at),
@@ -186,7 +196,7 @@ def to_document(view: CustomerView) -> dict[str, Any]:
              "event_id": c.stamp[1], "source": c.source}
             for (ch, p), c in view.consents
         ],
-        "lifecycle": lifecycle_document(view),
+        "lifecycle": lifecycle_document(view, whole),
     }
 
 
@@ -197,7 +207,7 @@ def transition_document(customer_id: str, t: Transition) -> dict[str, Any]:
             "dwell_seconds": round(t.dwell / 1e6, 3)}
 
 
-def lifecycle_document(view: CustomerView) -> dict[str, Any]:
+def lifecycle_document(view: CustomerView, history: bool = True) -> dict[str, Any]:
     lc = view.lifecycle
     return {
         "stage": lc.stage,
@@ -206,7 +216,8 @@ def lifecycle_document(view: CustomerView) -> dict[str, Any]:
         "next_review_at": _iso(lc.deadline),
         "typical_interval_days": None if lc.interval is None else round(lc.interval / 86_400e6, 3),
         "transitions": lc.seq,
-        "history": [transition_document(view.customer_id, t) for t in reversed(lc.history)],  # newest first
+        "history": [transition_document(view.customer_id, t) for t in reversed(lc.history)]  # newest first
+        if history else [],
     }
 
 

@@ -107,7 +107,8 @@ def replay(
     with tempfile.TemporaryDirectory() as scratch:
         fresh = ViewStore(into or Path(scratch) / "views.sqlite")
         runner = ProjectionRunner(log, fresh, batch=5000, until=target, lifecycle=settings.lifecycle(),
-                                  tick_limit=settings.lifecycle_tick_limit, currency=settings.value_currency)
+                                  tick_limit=settings.lifecycle_tick_limit, currency=settings.value_currency,
+                                  engine=settings.contact_engine())
         started = time.perf_counter()
         runner.catch_up()
         seconds = time.perf_counter() - started
@@ -229,9 +230,10 @@ from services.stack_commands import up as stack_up  # noqa: E402
 app.command("up")(stack_up)
 app.command("down")(stack_down)
 
-from services.nbc.commands import rules_app  # noqa: E402 - next-best-contact rule files
+from services.nbc.commands import backtest, rules_app  # noqa: E402 - next-best-contact rule files
 
 app.add_typer(rules_app, name="rules")
+app.command("backtest")(backtest)
 
 
 if __name__ == "__main__":

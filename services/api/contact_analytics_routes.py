@@ -9,7 +9,11 @@ committed with the views, so they count each decision once whatever crashes happ
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Depends
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, HTTPException, Query
+
+from projections.facts import CONTACT_CHANNELS
 
 from services.api.auth import KeyRing
 from services.api.responses import JSON
@@ -27,5 +31,17 @@ def contact_analytics_router(platform: Platform, keys: KeyRing) -> APIRouter:
         rules = rule_figures(await platform.contact_figures())
         totals = {k: sum(r[k] for r in rules) for k in ("fired", "delivered", "reached", "converted")}
         return JSON({"rules": rules, "totals": totals})
+
+    @router.get("/v1/triggers", dependencies=[Depends(keys.require("read"))])
+    async def feed(since: str | None = None, limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+                   channel: str | None = None, customer_id: str | None = None) -> JSON:
+        if channel is not None and channel not in CONTACT_CHANNELS:
+            raise HTTPException(422, [{"path": "channel", "message": f"{channel!r} is not a contact channel "
+                                       f"(one of {', '.join(CONTACT_CHANNELS)})"}])
+        try:
+            page = await platform.triggers(since, limit, channel, customer_id)
+        except ValueError as error:
+            raise HTTPException(422, [{"path": "since", "message": str(error)}]) from None
+        return JSON({"triggers": page.triggers, "next_cursor": page.next_cursor})
 
     return router

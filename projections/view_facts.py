@@ -1,0 +1,107 @@
+"""The facts of a view, computed when a rule reads them.
+
+``view_facts(view, at)`` is the mapping ``facts_of(to_document(view), derived_facts(view,
+at))`` would give for every name of the facts catalogue, but each top-level section
+(``purchases``, ``consent``, ``lifecycle``, a derived fact...) is built the first time a
+predicate reads it: a decision reads a handful of facts, and rendering the whole 360°
+document for it cost more than the rest of the decision. A property test holds the two
+equal on arbitrary views.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Mapping
+from decimal import Decimal
+from typing import Any
+
+from projections.derived_facts import derived_facts
+from projections.view import CustomerView, instant_of
+
+__all__ = ["view_facts"]
+
+_CENT = Decimal("0.01")
+
+
+def _purchases(v: CustomerView) -> dict[str, Any]:
+    return {"count": v.purchases, "by_currency": {
+        k: {"count": c.count, "revenue": c.revenue, "margin": c.margin if c.margin_count else None,
+            "average_basket": (c.revenue / c.count).quantize(_CENT) + 0}
+        for k, c in v.currencies}}
+
+
+def _cases(v: CustomerView) -> dict[str, Any]:
+    cases = [c for _, c in v.cases]
+    open_ = sum(1 for c in cases if c.is_open)
+    resolved = [(c.status_stamp[0] - c.opened_at) / 1e6 for c in cases if not c.is_open]
+    return {"open": open_, "resolved": len(cases) - open_,
+            "mean_resolution_seconds": round(sum(resolved) / len(resolved), 3) if resolved else None}
+
+
+def _consent(v: CustomerView) -> dict[str, dict[str, str]]:
+    out: dict[str, dict[str, str]] = {}
+    for (channel, purpose), c in v.consents:
+        out.setdefault(channel, {})[purpose] = c.status
+    return out
+
+
+def _lifecycle(v: CustomerView) -> dict[str, Any]:
+    lc = v.lifecycle
+    return {"stage": lc.stage, "rule": lc.rule, "transitions": lc.seq,
+            "typical_interval_days": None if lc.interval is None else round(lc.interval / 86_400e6, 3)}
+
+
+_SECTIONS: dict[str, Callable[[CustomerView], Any]] = {
+    "customer_id": lambda v: v.customer_id,
+    "touchpoints": lambda v: v.touchpoints,
+    "profile": lambda v: {k: a.value for k, a in v.profile},
+    "identity": lambda v: {"emails": sorted(v.emails), "phones": sorted(v.phones)},
+    "channels": lambda v: {k: {"count": s.count, "last_outcome": s.last_outcome} for k, s in v.channels},
+    "purchases": _purchases,
+    "service_cases": _cases,
+    "satisfaction": lambda v: {"csat": None if v.csat is None else v.csat.value,
+                               "nps": None if v.nps is None else v.nps.value},
+    "consent": _consent,
+    "lifecycle": _lifecycle,
+}
+_DERIVED = frozenset(("days_since_first_purchase", "days_since_last_purchase", "days_since_last_seen",
+                      "days_in_stage", "open_complaints", "preferred_channel", "contacts_7d", "contacts_30d"))
+
+
+class _Facts(Mapping[str, Any]):
+    __slots__ = ("_view", "_at", "_done", "_extra")
+
+    def __init__(self, view: CustomerView, at: int, extra: Mapping[str, Any]):
+        self._view, self._at, self._done, self._extra = view, at, {}, extra
+
+    def __getitem__(self, key: str) -> Any:
+        if key in self._extra:
+            return self._extra[key]
+        done = self._done
+        if key in done:
+            return done[key]
+        build = _SECTIONS.get(key)
+        if build is not None:
+            done[key] = value = build(self._view)
+            return value
+        if key in _DERIVED:
+            done.update(derived_facts(self._view, instant_of(self._at)))
+            return done[key]
+        raise KeyError(key)
+
+    def get(self, key: str, default: Any = None) -> Any:
+        try:
+            return self[key]
+        except KeyError:
+            return default
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(dict.fromkeys([*_SECTIONS, *_DERIVED, *self._extra]))
+
+    def __len__(self) -> int:
+        return len(list(iter(self)))
+
+
+def view_facts(view: CustomerView, at: int, extra: Mapping[str, Any] | None = None) -> Mapping[str, Any]:
+    """The facts of ``view`` at instant ``at`` (µs), computed on demand; ``extra`` (the
+    caller's facts, such as ``value``) takes precedence."""
+    return _Facts(view, at, extra or {})

@@ -1,0 +1,138 @@
+"""Properties of the next-best-contact engine: the facts it reads are the document's,
+caps are never exceeded, no trigger goes through a channel whose consent is withdrawn,
+ids are deterministic, and the same history gives the same triggers."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from functools import reduce
+from typing import Any
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from projections.derived_facts import derived_facts
+from projections.facts import CONTACT_CHANNEL_OF, FACTS, facts_of
+from projections.nbc_engine import Collector, ContactEngine, fold_event, fold_tick
+from projections.nbc_rules import compile_rules
+from projections.predicates import lookup
+from projections.touchpoints import Touchpoint
+from projections.view import evolve, initial_view, instant_of, micros
+from projections.view_document import to_document
+from projections.view_facts import view_facts
+from tests.support.strategies import customer_histories
+
+# Concrete fact names: each placeholder of the catalogue filled with the values histories use.
+_FILL = {"<channel>": ["phone", "email", "web", "store"], "<currency>": ["EUR", "USD"],
+         "<attribute>": ["city", "timezone", "first_name"], "<consent_channel>": ["email", "phone", "sms"],
+         "<purpose>": ["marketing", "service"], "<field>": ["topic"]}
+
+
+def _names() -> list[str]:
+    names = [""]
+    out = []
+    for pattern in FACTS.names():
+        names = [""]
+        for part in pattern.split("."):
+            names = [f"{n}.{v}" if n else v for n in names for v in _FILL.get(part, [part])]
+        out += names
+    return [n for n in out if not n.startswith("value.")]
+
+
+NAMES = _names()
+
+
+@settings(max_examples=150)
+@given(customer_histories(), st.integers(0, 400))
+def test_the_lazy_facts_equal_the_documents(events, days) -> None:  # type: ignore[no-untyped-def]
+    view = reduce(evolve, events, initial_view("c-1"))
+    at = (view.last_seen or 0) + days * 86_400_000_000
+    eager = facts_of(to_document(view), derived_facts(view, instant_of(at)))
+    lazy = view_facts(view, at)
+    assert [(n, lookup(lazy, n)) for n in NAMES] == [(n, lookup(eager, n)) for n in NAMES]
+
+
+def _rules(cap_window: str, cap_max: int) -> ContactEngine:
+    base: dict[str, Any] = {"version": 1, "purpose": "marketing",
+                            "constraints": {"consent": {"purpose": "marketing"},
+                                            "caps": {"per_channel": {"window": cap_window, "max": cap_max},
+                                                     "overall": {"window": cap_window, "max": cap_max + 1}}}}
+    rules = [
+        {**base, "id": "on_call", "when": {"touchpoint": {"type": "call"}},
+         "what": {"channel": "email", "action": "a", "priority": 10, "expected_value": 5, "valid_for": "3d"}},
+        {**base, "id": "on_purchase", "when": {"touchpoint": {"type": "purchase"}},
+         "what": {"channel": "sms", "action": "b", "priority": 20, "expected_value": 5, "valid_for": "3d"}},
+        {**base, "id": "after_purchase", "when": {"after": {"event": "purchase", "delay": "2d"}},
+         "what": {"channel": "email", "action": "c", "priority": 30, "expected_value": 5, "valid_for": "3d"}},
+        {**base, "id": "on_stage", "when": {"lifecycle": {"to": "new"}},
+         "what": {"channel": "email", "action": "d", "priority": 40, "expected_value": 5, "valid_for": "3d"}},
+    ]
+    return ContactEngine(compile_rules({"version": 1, "rules": rules}, "property"))
+
+
+def run(engine: ContactEngine, events: list[Touchpoint], tick_days: int) -> tuple[Collector, Any]:
+    sink = Collector()
+    view = initial_view("c-1")
+    clock = None
+    for event in events:
+        view = fold_event(view, event, clock=clock, engine=engine, sink=sink)
+    if view.last_seen is not None:
+        clock = view.last_seen + tick_days * 86_400_000_000
+        view = fold_tick(view, clock, "tick", engine=engine, sink=sink)
+    return sink, view
+
+
+@settings(max_examples=200)
+@given(customer_histories(), st.sampled_from(["1d", "3d", "7d"]), st.integers(1, 3), st.integers(0, 5))
+def test_caps_are_never_exceeded(events, window, cap, tick_days) -> None:  # type: ignore[no-untyped-def]
+    """No trigger fires when the contacts known at its decision (the ledger, human ones
+    included, and the triggers decided before it) already fill a window of the cap's
+    width around it: per channel ``cap``, overall ``cap`` + 1."""
+    engine = _rules(window, cap)
+    span = int(window[:-1]) * 86_400_000_000
+    sink = Collector()
+    view = initial_view("c-1")
+    steps = [("event", e) for e in events] + [("tick", None)]
+    for kind, event in steps:
+        before = len(sink.triggers)
+        if kind == "event":
+            view = fold_event(view, event, engine=engine, sink=sink)
+        elif view.last_seen is not None:
+            view = fold_tick(view, view.last_seen + tick_days * 86_400_000_000, "tick", engine=engine, sink=sink)
+        for n in range(before, len(sink.triggers)):
+            t = sink.triggers[n]
+            around = [f for f in sink.triggers[:n] if abs(f.at - t.at) < span]
+            marks = [m for m in view.contacts if abs(m.occurred_at - t.at) < span]
+            same = sum(1 for f in around if f.channel == t.channel) + sum(
+                1 for m in marks if CONTACT_CHANNEL_OF.get(m.channel) == t.channel)
+            assert same < cap, (t.rule, t.channel, t.at, same)
+            assert len(around) + len(marks) < cap + 1, (t.rule, t.at)
+
+
+@settings(max_examples=150)
+@given(customer_histories(), st.integers(0, 5))
+def test_no_trigger_goes_through_a_channel_whose_consent_is_withdrawn(events, tick_days) -> None:  # type: ignore[no-untyped-def]
+    engine = _rules("7d", 5)
+    sink = Collector()
+    view = initial_view("c-1")
+    for event in events:
+        before = len(sink.triggers)
+        view = fold_event(view, event, engine=engine, sink=sink)
+        for t in sink.triggers[before:]:  # decided on this step: the consent in force now
+            held = dict(view.consents).get(({"email": "email", "sms": "sms"}[t.channel], "marketing"))
+            assert held is not None and held.status == "granted"
+            assert t.consent is not None and t.consent["status"] == "granted"
+
+
+@settings(max_examples=100)
+@given(customer_histories(), st.integers(0, 5))
+def test_the_same_history_gives_the_same_triggers_with_the_same_ids(events, tick_days) -> None:  # type: ignore[no-untyped-def]
+    engine = _rules("7d", 2)
+    first, view_a = run(engine, events, tick_days)
+    second, view_b = run(_rules("7d", 2), list(events), tick_days)
+    assert first.triggers == second.triggers and view_a == view_b
+    assert len({t.trigger_id for t in first.triggers}) == len(first.triggers)
+
+
+def _unused(_: timedelta, __: int) -> None:
+    return micros  # type: ignore[return-value]
