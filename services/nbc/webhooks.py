@@ -40,9 +40,11 @@ from services import metrics
 from services.nbc.signing import signed_headers
 from services.nbc.webhook_policy import attempt_result, backoff_delay, is_retryable, retry_after_seconds
 
-__all__ = ["ReadFeed", "DeliveryLedger", "DeliveryDeadLetter", "MemoryLedger", "RetryPolicy", "WebhookDispatcher"]
+__all__ = ["OUTCOMES", "ReadFeed", "DeliveryLedger", "DeliveryDeadLetter", "MemoryLedger", "RetryPolicy", "WebhookDispatcher"]
 
 log = structlog.get_logger("touchstream.webhooks")
+
+OUTCOMES = ("delivered", "failed_permanent", "dead_lettered", "expired")
 
 ReadFeed = Callable[[str | None, int], Awaitable[tuple[list[dict[str, Any]], str | None]]]
 """``read(after, limit) -> (triggers oldest first, next cursor)``: one channel's feed."""
@@ -121,6 +123,8 @@ class WebhookDispatcher:
         self._task: asyncio.Task[None] | None = None
 
     def start(self) -> None:
+        for outcome in OUTCOMES:  # exported at 0 from the start, so increase() sees the first failure
+            metrics.child(metrics.WEBHOOK_DELIVERIES, self.channel, outcome)
         self._task = asyncio.get_running_loop().create_task(self.run(), name=f"webhooks-{self.channel}")
 
     async def stop(self) -> None:
