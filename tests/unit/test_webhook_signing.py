@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import time
+from pathlib import Path
+
 import pytest
 
 from services.nbc.signing import (
@@ -175,3 +178,29 @@ def test_retry_after_is_read_as_seconds_or_as_an_http_date() -> None:
     assert retry_after_seconds("Sun, 06 Nov 1994 08:49:37 GMT", now=784111767) == 10.0
     assert retry_after_seconds("Sun, 06 Nov 1994 08:49:37 GMT", now=784111787) == 0.0
     assert retry_after_seconds("soon", now=0) is None and retry_after_seconds(None, now=0) is None
+
+
+# -- the receiver snippet integrators copy (docs/TRIGGERS.md) -----------------------------
+def receiver_snippet() -> dict[str, object]:
+    text = (Path(__file__).resolve().parents[2] / "docs" / "TRIGGERS.md").read_text(encoding="utf-8")
+    code = text.split("<!-- receiver-snippet:", 1)[1].split("```python\n", 1)[1].split("```", 1)[0]
+    namespace: dict[str, object] = {}
+    exec(compile(code, "docs/TRIGGERS.md", "exec"), namespace)  # noqa: S102 - our own documentation
+    return namespace
+
+
+def test_the_documented_receiver_accepts_what_touchstream_sends_and_refuses_forgeries() -> None:
+    verified = receiver_snippet()["verified_trigger"]
+    now = int(time.time())
+    sent = {k.lower(): v for k, v in headers(at=now, secrets=(SECRET, OLD_SECRET)).items()}
+    assert verified([OLD_SECRET], sent, BODY)["trigger_id"] == "5f0c-1"  # type: ignore[operator]
+    for secrets, body, changed, reason in [
+        (["whsec-someone-else-0123456789"], BODY, {}, "signature does not match"),
+        ([SECRET], BODY + b" ", {}, "signature does not match"),
+        ([SECRET], BODY, {"touchstream-delivery": "other"}, "is not the signed trigger's id"),
+    ]:
+        with pytest.raises(ValueError, match=reason):
+            verified(secrets, {**sent, **changed}, body)  # type: ignore[operator]
+    stale = {k.lower(): v for k, v in headers(at=now - 301).items()}
+    with pytest.raises(ValueError, match="timestamp outside the tolerance"):
+        verified([SECRET], stale, BODY)  # type: ignore[operator]
