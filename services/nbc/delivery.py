@@ -21,7 +21,8 @@ from typing import Any, Protocol
 import httpx
 import structlog
 
-from services.nbc.webhooks import DeliveryLedger, ReadFeed, RetryPolicy, WebhookDispatcher
+from services.nbc.delivery_ledger import DeliveryLedger
+from services.nbc.webhooks import ReadFeed, RetryPolicy, WebhookDispatcher
 from services.settings import Settings
 
 __all__ = ["TriggerSource", "platform_feed", "Webhooks"]

@@ -18,7 +18,8 @@ points past the whole page: so a stop or crash re-sends at most the trigger in f
 ``stop()`` lets the request in flight finish (bounded by the timeout), saves the cursor if
 it was delivered, and returns; a trigger stopped between retries is sent again next start.
 
-Storage (cursor, dead letters) belongs to the runtime, through ``DeliveryLedger``. Only
+Storage (cursor, dead letters) belongs to the runtime, through a ``DeliveryLedger``
+(``services.nbc.delivery_ledger``). Only
 one dispatcher per channel may run against one ledger: two would deliver twice.
 """
 
@@ -28,19 +29,20 @@ import asyncio
 import random
 import time
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, Protocol
+from typing import Any
 
 import httpx
 import orjson
 import structlog
 
 from services import metrics
+from services.nbc.delivery_ledger import DeliveryDeadLetter, DeliveryLedger
 from services.nbc.signing import signed_headers
 from services.nbc.webhook_policy import attempt_result, backoff_delay, is_retryable, retry_after_seconds
 
-__all__ = ["OUTCOMES", "ReadFeed", "DeliveryLedger", "DeliveryDeadLetter", "MemoryLedger", "RetryPolicy", "WebhookDispatcher"]
+__all__ = ["OUTCOMES", "ReadFeed", "RetryPolicy", "WebhookDispatcher"]
 
 log = structlog.get_logger("touchstream.webhooks")
 
@@ -48,47 +50,6 @@ OUTCOMES = ("delivered", "failed_permanent", "dead_lettered", "expired")
 
 ReadFeed = Callable[[str | None, int], Awaitable[tuple[list[dict[str, Any]], str | None]]]
 """``read(after, limit) -> (triggers oldest first, next cursor)``: one channel's feed."""
-
-
-@dataclass(frozen=True, slots=True)
-class DeliveryDeadLetter:
-    trigger_id: str  # storing the same trigger_id twice (a crash before the cursor moved) is one letter
-    channel: str
-    outcome: str  # failed_permanent | dead_lettered
-    status: int | None  # the last HTTP status, None when there was no answer
-    reason: str
-    attempts: int
-    at: str  # when it was given up, ISO 8601 UTC
-    trigger: dict[str, Any]  # the document, for replay
-
-
-class DeliveryLedger(Protocol):
-    """What a dispatcher stores, per channel: provided by the runtime."""
-
-    async def load_cursor(self) -> str | None: ...
-
-    async def save_cursor(self, cursor: str) -> None: ...
-
-    async def dead_letter(self, letter: DeliveryDeadLetter) -> None: ...
-
-
-@dataclass
-class MemoryLedger:
-    """A ledger in memory (tests, and the shape a stored ledger follows)."""
-
-    cursor: str | None = None
-    letters: list[DeliveryDeadLetter] = field(default_factory=list)
-    saved: list[str] = field(default_factory=list)  # every cursor saved, in order
-
-    async def load_cursor(self) -> str | None:
-        return self.cursor
-
-    async def save_cursor(self, cursor: str) -> None:
-        self.cursor = cursor
-        self.saved.append(cursor)
-
-    async def dead_letter(self, letter: DeliveryDeadLetter) -> None:
-        self.letters.append(letter)
 
 
 @dataclass(frozen=True, slots=True)
@@ -113,9 +74,10 @@ def _instant(value: Any) -> float | None:
 
 
 class WebhookDispatcher:
-    def __init__(self, channel: str, url: str, secrets: Sequence[str], read: ReadFeed, ledger: DeliveryLedger,
-                 client: httpx.AsyncClient, policy: RetryPolicy, *, poll_seconds: float = 0.25, page_size: int = 1,
-                 clock: Callable[[], float] = time.time, jitter: Callable[[], float] = random.random):
+    def __init__(self, channel: str, url: str, secrets: Sequence[str], read: ReadFeed,
+                 ledger: DeliveryLedger, client: httpx.AsyncClient, policy: RetryPolicy, *,
+                 poll_seconds: float = 0.25, page_size: int = 1, clock: Callable[[], float] = time.time,
+                 jitter: Callable[[], float] = random.random):
         self.channel, self.url, self.secrets = channel, url, list(secrets)
         self.read, self.ledger, self.client, self.policy = read, ledger, client, policy
         self.poll_seconds, self.page_size, self.clock, self.jitter = poll_seconds, page_size, clock, jitter

@@ -102,8 +102,8 @@ def test_an_unknown_channel_a_foreign_cursor_or_a_missing_key_are_refused(served
     with httpx.Client(base_url=served.url, headers=READ, timeout=10) as client:
         unknown = client.get("/v1/triggers", params={"channel": "phone"})
         assert unknown.status_code == 422
-        assert unknown.json()["detail"] == [{"path": "channel", "message":
-                                             "'phone' is not a contact channel (one of call, email, sms, visit, web, mail)"}]
+        message = "'phone' is not a contact channel (one of call, email, sms, visit, web, mail)"
+        assert unknown.json()["detail"] == [{"path": "channel", "message": message}]
         foreign = client.get("/v1/triggers", params={"since": "bm90LWEtY3Vyc29y"})
         assert foreign.status_code == 422
         assert foreign.json()["detail"] == [{"path": "since", "message": "not a cursor this API returned"}]

@@ -21,7 +21,8 @@ from prometheus_client import REGISTRY
 
 from services.nbc.delivery import Webhooks, platform_feed
 from services.nbc.signing import ReplayCache, ReplayedDelivery, SignatureError, verify
-from services.nbc.webhooks import MemoryLedger, RetryPolicy, WebhookDispatcher
+from services.nbc.delivery_ledger import MemoryLedger
+from services.nbc.webhooks import RetryPolicy, WebhookDispatcher
 from services.settings import Settings
 from tests.support.server import free_port
 from tests.support.trigger_feed import TriggerFeedStandIn, trigger
