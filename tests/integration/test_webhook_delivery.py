@@ -46,6 +46,7 @@ class Receiver:
     attempts: list[tuple[str, float]] = field(default_factory=list)  # (delivery id, loop time)
     refused: list[str] = field(default_factory=list)  # signature errors
     answered: list[str] = field(default_factory=list)
+    replayed: list[str] = field(default_factory=list)  # deliveries received again after being taken
     in_flight: asyncio.Event = field(default_factory=asyncio.Event)
 
     async def handle(self, request: web.Request) -> web.Response:
@@ -53,6 +54,7 @@ class Receiver:
         try:
             delivery = verify(SECRETS[1], request.headers, body, seen=self.seen)  # the receiver still on the old secret
         except ReplayedDelivery:
+            self.replayed.append(request.headers["Touchstream-Delivery"])
             return web.Response(status=200, text="already have it")
         except SignatureError as error:
             self.refused.append(str(error))
@@ -197,7 +199,7 @@ def test_a_trigger_still_failing_after_the_last_attempt_is_dead_lettered() -> No
 def test_a_receiver_too_slow_to_answer_gets_the_trigger_again_and_dedupes_it() -> None:
     feed = TriggerFeedStandIn([trigger()])
     (slow,) = (t["trigger_id"] for t in feed.items)
-    receiver = Receiver({slow: [("slow", 1.0)]})
+    receiver = Receiver({slow: [("slow", 3.0)]})
     ledger = MemoryLedger()
     before = sample("touchstream_webhook_attempts_total", result="timeout")
 
@@ -210,7 +212,7 @@ def test_a_receiver_too_slow_to_answer_gets_the_trigger_again_and_dedupes_it() -
             await until(lambda: receiver.answered == [slow], "the slow answer")
 
     run(scenario)
-    assert receiver.processed == [slow]  # sent at least twice, acted on once
+    assert receiver.processed == [slow] and receiver.replayed  # sent at least twice, acted on once
     assert sample("touchstream_webhook_attempts_total", result="timeout") - before >= 1
     assert not ledger.letters
 
@@ -338,5 +340,33 @@ def test_the_platform_s_webhooks_run_one_dispatcher_per_configured_channel() -> 
             await webhooks.stop()
         assert sorted(receiver.processed) == sorted(t["trigger_id"] for t in feed.items[:2])  # no sms webhook
         assert sorted(ledgers) == ["call", "email"]
+
+    run(scenario)
+
+
+def test_read_by_pages_the_cursor_moves_past_a_page_once_all_of_it_is_done_and_not_before_a_stop() -> None:
+    feed = TriggerFeedStandIn([trigger() for _ in range(4)])
+    ids = [t["trigger_id"] for t in feed.items]
+    ledger = MemoryLedger()
+
+    async def scenario() -> None:
+        gate = asyncio.Event()
+        receiver = Receiver({ids[1]: [("hold", gate)]})
+        async with receiving(receiver) as url, httpx.AsyncClient() as client:
+            paged = WebhookDispatcher("call", url, SECRETS, platform_feed(feed, "call"), ledger, client, FAST,
+                                      poll_seconds=0.02, page_size=3)
+            paged.start()
+            await until(receiver.in_flight.is_set, "the second trigger in flight")
+            stopping = asyncio.create_task(paged.stop())
+            gate.set()
+            await stopping  # stopped inside the first page: its cursor is not saved
+            assert ledger.saved == [] and receiver.processed == ids[:2]
+            resumed = WebhookDispatcher("call", url, SECRETS, platform_feed(feed, "call"), ledger, client, FAST,
+                                        poll_seconds=0.02, page_size=3)
+            resumed.start()
+            await until(lambda: len(receiver.processed) == 4, "the rest")
+            await resumed.stop()
+            assert receiver.replayed == ids[:2] and receiver.processed == ids  # sent again, deduped
+        assert ledger.saved == [feed.cursor_after(ids[2]), feed.cursor_after(ids[3])]
 
     run(scenario)
