@@ -370,3 +370,29 @@ def test_read_by_pages_the_cursor_moves_past_a_page_once_all_of_it_is_done_and_n
         assert ledger.saved == [feed.cursor_after(ids[2]), feed.cursor_after(ids[3])]
 
     run(scenario)
+
+
+def test_a_feed_that_fails_for_a_while_delays_delivery_and_loses_nothing() -> None:
+    feed = TriggerFeedStandIn([trigger(), trigger()])
+    ids = [t["trigger_id"] for t in feed.items]
+    ledger = MemoryLedger()
+    outages = [ConnectionError("storage down")] * 2
+    read = platform_feed(feed, "call")
+
+    async def flaky(after: str | None, limit: int) -> tuple[list[dict[str, Any]], str | None]:
+        if outages:
+            raise outages.pop()
+        return await read(after, limit)
+
+    async def scenario() -> None:
+        receiver = Receiver()
+        async with receiving(receiver) as url, httpx.AsyncClient() as client:
+            sender = WebhookDispatcher("call", url, SECRETS, flaky, ledger, client, FAST, poll_seconds=0.02)
+            with structlog.testing.capture_logs() as logs:
+                sender.start()
+                await until(lambda: receiver.processed == ids, "both delivered")
+                await sender.stop()
+        failures = [e for e in logs if e["event"] == "webhook_storage_failed"]
+        assert [(e["channel"], e["error"]) for e in failures] == [("call", "ConnectionError")] * 2
+
+    run(scenario)
