@@ -163,6 +163,7 @@ def evolve(view: CustomerView, event: Touchpoint,
         contacts=_contacts(view.contacts, event, at, last_seen),
         applied=view.applied | {event.event_id},
         lifecycle=lc,
+        contact=view.contact,
     )
 
 

@@ -20,6 +20,7 @@ from typing import Any
 
 from projections.codec import format_instant
 from projections.lifecycle import Buy, Lifecycle, Transition, transition_id
+from projections.nbc_state import contact_from, contact_state
 from projections.view import (
     Attribute,
     CaseState,
@@ -33,7 +34,7 @@ from projections.view import (
     instant_of,
 )
 
-__all__ = ["to_state", "from_state", "to_document", "lifecycle_document", "transition_document"]
+__all__ = ["to_state", "from_state", "to_document", "lifecycle_document", "transition_document", "contact_document"]
 
 
 def _stamp(raw: list[Any] | None) -> tuple[int, str] | None:
@@ -63,6 +64,7 @@ def to_state(view: CustomerView) -> dict[str, Any]:
         "contacts": [tuple(m) for m in view.contacts],
         "applied": sorted(view.applied),
         "lifecycle": _lifecycle_state(view.lifecycle),
+        "contact": contact_state(view.contact),
     }
 
 
@@ -110,6 +112,7 @@ def from_state(d: dict[str, Any]) -> CustomerView:
         contacts=tuple(ContactMark(*m) for m in d["contacts"]),
         applied=frozenset(d["applied"]),
         lifecycle=_lifecycle_from(d.get("lifecycle")),
+        contact=contact_from(d.get("contact")),
     )
 
 
@@ -204,4 +207,20 @@ def lifecycle_document(view: CustomerView) -> dict[str, Any]:
         "typical_interval_days": None if lc.interval is None else round(lc.interval / 86_400e6, 3),
         "transitions": lc.seq,
         "history": [transition_document(view.customer_id, t) for t in reversed(lc.history)],  # newest first
+    }
+
+
+def contact_document(view: CustomerView) -> dict[str, Any]:
+    """The customer's next-best-contact state, for the customer card: the latest triggers
+    and what became of them, the pending timers, and the latest suppressions (why no
+    contact was proposed)."""
+    state = view.contact
+    return {
+        "triggers": [{"trigger_id": i.trigger_id, "rule": i.rule, "version": i.version, "channel": i.channel,
+                      "at": _iso(i.at), "valid_until": _iso(i.valid_until), "outcome": i.outcome,
+                      "converted": i.converted} for i in reversed(state.issued)],
+        "pending": [{"rule": t.rule, "kind": t.kind, "due_at": _iso(t.due)} for t in state.timers],
+        "cooldowns": {rule: _iso(at) for rule, at in state.last_fired},
+        "recent_suppressions": [{"rule": s.rule, "version": s.version, "reason": s.reason, "at": _iso(s.at)}
+                                for s in reversed(state.suppressed)],
     }

@@ -14,6 +14,7 @@ from decimal import Decimal
 from typing import NamedTuple
 
 from projections.lifecycle import Lifecycle
+from projections.nbc_state import ContactState
 
 __all__ = [
     "RECENT_LIMIT",
@@ -142,6 +143,7 @@ class CustomerView(NamedTuple):
     contacts: tuple[ContactMark, ...] = ()
     applied: frozenset[str] = frozenset()
     lifecycle: Lifecycle = Lifecycle()
+    contact: ContactState = ContactState()  # next-best-contact state (projections.nbc_engine)
 
 
 def initial_view(customer_id: str) -> CustomerView:

@@ -38,6 +38,10 @@ __all__ = [
     "LIFECYCLE_CUSTOMERS",
     "LIFECYCLE_TRANSITIONS",
     "LIFECYCLE_TICK_DUE",
+    "TRIGGERS_FIRED",
+    "TRIGGERS_SUPPRESSED",
+    "TRIGGER_OUTCOMES",
+    "TRIGGERS_DELIVERED",
     "WEBHOOK_DELIVERIES",
     "WEBHOOK_ATTEMPTS",
     "WEBHOOK_DELIVERY_SECONDS",
@@ -173,6 +177,29 @@ VALUE_REFITS = Counter(
 )
 VALUE_MODEL_CUSTOMERS = Gauge(
     "touchstream_value_model_customers", "Customers with a purchase the current purchase model was fitted on."
+)
+
+# -- next best contact -----------------------------------------------------------------------
+TRIGGERS_FIRED = Counter(
+    "touchstream_triggers_fired_total",
+    "Next-best-contact triggers committed, by rule and channel.",
+    ["rule", "channel"],
+)
+TRIGGERS_SUPPRESSED = Counter(
+    "touchstream_triggers_suppressed_total",
+    "Next-best-contact candidates that did not become triggers, by rule and reason "
+    "(not_eligible, suppression, no_consent, consent_withdrawn, expired, quiet_hours, cooldown, caps, arbitration).",
+    ["rule", "reason"],
+)
+TRIGGER_OUTCOMES = Counter(
+    "touchstream_trigger_outcomes_total",
+    "What became of triggers (reached, not_reached, declined, converted), by rule and channel.",
+    ["rule", "channel", "outcome"],
+)
+TRIGGERS_DELIVERED = Counter(
+    "touchstream_triggers_delivered_total",
+    "Triggers a channel system acknowledged (webhook answered 2xx), by rule and channel.",
+    ["rule", "channel"],
 )
 
 # -- next-best-contact delivery: webhooks per channel -----------------------------------------

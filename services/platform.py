@@ -40,7 +40,7 @@ from services.runner import ProjectionRunner
 from services.settings import Settings
 from services.viewstore import open_current
 
-__all__ = ["Platform", "Caught", "TimelinePage", "TransitionPage", "LifecycleFigures", "Readiness",
+__all__ = ["Platform", "Caught", "TimelinePage", "TransitionPage", "TriggerPage", "LifecycleFigures", "Readiness",
            "EmbeddedPlatform", "cursor_out", "cursor_in", "transition_row_document"]
 
 log = structlog.get_logger("touchstream.platform")
@@ -72,6 +72,12 @@ class Readiness:
 class TransitionPage:
     transitions: list[dict[str, Any]]  # LifecycleStageChanged documents, feed order
     next_cursor: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class TriggerPage:
+    triggers: list[dict[str, Any]]  # trigger documents (projections.nbc_document), oldest first
+    next_cursor: str | None  # pass back as ``after``; stays put when nothing is new
 
 
 @dataclass(frozen=True, slots=True)
@@ -145,6 +151,19 @@ class Platform(Protocol):
 
     async def model(self, name: str) -> bytes | None: ...
 
+    async def triggers(self, after: str | None, limit: int, channel: str | None,
+                       customer_id: str | None) -> TriggerPage:
+        """Next-best-contact triggers after the cursor, oldest first (one channel or all)."""
+
+    async def contact_figures(self) -> dict[tuple[str, int, str, str], int]:
+        """Per-rule figures: (rule, version, channel or "", figure) -> count."""
+
+    async def count_delivered(self, rule: str, version: int, channel: str) -> None: ...
+
+    async def delivery_cursor(self, name: str) -> str | None: ...
+
+    async def save_delivery_cursor(self, name: str, cursor: str) -> None: ...
+
 
 def set_stage_gauges(counts: dict[str, int]) -> None:
     for stage in STAGES:
@@ -183,7 +202,7 @@ class EmbeddedPlatform:
         self.views = open_current(settings.views_path, lock_timeout_seconds=settings.sqlite_lock_timeout_seconds)
         self.runner = ProjectionRunner(self.log, self.views, batch=settings.projection_batch_events,
                                        lifecycle=settings.lifecycle(), tick_limit=settings.lifecycle_tick_limit,
-                                       currency=settings.value_currency)
+                                       currency=settings.value_currency, engine=settings.contact_engine())
         self.writer = GroupCommitter(
             self.log, max_events=settings.group_commit_max_events, on_commit=self.runner.notify
         )
@@ -298,6 +317,30 @@ class EmbeddedPlatform:
         stages = await asyncio.to_thread(self.views.stage_counts)
         moves = await asyncio.to_thread(self.views.transitions_between, start, end)
         return LifecycleFigures(stages, moves)
+
+    async def triggers(self, after: str | None, limit: int, channel: str | None,
+                       customer_id: str | None) -> TriggerPage:
+        start = 0
+        if after:
+            parts = cursor_in(after)
+            if len(parts) != 1 or not parts[0].isdigit():
+                raise ValueError("not a cursor this API returned")
+            start = int(parts[0])
+        rows = await asyncio.to_thread(self.views.triggers, after=start, limit=limit, channel=channel,
+                                       customer_id=customer_id)
+        return TriggerPage([orjson.loads(doc) for _, doc in rows], cursor_out(rows[-1][0]) if rows else after)
+
+    async def contact_figures(self) -> dict[tuple[str, int, str, str], int]:
+        return await asyncio.to_thread(self.views.contact_figures)
+
+    async def count_delivered(self, rule: str, version: int, channel: str) -> None:
+        await asyncio.to_thread(self.views.count_delivered, rule, version, channel)
+
+    async def delivery_cursor(self, name: str) -> str | None:
+        return await asyncio.to_thread(self.views.delivery_cursor, name)
+
+    async def save_delivery_cursor(self, name: str, cursor: str) -> None:
+        await asyncio.to_thread(self.views.save_delivery_cursor, name, cursor)
 
     def _refresh_gauges(self) -> None:
         """Lag figures are computed when scraped: log head, view position, oldest pending age."""

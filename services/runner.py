@@ -25,10 +25,12 @@ from projections.codec import format_instant, from_dict, instant
 from projections.identity import identifiers_of, resolve
 from projections.lifecycle import DEFAULT as LIFECYCLE_DEFAULT
 from projections.lifecycle import LifecycleConfig
+from projections.nbc_engine import ContactEngine, fold_event, fold_tick
 from projections.touchpoints import Touchpoint
-from projections.view import evolve, initial_view, micros, tick
+from projections.view import initial_view, micros
 from projections.view_document import to_state
 from services import metrics
+from services.nbc.figures import count_contact_figures
 from services.eventlog import LoggedTouchpoint, TouchpointLog
 from services.batch_ledger import BatchLedger, due
 from services.view_cache import ViewCache
@@ -53,7 +55,7 @@ def _decode(record: LoggedTouchpoint) -> Touchpoint | Tick:
 
 def fold_batch(records: list[LoggedTouchpoint], store: ViewStore, cache: ViewCache, *, clock: int | None = None,
                lifecycle: LifecycleConfig | None = LIFECYCLE_DEFAULT, tick_limit: int = 10_000,
-               currency: str | None = "EUR") -> ViewChanges:
+               currency: str | None = "EUR", engine: ContactEngine | None = None) -> ViewChanges:
     """Fold a batch of log records into the changes to commit (no writes, no metrics here:
     a failed commit is retried, and must not count twice). ``clock``: the latest clock
     tick folded before the batch."""
@@ -72,8 +74,8 @@ def fold_batch(records: list[LoggedTouchpoint], store: ViewStore, cache: ViewCac
     for record, event in decoded:
         if isinstance(event, Tick):
             changes.clock = event.at if changes.clock is None else max(changes.clock, event.at)
-            if lifecycle is not None:
-                changes.visited += _tick(event, store, cache, views, ledger, lifecycle, tick_limit)
+            if lifecycle is not None or engine is not None:
+                changes.visited += _tick(event, store, cache, views, ledger, lifecycle, tick_limit, engine)
             continue
         try:  # resolution and fold succeed together, or the record is a dead letter
             res = resolve(event, known)
@@ -81,7 +83,8 @@ def fold_batch(records: list[LoggedTouchpoint], store: ViewStore, cache: ViewCac
                 looked_up.add(res.customer_id)
                 views.update(cache.load({res.customer_id}))
             before = views.get(res.customer_id)
-            view = evolve(before or initial_view(res.customer_id), res.folded, lifecycle, changes.clock)
+            view = fold_event(before or initial_view(res.customer_id), res.folded, lifecycle, changes.clock, engine,
+                              ledger)
         except Exception as error:  # noqa: BLE001 - a bad record must not stop the runner
             changes.dead_letters.append(_dead(record, f"unfoldable: {type(error).__name__}: {error}"))
             continue
@@ -101,11 +104,12 @@ def fold_batch(records: list[LoggedTouchpoint], store: ViewStore, cache: ViewCac
     changes.deadlines = ledger.deadlines(views)
     if currency is not None:  # None: the portfolio's RFM cells are not kept (benchmark baseline)
         changes.rfm = ledger.rfm_changes(views, currency)
+    changes.triggers, changes.outcomes, changes.figures = ledger.triggers, ledger.outcomes, ledger.figures
     return changes
 
 
 def _tick(event: Tick, store: ViewStore, cache: ViewCache, views: dict, ledger: BatchLedger,  # type: ignore[type-arg]
-          lifecycle: LifecycleConfig, limit: int) -> int:
+          lifecycle: LifecycleConfig, limit: int, engine: ContactEngine | None = None) -> int:
     """Move every customer whose deadline has passed on to the tick's instant; cost grows
     with the customers due, not with all customers (the deadline index)."""
     stored = store.due(event.at, limit + len(views))
@@ -118,7 +122,7 @@ def _tick(event: Tick, store: ViewStore, cache: ViewCache, views: dict, ledger: 
         if view is None:
             continue  # an index entry without a view cannot happen: both commit together
         try:
-            after = tick(view, event.at, event.tick_id, lifecycle)
+            after = fold_tick(view, event.at, event.tick_id, lifecycle, engine, ledger)
         except Exception as error:  # noqa: BLE001 - one customer must not stop the runner: left due
             log.error("tick_failed", error=type(error).__name__)
             continue
@@ -169,6 +173,7 @@ def _count(changes: ViewChanges) -> None:
     metrics.VIEWS_WRITTEN.inc(len(changes.views))
     for _, t in changes.transitions:
         metrics.child(metrics.LIFECYCLE_TRANSITIONS, t.from_stage, t.to_stage).inc()
+    count_contact_figures(changes.figures)
     if changes.visited:
         metrics.LIFECYCLE_TICK_DUE.inc(changes.visited)
 
@@ -179,8 +184,9 @@ class ProjectionRunner:
     def __init__(self, log_: TouchpointLog, store: ViewStore, *, batch: int = 2000, cache: int = 50_000,
                  until: int | None = None, linger: float = 0.005,
                  lifecycle: LifecycleConfig | None = LIFECYCLE_DEFAULT, tick_limit: int = 10_000,
-                 currency: str | None = "EUR"):
+                 currency: str | None = "EUR", engine: ContactEngine | None = None):
         self.log, self.store, self.batch, self.until = log_, store, batch, until
+        self.engine = engine
         self.lifecycle, self.tick_limit, self.currency = lifecycle, tick_limit, currency
         self.clock = store.clock()
         self.linger = linger
@@ -206,7 +212,7 @@ class ProjectionRunner:
             return 0
         started = time.perf_counter()
         changes = fold_batch(records, self.store, self.cache, clock=self.clock, lifecycle=self.lifecycle,
-                             tick_limit=self.tick_limit, currency=self.currency)
+                             tick_limit=self.tick_limit, currency=self.currency, engine=self.engine)
         self.store.commit(changes)
         self.cache.keep(changes.views)
         self.clock = changes.clock

@@ -13,13 +13,16 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from projections.facts import CONTACT_CHANNELS
 from projections.lifecycle import LifecycleConfig
+
+if TYPE_CHECKING:
+    from projections.nbc_engine import ContactEngine
 
 __all__ = ["Scope", "FormSettings", "Settings"]
 
@@ -38,6 +41,9 @@ class FormSettings(BaseModel):
     email_field: str = "email"
     phone_field: str = "phone"
     honeypot_field: str = "_hp"
+
+
+DEFAULT_RULES_FILE = Path(__file__).resolve().parents[1] / "rules" / "default.yaml"
 
 
 class Settings(BaseSettings):
@@ -121,6 +127,11 @@ class Settings(BaseSettings):
     value_retention_rate: float = Field(default=0.8, ge=0, le=1)
     value_discount_rate: float = Field(default=0.1, gt=-1)
     value_horizon_years: int = Field(default=5, ge=1, le=100)
+    # next best contact: the rule file (docs/RULES.md; "" turns the engine off), and the
+    # window after a trigger within which the customer's next purchase converts it
+    rules_file: str = str(DEFAULT_RULES_FILE)
+    nbc_attribution_days: float = Field(default=7, gt=0)
+
     # next-best-contact delivery (docs/TRIGGERS.md): each trigger of a channel is POSTed to
     # that channel's URL, signed with the first secret (every secret while rotating: list
     # the new one first); TOUCHSTREAM_WEBHOOK_SECRETS is a JSON list or comma-separated
@@ -156,6 +167,15 @@ class Settings(BaseSettings):
         if any(len(s.get_secret_value()) < 16 for s in self.webhook_secrets):
             raise ValueError("each webhook secret must be at least 16 characters")
         return self
+
+    def contact_engine(self) -> ContactEngine | None:
+        """The engine over the rule file; ``RuleErrors`` (every mistake, with its line) when
+        the file is wrong: the platform refuses to start rather than contact on a guess."""
+        if not self.rules_file:
+            return None
+        from projections.nbc_engine import ContactEngine
+        from services.nbc.rules_file import load_rules
+        return ContactEngine(load_rules(Path(self.rules_file)), self.nbc_attribution_days)
 
     def lifecycle(self) -> LifecycleConfig:
         return LifecycleConfig(

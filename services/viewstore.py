@@ -25,14 +25,17 @@ from eventsourcing.sqlite import SQLiteConnection, SQLiteConnectionPool, SQLiteD
 
 from projections.identity import Identifier
 from projections.lifecycle import Transition, transition_id
+from projections.nbc_document import trigger_document
+from projections.nbc_state import Fired, Outcome
 from projections.rfm_cells import Cell, Change
 
 __all__ = ["ViewChanges", "ViewStore", "TRACKING_NAME", "VIEW_FORMAT", "open_current"]
 
 TRACKING_NAME = "touchstream"  # the log application's name, as in the tracking table
 # The stored view's format: bumped when the fold derives something new from the same log
-# (2: lifecycle stages and RFM cells). A store of an older format is rebuilt from the log.
-VIEW_FORMAT = 2
+# (2: lifecycle stages and RFM cells; 3: next-best-contact state, triggers and figures).
+# A store of an older format is rebuilt from the log.
+VIEW_FORMAT = 3
 
 
 class _ViewConnections(SQLiteConnectionPool):
@@ -71,6 +74,9 @@ class ViewChanges:
     stages: dict[str, int] = field(default_factory=dict)  # customers per stage: the change
     deadlines: dict[str, int | None] = field(default_factory=dict)  # touched customers' next deadline
     rfm: dict[Cell, Change] = field(default_factory=dict)  # the portfolio's RFM cells: the change
+    triggers: list[Fired] = field(default_factory=list)  # next-best-contact triggers, in fold order
+    outcomes: list[Outcome] = field(default_factory=list)
+    figures: dict[tuple[str, int, str, str], int] = field(default_factory=dict)  # per-rule counts: the change
 
 
 class ViewStore(SQLiteTrackingRecorder):
@@ -128,6 +134,20 @@ class ViewStore(SQLiteTrackingRecorder):
             # (last purchase day, frequency bucket, monetary bucket)
             "CREATE TABLE IF NOT EXISTS rfm_cells (r INTEGER, f INTEGER, m INTEGER, customers INTEGER NOT NULL, "
             "revenue INTEGER NOT NULL, PRIMARY KEY (r, f, m)) WITHOUT ROWID",
+            # next best contact: the trigger feed (cursor = feed), per-rule figures, the
+            # outcomes recorded, and the delivery cursors of the channel dispatchers
+            "CREATE TABLE IF NOT EXISTS nbc_triggers (feed INTEGER PRIMARY KEY, trigger_id TEXT UNIQUE NOT NULL, "
+            "customer_id TEXT NOT NULL, channel TEXT NOT NULL, rule TEXT NOT NULL, version INTEGER NOT NULL, "
+            "at INTEGER NOT NULL, document BLOB NOT NULL, position INTEGER NOT NULL)",
+            "CREATE INDEX IF NOT EXISTS nbc_triggers_channel ON nbc_triggers (channel, feed)",
+            "CREATE INDEX IF NOT EXISTS nbc_triggers_customer ON nbc_triggers (customer_id, feed)",
+            "CREATE INDEX IF NOT EXISTS nbc_triggers_at ON nbc_triggers (at)",
+            "CREATE TABLE IF NOT EXISTS nbc_figures (rule TEXT, version INTEGER, channel TEXT, figure TEXT, "
+            "count INTEGER NOT NULL, PRIMARY KEY (rule, version, channel, figure)) WITHOUT ROWID",
+            "CREATE TABLE IF NOT EXISTS nbc_outcomes (trigger_id TEXT, outcome TEXT, customer_id TEXT, "
+            "rule TEXT, version INTEGER, channel TEXT, at INTEGER, event_id TEXT, position INTEGER, "
+            "PRIMARY KEY (trigger_id, outcome)) WITHOUT ROWID",
+            "CREATE TABLE IF NOT EXISTS delivery_cursors (name TEXT PRIMARY KEY, cursor TEXT NOT NULL)",
             # fitted models (services.value): written by the refit job, not by the runner
             "CREATE TABLE IF NOT EXISTS value_models (name TEXT PRIMARY KEY, body BLOB NOT NULL)",
         ]
@@ -172,6 +192,25 @@ class ViewStore(SQLiteTrackingRecorder):
         if changes.clock is not None:
             c.execute("INSERT INTO runner_state VALUES ('clock', ?) ON CONFLICT (name) DO UPDATE SET value=excluded.value",
                       (changes.clock,))
+        self._commit_contacts(c, changes)
+
+    def _commit_contacts(self, c: Any, changes: ViewChanges) -> None:
+        c.executemany(
+            "INSERT OR IGNORE INTO nbc_triggers (trigger_id, customer_id, channel, rule, version, at, document, "
+            "position) VALUES (?,?,?,?,?,?,?,?)",
+            [(f.trigger_id, f.customer_id, f.channel, f.rule, f.version, f.at, dumps(trigger_document(f)),
+              changes.position) for f in changes.triggers],
+        )
+        c.executemany(
+            "INSERT OR IGNORE INTO nbc_outcomes VALUES (?,?,?,?,?,?,?,?,?)",
+            [(o.trigger_id, o.outcome, o.customer_id, o.rule, o.version, o.channel, o.at, o.event_id,
+              changes.position) for o in changes.outcomes],
+        )
+        c.executemany(
+            "INSERT INTO nbc_figures VALUES (?,?,?,?,?) ON CONFLICT (rule, version, channel, figure) "
+            "DO UPDATE SET count=count+excluded.count",
+            [(*key, n) for key, n in changes.figures.items()],
+        )
 
     # -- reading -------------------------------------------------------------------------
     def position(self) -> int:
@@ -215,6 +254,43 @@ class ViewStore(SQLiteTrackingRecorder):
         with self.datastore.transaction(commit=False) as c:
             c.execute("SELECT r, f, m, customers, revenue FROM rfm_cells WHERE customers != 0 OR revenue != 0")
             return {(r[0], r[1], r[2]): Change(r[3], r[4]) for r in c.fetchall()}
+
+    def triggers(self, *, after: int = 0, limit: int = 100, channel: str | None = None,
+                 customer_id: str | None = None) -> list[tuple[int, bytes]]:
+        """(feed, document JSON) of triggers after the feed cursor ``after``, oldest first."""
+        sql = "SELECT feed, document FROM nbc_triggers WHERE feed > ? "
+        params: list[Any] = [after]
+        if channel is not None:
+            sql += "AND channel = ? "
+            params.append(channel)
+        if customer_id is not None:
+            sql += "AND customer_id = ? "
+            params.append(customer_id)
+        with self.datastore.transaction(commit=False) as c:
+            c.execute(sql + "ORDER BY feed LIMIT ?", (*params, limit))
+            return [(r[0], bytes(r[1])) for r in c.fetchall()]
+
+    def contact_figures(self) -> dict[tuple[str, int, str, str], int]:
+        with self.datastore.transaction(commit=False) as c:
+            c.execute("SELECT rule, version, channel, figure, count FROM nbc_figures")
+            return {(r[0], r[1], r[2], r[3]): r[4] for r in c.fetchall()}
+
+    def count_delivered(self, rule: str, version: int, channel: str) -> None:
+        """A channel system acknowledged a trigger (written by the webhook dispatcher)."""
+        with self.datastore.transaction(commit=True) as c:
+            c.execute("INSERT INTO nbc_figures VALUES (?,?,?,'delivered',1) ON CONFLICT (rule, version, channel, "
+                      "figure) DO UPDATE SET count=count+1", (rule, version, channel))
+
+    def delivery_cursor(self, name: str) -> str | None:
+        with self.datastore.transaction(commit=False) as c:
+            c.execute("SELECT cursor FROM delivery_cursors WHERE name = ?", (name,))
+            row = c.fetchone()
+            return None if row is None else str(row[0])
+
+    def save_delivery_cursor(self, name: str, cursor: str) -> None:
+        with self.datastore.transaction(commit=True) as c:
+            c.execute("INSERT INTO delivery_cursors VALUES (?, ?) ON CONFLICT (name) DO UPDATE SET "
+                      "cursor=excluded.cursor", (name, cursor))
 
     def stage_counts(self) -> dict[str, int]:
         with self.datastore.transaction(commit=False) as c:

@@ -21,6 +21,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from services import metrics
 from services.api.auth import KeyRing
 from services.api.contracts import set_phone_region
+from services.api.contact_analytics_routes import contact_analytics_router
 from services.api.customer_routes import customer_router
 from services.api.form_routes import form_router
 from services.api.ingest_routes import ingest_router
@@ -127,6 +128,7 @@ def create_app(platform: Platform, *, manage_platform: bool = True) -> FastAPI:
     app.include_router(form_router(platform, keys.limiter))
     app.include_router(customer_router(platform, keys, value))
     app.include_router(lifecycle_router(platform, keys))
+    app.include_router(contact_analytics_router(platform, keys))
     app.include_router(value_router(value, keys))
     app.include_router(ops_router(platform))
     app.state.platform = platform

@@ -19,7 +19,7 @@ from pydantic import AwareDatetime
 
 from projections.pressure import contact_pressure
 from projections.view_state import micros
-from projections.view_document import from_state, to_document
+from projections.view_document import contact_document, from_state, to_document
 from services import metrics
 from services.api.auth import KeyRing
 from services.api.contracts import normalise_email, normalise_phone
@@ -57,6 +57,7 @@ def customer_router(platform: Platform, keys: KeyRing, value: ValueService) -> A
         document = to_document(view)
         moment = at or datetime.now(UTC)
         document["contact_pressure"] = contact_pressure(view, moment)
+        document["next_best_contact"] = contact_document(view)
         _, cuts = await value.portfolio()
         document["value"] = value_card(view, await value.current(), cuts, micros(moment), platform.settings)
         return JSON(document, headers={"X-Touchstream-Position": str(position)})

@@ -1,0 +1,500 @@
+"""The next-best-contact engine: from what just happened to the contacts worth making.
+
+Pure and deterministic, like the rest of the core: it reads no clock and no store. The
+runtimes call ``fold_event`` and ``fold_tick`` where they used ``evolve`` and ``tick``;
+each folds the view, then lets the engine react to the step:
+
+1. **Outcomes.** A touchpoint carrying the ``trigger_id`` of a trigger the customer was
+   issued records what became of it (reached, not reached, declined); a purchase within
+   the attribution window of the latest trigger issued before it converts that trigger
+   (the one it names, if it names one).
+2. **Candidates.** A touchpoint fires the ``touchpoint`` rules of its type whose
+   ``where`` holds; it starts the ``after`` timers of its type, and a service-case event
+   (re)starts the SLA timer of its case. A lifecycle transition the step revealed fires
+   the ``lifecycle`` rules it matches. Every timer due by the step's instant fires, at
+   its own due instant: delays run out, cases still open pass their SLA, and contacts
+   deferred past quiet hours come back.
+3. **Decision.** Each candidate is judged at its own instant, on the view after the
+   step: ``who`` (eligibility), the file's suppressions, the channel (``preferred``
+   resolved), consent on that channel for the rule's purpose, validity (a contact whose
+   ``valid_for`` ran out before the platform's time is ``expired``), quiet hours in the
+   customer's zone (``defer`` makes a timer, ``drop`` a suppression), the rule's
+   cooldown, then the caps. Caps count **every** contact in the window: the view's
+   contact ledger (human calls, visits and customer-initiated contacts included) plus
+   the triggers issued that no touchpoint has answered yet.
+4. **Arbitration.** The candidates that survive compete: score = priority × expected
+   value, then priority, then rule id. The best one per channel wins, provided the
+   caps still allow it once the step's earlier winners are counted; the others are
+   losers, recorded in the winner's explanation with the reason.
+
+A trigger's id is a name-based UUID of the customer, the rule, its version and the
+candidate's key (the event, transition, case or delay behind it), so a replay of the
+same log with the same rules gives the same triggers, and a batch folded again after a
+crash publishes the same ids. Decisions depend on the order events arrived in (a consent
+withdrawn late cannot un-send yesterday's email): they are facts of the log's order,
+not of event time; the view itself stays order-insensitive.
+"""
+
+from __future__ import annotations
+
+import bisect
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from decimal import Decimal
+from functools import lru_cache
+from typing import Any, NamedTuple, Protocol
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from projections.codec import format_instant
+from projections.contact_time import due_at
+from projections.derived_facts import derived_facts
+from projections.facts import CONTACT_CHANNEL_OF, event_facts, facts_of
+from projections.lifecycle import DEFAULT as LIFECYCLE_DEFAULT
+from projections.lifecycle import LifecycleConfig, Transition, transition_id
+from projections.nbc_rule_model import Rule, RuleSet
+from projections.nbc_state import (
+    ISSUED_LIMIT,
+    SUPPRESSED_LIMIT,
+    TIMERS_LIMIT,
+    ContactState,
+    Fired,
+    Issued,
+    Outcome,
+    Suppressed,
+    Timer,
+)
+from projections.touchpoints import Call, Email, Purchase, ServiceCase, Touchpoint
+from projections.view import CustomerView, evolve, instant_of, micros, tick
+from projections.view_document import to_document
+
+__all__ = ["ContactEngine", "Sink", "Collector", "fold_event", "fold_tick", "next_due", "trigger_id",
+           "OUTCOME_OF_CALL", "OUTCOME_OF_EMAIL", "REASONS"]
+
+_NAMESPACE = uuid.UUID("6f1d9a52-4c1e-5b0a-9d7e-2b8c1f3e7a40")
+_DAY_US = 86_400_000_000
+
+REASONS = ("not_eligible", "suppression", "no_channel", "no_consent", "consent_withdrawn", "expired",
+           "quiet_hours", "cooldown", "cap_per_channel", "cap_overall", "arbitration", "rule_removed",
+           "case_closed", "timers_full")
+"""Why a candidate did not become a trigger (``suppression`` carries the suppression id
+in the detail; ``arbitration`` names the winner)."""
+
+OUTCOME_OF_CALL = {"reached": "reached", "callback_requested": "reached", "no_answer": "not_reached",
+                   "voicemail": "not_reached", "busy": "not_reached", "declined": "declined"}
+OUTCOME_OF_EMAIL = {"delivered": "reached", "opened": "reached", "clicked": "reached", "replied": "reached",
+                    "bounced": "not_reached"}
+
+
+def trigger_id(customer_id: str, rule: str, version: int, key: str) -> str:
+    return str(uuid.uuid5(_NAMESPACE, f"{customer_id}\x1f{rule}\x1f{version}\x1f{key}"))
+
+
+def next_due(view: CustomerView) -> int | None:
+    """The next instant the view may change without an event: a lifecycle deadline or a
+    next-best-contact timer (what the deadline index holds)."""
+    a, b = view.lifecycle.deadline, view.contact.next_due
+    return a if b is None else b if a is None else min(a, b)
+
+
+class Sink(Protocol):
+    """Where a step's decisions go: the runner's batch ledger, or a backtest's counts."""
+
+    def fired(self, trigger: Fired) -> None: ...
+
+    def suppressed(self, customer_id: str, rule: Rule, reason: str, at: int, detail: str | None) -> None: ...
+
+    def outcome(self, outcome: Outcome) -> None: ...
+
+
+@dataclass(slots=True)
+class Collector:
+    """A sink that keeps everything, in order (tests, backtests, the bench)."""
+
+    triggers: list[Fired] = field(default_factory=list)
+    suppressions: list[tuple[str, str, int, str, int, str | None]] = field(default_factory=list)
+    outcomes: list[Outcome] = field(default_factory=list)
+
+    def fired(self, trigger: Fired) -> None:
+        self.triggers.append(trigger)
+
+    def suppressed(self, customer_id: str, rule: Rule, reason: str, at: int, detail: str | None) -> None:
+        self.suppressions.append((customer_id, rule.id, rule.version, reason, at, detail))
+
+    def outcome(self, outcome: Outcome) -> None:
+        self.outcomes.append(outcome)
+
+
+class _Candidate(NamedTuple):
+    rule: Rule
+    key: str
+    at: int
+    cause: dict[str, Any]
+    where: tuple[tuple[str, Any], ...] = ()  # the event facts the trigger's ``where`` read
+    deferred: bool = False
+
+
+class _Judged(NamedTuple):
+    candidate: _Candidate
+    channel: str
+    valid_until: int
+    score: Decimal
+    facts: tuple[tuple[str, Any], ...]
+    consent: dict[str, Any] | None
+
+
+@lru_cache(maxsize=256)
+def _zone(name: str) -> ZoneInfo | None:
+    try:
+        return ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        return None
+
+
+def _json_value(value: Any) -> Any:
+    return str(value) if isinstance(value, Decimal) else value
+
+
+@dataclass(frozen=True, slots=True)
+class ContactEngine:
+    """The compiled rules plus the engine's own settings."""
+
+    rules: RuleSet
+    attribution_days: float = 7.0
+    _touchpoint: Mapping[str, tuple[Rule, ...]] = field(init=False)
+    _after: Mapping[str, tuple[Rule, ...]] = field(init=False)
+
+    def __post_init__(self) -> None:
+        by_type: dict[str, list[Rule]] = {}
+        after: dict[str, list[Rule]] = {}
+        for rule in self.rules.by_trigger_kind["touchpoint"]:
+            by_type.setdefault(rule.when.type, []).append(rule)  # type: ignore[union-attr]
+        for rule in self.rules.by_trigger_kind["after"]:
+            after.setdefault(rule.when.event, []).append(rule)  # type: ignore[union-attr]
+        object.__setattr__(self, "_touchpoint", {k: tuple(v) for k, v in by_type.items()})
+        object.__setattr__(self, "_after", {k: tuple(v) for k, v in after.items()})
+
+    @property
+    def attribution_us(self) -> int:
+        return round(self.attribution_days * _DAY_US)
+
+    # -- the two entry points ----------------------------------------------------------------
+    def react(self, before: CustomerView | None, after: CustomerView, event: Touchpoint | None, now: int,
+              sink: Sink) -> CustomerView:
+        """``after`` with its contact state moved on by one step: the touchpoint ``event``
+        (None for a clock tick), decided at the platform's time ``now``."""
+        state = after.contact
+        cid = after.customer_id
+        candidates: list[_Candidate] = []
+        timers = list(state.timers)
+        issued = list(state.issued)
+        escalated = state.escalated
+        if event is not None:
+            at = micros(event.occurred_at)
+            issued = self._outcomes(issued, event, at, cid, sink)
+            facts = None
+            rules = self._touchpoint.get(event.type, ())
+            delayed = self._after.get(event.type, ())
+            if rules or delayed:
+                facts = event_facts(event)
+            for rule in rules:
+                verdict = rule.when.where.explain(facts)  # type: ignore[union-attr]
+                if verdict.holds:
+                    candidates.append(_Candidate(rule, f"tp:{event.event_id}", at,
+                                                 {"kind": "touchpoint", "id": event.event_id, "type": event.type},
+                                                 tuple(verdict.read)))
+            for rule in delayed:
+                if rule.when.where.evaluate(facts):  # type: ignore[union-attr]
+                    due = self._due(after, at, rule.when.delay)  # type: ignore[union-attr]
+                    bisect.insort(timers, Timer(due, rule.id, f"after:{event.event_id}", "after", "after",
+                                                event.event_id, due))
+            if isinstance(event, ServiceCase):
+                timers, escalated = self._sla_timers(after, event.case_id, timers, escalated)
+        old_seq = 0 if before is None else before.lifecycle.seq
+        fresh = after.lifecycle.seq - old_seq
+        if fresh > 0 and self.rules.by_trigger_kind["lifecycle"]:
+            for t in after.lifecycle.history[max(0, len(after.lifecycle.history) - fresh):]:
+                candidates += self._lifecycle(cid, t)
+        while timers and timers[0].due <= now:
+            timer = timers.pop(0)
+            if timer.kind == "sla":  # decided once, whatever the decision
+                escalated = escalated | {f"{timer.rule}\x1f{timer.key}"}
+            candidate = self._from_timer(after, timer, sink)
+            if candidate is not None:
+                candidates.append(candidate)
+        if not candidates and timers == list(state.timers) and issued == list(state.issued) \
+                and escalated == state.escalated:
+            return after
+        last_fired = dict(state.last_fired)
+        suppressed = list(state.suppressed)
+        if candidates:
+            self._decide(after, candidates, now, timers, issued, last_fired, suppressed, sink)
+        if len(timers) > TIMERS_LIMIT:
+            for timer in timers[TIMERS_LIMIT:]:
+                rule = self.rules.by_id.get(timer.rule)
+                if rule is not None:
+                    sink.suppressed(cid, rule, "timers_full", timer.due, timer.key)
+            del timers[TIMERS_LIMIT:]
+        horizon = now - self.attribution_us - 30 * _DAY_US
+        issued = [i for i in issued if i.valid_until >= horizon or i.at >= horizon][-ISSUED_LIMIT:]
+        return after._replace(contact=ContactState(tuple(timers), tuple(sorted(last_fired.items())), escalated,
+                                                   tuple(issued), tuple(suppressed[-SUPPRESSED_LIMIT:])))
+
+    # -- candidates ----------------------------------------------------------------------------
+    def _lifecycle(self, cid: str, t: Transition) -> list[_Candidate]:
+        out = []
+        for rule in self.rules.by_trigger_kind["lifecycle"]:
+            if rule.when.matches(t.from_stage, t.to_stage):  # type: ignore[union-attr]
+                out.append(_Candidate(rule, f"lc:{t.at}:{t.to_stage}", t.at,
+                                      {"kind": "lifecycle", "id": transition_id(cid, t), "from": t.from_stage,
+                                       "to": t.to_stage, "reason": t.reason}))
+        return out
+
+    def _sla_timers(self, view: CustomerView, case_id: str, timers: list[Timer],
+                    escalated: frozenset[str]) -> tuple[list[Timer], frozenset[str]]:
+        """The SLA timers of one case, as the view now holds it: none once resolved, one
+        per SLA rule for its severity while open (a severity change restarts the count
+        from the case's opening with the new SLA)."""
+        kept = [t for t in timers if not (t.kind == "sla" and t.cause_id == case_id)]
+        case = dict(view.cases).get(case_id)
+        if case is not None and case.is_open:
+            for rule in self.rules.by_trigger_kind["case_past_sla"]:
+                sla = rule.when.sla_for(case.severity)  # type: ignore[union-attr]
+                key = f"sla:{case_id}:{case.severity}:{case.opened_at}"
+                if sla is None or f"{rule.id}\x1f{key}" in escalated:
+                    continue
+                due = self._due(view, case.opened_at, sla)
+                bisect.insort(kept, Timer(due, rule.id, key, "sla", "case_past_sla", case_id, due))
+        return kept, escalated
+
+    def _from_timer(self, view: CustomerView, timer: Timer, sink: Sink) -> _Candidate | None:
+        rule = self.rules.by_id.get(timer.rule)
+        if rule is None:
+            return None  # the rule left the file: its pending timers lapse
+        cause = {"kind": timer.cause_kind, "id": timer.cause_id}
+        where: tuple[tuple[str, Any], ...] = ()
+        if timer.kind == "sla":
+            case = dict(view.cases).get(timer.cause_id)
+            if case is None or not case.is_open:
+                return None  # cannot happen: resolving a case drops its timers
+            facts = {"case_id": timer.cause_id, "status": case.status, "severity": case.severity,
+                     "category": case.category}
+            verdict = rule.when.where.explain(facts)  # type: ignore[union-attr]
+            if not verdict.holds:
+                sink.suppressed(view.customer_id, rule, "not_eligible", timer.due, "where")
+                return None
+            where = tuple(verdict.read)
+            cause = {**cause, "severity": case.severity, "sla": rule.when.sla_for(case.severity).text}  # type: ignore
+        elif timer.kind == "after":
+            cause = {**cause, "delay": rule.when.delay.text}  # type: ignore[union-attr]
+        return _Candidate(rule, timer.key, timer.due, cause, where, deferred=timer.kind == "deferred")
+
+    # -- outcomes --------------------------------------------------------------------------------
+    def _outcomes(self, issued: list[Issued], event: Touchpoint, at: int, cid: str, sink: Sink) -> list[Issued]:
+        if not issued:
+            return issued
+        if event.trigger_id is not None:
+            for n, i in enumerate(issued):
+                if i.trigger_id == event.trigger_id:
+                    outcome = _outcome_of(event)
+                    if outcome == "converted":
+                        if not i.converted:
+                            issued[n] = i._replace(converted=True)
+                            sink.outcome(Outcome(i.trigger_id, cid, i.rule, i.version, i.channel, "converted", at,
+                                                 event.event_id))
+                    elif outcome is not None and i.outcome is None:
+                        issued[n] = i._replace(outcome=outcome)
+                        sink.outcome(Outcome(i.trigger_id, cid, i.rule, i.version, i.channel, outcome, at,
+                                             event.event_id))
+                    return issued
+        if isinstance(event, Purchase) and event.amount > 0:
+            window = self.attribution_us
+            for n in range(len(issued) - 1, -1, -1):  # the latest trigger issued before the purchase
+                i = issued[n]
+                if i.at <= at < i.at + window:
+                    if not i.converted:
+                        issued[n] = i._replace(converted=True)
+                        sink.outcome(Outcome(i.trigger_id, cid, i.rule, i.version, i.channel, "converted", at,
+                                             event.event_id))
+                    break
+        return issued
+
+    # -- the decision --------------------------------------------------------------------------
+    def _decide(self, view: CustomerView, candidates: list[_Candidate], now: int, timers: list[Timer],
+                issued: list[Issued], last_fired: dict[str, int], suppressed: list[Suppressed], sink: Sink) -> None:
+        cid = view.customer_id
+        document: dict[str, Any] | None = None
+        facts_at: dict[int, dict[str, Any]] = {}
+        judged: list[_Judged] = []
+        stopped: list[dict[str, Any]] = []
+
+        def stop(c: _Candidate, reason: str, detail: str | None = None) -> None:
+            sink.suppressed(cid, c.rule, reason, c.at, detail)
+            suppressed.append(Suppressed(c.at, c.rule.id, c.rule.version, reason, c.key))
+            stopped.append({"rule": c.rule.id, "version": c.rule.version, "reason": reason,
+                            **({"detail": detail} if detail else {})})
+
+        for c in sorted(candidates, key=lambda c: (c.at, c.rule.id, c.key)):
+            facts = facts_at.get(c.at)
+            if facts is None:
+                if document is None:
+                    document = to_document(view)
+                facts = facts_at[c.at] = facts_of(document, derived_facts(view, instant_of(c.at)))
+            verdict = c.rule.who.explain(facts)
+            if not verdict.holds:
+                stop(c, "not_eligible")
+                continue
+            blocker = self.rules.suppressed_by(c.rule, facts)
+            if blocker is not None:
+                stop(c, "suppression", blocker.id)
+                continue
+            channel = c.rule.what.channel_for(facts)
+            if channel not in CONSENT_CHANNEL_OF_CONTACT:
+                stop(c, "no_channel")
+                continue
+            consent = None
+            requirement = c.rule.constraints.consent
+            if requirement is not None:
+                held = dict(view.consents).get((requirement.consent_channel(channel), requirement.purpose))
+                if held is None:
+                    stop(c, "no_consent", f"{requirement.consent_channel(channel)}/{requirement.purpose}")
+                    continue
+                if held.status != "granted":
+                    stop(c, "consent_withdrawn", f"{requirement.consent_channel(channel)}/{requirement.purpose}")
+                    continue
+                consent = {"channel": requirement.consent_channel(channel), "purpose": requirement.purpose,
+                           "status": held.status, "at": _iso(held.stamp[0]), "event_id": held.stamp[1],
+                           "source": held.source}
+            zone = self._zone_of(facts)
+            local = instant_of(c.at).astimezone(zone)
+            quiet = c.rule.constraints.quiet_hours
+            if quiet is not None and not c.deferred and quiet.contains(local.time()):
+                if quiet.mode == "drop":
+                    stop(c, "quiet_hours", "dropped")
+                    continue
+                resume = micros(quiet.ends_after(local))
+                bisect.insort(timers, Timer(resume, c.rule.id, c.key, "deferred", c.cause["kind"],
+                                            str(c.cause.get("id", "")), c.at))
+                continue  # deferred: decided again when the quiet hours end
+            valid_until = micros(due_at(local, c.rule.what.valid_for, self.rules.business_hours))
+            if valid_until <= now:
+                stop(c, "expired", _iso(valid_until))
+                continue
+            cooldown = c.rule.constraints.cooldown
+            last = last_fired.get(c.rule.id)
+            if cooldown is not None and last is not None and c.at < last + _span_us(cooldown):
+                stop(c, "cooldown", _iso(last))
+                continue
+            reason = self._capped(view, c.rule, channel, c.at, issued)
+            if reason is not None:
+                stop(c, reason)
+                continue
+            score = c.rule.what.priority * c.rule.what.expected_value
+            judged.append(_Judged(c, channel, valid_until, score, tuple(verdict.read) + c.where, consent))
+        judged.sort(key=lambda j: (-j.score, -j.candidate.rule.what.priority, j.candidate.rule.id, j.candidate.key))
+        winners: dict[str, Fired] = {}
+        losers: dict[str, list[dict[str, Any]]] = {}
+        for j in judged:
+            c = j.candidate
+            held = winners.get(j.channel)
+            if held is not None:
+                stop(c, "arbitration", held.trigger_id)
+                losers.setdefault(j.channel, []).append(
+                    {"rule": c.rule.id, "version": c.rule.version, "score": str(j.score), "lost_to": held.trigger_id})
+                continue
+            last = last_fired.get(c.rule.id)
+            cooldown = c.rule.constraints.cooldown
+            if cooldown is not None and last is not None and c.at < last + _span_us(cooldown):
+                stop(c, "cooldown", _iso(last))  # the same rule already won in this decision
+                continue
+            reason = self._capped(view, c.rule, j.channel, c.at, issued)
+            if reason is not None:
+                stop(c, reason)
+                continue
+            what = c.rule.what
+            tid = trigger_id(cid, c.rule.id, c.rule.version, c.key)
+            winners[j.channel] = Fired(tid, cid, c.rule.id, c.rule.version, c.rule.purpose, j.channel, what.action,
+                                       what.script, what.offer, what.priority, what.expected_value, j.score, c.at,
+                                       j.valid_until, now, c.cause,
+                                       tuple((k, _json_value(v)) for k, v in j.facts), (), (), j.consent)
+            issued.append(Issued(tid, c.rule.id, c.rule.version, j.channel, c.at, j.valid_until))
+            last_fired[c.rule.id] = max(c.at, last_fired.get(c.rule.id, c.at))
+        for channel, fired in winners.items():
+            sink.fired(fired._replace(losers=tuple(losers.get(channel, ())), suppressed=tuple(stopped)))
+
+    def _capped(self, view: CustomerView, rule: Rule, channel: str, at: int, issued: list[Issued]) -> str | None:
+        """``cap_per_channel`` or ``cap_overall`` when a contact at ``at`` would exceed one."""
+        for cap, reason, only in ((rule.constraints.per_channel_cap, "cap_per_channel", channel),
+                                  (rule.constraints.overall_cap, "cap_overall", None)):
+            if cap is None:
+                continue
+            since = at - _span_us(cap.window)
+            count = sum(1 for m in view.contacts if since < m.occurred_at <= at
+                        and (only is None or CONTACT_CHANNEL_OF.get(m.channel) == only))
+            count += sum(1 for i in issued if since < i.at <= at and i.outcome is None and not i.converted
+                         and (only is None or i.channel == only))
+            if count >= cap.max:
+                return reason
+        return None
+
+    def _zone_of(self, facts: Mapping[str, Any]) -> ZoneInfo:
+        return _zone(self.rules.zone_of(facts)) or _zone(self.rules.timezone) or ZoneInfo("UTC")
+
+    def _due(self, view: CustomerView, at: int, duration: Any) -> int:
+        """``at`` plus ``duration`` (business time in the customer's zone)."""
+        profile = dict(view.profile).get("timezone")
+        zone = (_zone(profile.value) if profile is not None else None) or _zone(self.rules.timezone) or ZoneInfo("UTC")
+        return micros(due_at(instant_of(at).astimezone(zone), duration, self.rules.business_hours))
+
+
+CONSENT_CHANNEL_OF_CONTACT = frozenset(("call", "email", "sms", "visit", "web", "mail"))
+
+
+def _span_us(duration: Any) -> int:
+    return duration.span // _ONE_US
+
+
+_ONE_US = instant_of(1) - instant_of(0)
+
+
+def _iso(us: int) -> str:
+    return format_instant(instant_of(us))
+
+
+def _outcome_of(event: Touchpoint) -> str | None:
+    match event:
+        case Purchase():
+            return "converted"
+        case Call():
+            return OUTCOME_OF_CALL.get(event.outcome, "reached")
+        case Email():
+            if event.status == "sent":
+                return None  # our own send is not an outcome
+            return OUTCOME_OF_EMAIL.get(event.status, "reached")
+        case _:
+            return "reached"  # a visit, a form, a survey answered: the customer was reached
+
+
+# -- the fold with the engine -------------------------------------------------------------------
+def fold_event(view: CustomerView, event: Touchpoint, lifecycle: LifecycleConfig | None = LIFECYCLE_DEFAULT,
+               clock: int | None = None, engine: ContactEngine | None = None,
+               sink: Sink | None = None) -> CustomerView:
+    """``evolve``, then the engine's reaction to the event (when an engine is given)."""
+    after = evolve(view, event, lifecycle, clock)
+    if engine is None or after is view:
+        return after
+    at = micros(event.occurred_at)
+    now = at if clock is None or at >= clock else clock
+    return engine.react(view, after, event, now, sink or Collector())
+
+
+def fold_tick(view: CustomerView, at: int, tick_id: str, lifecycle: LifecycleConfig | None = LIFECYCLE_DEFAULT,
+              engine: ContactEngine | None = None, sink: Sink | None = None) -> CustomerView:
+    """``tick``, then the timers due by ``at`` (when an engine is given)."""
+    after = tick(view, at, tick_id, lifecycle)
+    if engine is None:
+        return after
+    due = view.contact.next_due
+    if after is view and (due is None or due > at):
+        return view
+    return engine.react(view, after, None, at, sink or Collector())
