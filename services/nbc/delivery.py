@@ -1,12 +1,14 @@
 """Webhook delivery for a runtime: a dispatcher for every channel with a URL in settings.
 
-A runtime wires it with its trigger feed and a ledger per channel, starts it with the
-platform and stops it before closing the platform's storage::
+A runtime starts it after the platform and stops it before closing the platform's
+storage::
 
-    webhooks = Webhooks(settings, lambda channel: platform_feed(platform, channel), platform.delivery_ledger)
+    webhooks = Webhooks.for_platform(platform)  # feed: Platform.triggers; ledger: PlatformLedger
     await webhooks.start()
     ...
     await webhooks.stop()  # each dispatcher finishes its request in flight
+
+(or ``Webhooks(settings, feed_for, ledger_for)`` with other storage).
 
 Run it in one process per deployment (the embedded platform; one elected process in the
 scale-out runtime): two processes on one ledger would deliver every trigger twice.
@@ -15,17 +17,18 @@ scale-out runtime): two processes on one ledger would deliver every trigger twic
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any, Protocol
 
 import httpx
 import structlog
 
-from services.nbc.delivery_ledger import DeliveryLedger
+from services.nbc import figures
+from services.nbc.delivery_ledger import DeliveryDeadLetter, DeliveryLedger
 from services.nbc.webhooks import ReadFeed, RetryPolicy, WebhookDispatcher
 from services.settings import Settings
 
-__all__ = ["TriggerSource", "platform_feed", "Webhooks"]
+__all__ = ["TriggerSource", "DeliveryPlatform", "platform_feed", "PlatformLedger", "Webhooks"]
 
 log = structlog.get_logger("touchstream.webhooks")
 
@@ -49,12 +52,57 @@ def platform_feed(platform: TriggerSource, channel: str) -> ReadFeed:
     return read
 
 
+class DeliveryPlatform(TriggerSource, Protocol):
+    """The parts of ``services.platform.Platform`` webhook delivery uses."""
+
+    settings: Settings
+
+    async def delivery_cursor(self, name: str) -> str | None: ...
+
+    async def save_delivery_cursor(self, name: str, cursor: str) -> None: ...
+
+    async def count_delivered(self, rule: str, version: int, channel: str) -> None: ...
+
+
+class PlatformLedger:
+    """A channel's ledger in the platform's storage: the cursor named ``webhook:<channel>``,
+    and each delivery counted in its rule's figures (``GET /v1/analytics/triggers``) and
+    ``touchstream_triggers_delivered_total``. Dead letters go to ``store_dead_letter``;
+    without one they are only logged and counted (the trigger stays in the feed)."""
+
+    def __init__(self, platform: DeliveryPlatform, channel: str,
+                 store_dead_letter: Callable[[DeliveryDeadLetter], Awaitable[None]] | None = None):
+        self.platform, self.name, self.store_dead_letter = platform, f"webhook:{channel}", store_dead_letter
+        self.channel = channel
+
+    async def load_cursor(self) -> str | None:
+        return await self.platform.delivery_cursor(self.name)
+
+    async def save_cursor(self, cursor: str) -> None:
+        await self.platform.save_delivery_cursor(self.name, cursor)
+
+    async def delivered(self, trigger: dict[str, Any]) -> None:
+        rule = trigger.get("rule") or {}
+        if isinstance(rule.get("id"), str) and isinstance(rule.get("version"), int):
+            await self.platform.count_delivered(rule["id"], rule["version"], self.channel)
+            figures.count_delivered(rule["id"], self.channel)
+
+    async def dead_letter(self, letter: DeliveryDeadLetter) -> None:
+        if self.store_dead_letter is not None:
+            await self.store_dead_letter(letter)
+
+
 class Webhooks:
     def __init__(self, settings: Settings, feed_for: Callable[[str], ReadFeed],
                  ledger_for: Callable[[str], DeliveryLedger], *, poll_seconds: float = 0.25):
         self.settings, self.feed_for, self.ledger_for, self.poll_seconds = settings, feed_for, ledger_for, poll_seconds
         self.client: httpx.AsyncClient | None = None
         self.dispatchers: list[WebhookDispatcher] = []
+
+    @classmethod
+    def for_platform(cls, platform: DeliveryPlatform, *, poll_seconds: float = 0.25) -> Webhooks:
+        return cls(platform.settings, lambda channel: platform_feed(platform, channel),
+                   lambda channel: PlatformLedger(platform, channel), poll_seconds=poll_seconds)
 
     async def start(self) -> None:
         """Start one dispatcher per configured channel (none configured: nothing runs)."""

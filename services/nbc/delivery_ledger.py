@@ -25,11 +25,16 @@ class DeliveryDeadLetter:
 
 
 class DeliveryLedger(Protocol):
-    """What a dispatcher stores, per channel: provided by the runtime."""
+    """What a dispatcher stores, per channel: provided by the runtime.
+
+    After a 2xx, ``delivered`` then ``save_cursor``; after giving up, ``dead_letter`` then
+    ``save_cursor``. A crash between the two repeats the first for the same trigger."""
 
     async def load_cursor(self) -> str | None: ...
 
     async def save_cursor(self, cursor: str) -> None: ...
+
+    async def delivered(self, trigger: dict[str, Any]) -> None: ...
 
     async def dead_letter(self, letter: DeliveryDeadLetter) -> None: ...
 
@@ -41,6 +46,7 @@ class MemoryLedger:
     cursor: str | None = None
     letters: list[DeliveryDeadLetter] = field(default_factory=list)
     saved: list[str] = field(default_factory=list)  # every cursor saved, in order
+    acknowledged: list[str] = field(default_factory=list)  # trigger ids delivered, in order
 
     async def load_cursor(self) -> str | None:
         return self.cursor
@@ -48,6 +54,9 @@ class MemoryLedger:
     async def save_cursor(self, cursor: str) -> None:
         self.cursor = cursor
         self.saved.append(cursor)
+
+    async def delivered(self, trigger: dict[str, Any]) -> None:
+        self.acknowledged.append(str(trigger.get("trigger_id")))
 
     async def dead_letter(self, letter: DeliveryDeadLetter) -> None:
         self.letters.append(letter)

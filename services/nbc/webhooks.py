@@ -148,6 +148,7 @@ class WebhookDispatcher:
             metrics.child(metrics.WEBHOOK_ATTEMPTS, self.channel, result).inc()
             if result == "ok":
                 metrics.child(metrics.WEBHOOK_DELIVERY_SECONDS, self.channel).observe(time.monotonic() - started)
+                await self.ledger.delivered(trigger)
                 self._count("delivered")
                 log.debug("webhook_delivered", channel=self.channel, trigger_id=trigger_id, status=status,
                           attempts=attempt)

@@ -1,60 +1,24 @@
 """The trigger feed and its server-sent-events stream over real HTTP: the routes served by
 uvicorn (the product's ``DrainingServer``) on loopback, read with httpx.
 
-The routes run on ``TriggerFeedStandIn``, a list standing in for ``Platform.triggers``
-until the engine's feed exists; switch these tests to the runtimes' fixture then.
+The routes run on ``TriggerFeedStandIn``, scripted triggers behind ``Platform.triggers``,
+so each test states what the feed holds and when it grows;
+test_webhook_delivery_embedded.py serves the embedded platform's own triggers.
 """
 
 from __future__ import annotations
 
 import signal
-import threading
 import time
 from collections.abc import Iterator
-from typing import Any
 
 import httpx
-import orjson
 import pytest
-import uvicorn
-from fastapi import FastAPI
 
-from services.api.auth import KeyRing
-from services.api.serving import DrainingServer
-from services.api.trigger_routes import trigger_router
-from services.settings import Settings
-from tests.support.server import free_port
+from tests.support.trigger_api import READ, Served, events
 from tests.support.trigger_feed import TriggerFeedStandIn, trigger
 
 pytestmark = pytest.mark.platform_stand_in
-
-READ = {"Authorization": "Bearer ts-trigger-read-key-0001"}
-
-
-class Served:
-    def __init__(self, feed: TriggerFeedStandIn):
-        self.feed = feed
-        settings = Settings(api_keys={"ts-trigger-read-key-0001": ("read",), "ts-trigger-ingest-key-01": ("ingest",)})
-        app = FastAPI()
-        app.include_router(trigger_router(feed, KeyRing(settings), poll_seconds=0.02, heartbeat_seconds=0.3))
-        self.port = free_port()
-        config = uvicorn.Config(app, host="127.0.0.1", port=self.port, log_config=None, access_log=False,
-                                lifespan="off", timeout_graceful_shutdown=30)
-        self.server = DrainingServer(config, feed, 0.0)  # type: ignore[arg-type]
-        self.thread = threading.Thread(target=self.server.run, daemon=True)
-        self.url = f"http://127.0.0.1:{self.port}"
-
-    def __enter__(self) -> Served:
-        self.thread.start()
-        deadline = time.monotonic() + 20
-        while not self.server.started:
-            assert time.monotonic() < deadline and self.thread.is_alive(), "uvicorn did not start"
-            time.sleep(0.01)
-        return self
-
-    def __exit__(self, *_: Any) -> None:
-        self.server.should_exit = True
-        self.thread.join(30)
 
 
 @pytest.fixture
@@ -62,25 +26,6 @@ def served() -> Iterator[Served]:
     feed = TriggerFeedStandIn([trigger("call"), trigger("email"), trigger("call", customer_id="c-2")])
     with Served(feed) as running:
         yield running
-
-
-def events(lines: Iterator[str], count: int) -> list[dict[str, Any]]:
-    """The next ``count`` events of a stream (comments kept as {"comment": ...})."""
-    found: list[dict[str, Any]] = []
-    current: dict[str, Any] = {}
-    for line in lines:
-        if line == "":
-            if current:
-                found.append(current)
-                current = {}
-            if len(found) == count:
-                return found
-        elif line.startswith(":"):
-            current["comment"] = line[1:].strip()
-        else:
-            name, _, value = line.partition(": ")
-            current[name] = orjson.loads(value) if name == "data" else value
-    return found
 
 
 def test_the_feed_pages_oldest_first_filtered_by_channel_and_customer(served: Served) -> None:

@@ -1,93 +1,34 @@
 """Webhook dispatchers against a real receiver on loopback (aiohttp), which verifies every
 signature with ``services.nbc.signing.verify`` and answers as each test scripts it.
 
-The feed is a list (``tests/support/trigger_feed.py``): the engine's feed is not built yet.
+The feed is a list of scripted triggers (``tests/support/trigger_feed.py``), so each test
+states exactly what is in it; test_webhook_delivery_embedded.py delivers the embedded
+platform's own triggers.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import asynccontextmanager
-from dataclasses import dataclass, field
+from collections.abc import Awaitable, Callable
 from datetime import timedelta
 from typing import Any
 
 import httpx
 import pytest
 import structlog
-from aiohttp import web
 from prometheus_client import REGISTRY
 
 from services.nbc.delivery import Webhooks, platform_feed
-from services.nbc.signing import ReplayCache, ReplayedDelivery, SignatureError, verify
 from services.nbc.delivery_ledger import MemoryLedger
 from services.nbc.webhooks import RetryPolicy, WebhookDispatcher
 from services.settings import Settings
 from tests.support.server import free_port
 from tests.support.trigger_feed import TriggerFeedStandIn, trigger
+from tests.support.webhook_receiver import SECRETS, Receiver, receiving
 
 pytestmark = pytest.mark.platform_stand_in
 
-SECRETS = ["whsec-new-0123456789abcdef", "whsec-old-0123456789abcdef"]
 FAST = RetryPolicy(timeout_seconds=2.0, max_attempts=5, base_seconds=0.02, cap_seconds=2.0)
-
-
-@dataclass
-class Receiver:
-    """A channel system: verifies, dedupes on the delivery id, answers from a script per trigger.
-
-    A script entry is a status, ``("retry_after", status, seconds)``, ``("slow", seconds)``
-    (answers 200 after that long) or ``("hold", event)`` (answers 200 once the event is set)."""
-
-    script: dict[str, list[Any]] = field(default_factory=dict)
-    seen: ReplayCache = field(default_factory=ReplayCache)
-    processed: list[str] = field(default_factory=list)  # each delivery acted on, in order
-    attempts: list[tuple[str, float]] = field(default_factory=list)  # (delivery id, loop time)
-    refused: list[str] = field(default_factory=list)  # signature errors
-    answered: list[str] = field(default_factory=list)
-    replayed: list[str] = field(default_factory=list)  # deliveries received again after being taken
-    in_flight: asyncio.Event = field(default_factory=asyncio.Event)
-
-    async def handle(self, request: web.Request) -> web.Response:
-        body = await request.read()
-        try:
-            delivery = verify(SECRETS[1], request.headers, body, seen=self.seen)  # the receiver still on the old secret
-        except ReplayedDelivery:
-            self.replayed.append(request.headers["Touchstream-Delivery"])
-            return web.Response(status=200, text="already have it")
-        except SignatureError as error:
-            self.refused.append(str(error))
-            return web.Response(status=401)
-        self.attempts.append((delivery, asyncio.get_running_loop().time()))
-        plan = self.script.get(delivery, [])
-        step = plan.pop(0) if plan else 200
-        if isinstance(step, tuple) and step[0] in ("slow", "hold"):
-            self.processed.append(delivery)
-            self.in_flight.set()
-            await (asyncio.sleep(step[1]) if step[0] == "slow" else step[1].wait())
-            self.answered.append(delivery)
-            return web.Response(status=200)
-        status, headers = (step[1], {"Retry-After": str(step[2])}) if isinstance(step, tuple) else (step, {})
-        if 200 <= status < 300:
-            self.processed.append(delivery)
-        else:
-            self.seen.forget(delivery)  # not taken: its retry must be
-        return web.Response(status=status, headers=headers)
-
-
-@asynccontextmanager
-async def receiving(receiver: Receiver) -> AsyncIterator[str]:
-    app = web.Application()
-    app.router.add_post("/hooks/call", receiver.handle)
-    runner = web.AppRunner(app, handle_signals=False)
-    await runner.setup()
-    port = free_port()
-    await web.TCPSite(runner, "127.0.0.1", port).start()
-    try:
-        yield f"http://127.0.0.1:{port}/hooks/call"
-    finally:
-        await runner.cleanup()
 
 
 def sample(name: str, **labels: str) -> float:
@@ -139,7 +80,7 @@ def test_every_trigger_is_delivered_once_in_feed_order_after_retries_with_growin
         assert throttled[1] - throttled[0] >= 0.99  # Retry-After: 1 honoured (within the cap)
         assert ledger.saved[:5] == [feed.cursor_after(i) for i in ids]  # one save per trigger, after it
         assert ledger.saved[5:] == [feed.cursor_after(feed.items[-1]["trigger_id"])]  # then past another channel's
-        assert not ledger.letters
+        assert not ledger.letters and ledger.acknowledged == ids
 
     run(scenario)
     assert sample("touchstream_webhook_deliveries_total", outcome="delivered") - before["delivered"] == 5

@@ -2,9 +2,10 @@
 
 ``TriggerFeedStandIn`` implements only ``Platform.triggers`` (and ``draining``), with the
 documented meaning: oldest first after an opaque cursor, ``next_cursor`` staying put when
-nothing is new, ``ValueError`` for a cursor it did not give. It exists because the
-engine's feed is not built yet; tests using it are marked ``platform_stand_in`` so they
-can be switched to the real platform (embedded and scale-out) once it is.
+nothing is new, ``ValueError`` for a cursor it did not give. Tests of delivery behaviour
+(retries, refusals, expiry, stops, stream resumption) use it to script exactly which
+triggers exist and when; they are marked ``platform_stand_in``. The engine's real feed is
+exercised by tests/integration/test_webhook_delivery_embedded.py.
 """
 
 from __future__ import annotations
