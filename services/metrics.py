@@ -42,6 +42,10 @@ __all__ = [
     "TRIGGERS_SUPPRESSED",
     "TRIGGER_OUTCOMES",
     "TRIGGERS_DELIVERED",
+    "WEBHOOK_DELIVERIES",
+    "WEBHOOK_ATTEMPTS",
+    "WEBHOOK_DELIVERY_SECONDS",
+    "WEBHOOK_LAG_SECONDS",
     "child",
 ]
 
@@ -198,3 +202,26 @@ TRIGGERS_DELIVERED = Counter(
     ["rule", "channel"],
 )
 
+# -- next-best-contact delivery: webhooks per channel -----------------------------------------
+WEBHOOK_DELIVERIES = Counter(
+    "touchstream_webhook_deliveries_total",
+    "Triggers a channel's webhook is done with, by outcome (delivered, failed_permanent: refused with a 4xx, "
+    "dead_lettered: retries exhausted, expired: valid_until passed before delivery).",
+    ["channel", "outcome"],
+)
+WEBHOOK_ATTEMPTS = Counter(
+    "touchstream_webhook_attempts_total",
+    "Webhook POSTs, by result (ok, client_error, server_error, throttled, timeout, connection_error).",
+    ["channel", "result"],
+)
+WEBHOOK_DELIVERY_SECONDS = Histogram(
+    "touchstream_webhook_delivery_seconds",
+    "From a trigger's first webhook attempt to the receiver's 2xx, retries and backoff included.",
+    ["channel"],
+    buckets=_VIEW_LATENCY,
+)
+WEBHOOK_LAG_SECONDS = Gauge(
+    "touchstream_webhook_lag_seconds",
+    "Age (since its at) of the trigger a channel's webhook is delivering, 0 when the feed is drained.",
+    ["channel"],
+)

@@ -11,12 +11,14 @@ Forms: ``TOUCHSTREAM_FORMS='{"contact": {"public_key": "...", "origins": ["https
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from projections.facts import CONTACT_CHANNELS
 from projections.lifecycle import LifecycleConfig
 
 if TYPE_CHECKING:
@@ -125,11 +127,46 @@ class Settings(BaseSettings):
     value_retention_rate: float = Field(default=0.8, ge=0, le=1)
     value_discount_rate: float = Field(default=0.1, gt=-1)
     value_horizon_years: int = Field(default=5, ge=1, le=100)
-
     # next best contact: the rule file (docs/RULES.md; "" turns the engine off), and the
     # window after a trigger within which the customer's next purchase converts it
     rules_file: str = str(DEFAULT_RULES_FILE)
     nbc_attribution_days: float = Field(default=7, gt=0)
+
+    # next-best-contact delivery (docs/TRIGGERS.md): each trigger of a channel is POSTed to
+    # that channel's URL, signed with the first secret (every secret while rotating: list
+    # the new one first); TOUCHSTREAM_WEBHOOK_SECRETS is a JSON list or comma-separated
+    webhook_urls: dict[str, str] = {}  # channel -> URL, e.g. {"call": "https://dialer.example/touchstream"}
+    webhook_secrets: Annotated[tuple[SecretStr, ...], NoDecode] = ()
+    webhook_timeout_seconds: float = Field(default=10.0, gt=0)
+    webhook_max_attempts: int = Field(default=8, ge=1)  # then the trigger is a delivery dead letter
+    webhook_backoff_base_seconds: float = Field(default=1.0, gt=0)  # doubled per attempt, with jitter
+    webhook_backoff_cap_seconds: float = Field(default=300.0, gt=0)  # Retry-After is honoured up to it
+
+    @field_validator("webhook_secrets", mode="before")
+    @classmethod
+    def _secrets_list(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            text = value.strip()
+            return json.loads(text) if text.startswith("[") else [s.strip() for s in text.split(",") if s.strip()]
+        return value
+
+    @field_validator("webhook_urls")
+    @classmethod
+    def _webhook_channels(cls, urls: dict[str, str]) -> dict[str, str]:
+        for channel, url in urls.items():
+            if channel not in CONTACT_CHANNELS:
+                raise ValueError(f"{channel!r} is not a contact channel (one of {', '.join(CONTACT_CHANNELS)})")
+            if not url.startswith(("https://", "http://")):
+                raise ValueError(f"the {channel} webhook URL must start with https:// or http://")
+        return urls
+
+    @model_validator(mode="after")
+    def _webhooks_are_signed(self) -> Settings:
+        if self.webhook_urls and not self.webhook_secrets:
+            raise ValueError("webhook_secrets is required when webhook_urls is set: deliveries are always signed")
+        if any(len(s.get_secret_value()) < 16 for s in self.webhook_secrets):
+            raise ValueError("each webhook secret must be at least 16 characters")
+        return self
 
     def contact_engine(self) -> ContactEngine | None:
         """The engine over the rule file; ``RuleErrors`` (every mistake, with its line) when

@@ -28,6 +28,7 @@ REQUIRED = {
     "TouchstreamDeadLetters": "touchstream_dead_letters_total",
     "TouchstreamViewsStale": "touchstream_projection_lag_seconds",
     "TouchstreamViewLatencyHigh": "touchstream_view_latency_seconds_bucket",
+    "TouchstreamWebhookFailures": "touchstream_webhook_deliveries_total",
 }
 
 

@@ -30,6 +30,8 @@ REQUIRED = {
     "Dead letters": {"touchstream_dead_letters_total"},
     "Lifecycle funnel": {"touchstream_lifecycle_customers", "touchstream_lifecycle_transitions_total"},
     "Resources": {"process_cpu_seconds_total", "process_resident_memory_bytes"},
+    "Webhook deliveries": {"touchstream_webhook_deliveries_total", "touchstream_webhook_attempts_total",
+                           "touchstream_webhook_delivery_seconds_bucket", "touchstream_webhook_lag_seconds"},
 }
 
 
