@@ -318,6 +318,14 @@ class KafkaPlatform:
     async def save_delivery_cursor(self, name: str, cursor: str) -> None:
         await self.store.save_delivery_cursor(name, cursor)
 
+    async def store_delivery_dead_letter(self, letter: dict[str, Any]) -> None:
+        await self.store.store_delivery_dead_letter(letter["trigger_id"], orjson.dumps(letter))
+
+    async def delivery_dead_letters(self, channel: str | None, limit: int) -> list[dict[str, Any]]:
+        letters = [orjson.loads(raw) for raw in await self.store.delivery_dead_letters()]
+        letters = [d for d in letters if channel is None or d["channel"] == channel]
+        return sorted(letters, key=lambda d: d["at"], reverse=True)[:limit]
+
     async def lifecycle_figures(self, start: int, end: int) -> LifecycleFigures:
         """A transition is committed after its instant (event times are at most
         ``max_future_seconds`` ahead of the clock), so the scan of the transition stream

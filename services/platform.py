@@ -164,6 +164,12 @@ class Platform(Protocol):
 
     async def save_delivery_cursor(self, name: str, cursor: str) -> None: ...
 
+    async def store_delivery_dead_letter(self, letter: dict[str, Any]) -> None:
+        """A trigger a webhook gave up on (``DeliveryDeadLetter`` as a dict)."""
+
+    async def delivery_dead_letters(self, channel: str | None, limit: int) -> list[dict[str, Any]]:
+        """The latest delivery dead letters, newest first."""
+
 
 def set_stage_gauges(counts: dict[str, int]) -> None:
     for stage in STAGES:
@@ -341,6 +347,14 @@ class EmbeddedPlatform:
 
     async def save_delivery_cursor(self, name: str, cursor: str) -> None:
         await asyncio.to_thread(self.views.save_delivery_cursor, name, cursor)
+
+    async def store_delivery_dead_letter(self, letter: dict[str, Any]) -> None:
+        await asyncio.to_thread(self.views.store_delivery_dead_letter, letter["trigger_id"], letter["channel"],
+                                letter["at"], orjson.dumps(letter))
+
+    async def delivery_dead_letters(self, channel: str | None, limit: int) -> list[dict[str, Any]]:
+        rows = await asyncio.to_thread(self.views.delivery_dead_letters, channel, limit)
+        return [orjson.loads(r) for r in rows]
 
     def _refresh_gauges(self) -> None:
         """Lag figures are computed when scraped: log head, view position, oldest pending age."""

@@ -36,6 +36,7 @@ key                                value
                                    trigger document JSON), all channels and per channel
 ``{prefix}:nbc-figures``           hash: ``rule|version|channel|figure`` -> count
 ``{prefix}:delivery-cursor:{name}``  string: a webhook dispatcher's position in its stream
+``{prefix}:delivery-dead-letters``  hash: trigger id -> a delivery a webhook gave up on (JSON)
 ``{prefix}:deadletters``           stream: one entry per record the worker could not decode
                                    or fold, field ``record`` = JSON ``{"topic", "partition",
                                    "offset", "event_id", "reason"}`` (no payload: the raw
@@ -125,6 +126,11 @@ class RedisKeys:
 
     def delivery_cursor(self, name: str) -> str:
         return f"{self.prefix}:delivery-cursor:{name}"
+
+    @property
+    def delivery_dead_letters(self) -> str:
+        """Hash: trigger id -> the delivery dead letter JSON (a webhook gave up on it)."""
+        return f"{self.prefix}:delivery-dead-letters"
 
     def acks(self, topic: str, partition: int) -> str:
         return f"{self.prefix}:acks:{topic}:{int(partition)}"

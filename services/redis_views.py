@@ -425,6 +425,12 @@ class RedisViewStore:
     async def save_delivery_cursor(self, name: str, cursor: str) -> None:
         await self._call(self._writer.set(self.keys.delivery_cursor(name), cursor))
 
+    async def store_delivery_dead_letter(self, trigger_id: str, letter: bytes) -> None:
+        await self._call(self._writer.hsetnx(self.keys.delivery_dead_letters, trigger_id, letter))
+
+    async def delivery_dead_letters(self) -> list[bytes]:
+        return list((await self._call(self._redis.hgetall(self.keys.delivery_dead_letters))).values())
+
     async def stage_counts(self) -> dict[str, int]:
         raw = await self._call(self._redis.hgetall(self.keys.stages))
         return {k.decode(): int(v) for k, v in sorted(raw.items()) if int(v)}

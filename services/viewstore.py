@@ -148,6 +148,8 @@ class ViewStore(SQLiteTrackingRecorder):
             "rule TEXT, version INTEGER, channel TEXT, at INTEGER, event_id TEXT, position INTEGER, "
             "PRIMARY KEY (trigger_id, outcome)) WITHOUT ROWID",
             "CREATE TABLE IF NOT EXISTS delivery_cursors (name TEXT PRIMARY KEY, cursor TEXT NOT NULL)",
+            "CREATE TABLE IF NOT EXISTS delivery_dead_letters (trigger_id TEXT PRIMARY KEY, channel TEXT NOT NULL, "
+            "at TEXT NOT NULL, letter BLOB NOT NULL)",
             # fitted models (services.value): written by the refit job, not by the runner
             "CREATE TABLE IF NOT EXISTS value_models (name TEXT PRIMARY KEY, body BLOB NOT NULL)",
         ]
@@ -291,6 +293,21 @@ class ViewStore(SQLiteTrackingRecorder):
         with self.datastore.transaction(commit=True) as c:
             c.execute("INSERT INTO delivery_cursors VALUES (?, ?) ON CONFLICT (name) DO UPDATE SET "
                       "cursor=excluded.cursor", (name, cursor))
+
+    def store_delivery_dead_letter(self, trigger_id: str, channel: str, at: str, letter: bytes) -> None:
+        """A trigger a channel's webhook gave up on (the same trigger twice is one letter)."""
+        with self.datastore.transaction(commit=True) as c:
+            c.execute("INSERT OR IGNORE INTO delivery_dead_letters VALUES (?,?,?,?)", (trigger_id, channel, at, letter))
+
+    def delivery_dead_letters(self, channel: str | None, limit: int) -> list[bytes]:
+        sql = "SELECT letter FROM delivery_dead_letters "
+        params: list[Any] = []
+        if channel is not None:
+            sql += "WHERE channel = ? "
+            params.append(channel)
+        with self.datastore.transaction(commit=False) as c:
+            c.execute(sql + "ORDER BY at DESC LIMIT ?", (*params, limit))
+            return [bytes(r[0]) for r in c.fetchall()]
 
     def stage_counts(self) -> dict[str, int]:
         with self.datastore.transaction(commit=False) as c:

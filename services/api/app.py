@@ -28,9 +28,11 @@ from services.api.ingest_routes import ingest_router
 from services.api.lifecycle_routes import lifecycle_router
 from services.api.ops_routes import ops_router
 from services.api.responses import JSON
+from services.api.trigger_routes import trigger_router
 from services.api.value_routes import value_router
 from services.contracts.confluent import RegistryUnavailable
 from services.ingest import StorageUnavailable
+from services.nbc.delivery import Webhooks
 from services.platform import Platform
 from services.redis_views import ViewStoreUnavailable
 from services.value.service import ValueService
@@ -80,15 +82,18 @@ def create_app(platform: Platform, *, manage_platform: bool = True) -> FastAPI:
     set_phone_region(settings.default_phone_region)
     keys = KeyRing(settings)
     value = ValueService(platform, settings.value_refit_seconds)
+    webhooks = Webhooks.for_platform(platform)  # one dispatcher per channel in TOUCHSTREAM_WEBHOOK_URLS
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         if manage_platform:
             await platform.start()
         value.start()
+        await webhooks.start()
         try:
             yield
         finally:
+            await webhooks.stop()
             await value.stop()
             if manage_platform:
                 await platform.close()
@@ -129,6 +134,7 @@ def create_app(platform: Platform, *, manage_platform: bool = True) -> FastAPI:
     app.include_router(customer_router(platform, keys, value))
     app.include_router(lifecycle_router(platform, keys))
     app.include_router(contact_analytics_router(platform, keys))
+    app.include_router(trigger_router(platform, keys))
     app.include_router(value_router(value, keys))
     app.include_router(ops_router(platform))
     app.state.platform = platform

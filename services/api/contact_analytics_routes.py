@@ -32,16 +32,13 @@ def contact_analytics_router(platform: Platform, keys: KeyRing) -> APIRouter:
         totals = {k: sum(r[k] for r in rules) for k in ("fired", "delivered", "reached", "converted")}
         return JSON({"rules": rules, "totals": totals})
 
-    @router.get("/v1/triggers", dependencies=[Depends(keys.require("read"))])
-    async def feed(since: str | None = None, limit: Annotated[int, Query(ge=1, le=1000)] = 100,
-                   channel: str | None = None, customer_id: str | None = None) -> JSON:
+    @router.get("/v1/triggers/dead-letters", dependencies=[Depends(keys.require("read"))])
+    async def dead_letters(channel: str | None = None, limit: Annotated[int, Query(ge=1, le=1000)] = 100) -> JSON:
+        """Triggers a channel's webhook gave up on (newest first), with the last status and
+        the reason, for an operator to fix the receiver and replay them."""
         if channel is not None and channel not in CONTACT_CHANNELS:
             raise HTTPException(422, [{"path": "channel", "message": f"{channel!r} is not a contact channel "
                                        f"(one of {', '.join(CONTACT_CHANNELS)})"}])
-        try:
-            page = await platform.triggers(since, limit, channel, customer_id)
-        except ValueError as error:
-            raise HTTPException(422, [{"path": "since", "message": str(error)}]) from None
-        return JSON({"triggers": page.triggers, "next_cursor": page.next_cursor})
+        return JSON({"dead_letters": await platform.delivery_dead_letters(channel, limit)})
 
     return router

@@ -16,6 +16,8 @@ scale-out runtime): two processes on one ledger would deliver every trigger twic
 
 from __future__ import annotations
 
+import dataclasses
+
 import asyncio
 from collections.abc import Awaitable, Callable
 from typing import Any, Protocol
@@ -63,6 +65,8 @@ class DeliveryPlatform(TriggerSource, Protocol):
 
     async def count_delivered(self, rule: str, version: int, channel: str) -> None: ...
 
+    async def store_delivery_dead_letter(self, letter: dict[str, Any]) -> None: ...
+
 
 class PlatformLedger:
     """A channel's ledger in the platform's storage: the cursor named ``webhook:<channel>``,
@@ -101,8 +105,11 @@ class Webhooks:
 
     @classmethod
     def for_platform(cls, platform: DeliveryPlatform, *, poll_seconds: float = 0.25) -> Webhooks:
+        async def store(letter: DeliveryDeadLetter) -> None:
+            await platform.store_delivery_dead_letter(dataclasses.asdict(letter))
+
         return cls(platform.settings, lambda channel: platform_feed(platform, channel),
-                   lambda channel: PlatformLedger(platform, channel), poll_seconds=poll_seconds)
+                   lambda channel: PlatformLedger(platform, channel, store), poll_seconds=poll_seconds)
 
     async def start(self) -> None:
         """Start one dispatcher per configured channel (none configured: nothing runs)."""
