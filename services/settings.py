@@ -96,6 +96,9 @@ class Settings(BaseSettings):
     worker_cache_views: int = Field(default=50_000, ge=0)  # stored states kept in memory between batches
     worker_host: str = "127.0.0.1"
     worker_web_port: int = 6066  # /metrics and /healthz of a worker (faust's web server)
+    # graceful stop of `touchstream worker`: on SIGTERM /readyz answers 503 at once, the
+    # worker keeps folding for this long, then drains the batch in flight, commits and exits
+    worker_shutdown_delay_seconds: float = Field(default=0.0, ge=0)
     # graceful stop of `touchstream run`: on SIGTERM /readyz answers 503 at once, the API
     # keeps serving for shutdown_delay_seconds (load balancers and Kubernetes endpoints see
     # it not ready and stop sending), then stops accepting, finishes the requests in flight

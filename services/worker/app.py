@@ -1,19 +1,24 @@
 """``touchstream worker``: the faust-streaming application hosting the view worker.
 
 faust owns the process: start-up and shutdown order, signal handling (SIGTERM/SIGINT
-stop the service gracefully: the batch in flight commits or is dropped, never half
-written), supervision of the fold service (``mode.Service``; a crash restarts it), the
-web server with ``/healthz``, ``/readyz`` and ``/metrics`` (Prometheus), and a timer
-refreshing lag gauges. The touchpoint fold itself runs as a raw aiokafka consumer
-inside that service (``services.worker.consumer``), batch by batch: faust's per-message
-agent path costs hundreds of microseconds per event (measured: ~2.4k events/s with a
-Table) and its offset commits race in-flight messages (faust issue #606), while the
-batched path folds a whole poll with one Redis read and one fenced write per partition.
+stop the service gracefully: ``/readyz`` answers 503 from the signal on, the fold goes
+on for ``worker_shutdown_delay_seconds``, then the batch in flight commits or is
+dropped, never half written, and the worker leaves the group), supervision of the fold
+service (``mode.Service``; a crash restarts it), the web server with ``/healthz``,
+``/readyz`` and ``/metrics`` (Prometheus), and a timer refreshing lag gauges. The
+touchpoint fold itself runs as a raw aiokafka consumer inside that service
+(``services.worker.consumer``), batch by batch: faust's per-message agent path costs
+hundreds of microseconds per event (measured: ~2.4k events/s with a Table) and its
+offset commits race in-flight messages (faust issue #606), while the batched path folds
+a whole poll with one Redis read and one fenced write per partition.
 docs/ARCHITECTURE.md has the measurements and the trade-off.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import signal
 from typing import Any
 
 import faust
@@ -29,7 +34,7 @@ from services.kafka.topics import TopicCreationFailed, ensure_topics
 from services.settings import Settings
 from services.worker.consumer import ViewWorker
 
-__all__ = ["create_worker_app", "run_worker"]
+__all__ = ["DrainingWorker", "create_worker_app", "run_worker"]
 
 log = structlog.get_logger("touchstream.worker")
 
@@ -73,6 +78,8 @@ def create_worker_app(settings: Settings) -> tuple[faust.App, ViewWorker]:
     @app.page("/readyz")
     async def readyz(web: Any, request: Any) -> Any:
         status = worker.status()
+        if status["draining"]:  # stopping: the store may be closed already, no need to ask it
+            return web.bytes(orjson.dumps({"ready": False, **status}), content_type="application/json", status=503)
         try:
             redis_ok = await worker.store.ping()
         except Exception:  # noqa: BLE001 - reported as not ready
@@ -88,7 +95,33 @@ def create_worker_app(settings: Settings) -> tuple[faust.App, ViewWorker]:
     return app, worker
 
 
+class DrainingWorker(faust.Worker):  # type: ignore[misc]
+    """faust's worker, not ready from the first signal, stopping after a delay (as the
+    API's ``DrainingServer``): the view worker is marked draining when mode's signal
+    handler runs, before any service stops, so ``/readyz`` answers 503 from then until
+    exit; a second signal during the delay ends the delay at once."""
+
+    def __init__(self, app: faust.App, view_worker: ViewWorker, delay_seconds: float, **options: Any):
+        super().__init__(app, **options)
+        self.view_worker, self.delay_seconds = view_worker, delay_seconds
+        self._hurry = asyncio.Event()
+
+    def _schedule_shutdown(self, sig: signal.Signals) -> None:  # mode: on SIGTERM and SIGINT
+        if self.view_worker.draining:
+            self._hurry.set()
+        self.view_worker.draining = True
+        super()._schedule_shutdown(sig)
+
+    async def _stop_on_signal(self, sig: signal.Signals) -> None:
+        if self.delay_seconds > 0:
+            log.info("draining", delay_seconds=self.delay_seconds)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._hurry.wait(), self.delay_seconds)
+        await super()._stop_on_signal(sig)
+
+
 def run_worker(settings: Settings) -> None:
     """Run until SIGTERM/SIGINT (the production entry point)."""
-    app, _ = create_worker_app(settings)
-    faust.Worker(app, loglevel=settings.log_level.upper(), quiet=True).execute_from_commandline()
+    app, worker = create_worker_app(settings)
+    DrainingWorker(app, worker, settings.worker_shutdown_delay_seconds,
+                   loglevel=settings.log_level.upper(), quiet=True).execute_from_commandline()

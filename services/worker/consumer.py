@@ -120,6 +120,7 @@ class ViewWorker:
         self.lifecycle = settings.lifecycle()
         self.engine = settings.contact_engine()
         self.joined = False
+        self.draining = False  # from the stop signal on: /readyz answers 503 until exit
         self.stalled: str | None = None  # why the last batch failed, until one succeeds
         self.folded = 0
         self._stopping = asyncio.Event()
@@ -174,6 +175,7 @@ class ViewWorker:
     async def stop(self, drain_seconds: float = 10.0) -> None:
         """Let the batch in flight finish (published and committed), then leave the group
         and close: a graceful stop hands partitions over with nothing to refold."""
+        self.draining = True
         self._stopping.set()
         if self._running.is_set():
             try:
@@ -391,6 +393,7 @@ class ViewWorker:
     def status(self) -> dict[str, Any]:
         return {
             "joined": self.joined,
+            "draining": self.draining,
             "partitions": sorted(tp.partition for tp in self.owned),
             "positions": {str(p): o for p, o in sorted(self.positions.items())},
             "stalled": self.stalled,
