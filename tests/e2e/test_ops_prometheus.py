@@ -9,7 +9,7 @@ import json
 import shutil
 import subprocess
 import time
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +18,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from services.metrics_catalogue import PROCESS_METRICS, catalogue
-from tests.support.api import Api, call, purchase, unique
+from tests.support.api import Api, call, purchase, touchpoint, unique
 from tests.support.prometheus import RunningPrometheus
 from tests.support.server import RunningServer
 
@@ -44,6 +44,17 @@ def exercise(api: Api) -> None:
     assert api.post_events(first).json()["duplicate"] == 1
     assert api.post_events({**call(f"ops-{uid}-3", T, ref), "channel": "smoke"}).status_code == 422
     api.find(email=f"ops.{uid}@example.com", min_position=last["position"])
+
+
+def contact_and_convert(api: Api) -> None:
+    """A contact form fires the call-back rule (rules/default.yaml); the customer's purchase
+    a minute later converts that trigger. Dated now: a contact decided after its validity
+    (an event received long after it happened) is suppressed as expired, not fired."""
+    uid = f"nbc-{unique()}"
+    at = datetime.now(UTC).replace(microsecond=0) - timedelta(minutes=5)
+    api.ingest(touchpoint("web_form", f"{uid}-f", at, customer={"customer_id": uid}, channel="web", form_id="contact"))
+    api.ingest(purchase(f"{uid}-p", at + timedelta(minutes=1), {"customer_id": uid}, order_id=f"{uid}-o",
+                        amount="120.00"))
 
 
 def worker_metrics_urls(runtime: Any) -> list[str]:
@@ -138,6 +149,24 @@ def test_a_real_prometheus_scrapes_touchstream_evaluates_the_rules_and_answers_p
 
             for expr in dashboard_expressions():  # Prometheus parses and runs every panel's query
                 prometheus.query(expr.replace("$__rate_interval", "5s").replace("$__range", "1m"))
+
+            # the next-best-contact row answers from real figures; a counter is born at its first
+            # increment, so one conversion creates the series and a second one moves them
+            contact_and_convert(api)
+            wait_for(lambda: prometheus.query('touchstream_trigger_outcomes_total{outcome="converted"}'), 30,
+                     "a converted trigger seen by Prometheus")
+            contact_and_convert(api)
+            row = {e for e in dashboard_expressions() if "trigger" in e}
+            (conversion,) = [e for e in row if 'outcome="converted"' in e]
+            (by_channel,) = [e for e in row if e.startswith("sum by (channel) (rate(touchstream_triggers_fired")]
+
+            def moved(expr: str, label: str) -> dict[str, float]:
+                answer = prometheus.query(expr.replace("$__rate_interval", "30s").replace("$__range", "1m"))
+                return {r["metric"][label]: float(r["value"][1]) for r in answer if float(r["value"][1]) > 0}
+
+            assert "call" in wait_for(lambda: moved(by_channel, "channel"), 30, "call-backs fired, per channel")
+            rates = wait_for(lambda: moved(conversion, "rule"), 30, "a conversion rate per rule")
+            assert set(rates) == {"callback_after_contact_form"}, rates  # the welcome pack had no consent
             lag = 'max by (job) (touchstream_projection_lag_events)'
             assert [r["metric"] for r in prometheus.query(lag)] == [{"job": "touchstream-api"}]
 

@@ -1,7 +1,8 @@
 """The Grafana dashboards show only metrics Touchstream exports (histogram series by
 their _bucket/_sum/_count names, counters by _total), cover what operators watch
-(throughput, latency, lag, errors, dead letters, the lifecycle funnel), use the
-provisioned data source, and are mounted where the provisioning file looks for them.
+(throughput, latency, lag, errors, dead letters, the lifecycle funnel, webhook deliveries,
+next best contact), use the provisioned data source, and are mounted where the
+provisioning file looks for them.
 A real Prometheus runs every expression in tests/e2e/test_ops_prometheus.py."""
 
 from __future__ import annotations
@@ -32,6 +33,8 @@ REQUIRED = {
     "Resources": {"process_cpu_seconds_total", "process_resident_memory_bytes"},
     "Webhook deliveries": {"touchstream_webhook_deliveries_total", "touchstream_webhook_attempts_total",
                            "touchstream_webhook_delivery_seconds_bucket", "touchstream_webhook_lag_seconds"},
+    "Next best contact": {"touchstream_triggers_fired_total", "touchstream_triggers_suppressed_total",
+                          "touchstream_triggers_delivered_total", "touchstream_trigger_outcomes_total"},
 }
 
 
