@@ -13,7 +13,7 @@ from typing import Any
 from projections.facts import CONTACT_CHANNEL_OF, CONTACT_CHANNELS
 from projections.view import CustomerView, micros
 
-__all__ = ["derived_facts", "preferred_channel"]
+__all__ = ["derived_facts", "preferred_channel", "DERIVED"]
 
 _DAY_US = 86_400 * 1_000_000
 _WEEK_US, _MONTH_US = 7 * _DAY_US, 30 * _DAY_US  # the windows of projections.pressure.WINDOWS
@@ -35,24 +35,27 @@ def preferred_channel(view: CustomerView) -> str | None:
     return ranked[0][2] if ranked else None
 
 
+def _contacts(view: CustomerView, now: int, span: int) -> int:
+    since = now - span
+    return sum(1 for mark in view.contacts if since < mark.occurred_at <= now)
+
+
+DERIVED: dict[str, Any] = {
+    "days_since_first_purchase": lambda v, now: _days(now, v.first_purchase_at),
+    "days_since_last_purchase": lambda v, now: _days(now, v.last_purchase_at),
+    "days_since_last_seen": lambda v, now: _days(now, v.last_seen),
+    "days_in_stage": lambda v, now: _days(now, v.lifecycle.since if v.lifecycle.since is not None else v.first_seen),
+    "open_complaints": lambda v, now: sum(1 for _, c in v.cases if c.is_open and c.category == "complaint"),
+    "preferred_channel": lambda v, now: preferred_channel(v),
+    # the contact-pressure ledger (projections.pressure), both directions, human contacts included
+    "contacts_7d": lambda v, now: _contacts(v, now, _WEEK_US),
+    "contacts_30d": lambda v, now: _contacts(v, now, _MONTH_US),
+}
+"""Each derived fact as a function of (view, instant in µs): computed one at a time by
+``projections.view_facts`` when a rule reads it."""
+
+
 def derived_facts(view: CustomerView, at: datetime) -> dict[str, Any]:
     """The derived facts of ``view`` at instant ``at`` (timezone-aware)."""
     now = micros(at)
-    week, month = now - _WEEK_US, now - _MONTH_US
-    contacts_7d = contacts_30d = 0
-    for mark in view.contacts:  # the contact-pressure ledger (projections.pressure), both directions
-        if month < mark.occurred_at <= now:
-            contacts_30d += 1
-            if mark.occurred_at > week:
-                contacts_7d += 1
-    lc = view.lifecycle
-    return {
-        "days_since_first_purchase": _days(now, view.first_purchase_at),
-        "days_since_last_purchase": _days(now, view.last_purchase_at),
-        "days_since_last_seen": _days(now, view.last_seen),
-        "days_in_stage": _days(now, lc.since if lc.since is not None else view.first_seen),
-        "open_complaints": sum(1 for _, c in view.cases if c.is_open and c.category == "complaint"),
-        "preferred_channel": preferred_channel(view),
-        "contacts_7d": contacts_7d,
-        "contacts_30d": contacts_30d,
-    }
+    return {name: compute(view, now) for name, compute in DERIVED.items()}

@@ -23,6 +23,7 @@ dataclass fields, derived from ``projections.touchpoints`` so the two never drif
 from __future__ import annotations
 
 import dataclasses
+import functools
 import re
 from collections.abc import Mapping
 from decimal import Decimal
@@ -157,10 +158,14 @@ def _event_catalogue(cls: type[tp.Touchpoint]) -> Catalogue:
 EVENT_FACTS: dict[str, Catalogue] = {name: _event_catalogue(cls) for name, cls in tp.TOUCHPOINT_TYPES.items()}
 
 
+@functools.lru_cache(maxsize=64)
+def _field_names(cls: type) -> tuple[str, ...]:
+    return tuple(f.name for f in dataclasses.fields(cls) if f.name not in _ENVELOPE_SKIPPED)
+
+
 def event_facts(event: tp.Touchpoint) -> dict[str, Any]:
     """The facts ``when.touchpoint.where`` reads: the event's fields, form fields as a mapping."""
-    facts: dict[str, Any] = {f.name: getattr(event, f.name) for f in dataclasses.fields(event)
-                             if f.name not in _ENVELOPE_SKIPPED}
+    facts: dict[str, Any] = {name: getattr(event, name) for name in _field_names(type(event))}
     facts["channel"] = event.channel.value
     if isinstance(event, tp.WebForm):
         facts["fields"] = dict(event.fields)

@@ -138,7 +138,7 @@ class _Judged(NamedTuple):
     channel: str
     valid_until: int
     score: Decimal
-    facts: tuple[tuple[str, Any], ...]
+    facts: Mapping[str, Any]  # read again with ``who.explain`` for a winner's explanation
     consent: dict[str, Any] | None
 
 
@@ -174,6 +174,10 @@ class ContactEngine:
         object.__setattr__(self, "_after", {k: tuple(v) for k, v in after.items()})
 
     @property
+    def watches_stages(self) -> bool:
+        return bool(self.rules.by_trigger_kind["lifecycle"])
+
+    @property
     def attribution_us(self) -> int:
         return round(self.attribution_days * _DAY_US)
 
@@ -184,6 +188,9 @@ class ContactEngine:
         (None for a clock tick), decided at the platform's time ``now``; timers due by
         ``until`` (default ``now``) fire."""
         state = after.contact
+        horizon = now if until is None else until
+        if self._quiet(before, after, event, horizon):
+            return after
         cid = after.customer_id
         candidates: list[_Candidate] = []
         timers = list(state.timers)
@@ -198,11 +205,11 @@ class ContactEngine:
             if rules or delayed:
                 facts = event_facts(event)
             for rule in rules:
-                verdict = rule.when.where.explain(facts)  # type: ignore[union-attr]
-                if verdict.holds:
+                where = rule.when.where  # type: ignore[union-attr]
+                if where.evaluate(facts):  # the facts it read are only listed for a candidate
                     candidates.append(_Candidate(rule, f"tp:{event.event_id}", at,
                                                  {"kind": "touchpoint", "id": event.event_id, "type": event.type},
-                                                 tuple(verdict.read)))
+                                                 tuple(where.explain(facts).read)))
             for rule in delayed:
                 if rule.when.where.evaluate(facts):  # type: ignore[union-attr]
                     due = self._due(after, at, rule.when.delay)  # type: ignore[union-attr]
@@ -215,7 +222,6 @@ class ContactEngine:
         if fresh > 0 and self.rules.by_trigger_kind["lifecycle"]:
             for t in after.lifecycle.history[max(0, len(after.lifecycle.history) - fresh):]:
                 candidates += self._lifecycle(cid, t)
-        horizon = now if until is None else until
         while timers and timers[0].due <= horizon:
             timer = timers.pop(0)
             if timer.kind == "sla":  # decided once, whatever the decision
@@ -241,24 +247,44 @@ class ContactEngine:
         return after._replace(contact=ContactState(tuple(timers), tuple(sorted(last_fired.items())), escalated,
                                                    tuple(issued), tuple(suppressed[-SUPPRESSED_LIMIT:])))
 
+    def _quiet(self, before: CustomerView | None, after: CustomerView, event: Touchpoint | None,
+               horizon: int) -> bool:
+        """Nothing for the engine in this step (most steps): no rule on the event's type,
+        no outcome to record, no transition a rule watches, no timer due."""
+        state = after.contact
+        if state.timers and state.timers[0].due <= horizon:
+            return False
+        if self.rules.by_trigger_kind["lifecycle"] and after.lifecycle.seq != (0 if before is None
+                                                                                else before.lifecycle.seq):
+            return False
+        if event is None:
+            return True
+        if event.type in self._touchpoint or event.type in self._after or isinstance(event, ServiceCase):
+            return False
+        return not state.issued or (event.trigger_id is None and not isinstance(event, Purchase))
+
     # -- candidates ----------------------------------------------------------------------------
     def _lifecycle(self, cid: str, t: Transition) -> list[_Candidate]:
-        out = []
-        for rule in self.rules.by_trigger_kind["lifecycle"]:
-            if rule.when.matches(t.from_stage, t.to_stage):  # type: ignore[union-attr]
-                out.append(_Candidate(rule, f"lc:{t.at}:{t.to_stage}", t.at,
-                                      {"kind": "lifecycle", "id": transition_id(cid, t), "from": t.from_stage,
-                                       "to": t.to_stage, "reason": t.reason}))
-        return out
+        matching = [r for r in self.rules.by_trigger_kind["lifecycle"]
+                    if r.when.matches(t.from_stage, t.to_stage)]  # type: ignore[union-attr]
+        if not matching:
+            return []
+        cause = {"kind": "lifecycle", "id": transition_id(cid, t), "from": t.from_stage, "to": t.to_stage,
+                 "reason": t.reason}
+        return [_Candidate(rule, f"lc:{t.at}:{t.to_stage}", t.at, cause) for rule in matching]
 
     def _sla_timers(self, view: CustomerView, case_id: str, timers: list[Timer],
                     escalated: frozenset[str]) -> tuple[list[Timer], frozenset[str]]:
         """The SLA timers of one case, as the view now holds it: none once resolved, one
         per SLA rule for its severity while open (a severity change restarts the count
         from the case's opening with the new SLA)."""
-        kept = [t for t in timers if not (t.kind == "sla" and t.cause_id == case_id)]
         case = dict(view.cases).get(case_id)
-        if case is not None and case.is_open:
+        closed = case is None or not case.is_open
+        kept = [t for t in timers if not (t.cause_kind == "case_past_sla" and t.cause_id == case_id
+                                          and (t.kind == "sla" or closed))]
+        if closed:  # a resolved case escalates no more: forget its escalations (the state stays bounded)
+            escalated = frozenset(k for k in escalated if f"\x1fsla:{case_id}:" not in k)
+        if not closed:
             for rule in self.rules.by_trigger_kind["case_past_sla"]:
                 sla = rule.when.sla_for(case.severity)  # type: ignore[union-attr]
                 key = f"sla:{case_id}:{case.severity}:{case.opened_at}"
@@ -271,13 +297,17 @@ class ContactEngine:
     def _from_timer(self, view: CustomerView, timer: Timer, sink: Sink) -> _Candidate | None:
         rule = self.rules.by_id.get(timer.rule)
         if rule is None:
+            sink.suppressed(view.customer_id, _removed(timer), "rule_removed", timer.due, timer.key)
             return None  # the rule left the file: its pending timers lapse
         cause = {"kind": timer.cause_kind, "id": timer.cause_id}
         where: tuple[tuple[str, Any], ...] = ()
-        if timer.kind == "sla":
+        if timer.cause_kind == "case_past_sla":
             case = dict(view.cases).get(timer.cause_id)
-            if case is None or not case.is_open:
-                return None  # cannot happen: resolving a case drops its timers
+            if case is None or not case.is_open:  # resolving a case drops its timers; kept for safety
+                sink.suppressed(view.customer_id, rule, "case_closed", timer.due, timer.cause_id)
+                return None
+        if timer.kind == "sla":
+            case = dict(view.cases)[timer.cause_id]
             facts = {"case_id": timer.cause_id, "status": case.status, "severity": case.severity,
                      "category": case.category}
             verdict = rule.when.where.explain(facts)  # type: ignore[union-attr]
@@ -298,7 +328,11 @@ class ContactEngine:
             for n, i in enumerate(issued):
                 if i.trigger_id == event.trigger_id:
                     outcome = _outcome_of(event)
-                    held = i._replace(answered=True)
+                    if outcome == "converted" and not i.at <= at < i.at + self.attribution_us:
+                        outcome = "reached"  # bought outside the attribution window: reached, not converted
+                    # the contact itself stands for the trigger in caps only on the trigger's channel
+                    held = i._replace(answered=True) if CONTACT_CHANNEL_OF.get(event.channel.value) == i.channel \
+                        else i
                     if outcome == "converted" and not i.converted:
                         held = held._replace(converted=True)
                         sink.outcome(Outcome(i.trigger_id, cid, i.rule, i.version, i.channel, "converted", at,
@@ -326,6 +360,9 @@ class ContactEngine:
                 issued: list[Issued], last_fired: dict[str, int], suppressed: list[Suppressed], sink: Sink) -> None:
         cid = view.customer_id
         facts_at: dict[int, Mapping[str, Any]] = {}
+        verdicts: dict[tuple[int, int], bool] = {}
+        consents: dict[tuple[str, str], Any] | None = None
+        blockers: dict[tuple[int, str], Any] = {}
         judged: list[_Judged] = []
         stopped: list[dict[str, Any]] = []
 
@@ -336,17 +373,16 @@ class ContactEngine:
                             **({"detail": detail} if detail else {})})
 
         for c in sorted(candidates, key=lambda c: (c.at, c.rule.id, c.key)):
+            # cheapest checks first, the reason recorded being the first that stops it: cooldown,
+            # channel and consent, who, suppressions, quiet hours, validity, caps
+            cooldown = c.rule.constraints.cooldown
+            last = last_fired.get(c.rule.id)
+            if cooldown is not None and last is not None and c.at < last + _span_us(cooldown):
+                stop(c, "cooldown", _iso(last))
+                continue
             facts = facts_at.get(c.at)
             if facts is None:
                 facts = facts_at[c.at] = view_facts(view, c.at)
-            verdict = c.rule.who.explain(facts)
-            if not verdict.holds:
-                stop(c, "not_eligible")
-                continue
-            blocker = self.rules.suppressed_by(c.rule, facts)
-            if blocker is not None:
-                stop(c, "suppression", blocker.id)
-                continue
             channel = c.rule.what.channel_for(facts)
             if channel not in CONSENT_CHANNEL_OF_CONTACT:
                 stop(c, "no_channel")
@@ -354,24 +390,40 @@ class ContactEngine:
             consent = None
             requirement = c.rule.constraints.consent
             if requirement is not None:
-                held = dict(view.consents).get((requirement.consent_channel(channel), requirement.purpose))
-                if held is None:
-                    stop(c, "no_consent", f"{requirement.consent_channel(channel)}/{requirement.purpose}")
-                    continue
-                if held.status != "granted":
-                    stop(c, "consent_withdrawn", f"{requirement.consent_channel(channel)}/{requirement.purpose}")
+                if consents is None:
+                    consents = dict(view.consents)
+                held = consents.get((requirement.consent_channel(channel), requirement.purpose))
+                if held is None or held.status != "granted":
+                    stop(c, "no_consent" if held is None else "consent_withdrawn",
+                         f"{requirement.consent_channel(channel)}/{requirement.purpose}")
                     continue
                 consent = {"channel": requirement.consent_channel(channel), "purpose": requirement.purpose,
                            "status": held.status, "at": _iso(held.stamp[0]), "event_id": held.stamp[1],
                            "source": held.source}
+            known = (c.at, id(c.rule.who))  # rules often share an eligibility: evaluated once per instant
+            eligible = verdicts.get(known)
+            if eligible is None:
+                eligible = verdicts[known] = c.rule.who.evaluate(facts)
+            if not eligible:
+                stop(c, "not_eligible")
+                continue
+            blocking = (c.at, c.rule.purpose)
+            blocker = blockers[blocking] if blocking in blockers else blockers.setdefault(
+                blocking, self.rules.suppressed_by(c.rule, facts))
+            if blocker is not None:
+                stop(c, "suppression", blocker.id)
+                continue
             zone = self._zone_of(facts)
             local = instant_of(c.at).astimezone(zone)
             quiet = c.rule.constraints.quiet_hours
-            if quiet is not None and not c.deferred and quiet.contains(local.time()):
+            # quiet hours are judged when the contact would be issued: a candidate decided late
+            # (a late event, a delayed tick) is issued now, not at its instant
+            issuing = local if c.at >= now else instant_of(now).astimezone(zone)
+            if quiet is not None and not c.deferred and quiet.contains(issuing.time()):
                 if quiet.mode == "drop":
                     stop(c, "quiet_hours", "dropped")
                     continue
-                resume = micros(quiet.ends_after(local))
+                resume = micros(quiet.ends_after(issuing))
                 bisect.insort(timers, Timer(resume, c.rule.id, c.key, "deferred", c.cause["kind"],
                                             str(c.cause.get("id", "")), c.at))
                 continue  # deferred: decided again when the quiet hours end
@@ -379,17 +431,12 @@ class ContactEngine:
             if valid_until <= now:
                 stop(c, "expired", _iso(valid_until))
                 continue
-            cooldown = c.rule.constraints.cooldown
-            last = last_fired.get(c.rule.id)
-            if cooldown is not None and last is not None and c.at < last + _span_us(cooldown):
-                stop(c, "cooldown", _iso(last))
-                continue
             reason = self._capped(view, c.rule, channel, c.at, issued)
             if reason is not None:
                 stop(c, reason)
                 continue
             score = c.rule.what.priority * c.rule.what.expected_value
-            judged.append(_Judged(c, channel, valid_until, score, tuple(verdict.read) + c.where, consent))
+            judged.append(_Judged(c, channel, valid_until, score, facts, consent))
         judged.sort(key=lambda j: (-j.score, -j.candidate.rule.what.priority, j.candidate.rule.id, j.candidate.key))
         winners: dict[str, Fired] = {}
         losers: dict[str, list[dict[str, Any]]] = {}
@@ -412,10 +459,11 @@ class ContactEngine:
                 continue
             what = c.rule.what
             tid = trigger_id(cid, c.rule.id, c.rule.version, c.key)
+            read = tuple(c.rule.who.explain(j.facts).read) + c.where
             winners[j.channel] = Fired(tid, cid, c.rule.id, c.rule.version, c.rule.purpose, j.channel, what.action,
                                        what.script, what.offer, what.priority, what.expected_value, j.score, c.at,
                                        j.valid_until, now, c.cause,
-                                       tuple((k, _json_value(v)) for k, v in j.facts), (), (), j.consent)
+                                       tuple((k, _json_value(v)) for k, v in read), (), (), j.consent)
             issued.append(Issued(tid, c.rule.id, c.rule.version, j.channel, c.at, j.valid_until))
             last_fired[c.rule.id] = max(c.at, last_fired.get(c.rule.id, c.at))
         for channel, fired in winners.items():
@@ -451,6 +499,17 @@ class ContactEngine:
 
 
 CONSENT_CHANNEL_OF_CONTACT = frozenset(("call", "email", "sms", "visit", "web", "mail"))
+
+
+class _RemovedRule(NamedTuple):
+    """What the sink needs of a rule that left the file (its id; version unknown: 0)."""
+
+    id: str
+    version: int = 0
+
+
+def _removed(timer: Timer) -> Any:
+    return _RemovedRule(timer.rule)
 
 
 def _span_us(duration: Any) -> int:
@@ -491,12 +550,22 @@ def fold_event(view: CustomerView, event: Touchpoint, lifecycle: LifecycleConfig
         return evolve(view, event, lifecycle, clock)
     sink = sink or Collector()
     at = micros(event.occurred_at)
-    # the platform's time: at least the event's, the clock's, and the customer's latest
-    # activity (a late event is decided as late as it is)
-    now = max(at, clock or at, view.last_seen or at)
-    due = view.contact.next_due
-    if due is not None and due <= at and event.event_id not in view.applied:
-        view = engine.react(view, view, None, now, sink, until=at)
+    # the platform's time, from the log: the clock (the latest tick) or the event's own
+    # instant, whichever is later: a late event is decided as late as it is. (Not the
+    # customer's latest activity: one event stamped ahead by a skewed device would make
+    # every later contact of theirs look stale.)
+    now = max(at, clock or at)
+    if event.event_id not in view.applied:
+        deadline = view.lifecycle.deadline
+        if lifecycle is not None and deadline is not None and deadline < at and engine.watches_stages:
+            # stages the event would cross first are decided on the view without it, as a
+            # tick at that instant would have (and the backtest does)
+            before = view
+            view = tick(view, at - 1, event.event_id, lifecycle)
+            view = engine.react(before, view, None, now, sink, until=at)
+        due = view.contact.next_due
+        if due is not None and due <= at:
+            view = engine.react(view, view, None, now, sink, until=at)
     after = evolve(view, event, lifecycle, clock)
     if after is view:
         return after

@@ -23,7 +23,7 @@ def lookup(facts: Mapping[str, Any], name: str | tuple[str, ...]) -> Any:
     """The value at a dotted fact name (or its parts), or None when any step is missing."""
     value: Any = facts
     for part in name.split(".") if isinstance(name, str) else name:
-        if not isinstance(value, Mapping):
+        if not isinstance(value, dict) and not isinstance(value, Mapping):  # dict first: the ABC check is slow
             return None
         value = value.get(part, _MISSING)
         if value is _MISSING:
@@ -31,7 +31,12 @@ def lookup(facts: Mapping[str, Any], name: str | tuple[str, ...]) -> Any:
     return value
 
 
-def _number(value: Any) -> Decimal | None:
+def _number(value: Any) -> Decimal | int | None:
+    kind = type(value)
+    if kind is int:
+        return value  # an int compares exactly with a Decimal: no conversion (the common case)
+    if kind is Decimal:
+        return value if value.is_finite() else None
     if isinstance(value, bool):
         return None
     if isinstance(value, int):

@@ -14,19 +14,45 @@ from collections.abc import Callable, Iterator, Mapping
 from decimal import Decimal
 from typing import Any
 
-from projections.derived_facts import derived_facts
-from projections.view import CustomerView, instant_of
+from projections.derived_facts import DERIVED
+from projections.view import CustomerView
 
 __all__ = ["view_facts"]
 
 _CENT = Decimal("0.01")
 
 
+def _by_currency(v: CustomerView) -> dict[str, Any]:
+    return {k: {"count": c.count, "revenue": c.revenue, "margin": c.margin if c.margin_count else None,
+                "average_basket": (c.revenue / c.count).quantize(_CENT) + 0}
+            for k, c in v.currencies}
+
+
+class _Lazy(dict):  # type: ignore[type-arg]
+    """A section whose costly keys are built on first read."""
+
+    __slots__ = ("_view", "_builders")
+
+    def __init__(self, view: CustomerView, plain: dict[str, Any], builders: dict[str, Callable[[CustomerView], Any]]):
+        super().__init__(plain)
+        self._view, self._builders = view, builders
+
+    def __missing__(self, key: str) -> Any:
+        build = self._builders.get(key)
+        if build is None:
+            raise KeyError(key)
+        self[key] = value = build(self._view)
+        return value
+
+    def get(self, key: str, default: Any = None) -> Any:  # type: ignore[override]
+        try:
+            return self[key]
+        except KeyError:
+            return default
+
+
 def _purchases(v: CustomerView) -> dict[str, Any]:
-    return {"count": v.purchases, "by_currency": {
-        k: {"count": c.count, "revenue": c.revenue, "margin": c.margin if c.margin_count else None,
-            "average_basket": (c.revenue / c.count).quantize(_CENT) + 0}
-        for k, c in v.currencies}}
+    return _Lazy(v, {"count": v.purchases}, {"by_currency": _by_currency})
 
 
 def _cases(v: CustomerView) -> dict[str, Any]:
@@ -63,42 +89,43 @@ _SECTIONS: dict[str, Callable[[CustomerView], Any]] = {
     "consent": _consent,
     "lifecycle": _lifecycle,
 }
-_DERIVED = frozenset(("days_since_first_purchase", "days_since_last_purchase", "days_since_last_seen",
-                      "days_in_stage", "open_complaints", "preferred_channel", "contacts_7d", "contacts_30d"))
 
 
-class _Facts(Mapping[str, Any]):
-    __slots__ = ("_view", "_at", "_done", "_extra")
+class _Facts(dict):  # type: ignore[type-arg]
+    """A dict (predicates' lookups test for one first) whose sections are built on first read."""
+
+    __slots__ = ("_view", "_at", "_extra")
 
     def __init__(self, view: CustomerView, at: int, extra: Mapping[str, Any]):
-        self._view, self._at, self._done, self._extra = view, at, {}, extra
+        super().__init__()
+        self._view, self._at, self._extra = view, at, extra
 
-    def __getitem__(self, key: str) -> Any:
+    def __missing__(self, key: str) -> Any:
         if key in self._extra:
-            return self._extra[key]
-        done = self._done
-        if key in done:
-            return done[key]
-        build = _SECTIONS.get(key)
-        if build is not None:
-            done[key] = value = build(self._view)
-            return value
-        if key in _DERIVED:
-            done.update(derived_facts(self._view, instant_of(self._at)))
-            return done[key]
-        raise KeyError(key)
+            value = self._extra[key]
+        elif (build := _SECTIONS.get(key)) is not None:
+            value = build(self._view)
+        elif (compute := DERIVED.get(key)) is not None:
+            value = compute(self._view, self._at)
+        else:
+            raise KeyError(key)
+        self[key] = value
+        return value
 
-    def get(self, key: str, default: Any = None) -> Any:
+    def get(self, key: str, default: Any = None) -> Any:  # type: ignore[override]
         try:
             return self[key]
         except KeyError:
             return default
 
+    def __contains__(self, key: object) -> bool:
+        return key in self._extra or key in _SECTIONS or key in DERIVED
+
     def __iter__(self) -> Iterator[str]:
-        return iter(dict.fromkeys([*_SECTIONS, *_DERIVED, *self._extra]))
+        return iter(dict.fromkeys([*_SECTIONS, *DERIVED, *self._extra]))
 
     def __len__(self) -> int:
-        return len(list(iter(self)))
+        return len(dict.fromkeys([*_SECTIONS, *DERIVED, *self._extra]))
 
 
 def view_facts(view: CustomerView, at: int, extra: Mapping[str, Any] | None = None) -> Mapping[str, Any]:

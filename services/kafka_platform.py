@@ -309,8 +309,14 @@ class KafkaPlatform:
     async def contact_figures(self) -> dict[tuple[str, int, str, str], int]:
         return await self.store.contact_figures()
 
-    async def count_delivered(self, rule: str, version: int, channel: str) -> None:
-        await self.store.count_delivered(rule, version, channel)
+    async def count_delivered(self, rule: str, version: int, channel: str, trigger_id: str) -> bool:
+        return await self.store.count_delivered(rule, version, channel, trigger_id)
+
+    async def hold_lease(self, name: str, owner: str, seconds: float) -> bool:
+        return await self.store.hold_lease(name, owner, seconds)
+
+    async def release_lease(self, name: str, owner: str) -> None:
+        await self.store.release_lease(name, owner)
 
     async def delivery_cursor(self, name: str) -> str | None:
         return await self.store.delivery_cursor(name)

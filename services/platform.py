@@ -158,7 +158,13 @@ class Platform(Protocol):
     async def contact_figures(self) -> dict[tuple[str, int, str, str], int]:
         """Per-rule figures: (rule, version, channel or "", figure) -> count."""
 
-    async def count_delivered(self, rule: str, version: int, channel: str) -> None: ...
+    async def count_delivered(self, rule: str, version: int, channel: str, trigger_id: str) -> bool:
+        """Count a delivery once per trigger; whether this call counted it."""
+
+    async def hold_lease(self, name: str, owner: str, seconds: float) -> bool:
+        """Take or renew the named lease for ``owner``; whether it holds it now."""
+
+    async def release_lease(self, name: str, owner: str) -> None: ...
 
     async def delivery_cursor(self, name: str) -> str | None: ...
 
@@ -339,8 +345,14 @@ class EmbeddedPlatform:
     async def contact_figures(self) -> dict[tuple[str, int, str, str], int]:
         return await asyncio.to_thread(self.views.contact_figures)
 
-    async def count_delivered(self, rule: str, version: int, channel: str) -> None:
-        await asyncio.to_thread(self.views.count_delivered, rule, version, channel)
+    async def count_delivered(self, rule: str, version: int, channel: str, trigger_id: str) -> bool:
+        return await asyncio.to_thread(self.views.count_delivered, rule, version, channel, trigger_id)
+
+    async def hold_lease(self, name: str, owner: str, seconds: float) -> bool:
+        return True  # one process owns the embedded platform's data
+
+    async def release_lease(self, name: str, owner: str) -> None:
+        return None
 
     async def delivery_cursor(self, name: str) -> str | None:
         return await asyncio.to_thread(self.views.delivery_cursor, name)

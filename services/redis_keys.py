@@ -37,6 +37,8 @@ key                                value
 ``{prefix}:nbc-figures``           hash: ``rule|version|channel|figure`` -> count
 ``{prefix}:delivery-cursor:{name}``  string: a webhook dispatcher's position in its stream
 ``{prefix}:delivery-dead-letters``  hash: trigger id -> a delivery a webhook gave up on (JSON)
+``{prefix}:delivered``             set: trigger ids a channel system acknowledged
+``{prefix}:lease:{name}``          string: the process holding a lease (``webhooks``), expiring
 ``{prefix}:deadletters``           stream: one entry per record the worker could not decode
                                    or fold, field ``record`` = JSON ``{"topic", "partition",
                                    "offset", "event_id", "reason"}`` (no payload: the raw
@@ -126,6 +128,15 @@ class RedisKeys:
 
     def delivery_cursor(self, name: str) -> str:
         return f"{self.prefix}:delivery-cursor:{name}"
+
+    @property
+    def delivered(self) -> str:
+        """Set: trigger ids a channel system acknowledged (the delivered figure counts each once)."""
+        return f"{self.prefix}:delivered"
+
+    def lease(self, name: str) -> str:
+        """String: the process holding the named lease (``webhooks``), with its expiry."""
+        return f"{self.prefix}:lease:{name}"
 
     @property
     def delivery_dead_letters(self) -> str:

@@ -76,6 +76,7 @@ local offset = tonumber(ARGV[1])
 if offset <= stored then return 0 end
 -- a batch folded from a known position applies only on top of that same position
 if ARGV[8] ~= '' and tonumber(ARGV[8]) ~= stored then return 0 end
+local TRIGGER_STREAM_MAX = '1000000'  -- trigger stream entries kept, approximately
 local ns, nd, nl = tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4])
 local nc, ndl, nt = tonumber(ARGV[5]), tonumber(ARGV[6]), tonumber(ARGV[7])
 local nzs, nzd, ntr, nst = tonumber(ARGV[9]), tonumber(ARGV[10]), tonumber(ARGV[11]), tonumber(ARGV[12])
@@ -107,11 +108,12 @@ a = a + 2 * nst
 -- the portfolio's RFM cells on this partition: field r:f:m:c customers, r:f:m:v revenue
 for i = 1, nrf do redis.call('HINCRBY', KEYS[9], ARGV[a + 2 * i - 1], ARGV[a + 2 * i]) end
 a = a + 2 * nrf
--- next best contact: the trigger feed (all channels, KEYS[10]; per channel, KEYS[12..17]) and the figures
+-- next best contact: the trigger feed (all channels, KEYS[10]; per channel, KEYS[12..17]; the
+-- latest million or so kept) and the figures
 for i = 1, ntg do
   local channel, doc = tonumber(ARGV[a + 2 * i - 1]), ARGV[a + 2 * i]
-  redis.call('XADD', KEYS[10], '*', 'record', doc)
-  redis.call('XADD', KEYS[11 + channel], '*', 'record', doc)
+  redis.call('XADD', KEYS[10], 'MAXLEN', '~', TRIGGER_STREAM_MAX, '*', 'record', doc)
+  redis.call('XADD', KEYS[11 + channel], 'MAXLEN', '~', TRIGGER_STREAM_MAX, '*', 'record', doc)
 end
 a = a + 2 * ntg
 for i = 1, nfg do redis.call('HINCRBY', KEYS[11], ARGV[a + 2 * i - 1], ARGV[a + 2 * i]) end
@@ -123,6 +125,25 @@ while true do
   if first[1] == nil or tonumber(first[1]) > offset then break end
   redis.call('ZREMRANGEBYRANK', KEYS[4], 0, 0)
 end
+return 1
+"""
+
+# A delivery counted once per trigger id.
+_COUNT_DELIVERED = """
+if redis.call('SADD', KEYS[1], ARGV[1]) == 0 then return 0 end
+redis.call('HINCRBY', KEYS[2], ARGV[2], 1)
+return 1
+"""
+
+# A lease: taken when free, renewed by its holder, never taken from a live holder.
+_LEASE = """
+local holder = redis.call('GET', KEYS[1])
+if holder and holder ~= ARGV[1] then return 0 end
+redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+return 1
+"""
+_RELEASE = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then redis.call('DEL', KEYS[1]) end
 return 1
 """
 
@@ -216,6 +237,9 @@ class RedisViewStore:
         self._acknowledge = self._writer.register_script(_ACKNOWLEDGE)
         self._claim = self._writer.register_script(_CLAIM)
         self._watermark = self._redis.register_script(_WATERMARK)
+        self._count_delivered = self._writer.register_script(_COUNT_DELIVERED)
+        self._lease = self._writer.register_script(_LEASE)
+        self._release = self._writer.register_script(_RELEASE)
 
     async def aclose(self) -> None:
         await self._redis.aclose()
@@ -415,8 +439,19 @@ class RedisViewStore:
             out[(rule, int(version), channel, figure)] = int(value)
         return out
 
-    async def count_delivered(self, rule: str, version: int, channel: str) -> None:
-        await self._call(self._writer.hincrby(self.keys.contact_figures, f"{rule}|{version}|{channel}|delivered", 1))
+    async def count_delivered(self, rule: str, version: int, channel: str, trigger_id: str) -> bool:
+        """Once per trigger (a set of delivered ids), atomically with the figure."""
+        counted = await self._call(self._count_delivered(
+            keys=[self.keys.delivered, self.keys.contact_figures],
+            args=[trigger_id, f"{rule}|{version}|{channel}|delivered"]))
+        return bool(counted)
+
+    async def hold_lease(self, name: str, owner: str, seconds: float) -> bool:
+        held = await self._call(self._lease(keys=[self.keys.lease(name)], args=[owner, int(seconds * 1000)]))
+        return bool(held)
+
+    async def release_lease(self, name: str, owner: str) -> None:
+        await self._call(self._release(keys=[self.keys.lease(name)], args=[owner]))
 
     async def delivery_cursor(self, name: str) -> str | None:
         value = await self._call(self._redis.get(self.keys.delivery_cursor(name)))

@@ -140,6 +140,8 @@ class Settings(BaseSettings):
     # the new one first); TOUCHSTREAM_WEBHOOK_SECRETS is a JSON list or comma-separated
     webhook_urls: dict[str, str] = {}  # channel -> URL, e.g. {"call": "https://dialer.example/touchstream"}
     webhook_secrets: Annotated[tuple[SecretStr, ...], NoDecode] = ()
+    # one process delivers webhooks at a time: it holds this lease, renewed every third of it
+    webhook_lease_seconds: float = Field(default=15.0, gt=0)
     webhook_timeout_seconds: float = Field(default=10.0, gt=0)
     webhook_max_attempts: int = Field(default=8, ge=1)  # then the trigger is a delivery dead letter
     webhook_backoff_base_seconds: float = Field(default=1.0, gt=0)  # doubled per attempt, with jitter

@@ -277,11 +277,18 @@ class ViewStore(SQLiteTrackingRecorder):
             c.execute("SELECT rule, version, channel, figure, count FROM nbc_figures")
             return {(r[0], r[1], r[2], r[3]): r[4] for r in c.fetchall()}
 
-    def count_delivered(self, rule: str, version: int, channel: str) -> None:
-        """A channel system acknowledged a trigger (written by the webhook dispatcher)."""
+    def count_delivered(self, rule: str, version: int, channel: str, trigger_id: str) -> bool:
+        """A channel system acknowledged a trigger (the webhook dispatcher): counted once per
+        trigger, however often it was delivered. Whether this call counted it."""
         with self.datastore.transaction(commit=True) as c:
+            name = f"delivered:{trigger_id}"
+            c.execute("SELECT 1 FROM delivery_cursors WHERE name = ?", (name,))
+            if c.fetchone() is not None:
+                return False
+            c.execute("INSERT INTO delivery_cursors VALUES (?, 'delivered')", (name,))
             c.execute("INSERT INTO nbc_figures VALUES (?,?,?,'delivered',1) ON CONFLICT (rule, version, channel, "
                       "figure) DO UPDATE SET count=count+1", (rule, version, channel))
+            return True
 
     def delivery_cursor(self, name: str) -> str | None:
         with self.datastore.transaction(commit=False) as c:

@@ -16,7 +16,11 @@ clock tick. Decisions before ``--from`` only build the state (cooldowns, caps); 
   lost the arbitration to which;
 * the call centre's peak hour (calls that became actionable in one hour) and the busiest hours.
 
-The history is held in memory (a few hundred bytes per event).
+Every event is taken as arriving on time. Live, the engine decides in arrival order: a
+late event is decided late (its contact may have expired, a cooldown may have started
+with a later event), so live and backtest agree on a history that arrived in order and
+may differ on events that arrived late. The history is held in memory (a few hundred
+bytes per event).
 """
 
 from __future__ import annotations
@@ -74,6 +78,8 @@ def run_backtest(history: Iterable[tuple[str, Touchpoint]], engine: ContactEngin
                  lifecycle: LifecycleConfig | None, start: datetime, end: datetime) -> dict[str, Any]:
     """The report of ``engine`` over ``history`` ((customer id, touchpoint) pairs, any order)."""
     began = time.perf_counter()
+    # in event time: what the rules would have decided had nothing arrived late (live, a late
+    # event is decided late, and may be decided otherwise)
     events = sorted(history, key=lambda pair: (pair[1].occurred_at, pair[1].event_id))
     lo, hi = micros(start), micros(end)
     sink = BacktestSink(lo, hi)

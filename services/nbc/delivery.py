@@ -10,15 +10,19 @@ storage::
 
 (or ``Webhooks(settings, feed_for, ledger_for)`` with other storage).
 
-Run it in one process per deployment (the embedded platform; one elected process in the
-scale-out runtime): two processes on one ledger would deliver every trigger twice.
+One process delivers at a time: ``for_platform`` runs the dispatchers only while this
+process holds the platform's ``webhooks`` lease (the embedded platform's process always
+does; scale-out API replicas share one in Redis, renewed every third of its term, taken
+over by another replica when its holder stops renewing). A delivery in flight when a
+lease moves may be made twice: receivers dedupe on ``Touchstream-Delivery``, and the
+delivered figure counts each trigger once.
 """
 
 from __future__ import annotations
 
-import dataclasses
-
 import asyncio
+import dataclasses
+import uuid
 from collections.abc import Awaitable, Callable
 from typing import Any, Protocol
 
@@ -30,7 +34,7 @@ from services.nbc.delivery_ledger import DeliveryDeadLetter, DeliveryLedger
 from services.nbc.webhooks import ReadFeed, RetryPolicy, WebhookDispatcher
 from services.settings import Settings
 
-__all__ = ["TriggerSource", "DeliveryPlatform", "platform_feed", "PlatformLedger", "Webhooks"]
+__all__ = ["TriggerSource", "DeliveryPlatform", "platform_feed", "PlatformLedger", "Webhooks", "Lease"]
 
 log = structlog.get_logger("touchstream.webhooks")
 
@@ -63,9 +67,13 @@ class DeliveryPlatform(TriggerSource, Protocol):
 
     async def save_delivery_cursor(self, name: str, cursor: str) -> None: ...
 
-    async def count_delivered(self, rule: str, version: int, channel: str) -> None: ...
+    async def count_delivered(self, rule: str, version: int, channel: str, trigger_id: str) -> bool: ...
 
     async def store_delivery_dead_letter(self, letter: dict[str, Any]) -> None: ...
+
+    async def hold_lease(self, name: str, owner: str, seconds: float) -> bool: ...
+
+    async def release_lease(self, name: str, owner: str) -> None: ...
 
 
 class PlatformLedger:
@@ -88,8 +96,9 @@ class PlatformLedger:
     async def delivered(self, trigger: dict[str, Any]) -> None:
         rule = trigger.get("rule") or {}
         if isinstance(rule.get("id"), str) and isinstance(rule.get("version"), int):
-            await self.platform.count_delivered(rule["id"], rule["version"], self.channel)
-            figures.count_delivered(rule["id"], self.channel)
+            if await self.platform.count_delivered(rule["id"], rule["version"], self.channel,
+                                                   str(trigger.get("trigger_id"))):
+                figures.count_delivered(rule["id"], self.channel)
 
     async def dead_letter(self, letter: DeliveryDeadLetter) -> None:
         if self.store_dead_letter is not None:
@@ -98,10 +107,13 @@ class PlatformLedger:
 
 class Webhooks:
     def __init__(self, settings: Settings, feed_for: Callable[[str], ReadFeed],
-                 ledger_for: Callable[[str], DeliveryLedger], *, poll_seconds: float = 0.25):
+                 ledger_for: Callable[[str], DeliveryLedger], *, poll_seconds: float = 0.25,
+                 lease: Lease | None = None):
         self.settings, self.feed_for, self.ledger_for, self.poll_seconds = settings, feed_for, ledger_for, poll_seconds
         self.client: httpx.AsyncClient | None = None
         self.dispatchers: list[WebhookDispatcher] = []
+        self.lease = lease
+        self._holding: asyncio.Task[None] | None = None
 
     @classmethod
     def for_platform(cls, platform: DeliveryPlatform, *, poll_seconds: float = 0.25) -> Webhooks:
@@ -109,9 +121,34 @@ class Webhooks:
             await platform.store_delivery_dead_letter(dataclasses.asdict(letter))
 
         return cls(platform.settings, lambda channel: platform_feed(platform, channel),
-                   lambda channel: PlatformLedger(platform, channel, store), poll_seconds=poll_seconds)
+                   lambda channel: PlatformLedger(platform, channel, store), poll_seconds=poll_seconds,
+                   lease=Lease(platform, "webhooks", platform.settings.webhook_lease_seconds))
 
     async def start(self) -> None:
+        """Start delivering: at once without a lease, else whenever this process holds it."""
+        if not self.settings.webhook_urls:
+            return
+        if self.lease is None:
+            await self._start_dispatchers()
+        elif self._holding is None:
+            self._holding = asyncio.create_task(self._hold(), name="webhooks-lease")
+
+    async def _hold(self) -> None:
+        assert self.lease is not None
+        while True:
+            try:
+                held = await self.lease.hold()
+            except Exception as error:  # noqa: BLE001 - storage trouble: we cannot know, so stop delivering
+                log.warning("webhooks_lease_unavailable", error=type(error).__name__)
+                held = False
+            if held and self.client is None:
+                await self._start_dispatchers()
+            elif not held and self.client is not None:
+                log.warning("webhooks_lease_lost")
+                await self._stop_dispatchers()
+            await asyncio.sleep(self.lease.seconds / 3)
+
+    async def _start_dispatchers(self) -> None:
         """Start one dispatcher per configured channel (none configured: nothing runs)."""
         if not self.settings.webhook_urls or self.client is not None:
             return
@@ -126,8 +163,34 @@ class Webhooks:
         log.info("webhooks_started", channels=sorted(self.settings.webhook_urls), signing_secrets=len(secrets))
 
     async def stop(self) -> None:
+        if self._holding is not None:
+            self._holding.cancel()
+            await asyncio.gather(self._holding, return_exceptions=True)
+            self._holding = None
+        await self._stop_dispatchers()
+        if self.lease is not None:
+            try:
+                await self.lease.release()
+            except Exception as error:  # noqa: BLE001 - it expires by itself
+                log.warning("webhooks_lease_not_released", error=type(error).__name__)
+
+    async def _stop_dispatchers(self) -> None:
         await asyncio.gather(*(d.stop() for d in self.dispatchers))
         self.dispatchers = []
         if self.client is not None:
             await self.client.aclose()
             self.client = None
+
+
+class Lease:
+    """This process's claim on a named lease of the platform (one holder at a time)."""
+
+    def __init__(self, platform: DeliveryPlatform, name: str, seconds: float):
+        self.platform, self.name, self.seconds = platform, name, seconds
+        self.owner = uuid.uuid4().hex
+
+    async def hold(self) -> bool:
+        return await self.platform.hold_lease(self.name, self.owner, self.seconds)
+
+    async def release(self) -> None:
+        await self.platform.release_lease(self.name, self.owner)

@@ -52,11 +52,15 @@ def embedded_history(settings: Settings) -> list[tuple[str, Touchpoint]]:
 
 
 async def kafka_history(settings: Settings) -> list[tuple[str, Touchpoint]]:
+    import time
+
     from aiokafka import AIOKafkaConsumer, TopicPartition
 
+    from services.contracts.confluent import ConfluentRegistry, framed_schema_id
     from services.kafka.records import BadRecord, ReadTouchpoint, read_record
     from services.kafka.topics import TOUCHPOINTS_TOPIC
 
+    registry = ConfluentRegistry(settings.schema_registry_url) if settings.schema_registry_url else None
     consumer = AIOKafkaConsumer(bootstrap_servers=settings.kafka_bootstrap, enable_auto_commit=False, group_id=None,
                                 auto_offset_reset="earliest", fetch_max_wait_ms=10)
     await consumer.start()
@@ -65,22 +69,33 @@ async def kafka_history(settings: Settings) -> list[tuple[str, Touchpoint]]:
         partitions = [TopicPartition(TOUCHPOINTS_TOPIC, p)
                       for p in sorted(consumer.partitions_for_topic(TOUCHPOINTS_TOPIC) or ())]
         consumer.assign(partitions)
-        ends: dict[Any, int] = await consumer.end_offsets(partitions)
-        await consumer.seek_to_beginning(*partitions)
-        remaining = {tp for tp in partitions if ends[tp] > 0}
-        while remaining:
-            batches = await consumer.getmany(*remaining, timeout_ms=1000, max_records=5000)
-            for tp, records in batches.items():
+        for tp in partitions:
+            consumer.seek(tp, 0)
+        # The end of each partition is the high watermark fetch responses carry (Tansu
+        # answers ListOffsets(latest) with the last batch's base offset), as the replay reads it.
+        ended: set[Any] = set()
+        last_progress = time.monotonic()
+        while len(ended) < len(partitions):
+            polled = await consumer.getmany(timeout_ms=200, max_records=10_000)
+            for records in polled.values():
+                last_progress = time.monotonic()
+                if registry is not None:
+                    await registry.learn({i for r in records if (i := framed_schema_id(r.value)) is not None})
                 for record in records:
                     try:
                         read = read_record(record.value, record.key, record.headers)
                     except BadRecord:
                         continue  # a dead letter for the worker too
                     if isinstance(read, ReadTouchpoint):
-                        out.append((read.customer_id,
-                                    settled(read.event, read.customer_id, read.conflicts).folded))
-                if records and records[-1].offset >= ends[tp] - 1:
-                    remaining.discard(tp)
+                        out.append((read.customer_id, settled(read.event, read.customer_id, read.conflicts).folded))
+            for tp in partitions:
+                high = consumer.highwater(tp)
+                if tp not in ended and high is not None and await consumer.position(tp) >= high:
+                    ended.add(tp)
+            if time.monotonic() - last_progress > 30:
+                raise TimeoutError(f"no progress reading {TOUCHPOINTS_TOPIC} for 30 s")
     finally:
         await consumer.stop()
+        if registry is not None:
+            await registry.aclose()
     return out

@@ -15,7 +15,7 @@ import pytest
 
 from services.bench.server import free_port
 from services.nbc.signing import ReplayCache, SignatureError, verify
-from tests.support.api import Api, consent, iso, purchase, touchpoint, unique, wait_until
+from tests.support.api import Api, consent, purchase, touchpoint, unique, wait_until
 
 pytestmark = pytest.mark.e2e
 
@@ -112,6 +112,3 @@ def test_a_call_back_is_delivered_signed_streamed_and_a_refused_one_is_a_dead_le
     assert data["trigger_id"] == callback["trigger_id"]
     assert any(line.startswith("id: ") for line in lines)
 
-
-def _unused(_: Api) -> str:
-    return iso(datetime.now(UTC))

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
+
 from pathlib import Path
 from typing import Any
 
@@ -10,10 +10,10 @@ import pytest
 
 from projections.nbc_engine import Collector, ContactEngine, fold_event, fold_tick, next_due, trigger_id
 from projections.nbc_rules import compile_rules
-from projections.touchpoints import CustomerRef, Touchpoint
-from projections.view import CustomerView, initial_view, micros
+from projections.touchpoints import Touchpoint
+from projections.view import initial_view, micros
 from projections.view_document import from_state, to_state
-from tests.support.touchpoints import at, call, case, consent, purchase, survey, web_form
+from tests.support.touchpoints import at, call, case, consent, purchase, survey, visit, web_form
 
 # T0 is Monday 2026-03-02 09:00 UTC (10:00 in Paris)
 
@@ -269,5 +269,66 @@ def test_ticks_change_nothing_when_no_timer_is_due(hours: float) -> None:
     assert run.view.contact == before.contact
 
 
-def _unused(_: CustomerView, __: CustomerRef, ___: timedelta) -> None:
-    return None
+
+# -- found in review ----------------------------------------------------------------------------
+def test_a_contact_answering_a_trigger_on_another_channel_leaves_the_trigger_in_its_channel_s_cap() -> None:
+    r = Run(engine(rule(constraints={"consent": "not_required", "caps": {"per_channel": {"window": "7d", "max": 1}}})))
+    r.event(web_form("w1", at(0)))
+    first = r.sink.triggers[0].trigger_id
+    r.event(purchase("p1", at(0, 3), trigger_id=first))  # a web purchase naming the call trigger
+    r.event(web_form("w3", at(0, 4)))
+    assert r.fired == [("r", "call")] and r.reasons == [("r", "cap_per_channel")]
+
+
+def test_a_deferred_escalation_lapses_when_the_case_is_resolved_meanwhile() -> None:
+    r = Run(engine(rule(when={"case_past_sla": {"sla": {"medium": "2h"}}},
+                        constraints={"consent": "not_required",
+                                     "quiet_hours": {"start": "21:00", "end": "08:00", "mode": "defer"}})))
+    r.event(case("c1", "case-1", "opened", at(0, 10)))  # 20:00 Paris: SLA passes at 22:00, in quiet hours
+    r.tick(0, 13)
+    assert [t.kind for t in r.view.contact.timers] == ["deferred"]
+    r.event(case("c2", "case-1", "resolved", at(0, 14)))
+    r.tick(1, 0)
+    assert r.fired == [] and r.view.contact.timers == () and r.view.contact.escalated == frozenset()
+
+
+def test_an_event_stamped_ahead_does_not_make_later_contacts_expire() -> None:
+    r = Run(engine(rule(what={"channel": "call", "action": "call_back", "priority": 50, "expected_value": 10,
+                              "valid_for": "1 business hour"})))
+    r.tick(0, 0)
+    r.event(visit("v1", at(0, 3)))  # a device three hours fast
+    r.event(web_form("w1", at(0, 0.25)))
+    assert r.fired == [("r", "call")]
+
+
+def test_quiet_hours_are_judged_when_a_late_contact_would_be_issued() -> None:
+    r = Run(engine(rule(what={"channel": "sms", "action": "promo", "priority": 50, "expected_value": 10,
+                              "valid_for": "2d"},
+                        constraints={"consent": "not_required",
+                                     "quiet_hours": {"start": "21:00", "end": "08:00", "mode": "defer"}})))
+    r.tick(0, 13)  # the platform's time: 23:00 in Paris
+    r.event(web_form("w1", at(0, 3)))  # the form filled at 13:00 arrives now
+    assert r.fired == []
+    assert [(t.kind, t.due) for t in r.view.contact.timers] == [("deferred", micros(at(1, -2)))]  # 08:00 Paris
+    r.tick(1, -2)
+    [t] = r.sink.triggers
+    assert t.at == micros(at(1, -2))
+
+
+def test_a_purchase_naming_a_trigger_after_the_attribution_window_is_reached_not_converted() -> None:
+    r = Run(engine(rule())).event(web_form("w1", at(0)))
+    r.event(purchase("p1", at(40), trigger_id=r.sink.triggers[0].trigger_id))
+    assert [o.outcome for o in r.sink.outcomes] == ["reached"]
+
+
+def test_a_stage_deadline_passed_before_an_event_is_decided_without_the_event_whoever_comes_first() -> None:
+    eng = engine(rule(when={"lifecycle": {"from": ["new"]}}, who={"fact": "purchases.count", "eq": 1},
+                      what={"channel": "email", "action": "x", "priority": 1, "expected_value": 1, "valid_for": "30d"}))
+    deadline = Run(eng).event(purchase("p1", at(0))).view.lifecycle.deadline
+    assert deadline is not None
+    days = (deadline - micros(at(0))) / 86_400e6
+    late = purchase("p2", at(days + 1))
+    event_first = Run(eng).event(purchase("p1", at(0))).tick(days - 1).event(late)
+    tick_first = Run(eng).event(purchase("p1", at(0))).tick(days + 0.5).event(late)
+    assert [t.trigger_id for t in event_first.sink.triggers] == [t.trigger_id for t in tick_first.sink.triggers]
+    assert len(event_first.sink.triggers) == 1
