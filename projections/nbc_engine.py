@@ -460,6 +460,8 @@ class ContactEngine:
             what = c.rule.what
             tid = trigger_id(cid, c.rule.id, c.rule.version, c.key)
             read = tuple(c.rule.who.explain(j.facts).read) + c.where
+            if what.channel == "preferred":  # the channel was chosen from a fact: show it
+                read += (("preferred_channel", j.facts.get("preferred_channel")),)
             winners[j.channel] = Fired(tid, cid, c.rule.id, c.rule.version, c.rule.purpose, j.channel, what.action,
                                        what.script, what.offer, what.priority, what.expected_value, j.score, c.at,
                                        j.valid_until, now, c.cause,

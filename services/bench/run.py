@@ -85,6 +85,9 @@ def _spine(scale: Scale, base: Path) -> dict[str, Any]:
     from services.bench.value import refit_customers, rfm_overhead
 
     results["value"] = {"rfm_overhead": rfm_overhead(base / "log-small"), "refit": refit_customers(large_events)}
+    from services.bench.nbc import run_nbc_bench
+
+    results["nbc"] = run_nbc_bench(events=large_events // 5, customers=large_customers // 10)
     baseline = results["baseline_naive_load_modify_save"]["events_per_second"]
     small, large = results["log_small"]["fold"], results["log_large"]["fold"]
     results["ratios"] = {
@@ -139,6 +142,18 @@ def _print_spine(r: dict[str, Any], console: Console) -> None:
              f"{lc['tick_none_due']['customers']:,} deadlines", "≤ 10 ms (1M customers)"),
             ("lifecycle: per due customer", f"{lc['per_due_customer']['us_pure_per_customer']} µs pure, "
              f"{lc['per_due_customer']['us_runner_per_customer']} µs with load and commit", "≤ 20 µs"),
+        ]
+    if "nbc" in r:
+        n = r["nbc"]
+        o, b = n["rules_overhead"], n["backtest"]
+        rows += [
+            ("next best contact: rule evaluation, 100 rules", f"+{o['hundred_rules']['us_added_per_event']} µs/event "
+             f"({o['hundred_rules']['us_per_event']} vs {o['us_per_event_without']} µs; "
+             f"{o['hundred_rules']['triggers']:,} triggers)", "≤ +50 µs/event"),
+            ("next best contact: rule evaluation, default rules", f"+{o['default_rules']['us_added_per_event']} µs/event "
+             f"({o['default_rules']['triggers']:,} triggers over {o['events']:,} events)", "—"),
+            ("next best contact: backtest", f"{b['events_per_second']:,} ev/s (the fold alone: "
+             f"{b['fold_alone_events_per_second']:,} ev/s)", "≥ 20,000 ev/s"),
         ]
     table = Table(title=f"Touchstream bench ({r['scale']}, {r['date']}, {r['machine']['cpus']} CPUs)")
     for column in ("figure", "measured", "goal"):
