@@ -413,13 +413,14 @@ class ContactEngine:
             if blocker is not None:
                 stop(c, "suppression", blocker.id)
                 continue
-            zone = self._zone_of(facts)
-            local = instant_of(c.at).astimezone(zone)
             quiet = c.rule.constraints.quiet_hours
+            if quiet is not None or c.rule.what.valid_for.span is None:
+                zone = self._zone_of(facts)
+                local = instant_of(c.at).astimezone(zone)
             # quiet hours are judged when the contact would be issued: a candidate decided late
             # (a late event, a delayed tick) is issued now, not at its instant
-            issuing = local if c.at >= now else instant_of(now).astimezone(zone)
-            if quiet is not None and not c.deferred and quiet.contains(issuing.time()):
+            if quiet is not None and not c.deferred and quiet.contains(
+                    (issuing := local if c.at >= now else instant_of(now).astimezone(zone)).time()):
                 if quiet.mode == "drop":
                     stop(c, "quiet_hours", "dropped")
                     continue
@@ -427,7 +428,9 @@ class ContactEngine:
                 bisect.insort(timers, Timer(resume, c.rule.id, c.key, "deferred", c.cause["kind"],
                                             str(c.cause.get("id", "")), c.at))
                 continue  # deferred: decided again when the quiet hours end
-            valid_until = micros(due_at(local, c.rule.what.valid_for, self.rules.business_hours))
+            valid_for = c.rule.what.valid_for
+            valid_until = c.at + _span_us(valid_for) if valid_for.span is not None else micros(
+                due_at(local, valid_for, self.rules.business_hours))
             if valid_until <= now:
                 stop(c, "expired", _iso(valid_until))
                 continue
@@ -495,6 +498,8 @@ class ContactEngine:
 
     def _due(self, view: CustomerView, at: int, duration: Any) -> int:
         """``at`` plus ``duration`` (business time in the customer's zone)."""
+        if duration.span is not None:  # calendar time: no zone needed
+            return at + _span_us(duration)
         profile = dict(view.profile).get("timezone")
         zone = (_zone(profile.value) if profile is not None else None) or _zone(self.rules.timezone) or ZoneInfo("UTC")
         return micros(due_at(instant_of(at).astimezone(zone), duration, self.rules.business_hours))
@@ -514,6 +519,7 @@ def _removed(timer: Timer) -> Any:
     return _RemovedRule(timer.rule)
 
 
+@lru_cache(maxsize=1024)
 def _span_us(duration: Any) -> int:
     return duration.span // _ONE_US
 
