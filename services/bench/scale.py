@@ -38,12 +38,17 @@ def _fold(directory: str, out: Any) -> None:
     from services.eventlog import TouchpointLog
     from services.gc_tuning import tune_gc
     from services.runner import ProjectionRunner
+    from services.settings import Settings
     from services.viewstore import ViewStore
 
     tune_gc()
     log = TouchpointLog(Path(directory) / "log.sqlite")
     store = ViewStore(Path(directory) / "views.sqlite")
-    runner = ProjectionRunner(log, store, batch=2000)
+    settings = Settings(data_dir=Path(directory))
+    # folded as the platform folds (stages, RFM cells, the default rules), so the replay
+    # that follows compares like with like
+    runner = ProjectionRunner(log, store, batch=2000, lifecycle=settings.lifecycle(), currency=settings.value_currency,
+                              engine=settings.contact_engine())
     started = time.perf_counter()
     runner.catch_up()
     seconds = time.perf_counter() - started
