@@ -91,14 +91,14 @@ _SECTIONS: dict[str, Callable[[CustomerView], Any]] = {
 }
 
 
-class _Facts(dict):  # type: ignore[type-arg]
+class _Facts(_Lazy):
     """A dict (predicates' lookups test for one first) whose sections are built on first read."""
 
-    __slots__ = ("_view", "_at", "_extra")
+    __slots__ = ("_at", "_extra")
 
     def __init__(self, view: CustomerView, at: int, extra: Mapping[str, Any]):
-        super().__init__()
-        self._view, self._at, self._extra = view, at, extra
+        super().__init__(view, {}, _SECTIONS)
+        self._at, self._extra = at, extra
 
     def __missing__(self, key: str) -> Any:
         if key in self._extra:
@@ -111,12 +111,6 @@ class _Facts(dict):  # type: ignore[type-arg]
             raise KeyError(key)
         self[key] = value
         return value
-
-    def get(self, key: str, default: Any = None) -> Any:  # type: ignore[override]
-        try:
-            return self[key]
-        except KeyError:
-            return default
 
     def __contains__(self, key: object) -> bool:
         return key in self._extra or key in _SECTIONS or key in DERIVED

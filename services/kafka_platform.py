@@ -31,6 +31,7 @@ from __future__ import annotations
 import asyncio
 import re
 import time
+from collections.abc import Awaitable, Callable
 from datetime import datetime
 from typing import Any
 
@@ -254,57 +255,20 @@ class KafkaPlatform:
         return max(positions)
 
     async def transitions(self, after: str | None, limit: int, customer_id: str | None) -> TransitionPage:
-        cursor = None
-        if after:
-            parts = cursor_in(after)
-            if len(parts) != 1 or not _STREAM_ID.fullmatch(parts[0]):
-                raise ValueError("not a cursor this API returned")
-            cursor = parts[0]
-        page: list[dict[str, Any]] = []
-        scanned = 0
-        while len(page) < limit and scanned < STREAM_SCAN_LIMIT:
-            entries = await self.store.transitions(after=cursor, count=max(limit, 500) if customer_id else limit)
-            if not entries:
-                break
-            scanned += len(entries)
-            for entry_id, record in entries:
-                cursor = entry_id
-                document = orjson.loads(record)
-                if customer_id is None or document["customer_id"] == customer_id:
-                    page.append(document)
-                    if len(page) == limit:
-                        break
-        return TransitionPage(page, cursor_out(cursor) if cursor else after)
+        async def read(cursor: str | None, count: int) -> list[tuple[str, bytes]]:
+            return await self.store.transitions(after=cursor, count=count)
+
+        page, cursor = await _stream_page(read, after, limit, customer_id)
+        return TransitionPage(page, cursor)
 
     async def triggers(self, after: str | None, limit: int, channel: str | None,
                        customer_id: str | None) -> TriggerPage:
-        """From the channel's trigger stream (or the all-channel one); a customer filter
-        scans at most ``STREAM_SCAN_LIMIT`` entries per call, the cursor moving past them."""
-        cursor = None
-        if after:
-            parts = cursor_in(after)
-            if len(parts) != 1 or not _STREAM_ID.fullmatch(parts[0]):
-                raise ValueError("not a cursor this API returned")
-            cursor = parts[0]
-        page: list[dict[str, Any]] = []
-        scanned = 0
-        while len(page) < limit and scanned < STREAM_SCAN_LIMIT:
-            entries = await self.store.triggers(channel=channel, after=cursor,
-                                                count=max(limit, 500) if customer_id else limit)
-            if not entries:
-                break
-            scanned += len(entries)
-            for entry_id, record in entries:
-                document = orjson.loads(record)
-                if customer_id is None or document["customer_id"] == customer_id:
-                    if len(page) == limit:
-                        break
-                    page.append(document)
-                cursor = entry_id
-            else:
-                continue
-            break
-        return TriggerPage(page, cursor_out(cursor) if cursor else after)
+        """From the channel's trigger stream (or the all-channel one)."""
+        async def read(cursor: str | None, count: int) -> list[tuple[str, bytes]]:
+            return await self.store.triggers(channel=channel, after=cursor, count=count)
+
+        page, cursor = await _stream_page(read, after, limit, customer_id)
+        return TriggerPage(page, cursor)
 
     async def contact_figures(self) -> dict[tuple[str, int, str, str], int]:
         return await self.store.contact_figures()
@@ -370,3 +334,34 @@ class KafkaPlatform:
         metrics.LOG_POSITION.set(head)
         metrics.PROJECTION_POSITION.set(mark)
         metrics.PROJECTION_LAG_EVENTS.set(max(0, head - mark))
+
+
+async def _stream_page(read: Callable[[str | None, int], Awaitable[list[tuple[str, bytes]]]], after: str | None,
+                       limit: int, customer_id: str | None) -> tuple[list[dict[str, Any]], str | None]:
+    """A page of a Redis stream feed after the API cursor ``after``: the documents (one
+    customer's, when given) and the cursor past the last entry read. A customer filter
+    scans at most ``STREAM_SCAN_LIMIT`` entries per call, the cursor moving past them."""
+    cursor = None
+    if after:
+        parts = cursor_in(after)
+        if len(parts) != 1 or not _STREAM_ID.fullmatch(parts[0]):
+            raise ValueError("not a cursor this API returned")
+        cursor = parts[0]
+    page: list[dict[str, Any]] = []
+    scanned = 0
+    while len(page) < limit and scanned < STREAM_SCAN_LIMIT:
+        entries = await read(cursor, max(limit, 500) if customer_id else limit)
+        if not entries:
+            break
+        scanned += len(entries)
+        for entry_id, record in entries:
+            document = orjson.loads(record)
+            if customer_id is None or document["customer_id"] == customer_id:
+                if len(page) == limit:
+                    break
+                page.append(document)
+            cursor = entry_id
+        else:
+            continue
+        break
+    return page, cursor_out(cursor) if cursor else after

@@ -201,6 +201,17 @@ def cursor_in(cursor: str) -> list[str]:
         raise ValueError("not a cursor this API returned") from None
 
 
+def feed_position(after: str | None) -> int:
+    """The SQLite feed row an API cursor names (0: from the start); ValueError for a
+    cursor this API did not give."""
+    if not after:
+        return 0
+    parts = cursor_in(after)
+    if len(parts) != 1 or not parts[0].isdigit():
+        raise ValueError("not a cursor this API returned")
+    return int(parts[0])
+
+
 class EmbeddedPlatform:
     runtime = "embedded"
 
@@ -303,12 +314,7 @@ class EmbeddedPlatform:
         return position
 
     async def transitions(self, after: str | None, limit: int, customer_id: str | None) -> TransitionPage:
-        start = 0
-        if after:
-            parts = cursor_in(after)
-            if len(parts) != 1 or not parts[0].isdigit():
-                raise ValueError("not a cursor this API returned")
-            start = int(parts[0])
+        start = feed_position(after)
         rows = await asyncio.to_thread(self.views.transitions, after=start, limit=limit, customer_id=customer_id)
         page = [transition_row_document(r) for r in rows]
         return TransitionPage(page, cursor_out(rows[-1]["feed"]) if rows else after)
@@ -332,12 +338,7 @@ class EmbeddedPlatform:
 
     async def triggers(self, after: str | None, limit: int, channel: str | None,
                        customer_id: str | None) -> TriggerPage:
-        start = 0
-        if after:
-            parts = cursor_in(after)
-            if len(parts) != 1 or not parts[0].isdigit():
-                raise ValueError("not a cursor this API returned")
-            start = int(parts[0])
+        start = feed_position(after)
         rows = await asyncio.to_thread(self.views.triggers, after=start, limit=limit, channel=channel,
                                        customer_id=customer_id)
         return TriggerPage([orjson.loads(doc) for _, doc in rows], cursor_out(rows[-1][0]) if rows else after)
