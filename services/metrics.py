@@ -38,6 +38,7 @@ __all__ = [
     "LIFECYCLE_CUSTOMERS",
     "LIFECYCLE_TRANSITIONS",
     "LIFECYCLE_TICK_DUE",
+    "SEGMENT_CUSTOMERS",
     "child",
 ]
 
@@ -169,4 +170,9 @@ VALUE_REFITS = Counter(
 )
 VALUE_MODEL_CUSTOMERS = Gauge(
     "touchstream_value_model_customers", "Customers with a purchase the current purchase model was fitted on."
+)
+
+# -- customer segments ---------------------------------------------------------------------
+SEGMENT_CUSTOMERS = Gauge(
+    "touchstream_segment_customers", "Members of each customer segment (refreshed when scraped).", ["segment"]
 )

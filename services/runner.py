@@ -25,6 +25,7 @@ from projections.codec import format_instant, from_dict, instant
 from projections.identity import identifiers_of, resolve
 from projections.lifecycle import DEFAULT as LIFECYCLE_DEFAULT
 from projections.lifecycle import LifecycleConfig
+from projections.segments import SegmentSet
 from projections.touchpoints import Touchpoint
 from projections.view import evolve, initial_view, micros, tick
 from projections.view_document import to_state
@@ -53,7 +54,7 @@ def _decode(record: LoggedTouchpoint) -> Touchpoint | Tick:
 
 def fold_batch(records: list[LoggedTouchpoint], store: ViewStore, cache: ViewCache, *, clock: int | None = None,
                lifecycle: LifecycleConfig | None = LIFECYCLE_DEFAULT, tick_limit: int = 10_000,
-               currency: str | None = "EUR") -> ViewChanges:
+               currency: str | None = "EUR", segments: SegmentSet | None = None) -> ViewChanges:
     """Fold a batch of log records into the changes to commit (no writes, no metrics here:
     a failed commit is retried, and must not count twice). ``clock``: the latest clock
     tick folded before the batch."""
@@ -101,6 +102,8 @@ def fold_batch(records: list[LoggedTouchpoint], store: ViewStore, cache: ViewCac
     changes.deadlines = ledger.deadlines(views)
     if currency is not None:  # None: the portfolio's RFM cells are not kept (benchmark baseline)
         changes.rfm = ledger.rfm_changes(views, currency)
+    if segments is not None:  # None: segments are not kept (benchmark baseline)
+        changes.segments = ledger.segment_changes(views, segments)
     return changes
 
 
@@ -179,9 +182,10 @@ class ProjectionRunner:
     def __init__(self, log_: TouchpointLog, store: ViewStore, *, batch: int = 2000, cache: int = 50_000,
                  until: int | None = None, linger: float = 0.005,
                  lifecycle: LifecycleConfig | None = LIFECYCLE_DEFAULT, tick_limit: int = 10_000,
-                 currency: str | None = "EUR"):
+                 currency: str | None = "EUR", segments: SegmentSet | None = None):
         self.log, self.store, self.batch, self.until = log_, store, batch, until
         self.lifecycle, self.tick_limit, self.currency = lifecycle, tick_limit, currency
+        self.segments = segments
         self.clock = store.clock()
         self.linger = linger
         self.cache = ViewCache(store, cache)
@@ -206,7 +210,8 @@ class ProjectionRunner:
             return 0
         started = time.perf_counter()
         changes = fold_batch(records, self.store, self.cache, clock=self.clock, lifecycle=self.lifecycle,
-                             tick_limit=self.tick_limit, currency=self.currency)
+                             tick_limit=self.tick_limit, currency=self.currency,
+                             segments=self.segments)
         self.store.commit(changes)
         self.cache.keep(changes.views)
         self.clock = changes.clock

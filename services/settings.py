@@ -38,6 +38,10 @@ class FormSettings(BaseModel):
     honeypot_field: str = "_hp"
 
 
+SEGMENTS_FILE = Path(__file__).resolve().parents[1] / "rules" / "segments.yaml"
+"""The default segments shipped with Touchstream."""
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="TOUCHSTREAM_", frozen=True, extra="ignore")
 
@@ -119,6 +123,10 @@ class Settings(BaseSettings):
     value_retention_rate: float = Field(default=0.8, ge=0, le=1)
     value_discount_rate: float = Field(default=0.1, gt=-1)
     value_horizon_years: int = Field(default=5, ge=1, le=100)
+    # customer segments (docs/VALUE.md): the definitions file; changing a definition
+    # re-evaluates its membership over every view (embedded: at start; scale-out:
+    # `touchstream segments rebuild`)
+    segments_file: Path = SEGMENTS_FILE
 
     def lifecycle(self) -> LifecycleConfig:
         return LifecycleConfig(

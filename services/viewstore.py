@@ -26,6 +26,8 @@ from eventsourcing.sqlite import SQLiteConnection, SQLiteConnectionPool, SQLiteD
 from projections.identity import Identifier
 from projections.lifecycle import Transition, transition_id
 from projections.rfm_cells import Cell, Change
+from projections.segments import Change as SegmentChange
+from services import segment_store
 
 __all__ = ["ViewChanges", "ViewStore", "TRACKING_NAME", "VIEW_FORMAT", "open_current"]
 
@@ -71,6 +73,7 @@ class ViewChanges:
     stages: dict[str, int] = field(default_factory=dict)  # customers per stage: the change
     deadlines: dict[str, int | None] = field(default_factory=dict)  # touched customers' next deadline
     rfm: dict[Cell, Change] = field(default_factory=dict)  # the portfolio's RFM cells: the change
+    segments: list[SegmentChange] = field(default_factory=list)  # segment entries and exits
 
 
 class ViewStore(SQLiteTrackingRecorder):
@@ -130,6 +133,7 @@ class ViewStore(SQLiteTrackingRecorder):
             "revenue INTEGER NOT NULL, PRIMARY KEY (r, f, m)) WITHOUT ROWID",
             # fitted models (services.value): written by the refit job, not by the runner
             "CREATE TABLE IF NOT EXISTS value_models (name TEXT PRIMARY KEY, body BLOB NOT NULL)",
+            *segment_store.TABLES,  # segment members, counts, entry/exit feed (services.segment_store)
         ]
 
     # -- writing -------------------------------------------------------------------------
@@ -145,6 +149,7 @@ class ViewStore(SQLiteTrackingRecorder):
             c.executemany("INSERT OR IGNORE INTO identity_conflicts VALUES (?,?,?,?)", changes.conflicts)
             c.executemany("INSERT OR IGNORE INTO dead_letters VALUES (?,?,?,?)", changes.dead_letters)
             self._commit_lifecycle(c, changes)
+            segment_store.commit(c, changes.segments, str(changes.position))
             self._insert_tracking(c, Tracking(TRACKING_NAME, changes.position))
 
     def _commit_lifecycle(self, c: Any, changes: ViewChanges) -> None:
