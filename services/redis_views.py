@@ -40,6 +40,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 from projections.identity import Identifier
 from projections.rfm_cells import Cell, Change
 from services.redis_keys import STREAM_FIELD, RedisKeys
+from services.redis_segments import SegmentWrites, segment_key
 
 __all__ = ["RedisViewStore", "ViewStoreUnavailable", "RedisKeys", "TimelineEntry", "PartitionBatch",
            "LifecycleWrites"]
@@ -60,6 +61,7 @@ class LifecycleWrites:
     stages: dict[str, int] = field(default_factory=dict)  # customers per stage: the change
     clock: int | None = None  # the latest clock tick folded on the partition
     rfm: dict[Cell, Change] = field(default_factory=dict)  # the portfolio's RFM cells: the change
+    segments: SegmentWrites = field(default_factory=SegmentWrites)  # segment members and entry/exit feed
 
 # ResponseError covers the refusals a healthy client can meet (MISCONF, NOREPLICAS, BUSY,
 # LOADING...): the call did not apply, retry later.
@@ -76,8 +78,8 @@ if ARGV[8] ~= '' and tonumber(ARGV[8]) ~= stored then return 0 end
 local ns, nd, nl = tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4])
 local nc, ndl, nt = tonumber(ARGV[5]), tonumber(ARGV[6]), tonumber(ARGV[7])
 local nzs, nzd, ntr, nst = tonumber(ARGV[9]), tonumber(ARGV[10]), tonumber(ARGV[11]), tonumber(ARGV[12])
-local nrf = tonumber(ARGV[14])
-local k, a = 9, 14
+local nrf, nsm, nsf = tonumber(ARGV[14]), tonumber(ARGV[15]), tonumber(ARGV[16])
+local k, a = 10, 16
 for i = 1, ns + nd do redis.call('SET', KEYS[k + i], ARGV[a + i]) end
 k, a = k + ns + nd, a + ns + nd
 for i = 1, nl do redis.call('SET', KEYS[k + i], ARGV[a + i], 'NX') end
@@ -103,6 +105,14 @@ for i = 1, nst do redis.call('HINCRBY', KEYS[7], ARGV[a + 2 * i - 1], ARGV[a + 2
 a = a + 2 * nst
 -- the portfolio's RFM cells on this partition: field r:f:m:c customers, r:f:m:v revenue
 for i = 1, nrf do redis.call('HINCRBY', KEYS[9], ARGV[a + 2 * i - 1], ARGV[a + 2 * i]) end
+a = a + 2 * nrf
+-- segments: a hash per segment (customer -> since; absent: not a member), the feed stream
+for i = 1, nsm do
+  local key, customer, since = KEYS[k + 2 * nt + i], ARGV[a + 2 * i - 1], ARGV[a + 2 * i]
+  if since == '' then redis.call('HDEL', key, customer) else redis.call('HSET', key, customer, since) end
+end
+a = a + 2 * nsm
+for i = 1, nsf do redis.call('XADD', KEYS[10], '*', 'record', ARGV[a + i]) end
 if ARGV[13] ~= '' then redis.call('SET', KEYS[8], ARGV[13]) end
 redis.call('SET', KEYS[1], ARGV[1])
 -- acknowledgements now folded no longer hold back read-your-writes
@@ -303,7 +313,8 @@ class RedisViewStore:
         lc = lifecycle or LifecycleWrites()
         keys = [self.keys.position(topic, partition), self.keys.conflicts, self.keys.deadletters,
                 self.keys.acks(topic, partition), self.keys.deadlines(topic, partition), self.keys.transitions,
-                self.keys.stages, self.keys.clock(topic, partition), self.keys.rfm(topic, partition)]
+                self.keys.stages, self.keys.clock(topic, partition), self.keys.rfm(topic, partition),
+                segment_key(self.keys.prefix, None)]
         keys += [self.keys.state(c) for c in states]
         keys += [self.keys.view(c) for c in documents]
         keys += [self.keys.identifier(k, v) for k, v, _ in links]
@@ -312,7 +323,7 @@ class RedisViewStore:
         args: list[Any] = [int(offset), len(states), len(documents), len(links), len(conflicts), len(dead_letters),
                            len(timeline), "" if base is None else int(base), len(due), len(gone),
                            len(lc.transitions), len(lc.stages), "" if lc.clock is None else int(lc.clock),
-                           2 * len(lc.rfm)]
+                           2 * len(lc.rfm), len(lc.segments.members), len(lc.segments.feed)]
         args += [*states.values(), *documents.values(), *(c for _, _, c in links), *conflicts, *dead_letters]
         for customer_id, at, event_id, document in timeline:
             keys += [self.keys.timeline(customer_id), self.keys.events(customer_id)]
@@ -325,6 +336,10 @@ class RedisViewStore:
             args += [stage, change]
         for (r, f, m), change in lc.rfm.items():
             args += [f"{r}:{f}:{m}:c", change.customers, f"{r}:{f}:{m}:v", change.revenue]
+        for segment, customer_id, since in lc.segments.members:  # keys after the timeline's
+            keys.append(segment_key(self.keys.prefix, segment))
+            args += [customer_id, "" if since is None else int(since)]
+        args += lc.segments.feed
         return keys, args
 
     # -- lifecycle -------------------------------------------------------------------------

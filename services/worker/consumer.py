@@ -40,7 +40,9 @@ from projections.view import CustomerView
 from services import metrics
 from services.contracts import default_registry
 from services.contracts.confluent import ConfluentRegistry, RegistryUnavailable, framed_schema_id
-from services.kafka.topics import CUSTOMER_VIEWS_TOPIC, DEAD_LETTERS_TOPIC, LIFECYCLE_TOPIC, TOUCHPOINTS_TOPIC
+from services.kafka.topics import CUSTOMER_VIEWS_TOPIC, DEAD_LETTERS_TOPIC, LIFECYCLE_TOPIC, SEGMENTS_TOPIC, TOUCHPOINTS_TOPIC
+from services.segments_file import load_segments
+from services.worker.segment_fold import segment_headers
 from services.redis_views import RedisViewStore, ViewStoreUnavailable
 from services.settings import Settings
 from services.worker.fold import Folded, decode, due_fetch_size, fold, transition_headers, view_event_headers
@@ -103,6 +105,7 @@ class ViewWorker:
         self.positions: dict[int, int] = {}
         self.clocks: dict[int, int | None] = {}  # per partition: the latest clock tick folded
         self.lifecycle = settings.lifecycle()
+        self.segments = load_segments(settings.segments_file)
         self.joined = False
         self.stalled: str | None = None  # why the last batch failed, until one succeeds
         self.folded = 0
@@ -259,7 +262,7 @@ class ViewWorker:
         folded = [fold(tp.topic, tp.partition, batches[tp][-1].offset, decoded[tp], stored, views,
                        base=self.positions.get(tp.partition), clock=self.clocks.get(tp.partition),
                        due_stored=due_stored, lifecycle=self.lifecycle, tick_limit=limit,
-                       currency=self.settings.value_currency)
+                       currency=self.settings.value_currency, segments=self.segments)
                   for tp in sorted(batches, key=lambda tp: tp.partition)]
         await self._publish(folded)
         for batch, applied in zip(folded, await self._commit(folded), strict=True):
@@ -290,9 +293,11 @@ class ViewWorker:
         dead = [record for b in batches for record in b.dead_records]
         moves = [(customer_id.encode(), value, transition_headers(transition_id))
                  for b in batches for customer_id, transition_id, value in b.transitions]
+        segment_moves = [(customer_id.encode(), value, segment_headers(change_id))
+                         for b in batches for customer_id, change_id, value in b.segment_events]
         async with asyncio.timeout(self.settings.kafka_request_timeout_ms / 1000):
             await asyncio.gather(self._send_all(CUSTOMER_VIEWS_TOPIC, views), self._send_all(DEAD_LETTERS_TOPIC, dead),
-                                 self._send_all(LIFECYCLE_TOPIC, moves))
+                                 self._send_all(LIFECYCLE_TOPIC, moves), self._send_all(SEGMENTS_TOPIC, segment_moves))
 
     async def _send_all(self, topic: str, messages: list[tuple[bytes | None, bytes | None, Any]]) -> None:
         """Send and wait for the acks, building one record batch per partition: the
@@ -399,6 +404,8 @@ def _count(batch: Folded) -> None:
             metrics.child(metrics.LIFECYCLE_TRANSITIONS, from_stage, to_stage).inc()
     if batch.visited:
         metrics.LIFECYCLE_TICK_DUE.inc(batch.visited)
+    if batch.segment_events:
+        metrics.child(metrics.DERIVED_EVENTS, SEGMENTS_TOPIC).inc(len(batch.segment_events))
     if batch.dead_records:
         metrics.child(metrics.DERIVED_EVENTS, DEAD_LETTERS_TOPIC).inc(len(batch.dead_records))
     now = micros_now()

@@ -23,6 +23,7 @@ import orjson
 from projections.identity import settled
 from projections.lifecycle import DEFAULT as LIFECYCLE_DEFAULT
 from projections.lifecycle import LifecycleConfig
+from projections.segments import SegmentSet
 from projections.view import CustomerView, evolve, initial_view, micros, tick
 from projections.view_document import from_state, to_document, to_state, transition_document
 from services.contracts import encode_record
@@ -30,6 +31,7 @@ from services.kafka.records import BadRecord, ReadTick, ReadTouchpoint, read_rec
 from services.batch_ledger import BatchLedger, due
 from services.redis_keys import conflict_record, dead_letter_record
 from services.redis_views import LifecycleWrites
+from services.worker.segment_fold import segment_writes
 
 __all__ = ["Record", "Decoded", "Folded", "decode", "fold", "due_fetch_size", "derived_id", "view_event_headers", "transition_headers"]
 
@@ -84,6 +86,7 @@ class Folded:
     stage_moves: list[tuple[str, str]] = field(default_factory=list)  # (from, to) of each transition, for metrics
     visited: int = 0  # customers the batch's ticks re-evaluated
     tick_failures: int = 0  # customers a tick could not move (their state did not load): left due
+    segment_events: list[tuple[str, str, bytes]] = field(default_factory=list)  # (customer, change id, Avro)
 
 
 def decode(records: Sequence[Record], partitions: int | None = None) -> Decoded:
@@ -102,7 +105,7 @@ def fold(topic: str, partition: int, offset: int, decoded: Decoded, stored: Mapp
          views: dict[str, CustomerView] | None = None, *, base: int | None = None,
          clock: int | None = None, due_stored: Mapping[tuple[int, str], list[tuple[str, int]]] | None = None,
          lifecycle: LifecycleConfig | None = LIFECYCLE_DEFAULT, tick_limit: int = 10_000,
-         currency: str = "EUR") -> Folded:
+         currency: str = "EUR", segments: SegmentSet | None = None) -> Folded:
     """Fold a decoded batch. ``stored`` holds the stored states (bytes) of the customers it
     names and of those its ticks may visit; ``views`` may hold views already folded
     earlier in the same poll (and is updated). ``clock``: the partition's latest tick
@@ -178,6 +181,9 @@ def fold(topic: str, partition: int, offset: int, decoded: Decoded, stored: Mapp
     out.lifecycle.stages = ledger.stage_changes(out.views)
     out.lifecycle.deadlines = ledger.deadlines(out.views)
     out.lifecycle.rfm = ledger.rfm_changes(out.views, currency)
+    if segments is not None:
+        out.lifecycle.segments, out.segment_events = segment_writes(ledger.segment_changes(out.views, segments), topic,
+                                                                    partition, out.view_offsets)
     return out
 
 
