@@ -233,6 +233,10 @@ from services.nbc.commands import rules_app  # noqa: E402 - next-best-contact ru
 
 app.add_typer(rules_app, name="rules")
 
+from services.segment_commands import segments_app  # noqa: E402 - customer segment files
+
+app.add_typer(segments_app, name="segments")
+
 
 if __name__ == "__main__":
     app()
