@@ -20,16 +20,16 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Iterable
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from decimal import Decimal
 from typing import Any, NamedTuple
 
 from projections.derived_facts import preferred_channel
-from projections.facts import FACTS, facts_of
+from projections.facts import FACTS
 from projections.nbc_rule_parts import fields, identifier, whole_number
 from projections.predicates import Predicate, compile_predicate
 from projections.rule_errors import Path, RuleError, RuleErrors, describe
-from projections.view_document import to_document
 from projections.view_state import CustomerView
 
 __all__ = ["Segment", "SegmentSet", "Change", "ENTERED", "EXITED", "TIMELESS_DERIVED", "compile_segments",
@@ -65,6 +65,11 @@ class Segment:
 @dataclass(frozen=True, slots=True)
 class SegmentSet:
     segments: tuple[Segment, ...] = ()
+    sections: frozenset[str] = field(init=False, default=frozenset())  # top-level facts the segments read
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "sections", frozenset(name.split(".", 1)[0] for s in self.segments
+                                                       for name in s.where.facts))
 
     @property
     def by_id(self) -> dict[str, Segment]:
@@ -154,18 +159,82 @@ def _only_timeless(data: Any, path: Path) -> None:
             _only_timeless(item, (*path, i))
 
 
-def segment_facts(view: CustomerView) -> dict[str, Any]:
-    """What a segment reads of a customer: the document's facts and the timeless derived ones."""
-    open_complaints = sum(1 for _, c in view.cases if c.is_open and c.category == "complaint")
-    return facts_of(to_document(view), {"open_complaints": open_complaints,
-                                        "preferred_channel": preferred_channel(view)})
+def segment_facts(view: CustomerView, sections: Iterable[str] | None = None) -> dict[str, Any]:
+    """What a segment reads of a customer: ``facts_of(to_document(view), timeless derived
+    facts)`` — only the top-level ``sections`` asked for (all when None), built straight
+    from the view: a document per customer twice a batch would cost more than the fold
+    (a property test checks every catalogued fact equals the document's)."""
+    wanted = _BUILDERS.keys() if sections is None else sections
+    return {name: _BUILDERS[name](view) for name in wanted if name in _BUILDERS}
+
+
+def _purchases(view: CustomerView) -> dict[str, Any]:
+    return {"count": view.purchases, "by_currency": {
+        k: {"count": c.count, "revenue": c.revenue, "margin": c.margin if c.margin_count else None,
+            "average_basket": (c.revenue / c.count).quantize(_CENT) + 0} for k, c in view.currencies}}
+
+
+def _service_cases(view: CustomerView) -> dict[str, Any]:
+    cases = [c for _, c in view.cases]
+    resolved = [(c.status_stamp[0] - c.opened_at) / 1e6 for c in cases if not c.is_open]
+    return {"open": sum(1 for c in cases if c.is_open), "resolved": len(resolved),
+            "mean_resolution_seconds": round(sum(resolved) / len(resolved), 3) if resolved else None}
+
+
+def _consent(view: CustomerView) -> dict[str, Any]:
+    out: dict[str, dict[str, str]] = {}
+    for (channel, purpose), c in view.consents:
+        out.setdefault(channel, {})[purpose] = c.status
+    return out
+
+
+def _lifecycle(view: CustomerView) -> dict[str, Any]:
+    lc = view.lifecycle
+    return {"stage": lc.stage, "rule": lc.rule, "transitions": lc.seq,
+            "typical_interval_days": None if lc.interval is None else round(lc.interval / 86_400e6, 3)}
+
+
+_CENT = Decimal("0.01")
+_BUILDERS: dict[str, Callable[[CustomerView], Any]] = {
+    "customer_id": lambda v: v.customer_id,
+    "touchpoints": lambda v: v.touchpoints,
+    "profile": lambda v: {k: a.value for k, a in v.profile},
+    "identity": lambda v: {"emails": sorted(v.emails), "phones": sorted(v.phones)},
+    "channels": lambda v: {k: {"count": s.count, "last_outcome": s.last_outcome} for k, s in v.channels},
+    "purchases": _purchases,
+    "service_cases": _service_cases,
+    "satisfaction": lambda v: {"csat": None if v.csat is None else v.csat.value,
+                               "nps": None if v.nps is None else v.nps.value},
+    "consent": _consent,
+    "lifecycle": _lifecycle,
+    "open_complaints": lambda v: sum(1 for _, c in v.cases if c.is_open and c.category == "complaint"),
+    "preferred_channel": preferred_channel,
+}
+
+
+# What each section is computed from: when these parts of a view are unchanged, so are
+# the facts (the fold keeps unchanged parts as the same objects, so comparing is cheap).
+_INPUTS: dict[str, Callable[[CustomerView], Any]] = {
+    "customer_id": lambda v: v.customer_id,
+    "touchpoints": lambda v: v.touchpoints,
+    "profile": lambda v: v.profile,
+    "identity": lambda v: (v.emails, v.phones),
+    "channels": lambda v: v.channels,
+    "purchases": lambda v: (v.purchases, v.currencies),
+    "service_cases": lambda v: v.cases,
+    "satisfaction": lambda v: (v.csat, v.nps),
+    "consent": lambda v: v.consents,
+    "lifecycle": lambda v: (v.lifecycle.stage, v.lifecycle.rule, v.lifecycle.seq, v.lifecycle.interval),
+    "open_complaints": lambda v: v.cases,
+    "preferred_channel": lambda v: (v.profile, v.channels),
+}
 
 
 def members_of(view: CustomerView | None, segments: SegmentSet) -> frozenset[str]:
     """The ids of the segments ``view`` is a member of (None: a customer not yet seen, in none)."""
     if view is None or not segments.segments:
         return frozenset()
-    facts = segment_facts(view)
+    facts = segment_facts(view, segments.sections)
     return frozenset(s.id for s in segments.segments if s.where.evaluate(facts))
 
 
@@ -176,14 +245,79 @@ def since_of(view: CustomerView) -> int | None:
     return max(instants) if instants else None
 
 
-def changes(moves: Iterable[tuple[CustomerView | None, CustomerView]], segments: SegmentSet) -> list[Change]:
+Memo = dict[str, tuple[tuple[Any, ...], frozenset[str]]]
+"""customer -> (a version of their view, the segments it is a member of): what a runner
+may keep between batches so that a view folded in one batch is not evaluated again as the
+next one's "before". ``version``: with one writer per customer, a view changes only by a
+new event (``touchpoints`` + 1) or by a tick moving its lifecycle (``evaluated`` moves
+forward), so this identifies the view's state without comparing it whole."""
+
+
+def version(view: CustomerView) -> tuple[Any, ...]:
+    lc = view.lifecycle
+    return (view.touchpoints, lc.evaluated, lc.deadline, lc.seq, lc.stage)
+
+
+def changes(moves: Iterable[tuple[CustomerView | None, CustomerView]], segments: SegmentSet,
+            memo: Memo | None = None) -> list[Change]:
     """Entries and exits of a batch: each touched customer's view before it (None: not
-    stored yet) and after it. Ordered by customer, then segment."""
+    stored yet) and after it. Ordered by customer, then segment.
+
+    Only segments whose inputs changed are evaluated (``_input_of``: the parts of the view
+    each fact is computed from): membership cannot change otherwise, and most touchpoints
+    change nothing a segment reads. ``memo`` (updated) spares evaluating a "before" view
+    that an earlier batch evaluated as its "after"."""
     out: list[Change] = []
-    versions = {s.id: s.version for s in segments.segments}
+    reads = [(s, tuple({_input_of(name) for name in s.where.facts})) for s in segments.segments]
+    everything, versions = list(segments.segments), {s.id: s.version for s in segments.segments}
     for before, after in sorted(moves, key=lambda move: move[1].customer_id):
-        was, now = members_of(before, segments), members_of(after, segments)
         cid = after.customer_id
-        out += [Change(cid, sid, versions[sid], ENTERED, since_of(after)) for sid in sorted(now - was)]
-        out += [Change(cid, sid, versions[sid], EXITED, since_of(after)) for sid in sorted(was - now)]
+        known = memo.get(cid) if memo is not None else None
+        held = known[1] if known is not None and before is not None and known[0] == version(before) else None
+        moved = [s for s, inputs in reads if before is None or any(read(before) != read(after) for read in inputs)]
+        if held is None and before is not None:  # kept in the memo: every segment's answer
+            held = _members(before, everything if memo is not None else moved)
+        was = held or frozenset()
+        now = (was - {s.id for s in moved}) | _members(after, moved)
+        if memo is not None:
+            memo[cid] = (version(after), now)
+        for sid in sorted(was ^ now):
+            out.append(Change(cid, sid, versions[sid], ENTERED if sid in now else EXITED,
+                              since_of(after)))
     return out
+
+
+def _facts(view: CustomerView, segments: list[Segment]) -> dict[str, Any]:
+    return segment_facts(view, {name.split(".", 1)[0] for s in segments for name in s.where.facts})
+
+
+def _members(view: CustomerView, segments: list[Segment]) -> frozenset[str]:
+    if not segments:
+        return frozenset()
+    facts = _facts(view, segments)
+    return frozenset(s.id for s in segments if s.where.evaluate(facts))
+
+
+def _input_of(name: str) -> Callable[[CustomerView], Any]:
+    section, _, rest = name.partition(".")
+    if section == "lifecycle":
+        return _LIFECYCLE_INPUTS[rest]
+    if section == "purchases":
+        return _PURCHASE_COUNT if rest == "count" else _CURRENCIES
+    return _INPUTS[section]
+
+
+def _PURCHASE_COUNT(v: CustomerView) -> Any:  # noqa: N802 - named like the constants beside it
+    return v.purchases
+
+
+def _CURRENCIES(v: CustomerView) -> Any:  # noqa: N802
+    return v.currencies
+
+
+_LIFECYCLE_INPUTS: dict[str, Callable[[CustomerView], Any]] = {
+    "stage": lambda v: v.lifecycle.stage,
+    "rule": lambda v: v.lifecycle.rule,
+    "transitions": lambda v: v.lifecycle.seq,
+    "typical_interval_days": lambda v: v.lifecycle.interval,
+}

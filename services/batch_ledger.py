@@ -20,7 +20,7 @@ import structlog
 from projections.lifecycle import Transition
 from projections.rfm_cells import Cell, Change, changes, rfm_figures
 from projections.segments import Change as SegmentChange
-from projections.segments import SegmentSet
+from projections.segments import Memo, SegmentSet
 from projections.segments import changes as segment_changes
 from projections.view import CustomerView
 
@@ -70,9 +70,10 @@ class BatchLedger:
         return changes((None if before is None else rfm_figures(before, currency), rfm_figures(views[cid], currency))
                        for cid, before in self._before.items())
 
-    def segment_changes(self, views: Mapping[str, CustomerView], segments: SegmentSet) -> list[SegmentChange]:
+    def segment_changes(self, views: Mapping[str, CustomerView], segments: SegmentSet,
+                        memo: Memo | None = None) -> list[SegmentChange]:
         """The batch's segment entries and exits (each touched customer before and after)."""
-        return segment_changes(((before, views[cid]) for cid, before in self._before.items()), segments)
+        return segment_changes(((before, views[cid]) for cid, before in self._before.items()), segments, memo)
 
 
 def due(at: int, stored: Iterable[tuple[str, int]], folded: Mapping[str, CustomerView], limit: int) -> list[str]:

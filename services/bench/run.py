@@ -123,7 +123,8 @@ def _print_spine(r: dict[str, Any], console: Console) -> None:
     if "value" in r:
         v = r["value"]
         rows += [
-            ("value: embedded fold with RFM cells vs without", f"{v['rfm_overhead']['us_per_event_with']} vs "
+            ("value: embedded fold with RFM cells + segments vs without", f"{v['rfm_overhead']['us_per_event_with']} "
+             f"(RFM only {v['rfm_overhead']['us_per_event_rfm_only']}) vs "
              f"{v['rfm_overhead']['us_per_event_without']} µs/event (+{v['rfm_overhead']['overhead_percent']}%)",
              "≤ +20%"),
             ("value: BG/NBD refit, purchases to parameters", f"{v['refit']['seconds']} s for "

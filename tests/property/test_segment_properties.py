@@ -4,11 +4,16 @@ views, whatever the arrival order, the batch size and the clock ticks in between
 from __future__ import annotations
 
 from datetime import timedelta
+from functools import reduce
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from projections.segments import ENTERED, EXITED, SegmentSet, compile_segments, members_of
+from projections.derived_facts import derived_facts, preferred_channel
+from projections.facts import FACTS, facts_of
+from projections.predicates import lookup
+from projections.segments import ENTERED, EXITED, SegmentSet, compile_segments, members_of, segment_facts
+from projections.view_document import to_document
 from projections.view import CustomerView, evolve, initial_view, micros
 from projections.view import tick as tick_view
 from services.batch_ledger import BatchLedger
@@ -29,9 +34,11 @@ SEGMENTS = SegmentSet(load_segments(SEGMENTS_FILE).segments + EXTRA.segments)
 CUSTOMERS = ("c-1", "c-2", "c-3")
 
 
-def fold(arrivals, batch: int) -> tuple[dict[str, CustomerView], set[tuple[str, str]]]:  # type: ignore[no-untyped-def]
+def fold(arrivals, batch: int, memo: bool = False) -> tuple[dict[str, CustomerView], set[tuple[str, str]]]:  # type: ignore[no-untyped-def]
     """Fold (customer, event-or-tick) arrivals in batches like a runner, keeping members
-    from each batch's entries and exits only."""
+    from each batch's entries and exits only (``memo``: remembering answers between
+    batches, as the embedded runner does)."""
+    kept: dict = {} if memo else None  # type: ignore[type-arg, assignment]
     views: dict[str, CustomerView] = {}
     members: set[tuple[str, str]] = set()
     clock = None
@@ -50,7 +57,7 @@ def fold(arrivals, batch: int) -> tuple[dict[str, CustomerView], set[tuple[str, 
             after = evolve(before or initial_view(customer), item, clock=clock)
             ledger.record(before, after)
             views[customer] = after
-        for change in ledger.segment_changes(views, SEGMENTS):
+        for change in ledger.segment_changes(views, SEGMENTS, kept):
             key = (change.segment, change.customer_id)
             if change.kind == ENTERED:
                 assert key not in members, f"{key} entered twice"
@@ -76,6 +83,38 @@ def test_members_kept_per_batch_equal_a_batch_evaluation_after_any_arrival_order
         arrivals.insert(random.randint(0, len(arrivals)), ("", micros(tp.T0 + timedelta(days=d))))
     views, members = fold(arrivals, batch)
     assert members == evaluated(views)
+    assert fold(arrivals, batch, memo=True)[1] == members
     if not tick_days:  # with no tick, the segments do not depend on the arrival order either
         in_order, _ = fold([(CUSTOMERS[i], e) for i, history in enumerate(histories) for e in history], 1000)
         assert evaluated(in_order) == evaluated(views)
+
+
+@settings(max_examples=200, deadline=None)
+@given(customer_histories())
+def test_the_facts_a_segment_reads_equal_the_documents_facts(events) -> None:  # type: ignore[no-untyped-def]
+    view = reduce(evolve, events, initial_view("c-1"))
+    expected = facts_of(to_document(view), {"open_complaints": derived_facts(view, tp.T0)["open_complaints"],
+                                            "preferred_channel": preferred_channel(view)})
+    built = segment_facts(view)
+    checked = 0
+    for name, fact in FACTS.facts.items():
+        if fact.source in ("document", "derived") and name.split(".")[0] in built:
+            for concrete in _instances(name, expected):
+                assert lookup(built, concrete) == lookup(expected, concrete), concrete
+                checked += 1
+    assert checked >= 15
+    for section in built:
+        assert section in expected
+
+
+def _instances(pattern: str, facts: dict) -> list[str]:  # type: ignore[type-arg]
+    """Every concrete name of a catalogued pattern present in ``facts`` (placeholders expanded)."""
+    names = [""]
+    for part in pattern.split("."):
+        grown = []
+        for prefix in names:
+            node = lookup(facts, prefix) if prefix else facts
+            keys = list(node) if part.startswith("<") and isinstance(node, dict) else [part]
+            grown += [f"{prefix}.{k}" if prefix else k for k in keys]
+        names = grown
+    return names
