@@ -268,13 +268,18 @@ def changes(moves: Iterable[tuple[CustomerView | None, CustomerView]], segments:
     change nothing a segment reads. ``memo`` (updated) spares evaluating a "before" view
     that an earlier batch evaluated as its "after"."""
     out: list[Change] = []
-    reads = [(s, tuple({_input_of(name) for name in s.where.facts})) for s in segments.segments]
+    reads = [(s, frozenset(_input_of(name) for name in s.where.facts)) for s in segments.segments]
+    distinct = frozenset().union(*(inputs for _, inputs in reads))  # each read once per customer
     everything, versions = list(segments.segments), {s.id: s.version for s in segments.segments}
     for before, after in sorted(moves, key=lambda move: move[1].customer_id):
         cid = after.customer_id
         known = memo.get(cid) if memo is not None else None
         held = known[1] if known is not None and before is not None and known[0] == version(before) else None
-        moved = [s for s, inputs in reads if before is None or any(read(before) != read(after) for read in inputs)]
+        if before is None:
+            moved = everything
+        else:
+            changed = {read for read in distinct if read(before) != read(after)}
+            moved = [s for s, inputs in reads if not inputs.isdisjoint(changed)] if changed else []
         if held is None and before is not None:  # kept in the memo: every segment's answer
             held = _members(before, everything if memo is not None else moved)
         was = held or frozenset()
