@@ -28,12 +28,13 @@ from typing import Any, NamedTuple
 from projections.derived_facts import preferred_channel
 from projections.facts import FACTS
 from projections.nbc_rule_parts import fields, identifier, whole_number
+from projections.predicate_nodes import OPERATORS, All, AnyOf, Compare, Not
 from projections.predicates import Predicate, compile_predicate
 from projections.rule_errors import Path, RuleError, RuleErrors, describe
 from projections.view_state import CustomerView
 
 __all__ = ["Segment", "SegmentSet", "Change", "ENTERED", "EXITED", "TIMELESS_DERIVED", "compile_segments",
-           "segment_facts", "members_of", "changes", "since_of"]
+           "segment_facts", "members_of", "changes", "since_of", "fast_test", "Memo", "version"]
 
 ENTERED, EXITED = "entered", "exited"
 TIMELESS_DERIVED = ("open_complaints", "preferred_channel")
@@ -56,6 +57,10 @@ class Segment:
     description: str
     where: Predicate
     fingerprint: str  # of the definition's data: a change of ``where`` is a new definition
+    test: Callable[[dict[str, Any]], bool] = field(default=None, compare=False, repr=False)  # type: ignore[assignment]
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "test", fast_test(self.where))
 
     @property
     def label(self) -> str:
@@ -235,7 +240,7 @@ def members_of(view: CustomerView | None, segments: SegmentSet) -> frozenset[str
     if view is None or not segments.segments:
         return frozenset()
     facts = segment_facts(view, segments.sections)
-    return frozenset(s.id for s in segments.segments if s.where.evaluate(facts))
+    return frozenset(s.id for s in segments.segments if s.test(facts))
 
 
 def since_of(view: CustomerView) -> int | None:
@@ -300,7 +305,37 @@ def _members(view: CustomerView, segments: list[Segment]) -> frozenset[str]:
     if not segments:
         return frozenset()
     facts = _facts(view, segments)
-    return frozenset(s.id for s in segments if s.where.evaluate(facts))
+    return frozenset(s.id for s in segments if s.test(facts))
+
+
+def fast_test(predicate: Predicate) -> Callable[[dict[str, Any]], bool]:
+    """``predicate.evaluate`` as nested closures over plain-dict facts (what
+    ``segment_facts`` builds): the same operators and absent-fact rule, without the
+    per-node dispatch, since segments are evaluated for every touched customer (a
+    property test checks both answer alike)."""
+    if isinstance(predicate, All):
+        items = tuple(fast_test(p) for p in predicate.items)
+        return lambda facts: all(test(facts) for test in items)
+    if isinstance(predicate, AnyOf):
+        items = tuple(fast_test(p) for p in predicate.items)
+        return lambda facts: any(test(facts) for test in items)
+    if isinstance(predicate, Not):
+        inner = fast_test(predicate.item)
+        return lambda facts: not inner(facts)
+    if isinstance(predicate, Compare):
+        parts, operator, expected = predicate.parts or tuple(predicate.fact.split(".")), OPERATORS[predicate.op], \
+            predicate.value
+        absent = predicate.op == "exists" and not expected
+
+        def compare(facts: dict[str, Any]) -> bool:
+            value: Any = facts
+            for part in parts:
+                if not isinstance(value, dict):
+                    return absent
+                value = value.get(part)
+            return absent if value is None else operator(value, expected)
+        return compare
+    return predicate.evaluate
 
 
 def _input_of(name: str) -> Callable[[CustomerView], Any]:

@@ -118,3 +118,23 @@ def _instances(pattern: str, facts: dict) -> list[str]:  # type: ignore[type-arg
             grown += [f"{prefix}.{k}" if prefix else k for k in keys]
         names = grown
     return names
+
+
+ODD = compile_segments({"segments": [
+    {"id": "odd", "version": 1, "where": {"any": [
+        {"fact": "identity.emails", "contains": "ana@example.com"}, {"fact": "satisfaction.nps", "exists": False},
+        {"not": {"fact": "purchases.by_currency.GBP.margin", "gte": 10}},
+        {"fact": "channels.phone.last_outcome", "in": ["reached", "voicemail"]},
+        {"fact": "consent.email.marketing", "ne": "granted"}]}},
+]}, "odd")
+
+
+@settings(max_examples=200, deadline=None)
+@given(customer_histories())
+def test_the_fast_test_answers_as_the_predicate_does(events) -> None:  # type: ignore[no-untyped-def]
+    view = reduce(evolve, events, initial_view("c-1"))
+    facts = segment_facts(view)
+    for segment in (*SEGMENTS.segments, *ODD.segments):
+        assert segment.test(facts) == segment.where.evaluate(facts)
+        clause_facts = [{}, {"identity": None}, {"purchases": {"count": "x"}}]
+        assert all(segment.test(f) == segment.where.evaluate(f) for f in clause_facts)
