@@ -133,6 +133,21 @@ def _is_stream_id(text: str) -> bool:
     return left.isdigit() and right.isdigit()
 
 
+async def check_definitions(store: Any, definitions: SegmentSet) -> list[str]:
+    """The segments whose definition differs from the one the members were last rebuilt
+    for (none when no rebuild ever ran, or when Redis cannot be read now); a worker logs
+    them at start: their members follow the new definition only for customers it touches
+    until ``touchstream segments rebuild`` runs."""
+    try:
+        stored = await stored_definitions(store)
+    except Exception:  # noqa: BLE001 - the worker starts anyway; its stall logic handles Redis
+        return []
+    if not stored:
+        return []
+    current = _stamp(definitions)
+    return sorted({*stored, *current} - {k for k in current if stored.get(k) == current[k]})
+
+
 async def stored_definitions(store: Any) -> dict[str, str]:
     raw = await store._call(store._redis.hgetall(definitions_key(store.keys.prefix)))  # noqa: SLF001
     return {k.decode(): v.decode() for k, v in raw.items()}

@@ -41,6 +41,7 @@ from services import metrics
 from services.contracts import default_registry
 from services.contracts.confluent import ConfluentRegistry, RegistryUnavailable, framed_schema_id
 from services.kafka.topics import CUSTOMER_VIEWS_TOPIC, DEAD_LETTERS_TOPIC, LIFECYCLE_TOPIC, SEGMENTS_TOPIC, TOUCHPOINTS_TOPIC
+from services.redis_segments import check_definitions
 from services.segments_file import load_segments
 from services.worker.segment_fold import segment_headers
 from services.redis_views import RedisViewStore, ViewStoreUnavailable
@@ -155,6 +156,9 @@ class ViewWorker:
             request_timeout_ms=max(s.kafka_request_timeout_ms, int(s.kafka_session_timeout_seconds * 1000) + 5000),
         )
         await _retry_start(self._producer, "producer", self._stopping)
+        changed = await check_definitions(self.store, self.segments)
+        if changed:  # segment ids only: definitions are configuration, not customer data
+            log.warning("segment_definitions_changed", segments=changed, action="touchstream segments rebuild")
         self._consumer.subscribe([self.topic], listener=_Assignments(self))
         await _retry_start(self._consumer, "consumer", self._stopping)
 

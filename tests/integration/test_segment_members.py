@@ -160,3 +160,17 @@ def test_workers_keep_members_in_redis_and_publish_each_change_once(settings: Se
 async def _members(platform: KafkaPlatform, segment: str):  # type: ignore[no-untyped-def]
     async for row in platform.segments.members(segment):
         yield row
+
+
+def test_a_worker_is_told_which_definitions_changed_since_the_last_rebuild(settings: Settings) -> None:
+    from services.redis_segments import check_definitions
+    from services.redis_views import RedisViewStore
+
+    async def scenario() -> None:
+        async with RedisViewStore(settings.redis_url, settings.redis_prefix) as store:
+            assert await check_definitions(store, DEFAULT) == []  # never rebuilt: nothing to compare
+            await rebuild(store, DEFAULT)
+            assert await check_definitions(store, DEFAULT) == []
+            assert await check_definitions(store, REDEFINED) == ["high_value", "one_time_buyers"]
+
+    asyncio.run(scenario())
