@@ -13,7 +13,10 @@ declining      recency past k x the typical interval (``recency``); one purchase
                second within ``new_days`` (``no_repeat_purchase``); or spend in the
                latest ``spend_window_days`` fell by >= 50% against the window before
                (``spend_drop``)
-lost           ``lost_days`` (365) without a purchase (``inactivity``)
+               with ``alive`` set (``projections.alive``): P(alive) below a threshold
+               (``p_alive``), in place of the recency rule, for repeat buyers
+lost           ``lost_days`` (365) without a purchase (``inactivity``); with ``alive``:
+               P(alive) below the lower threshold (``p_alive``)
 reactivated    a purchase while lost (``purchase_after_lost``); active again after the
                next purchase
 =============  ==========================================================================
@@ -63,6 +66,8 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import NamedTuple
 
+from projections.alive import AliveRule
+
 __all__ = [
     "STAGES",
     "REASONS",
@@ -83,7 +88,7 @@ __all__ = [
 DAY = 86_400 * 1_000_000  # µs
 STAGES = ("prospect", "new", "active", "declining", "lost", "reactivated")
 REASONS = ("first_purchase", "repeat_purchases", "no_repeat_purchase", "recency", "spend_drop",
-           "inactivity", "purchase_after_lost", "late_event")
+           "inactivity", "purchase_after_lost", "late_event", "p_alive")
 _NAMESPACE = uuid.UUID("5d0c7f43-6a3e-4b7e-9a55-2f1d8c3e7b10")
 
 
@@ -101,6 +106,9 @@ class LifecycleConfig:
     history_limit: int = 20
     purchases_limit: int = 64
     interval_gaps: int = 16  # the typical interval is the median of the latest gaps
+    # P(alive) from pinned BG/NBD parameters (projections.alive): when set, it decides
+    # declining and lost for repeat buyers in place of the recency rule (off: None)
+    alive: AliveRule | None = None
     # derived, in µs
     new_us: int = field(init=False)
     default_interval_us: int = field(init=False)
@@ -207,7 +215,12 @@ def judge(buys: tuple[Buy, ...], interval: int | None, at: int, config: Lifecycl
         return "lost", "inactivity"
     if len(buys) == 1:
         return ("new", "first_purchase") if elapsed < config.new_us else ("declining", "no_repeat_purchase")
-    if elapsed >= _threshold(interval, config):
+    if config.alive is not None:
+        if at >= config.alive.crossing(buys, config.alive.lost_below):  # type: ignore[operator]
+            return "lost", "p_alive"
+        if at >= config.alive.crossing(buys, config.alive.declining_below):  # type: ignore[operator]
+            return "declining", "p_alive"
+    elif elapsed >= _threshold(interval, config):
         return "declining", "recency"
     if last - buys[-2].at >= config.lost_us:
         return "reactivated", "purchase_after_lost"
@@ -231,6 +244,11 @@ def next_deadline(buys: tuple[Buy, ...], interval: int | None, at: int, config: 
         renewal = last + config.new_us
         return min(renewal, lost) if renewal > at else lost
     recency = last + _threshold(interval, config)
+    if config.alive is not None:  # P(alive) in place of the recency rule (judge)
+        recency = config.alive.crossing(buys, config.alive.declining_below)  # type: ignore[assignment]
+        lost = min(lost, config.alive.crossing(buys, config.alive.lost_below))  # type: ignore[type-var]
+        if lost <= at:
+            return None
     if recency <= at or last - buys[-2].at >= config.lost_us:
         return min(recency, lost) if recency > at else lost  # the spend rule is not consulted
     span = _span(buys, at, config)

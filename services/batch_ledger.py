@@ -24,6 +24,9 @@ from projections.nbc_engine import next_due
 from projections.nbc_rule_model import Rule
 from projections.nbc_state import Fired, Outcome
 from projections.rfm_cells import Cell, Change, changes, rfm_figures
+from projections.segments import Change as SegmentChange
+from projections.segments import Memo, SegmentSet
+from projections.segments import changes as segment_changes
 from projections.view import CustomerView
 
 log = structlog.get_logger("touchstream.batch")
@@ -94,6 +97,11 @@ class BatchLedger:
         """The batch's change to the portfolio's RFM cells (monetary in ``currency``)."""
         return changes((None if before is None else rfm_figures(before, currency), rfm_figures(views[cid], currency))
                        for cid, before in self._before.items())
+
+    def segment_changes(self, views: Mapping[str, CustomerView], segments: SegmentSet,
+                        memo: Memo | None = None) -> list[SegmentChange]:
+        """The batch's segment entries and exits (each touched customer before and after)."""
+        return segment_changes(((before, views[cid]) for cid, before in self._before.items()), segments, memo)
 
 
 def due(at: int, stored: Iterable[tuple[str, int]], folded: Mapping[str, CustomerView], limit: int) -> list[str]:

@@ -235,6 +235,10 @@ from services.nbc.commands import backtest, rules_app  # noqa: E402 - next-best-
 app.add_typer(rules_app, name="rules")
 app.command("backtest")(backtest)
 
+from services.segment_commands import segments_app  # noqa: E402 - customer segment files
+
+app.add_typer(segments_app, name="segments")
+
 
 if __name__ == "__main__":
     app()

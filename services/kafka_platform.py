@@ -63,6 +63,9 @@ from services.platform import (
     cursor_out,
     set_stage_gauges,
 )
+from services.redis_segments import RedisSegments
+from services.segment_reads import set_segment_gauges
+from services.segments_file import load_segments
 from services.redis_views import RedisViewStore, ViewStoreUnavailable
 from services.settings import Settings
 
@@ -87,6 +90,7 @@ class KafkaPlatform:
         self.topic = TOUCHPOINTS_TOPIC
         self.publisher = TouchpointPublisher.from_settings(settings)
         self.store = RedisViewStore(settings.redis_url, settings.redis_prefix, timeout=settings.redis_timeout_seconds)
+        self.segments = RedisSegments(self.store, load_segments(settings.segments_file), settings.max_future_seconds)
         self.draining = False
         # every API process ticks; ticks of the same second on a partition are one event
         self.clock = ClockScheduler(self, settings.clock_tick_seconds)
@@ -330,6 +334,7 @@ class KafkaPlatform:
 
     async def refresh_gauges(self) -> None:
         set_stage_gauges(await self.store.stage_counts())
+        set_segment_gauges(self.segments.definitions, await self.segments.counts())
         head, mark = await self.store.watermark(self.topic, self.settings.kafka_partitions)
         metrics.LOG_POSITION.set(head)
         metrics.PROJECTION_POSITION.set(mark)

@@ -46,6 +46,7 @@ __all__ = [
     "WEBHOOK_ATTEMPTS",
     "WEBHOOK_DELIVERY_SECONDS",
     "WEBHOOK_LAG_SECONDS",
+    "SEGMENT_CUSTOMERS",
     "child",
 ]
 
@@ -224,4 +225,9 @@ WEBHOOK_LAG_SECONDS = Gauge(
     "touchstream_webhook_lag_seconds",
     "Age (since its at) of the trigger a channel's webhook is delivering, 0 when the feed is drained.",
     ["channel"],
+)
+
+# -- customer segments ---------------------------------------------------------------------
+SEGMENT_CUSTOMERS = Gauge(
+    "touchstream_segment_customers", "Members of each customer segment (refreshed when scraped).", ["segment"]
 )

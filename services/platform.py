@@ -37,6 +37,9 @@ from services.eventlog import TouchpointLog, tick_document
 from services.gc_tuning import tune_gc
 from services.ingest import GroupCommitter
 from services.runner import ProjectionRunner
+from services.segment_reads import EmbeddedSegments, SegmentSource, set_segment_gauges
+from services.segments_file import load_segments
+from services import segment_store
 from services.settings import Settings
 from services.viewstore import open_current
 
@@ -90,6 +93,7 @@ class Platform(Protocol):
     runtime: str
     settings: Settings
     draining: bool
+    segments: SegmentSource  # segment counts, members, entry/exit feed (services.segment_reads)
 
     async def start(self) -> None: ...
 
@@ -225,7 +229,10 @@ class EmbeddedPlatform:
         self.views = open_current(settings.views_path, lock_timeout_seconds=settings.sqlite_lock_timeout_seconds)
         self.runner = ProjectionRunner(self.log, self.views, batch=settings.projection_batch_events,
                                        lifecycle=settings.lifecycle(), tick_limit=settings.lifecycle_tick_limit,
-                                       currency=settings.value_currency, engine=settings.contact_engine())
+                                       currency=settings.value_currency, engine=settings.contact_engine(),
+                                       segments=load_segments(settings.segments_file))
+        segment_store.reconcile(self.views, self.runner.segments)  # a changed definition: re-evaluated
+        self.segments = EmbeddedSegments(self.views, self.runner.segments)
         self.writer = GroupCommitter(
             self.log, max_events=settings.group_commit_max_events, on_commit=self.runner.notify
         )
@@ -372,6 +379,7 @@ class EmbeddedPlatform:
     def _refresh_gauges(self) -> None:
         """Lag figures are computed when scraped: log head, view position, oldest pending age."""
         set_stage_gauges(self.views.stage_counts())
+        set_segment_gauges(self.segments.definitions, segment_store.counts(self.views))
         head, position = self.log.head(), self.runner.position
         metrics.LOG_POSITION.set(head)
         metrics.PROJECTION_POSITION.set(position)

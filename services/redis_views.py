@@ -41,6 +41,7 @@ from projections.facts import CONTACT_CHANNELS
 from projections.identity import Identifier
 from projections.rfm_cells import Cell, Change
 from services.redis_keys import STREAM_FIELD, RedisKeys
+from services.redis_segments import SegmentWrites, segment_key
 
 __all__ = ["RedisViewStore", "ViewStoreUnavailable", "RedisKeys", "TimelineEntry", "PartitionBatch",
            "LifecycleWrites"]
@@ -63,6 +64,7 @@ class LifecycleWrites:
     rfm: dict[Cell, Change] = field(default_factory=dict)  # the portfolio's RFM cells: the change
     triggers: list[tuple[str, bytes]] = field(default_factory=list)  # (channel, trigger document JSON), fold order
     figures: dict[tuple[str, int, str, str], int] = field(default_factory=dict)  # next-best-contact figures: the change
+    segments: SegmentWrites = field(default_factory=SegmentWrites)  # segment members and entry/exit feed
 
 # ResponseError covers the refusals a healthy client can meet (MISCONF, NOREPLICAS, BUSY,
 # LOADING...): the call did not apply, retry later.
@@ -81,7 +83,8 @@ local ns, nd, nl = tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4])
 local nc, ndl, nt = tonumber(ARGV[5]), tonumber(ARGV[6]), tonumber(ARGV[7])
 local nzs, nzd, ntr, nst = tonumber(ARGV[9]), tonumber(ARGV[10]), tonumber(ARGV[11]), tonumber(ARGV[12])
 local nrf, ntg, nfg = tonumber(ARGV[14]), tonumber(ARGV[15]), tonumber(ARGV[16])
-local k, a = 17, 16
+local nsm, nsf = tonumber(ARGV[17]), tonumber(ARGV[18])
+local k, a = 18, 18
 for i = 1, ns + nd do redis.call('SET', KEYS[k + i], ARGV[a + i]) end
 k, a = k + ns + nd, a + ns + nd
 for i = 1, nl do redis.call('SET', KEYS[k + i], ARGV[a + i], 'NX') end
@@ -117,6 +120,14 @@ for i = 1, ntg do
 end
 a = a + 2 * ntg
 for i = 1, nfg do redis.call('HINCRBY', KEYS[11], ARGV[a + 2 * i - 1], ARGV[a + 2 * i]) end
+a = a + 2 * nfg
+-- segments: a hash per segment (customer -> since; absent: not a member), the feed stream (KEYS[18])
+for i = 1, nsm do
+  local key, customer, since = KEYS[k + 2 * nt + i], ARGV[a + 2 * i - 1], ARGV[a + 2 * i]
+  if since == '' then redis.call('HDEL', key, customer) else redis.call('HSET', key, customer, since) end
+end
+a = a + 2 * nsm
+for i = 1, nsf do redis.call('XADD', KEYS[18], '*', 'record', ARGV[a + i]) end
 if ARGV[13] ~= '' then redis.call('SET', KEYS[8], ARGV[13]) end
 redis.call('SET', KEYS[1], ARGV[1])
 -- acknowledgements now folded no longer hold back read-your-writes
@@ -340,7 +351,8 @@ class RedisViewStore:
         keys = [self.keys.position(topic, partition), self.keys.conflicts, self.keys.deadletters,
                 self.keys.acks(topic, partition), self.keys.deadlines(topic, partition), self.keys.transitions,
                 self.keys.stages, self.keys.clock(topic, partition), self.keys.rfm(topic, partition),
-                self.keys.triggers(), self.keys.contact_figures, *(self.keys.triggers(c) for c in CONTACT_CHANNELS)]
+                self.keys.triggers(), self.keys.contact_figures, *(self.keys.triggers(c) for c in CONTACT_CHANNELS),
+                segment_key(self.keys.prefix, None)]
         keys += [self.keys.state(c) for c in states]
         keys += [self.keys.view(c) for c in documents]
         keys += [self.keys.identifier(k, v) for k, v, _ in links]
@@ -349,7 +361,8 @@ class RedisViewStore:
         args: list[Any] = [int(offset), len(states), len(documents), len(links), len(conflicts), len(dead_letters),
                            len(timeline), "" if base is None else int(base), len(due), len(gone),
                            len(lc.transitions), len(lc.stages), "" if lc.clock is None else int(lc.clock),
-                           2 * len(lc.rfm), len(lc.triggers), len(lc.figures)]
+                           2 * len(lc.rfm), len(lc.triggers), len(lc.figures), len(lc.segments.members),
+                           len(lc.segments.feed)]
         args += [*states.values(), *documents.values(), *(c for _, _, c in links), *conflicts, *dead_letters]
         for customer_id, at, event_id, document in timeline:
             keys += [self.keys.timeline(customer_id), self.keys.events(customer_id)]
@@ -366,6 +379,10 @@ class RedisViewStore:
             args += [CONTACT_CHANNELS.index(channel) + 1, document]
         for (rule, version, channel, figure), n in lc.figures.items():
             args += [f"{rule}|{version}|{channel}|{figure}", n]
+        for segment, customer_id, since in lc.segments.members:  # keys after the timeline's
+            keys.append(segment_key(self.keys.prefix, segment))
+            args += [customer_id, "" if since is None else int(since)]
+        args += lc.segments.feed
         return keys, args
 
     # -- lifecycle -------------------------------------------------------------------------

@@ -26,6 +26,7 @@ from projections.identity import identifiers_of, resolve
 from projections.lifecycle import DEFAULT as LIFECYCLE_DEFAULT
 from projections.lifecycle import LifecycleConfig
 from projections.nbc_engine import ContactEngine, fold_event, fold_tick
+from projections.segments import Memo, SegmentSet
 from projections.touchpoints import Touchpoint
 from projections.view import initial_view, micros
 from projections.view_document import to_state
@@ -55,7 +56,8 @@ def _decode(record: LoggedTouchpoint) -> Touchpoint | Tick:
 
 def fold_batch(records: list[LoggedTouchpoint], store: ViewStore, cache: ViewCache, *, clock: int | None = None,
                lifecycle: LifecycleConfig | None = LIFECYCLE_DEFAULT, tick_limit: int = 10_000,
-               currency: str | None = "EUR", engine: ContactEngine | None = None) -> ViewChanges:
+               currency: str | None = "EUR", engine: ContactEngine | None = None,
+               segments: SegmentSet | None = None, segment_memo: Memo | None = None) -> ViewChanges:
     """Fold a batch of log records into the changes to commit (no writes, no metrics here:
     a failed commit is retried, and must not count twice). ``clock``: the latest clock
     tick folded before the batch."""
@@ -105,6 +107,8 @@ def fold_batch(records: list[LoggedTouchpoint], store: ViewStore, cache: ViewCac
     if currency is not None:  # None: the portfolio's RFM cells are not kept (benchmark baseline)
         changes.rfm = ledger.rfm_changes(views, currency)
     changes.triggers, changes.outcomes, changes.figures = ledger.triggers, ledger.outcomes, ledger.figures
+    if segments is not None:  # None: segments are not kept (benchmark baseline)
+        changes.segments = ledger.segment_changes(views, segments, segment_memo)
     return changes
 
 
@@ -184,10 +188,13 @@ class ProjectionRunner:
     def __init__(self, log_: TouchpointLog, store: ViewStore, *, batch: int = 2000, cache: int = 50_000,
                  until: int | None = None, linger: float = 0.005,
                  lifecycle: LifecycleConfig | None = LIFECYCLE_DEFAULT, tick_limit: int = 10_000,
-                 currency: str | None = "EUR", engine: ContactEngine | None = None):
+                 currency: str | None = "EUR", engine: ContactEngine | None = None,
+                 segments: SegmentSet | None = None):
         self.log, self.store, self.batch, self.until = log_, store, batch, until
         self.engine = engine
         self.lifecycle, self.tick_limit, self.currency = lifecycle, tick_limit, currency
+        self.segments = segments
+        self.segment_memo: Memo = {}  # segment answers of recently folded views (projections.segments)
         self.clock = store.clock()
         self.linger = linger
         self.cache = ViewCache(store, cache)
@@ -212,7 +219,8 @@ class ProjectionRunner:
             return 0
         started = time.perf_counter()
         changes = fold_batch(records, self.store, self.cache, clock=self.clock, lifecycle=self.lifecycle,
-                             tick_limit=self.tick_limit, currency=self.currency, engine=self.engine)
+                             tick_limit=self.tick_limit, currency=self.currency, engine=self.engine,
+                             segments=self.segments, segment_memo=self._memo())
         self.store.commit(changes)
         self.cache.keep(changes.views)
         self.clock = changes.clock
@@ -225,6 +233,11 @@ class ProjectionRunner:
         metrics.PROJECTED_EVENTS.inc(len(records))
         metrics.PROJECTION_POSITION.set(self.position)
         return len(records)
+
+    def _memo(self) -> Memo:
+        if len(self.segment_memo) > self.cache.capacity:  # bounded like the view cache
+            self.segment_memo.clear()
+        return self.segment_memo
 
     def catch_up(self) -> None:
         while self.run_once():

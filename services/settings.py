@@ -19,6 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, m
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from projections.facts import CONTACT_CHANNELS
+from projections.alive import AliveRule
 from projections.lifecycle import LifecycleConfig
 
 if TYPE_CHECKING:
@@ -44,6 +45,8 @@ class FormSettings(BaseModel):
 
 
 DEFAULT_RULES_FILE = Path(__file__).resolve().parents[1] / "rules" / "default.yaml"
+SEGMENTS_FILE = Path(__file__).resolve().parents[1] / "rules" / "segments.yaml"
+"""The default segments shipped with Touchstream."""
 
 
 class Settings(BaseSettings):
@@ -116,6 +119,12 @@ class Settings(BaseSettings):
     lifecycle_spend_drop: float = Field(default=0.5, gt=0, le=1)
     lifecycle_spend_drop_min_purchases: int = Field(default=2, ge=1)
     lifecycle_lost_days: float = Field(default=365, gt=0)
+    # P(alive) for declining and lost (projections.alive), off by default: the BG/NBD
+    # parameters [r, alpha, a, b] in weeks, pinned (copy them from GET /v1/value/model;
+    # the fold never follows the refitted model, so a replay gives the same transitions)
+    lifecycle_p_alive_parameters: tuple[float, float, float, float] | None = None
+    lifecycle_p_alive_declining_below: float = Field(default=0.5, gt=0, lt=1)
+    lifecycle_p_alive_lost_below: float = Field(default=0.2, gt=0, lt=1)
     # clock ticks: the shell appends one every this many seconds (0: never; ticks can also
     # be posted to POST /v1/clock/ticks); a tick re-evaluates at most tick_limit customers
     # (the earliest deadlines first), the next tick takes the rest
@@ -130,6 +139,10 @@ class Settings(BaseSettings):
     value_retention_rate: float = Field(default=0.8, ge=0, le=1)
     value_discount_rate: float = Field(default=0.1, gt=-1)
     value_horizon_years: int = Field(default=5, ge=1, le=100)
+    # customer segments (docs/VALUE.md): the definitions file; changing a definition
+    # re-evaluates its membership over every view (embedded: at start; scale-out:
+    # `touchstream segments rebuild`)
+    segments_file: Path = SEGMENTS_FILE
     # next best contact: the rule file (docs/RULES.md; "" turns the engine off), and the
     # window after a trigger within which the customer's next purchase converts it
     rules_file: str = str(DEFAULT_RULES_FILE)
@@ -188,8 +201,14 @@ class Settings(BaseSettings):
             default_interval_days=self.lifecycle_default_interval_days, min_intervals=self.lifecycle_min_intervals,
             min_active_days=self.lifecycle_min_active_days, spend_window_days=self.lifecycle_spend_window_days,
             spend_drop=self.lifecycle_spend_drop, spend_drop_min_purchases=self.lifecycle_spend_drop_min_purchases,
-            lost_days=self.lifecycle_lost_days,
+            lost_days=self.lifecycle_lost_days, alive=self._alive_rule(),
         )
+
+    def _alive_rule(self) -> AliveRule | None:
+        if self.lifecycle_p_alive_parameters is None:
+            return None
+        return AliveRule(*self.lifecycle_p_alive_parameters, declining_below=self.lifecycle_p_alive_declining_below,
+                         lost_below=self.lifecycle_p_alive_lost_below)
 
     @property
     def log_path(self) -> Path:

@@ -28,6 +28,8 @@ from projections.lifecycle import Transition, transition_id
 from projections.nbc_document import trigger_document
 from projections.nbc_state import Fired, Outcome
 from projections.rfm_cells import Cell, Change
+from projections.segments import Change as SegmentChange
+from services import segment_store
 
 __all__ = ["ViewChanges", "ViewStore", "TRACKING_NAME", "VIEW_FORMAT", "open_current"]
 
@@ -77,6 +79,7 @@ class ViewChanges:
     triggers: list[Fired] = field(default_factory=list)  # next-best-contact triggers, in fold order
     outcomes: list[Outcome] = field(default_factory=list)
     figures: dict[tuple[str, int, str, str], int] = field(default_factory=dict)  # per-rule counts: the change
+    segments: list[SegmentChange] = field(default_factory=list)  # segment entries and exits
 
 
 class ViewStore(SQLiteTrackingRecorder):
@@ -152,6 +155,7 @@ class ViewStore(SQLiteTrackingRecorder):
             "at TEXT NOT NULL, letter BLOB NOT NULL)",
             # fitted models (services.value): written by the refit job, not by the runner
             "CREATE TABLE IF NOT EXISTS value_models (name TEXT PRIMARY KEY, body BLOB NOT NULL)",
+            *segment_store.TABLES,  # segment members, counts, entry/exit feed (services.segment_store)
         ]
 
     # -- writing -------------------------------------------------------------------------
@@ -167,6 +171,7 @@ class ViewStore(SQLiteTrackingRecorder):
             c.executemany("INSERT OR IGNORE INTO identity_conflicts VALUES (?,?,?,?)", changes.conflicts)
             c.executemany("INSERT OR IGNORE INTO dead_letters VALUES (?,?,?,?)", changes.dead_letters)
             self._commit_lifecycle(c, changes)
+            segment_store.commit(c, changes.segments, str(changes.position))
             self._insert_tracking(c, Tracking(TRACKING_NAME, changes.position))
 
     def _commit_lifecycle(self, c: Any, changes: ViewChanges) -> None:

@@ -28,6 +28,7 @@ from services.api.ingest_routes import ingest_router
 from services.api.lifecycle_routes import lifecycle_router
 from services.api.ops_routes import ops_router
 from services.api.responses import JSON
+from services.api.segment_routes import segment_router
 from services.api.trigger_routes import trigger_router
 from services.api.value_routes import value_router
 from services.contracts.confluent import RegistryUnavailable
@@ -136,6 +137,7 @@ def create_app(platform: Platform, *, manage_platform: bool = True) -> FastAPI:
     app.include_router(contact_analytics_router(platform, keys))
     app.include_router(trigger_router(platform, keys))
     app.include_router(value_router(value, keys))
+    app.include_router(segment_router(platform, keys))
     app.include_router(ops_router(platform))
     app.state.platform = platform
     return app

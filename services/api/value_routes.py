@@ -2,8 +2,8 @@
 
 ``GET /v1/analytics/rfm``: the quintile cuts and, per RFM segment and per (R, FM)
 square, the customers and their revenue; ``GET /v1/analytics/value``: the Pareto curve of
-revenue (share of revenue against share of customers, largest first) and the share the
-top 20% hold. Both read the RFM cells the runners keep with the views.
+revenue (share of revenue against share of customers, largest first), the share the
+top 20% hold, and the lifetime-value distribution (``projections.ltv_distribution``). Both read the RFM cells the runners keep with the views.
 
 ``POST /v1/value/refit`` (admin) fits BG/NBD on every customer's purchase history and
 stores it (409 when too few customers bought twice); ``GET /v1/value/model`` (read)
@@ -18,6 +18,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, HTTPException, Query
 
 from projections.codec import format_instant
+from projections.ltv_distribution import ltv_distribution
 from projections.rfm_cells import grid, pareto
 from projections.view_state import instant_of
 
@@ -65,6 +66,9 @@ def value_router(value: ValueService, keys: KeyRing) -> APIRouter:
     @router.get("/v1/analytics/value", dependencies=[Depends(keys.require("read"))])
     async def portfolio(points: Annotated[int, Query(ge=2, le=1000)] = 20) -> JSON:
         cells, _ = await value.portfolio()
-        return JSON({"currency": value.platform.settings.value_currency, "pareto": pareto(cells, points)})
+        settings = value.platform.settings
+        return JSON({"currency": settings.value_currency, "pareto": pareto(cells, points),
+                     "lifetime_value": ltv_distribution(cells, settings.value_retention_rate,
+                                                        settings.value_discount_rate, settings.value_horizon_years)})
 
     return router

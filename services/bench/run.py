@@ -126,8 +126,10 @@ def _print_spine(r: dict[str, Any], console: Console) -> None:
     if "value" in r:
         v = r["value"]
         rows += [
-            ("value: embedded fold with RFM cells vs without", f"{v['rfm_overhead']['us_per_event_with']} vs "
-             f"{v['rfm_overhead']['us_per_event_without']} µs/event (+{v['rfm_overhead']['overhead_percent']}%)",
+            ("value: embedded fold with RFM cells + segments vs without", f"{v['rfm_overhead']['us_per_event_with']} "
+             f"(RFM only {v['rfm_overhead']['us_per_event_rfm_only']}) vs "
+             f"{v['rfm_overhead']['us_per_event_without']} µs/event (+{v['rfm_overhead']['overhead_percent']}%, "
+             f"CPU +{v['rfm_overhead']['cpu_overhead_percent']}%)",
              "≤ +20%"),
             ("value: BG/NBD refit, purchases to parameters", f"{v['refit']['seconds']} s for "
              f"{v['refit']['customers']:,} customers ({v['refit']['purchases']:,} purchases)", "≤ 60 s (1M customers)"),

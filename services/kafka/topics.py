@@ -45,6 +45,7 @@ TOPICS_FILE = Path(__file__).resolve().parents[2] / "schemas" / "topics.yaml"
 TOUCHPOINTS_TOPIC = "touchstream.touchpoints.v1"
 CUSTOMER_VIEWS_TOPIC = "touchstream.customer-views.v1"
 LIFECYCLE_TOPIC = "touchstream.lifecycle.v1"
+SEGMENTS_TOPIC = "touchstream.segments.v1"
 DEAD_LETTERS_TOPIC = "touchstream.dead-letters.v1"
 
 
@@ -58,7 +59,7 @@ TRIGGER_TOPICS = tuple(trigger_topic(c) for c in ("call", "email", "sms", "visit
 # channel) is created at start too, so its consumers can subscribe before the first
 # record (see ``default_topics``).
 REQUIRED_TOPICS: tuple[str, ...] = (TOUCHPOINTS_TOPIC, CUSTOMER_VIEWS_TOPIC, LIFECYCLE_TOPIC, DEAD_LETTERS_TOPIC,
-                                    *TRIGGER_TOPICS)
+                                    *TRIGGER_TOPICS, SEGMENTS_TOPIC)
 
 TOPIC_ALREADY_EXISTS = 36  # Kafka error code; Tansu answers it in the response, no exception
 

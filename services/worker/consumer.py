@@ -44,10 +44,14 @@ from services.kafka.topics import (
     CUSTOMER_VIEWS_TOPIC,
     DEAD_LETTERS_TOPIC,
     LIFECYCLE_TOPIC,
+    SEGMENTS_TOPIC,
     TOUCHPOINTS_TOPIC,
     trigger_topic,
 )
 from services.nbc.figures import count_contact_figures
+from services.redis_segments import check_definitions
+from services.segments_file import load_segments
+from services.worker.segment_fold import segment_headers
 from services.redis_views import RedisViewStore, ViewStoreUnavailable
 from services.settings import Settings
 from services.worker.fold import (
@@ -119,6 +123,7 @@ class ViewWorker:
         self.clocks: dict[int, int | None] = {}  # per partition: the latest clock tick folded
         self.lifecycle = settings.lifecycle()
         self.engine = settings.contact_engine()
+        self.segments = load_segments(settings.segments_file)
         self.joined = False
         self.draining = False  # from the stop signal on: /readyz answers 503 until exit
         self.stalled: str | None = None  # why the last batch failed, until one succeeds
@@ -169,6 +174,9 @@ class ViewWorker:
             request_timeout_ms=max(s.kafka_request_timeout_ms, int(s.kafka_session_timeout_seconds * 1000) + 5000),
         )
         await _retry_start(self._producer, "producer", self._stopping)
+        changed = await check_definitions(self.store, self.segments)
+        if changed:  # segment ids only: definitions are configuration, not customer data
+            log.warning("segment_definitions_changed", segments=changed, action="touchstream segments rebuild")
         self._consumer.subscribe([self.topic], listener=_Assignments(self))
         await _retry_start(self._consumer, "consumer", self._stopping)
 
@@ -277,7 +285,7 @@ class ViewWorker:
         folded = [fold(tp.topic, tp.partition, batches[tp][-1].offset, decoded[tp], stored, views,
                        base=self.positions.get(tp.partition), clock=self.clocks.get(tp.partition),
                        due_stored=due_stored, lifecycle=self.lifecycle, tick_limit=limit,
-                       currency=self.settings.value_currency, engine=self.engine)
+                       currency=self.settings.value_currency, engine=self.engine, segments=self.segments)
                   for tp in sorted(batches, key=lambda tp: tp.partition)]
         await self._publish(folded)
         for batch, applied in zip(folded, await self._commit(folded), strict=True):
@@ -313,9 +321,11 @@ class ViewWorker:
             for channel, customer_id, trigger_id, value in b.triggers:
                 contacts.setdefault(trigger_topic(channel), []).append(
                     (customer_id.encode(), value, trigger_headers(trigger_id)))
+        segment_moves = [(customer_id.encode(), value, segment_headers(change_id))
+                         for b in batches for customer_id, change_id, value in b.segment_events]
         async with asyncio.timeout(self.settings.kafka_request_timeout_ms / 1000):
             await asyncio.gather(self._send_all(CUSTOMER_VIEWS_TOPIC, views), self._send_all(DEAD_LETTERS_TOPIC, dead),
-                                 self._send_all(LIFECYCLE_TOPIC, moves),
+                                 self._send_all(LIFECYCLE_TOPIC, moves), self._send_all(SEGMENTS_TOPIC, segment_moves),
                                  *(self._send_all(topic, items) for topic, items in contacts.items()))
 
     async def _send_all(self, topic: str, messages: list[tuple[bytes | None, bytes | None, Any]]) -> None:
@@ -427,6 +437,8 @@ def _count(batch: Folded) -> None:
     for channel, _, _, _ in batch.triggers:
         metrics.child(metrics.DERIVED_EVENTS, trigger_topic(channel)).inc()
     count_contact_figures(batch.lifecycle.figures)
+    if batch.segment_events:
+        metrics.child(metrics.DERIVED_EVENTS, SEGMENTS_TOPIC).inc(len(batch.segment_events))
     if batch.dead_records:
         metrics.child(metrics.DERIVED_EVENTS, DEAD_LETTERS_TOPIC).inc(len(batch.dead_records))
     now = micros_now()

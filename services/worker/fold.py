@@ -25,6 +25,7 @@ from projections.lifecycle import DEFAULT as LIFECYCLE_DEFAULT
 from projections.lifecycle import LifecycleConfig
 from projections.nbc_document import trigger_document
 from projections.nbc_engine import ContactEngine, fold_event, fold_tick
+from projections.segments import SegmentSet
 from projections.view import CustomerView, initial_view, micros
 from projections.view_document import from_state, to_document, to_state, transition_document
 from services.contracts import encode_record
@@ -32,6 +33,7 @@ from services.kafka.records import BadRecord, ReadTick, ReadTouchpoint, read_rec
 from services.batch_ledger import BatchLedger, due
 from services.redis_keys import conflict_record, dead_letter_record
 from services.redis_views import LifecycleWrites
+from services.worker.segment_fold import segment_writes
 
 __all__ = ["Record", "Decoded", "Folded", "decode", "fold", "due_fetch_size", "derived_id", "view_event_headers", "transition_headers",
            "trigger_headers", "trigger_record"]
@@ -88,6 +90,7 @@ class Folded:
     triggers: list[tuple[str, str, str, bytes]] = field(default_factory=list)  # (channel, customer, id, Avro) to publish
     visited: int = 0  # customers the batch's ticks re-evaluated
     tick_failures: int = 0  # customers a tick could not move (their state did not load): left due
+    segment_events: list[tuple[str, str, bytes]] = field(default_factory=list)  # (customer, change id, Avro)
 
 
 def decode(records: Sequence[Record], partitions: int | None = None) -> Decoded:
@@ -106,7 +109,8 @@ def fold(topic: str, partition: int, offset: int, decoded: Decoded, stored: Mapp
          views: dict[str, CustomerView] | None = None, *, base: int | None = None,
          clock: int | None = None, due_stored: Mapping[tuple[int, str], list[tuple[str, int]]] | None = None,
          lifecycle: LifecycleConfig | None = LIFECYCLE_DEFAULT, tick_limit: int = 10_000,
-         currency: str = "EUR", engine: ContactEngine | None = None) -> Folded:
+         currency: str = "EUR", engine: ContactEngine | None = None,
+         segments: SegmentSet | None = None) -> Folded:
     """Fold a decoded batch. ``stored`` holds the stored states (bytes) of the customers it
     names and of those its ticks may visit; ``views`` may hold views already folded
     earlier in the same poll (and is updated). ``clock``: the partition's latest tick
@@ -190,6 +194,9 @@ def fold(topic: str, partition: int, offset: int, decoded: Decoded, stored: Mapp
         out.triggers.append((fired.channel, fired.customer_id, fired.trigger_id,
                              encode_record("nbc/trigger", trigger_record(document))))
     out.lifecycle.figures = ledger.figures
+    if segments is not None:
+        out.lifecycle.segments, out.segment_events = segment_writes(ledger.segment_changes(out.views, segments), topic,
+                                                                    partition, out.view_offsets)
     return out
 
 

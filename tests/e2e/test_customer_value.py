@@ -111,3 +111,17 @@ def test_rfm_scores_segments_and_the_pareto_curve_follow_the_portfolio(api: Api)
     assert value["curve"][0] == {"customers": 0.0, "revenue": 0.0} and value["curve"][-1]["revenue"] == 1.0
     shares = [p["revenue"] for p in value["curve"]]
     assert shares == sorted(shares) and 0.2 < value["top_20_share"] < 1.0
+
+    # the lifetime-value distribution: each customer's revenue as a year's value, the seed
+    # formula's factor (retention 0.8, discount 0.1, 5 years) applied; quantiles within 1%
+    ltv = api.get("/v1/analytics/value").json()["lifetime_value"]
+    q = 0.8 / 1.1
+    factor = q * (1 - q**5) / (1 - q)
+    assert ltv["customers"] == 40 and ltv["method"] == "revenue_as_yearly_value"
+    assert ltv["factor"] == pytest.approx(factor, rel=1e-6)
+    revenues = sorted((k + 1) * 10 * (k % 5 + 1) for k in range(40))
+    median = revenues[(40 - 1) // 2] * factor  # the lower median, as the histograms answer it
+    assert ltv["quantiles"]["p50"] == pytest.approx(median, rel=0.011)
+    assert ltv["quantiles"]["p10"] <= ltv["quantiles"]["p50"] <= ltv["quantiles"]["p90"]
+    assert sum(c["customers"] for c in ltv["histogram"]) == 40 and ltv["zero_or_less"] == 0
+    assert ltv["histogram"][0]["from"] == pytest.approx(revenues[0] * factor, rel=0.011)

@@ -120,3 +120,28 @@ def test_the_platform_ticks_by_itself_and_inactive_customers_move_on_without_any
     newest = life["history"][0]
     assert (newest["reason"], newest["at"]) == ("no_repeat_purchase", iso(bought + timedelta(days=90)))
     assert newest["cause_event_ids"][0].startswith("tick/")
+
+
+def test_with_pinned_purchase_model_parameters_p_alive_decides_declining_and_lost(start_runtime: Any) -> None:
+    from projections.alive import AliveRule
+    from projections.lifecycle import Buy
+    from projections.view_state import instant_of, micros
+
+    parameters = [0.243, 4.414, 0.793, 2.426]
+    api = Api(start_runtime({"TOUCHSTREAM_LIFECYCLE_P_ALIVE_PARAMETERS": str(parameters)}))
+    uid = f"pa-{unique()}"
+    days = (0, 14, 28, 42)
+    answer = api.ingest([buy(uid, n, day(d)) for n, d in enumerate(days)])
+    assert api.customer(uid, min_position=answer["position"])["lifecycle"]["stage"] == "active"
+    rule = AliveRule(*parameters)
+    history = tuple(Buy(micros(day(d)), f"{uid}-p{n}", "EUR", 800_000) for n, d in enumerate(days))
+    declining, lost = rule.crossing(history, 0.5), rule.crossing(history, 0.2)
+
+    view = api.customer(uid, min_position=post_tick(api, day(400)))
+    life = view["lifecycle"]
+    assert (life["stage"], life["rule"]) == ("lost", "p_alive")
+    assert [(t["to_stage"], t["reason"]) for t in life["history"][:2]] == [("lost", "p_alive"), ("declining", "p_alive")]
+    assert life["history"][1]["at"] == iso(instant_of(declining))
+    assert life["history"][0]["at"] == iso(instant_of(lost))
+    feed = api.get("/v1/lifecycle/transitions", customer_id=uid).json()["transitions"]
+    assert [t["reason"] for t in feed][-2:] == ["p_alive", "p_alive"]

@@ -32,6 +32,13 @@ V1_ROUTES = {
     ("get", "/v1/value/model"),
     ("get", "/v1/analytics/rfm"),
     ("get", "/v1/analytics/value"),
+    ("get", "/v1/analytics/segments"),
+    ("get", "/v1/segments/changes"),
+    ("get", "/v1/segments/{segment_id}/members"),
+    ("get", "/v1/triggers"),  # tests/e2e/test_next_best_contact.py, test_trigger_delivery.py
+    ("get", "/v1/triggers/stream"),
+    ("get", "/v1/triggers/dead-letters"),
+    ("get", "/v1/analytics/triggers"),
 }
 OPS_ROUTES = {"/metrics", "/healthz", "/readyz", "/openapi.json", "/docs", "/docs/oauth2-redirect", "/redoc"}
 
@@ -120,6 +127,11 @@ def test_neither_metrics_nor_logs_carry_emails_or_phone_numbers(start_runtime: A
                    {"phone": "not a phone"}):
         api.get("/v1/customers", min_position=clash["position"], **params)
     api.client.get("/v1/customers", params={"email": emails[1]}, headers=bearer("wrong-key"))
+    api.ingest(consent(f"pii-{uid}-7", T, a, consent_channel="email", purpose="marketing", status="granted"))
+    api.settle()  # every view includes the consent
+    exported = "".join(api.get("/v1/segments/email_marketing_opt_in/members", format=f).text for f in ("csv", "jsonl"))
+    assert any(e.lower() in exported for e in emails)  # the export is a campaign feature: it carries addresses
+    api.get("/v1/segments/changes", segment="email_marketing_opt_in")
     metrics_text = api.client.get("/metrics").text
     runtime.stop()
     log_text = runtime.log_text()

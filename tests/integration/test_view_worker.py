@@ -42,6 +42,9 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPa
 
 from projections.codec import to_dict
 from projections.rfm_cells import changes, rfm_figures
+from projections.segments import members_of
+from services.redis_segments import RedisSegments
+from services.segments_file import load_segments
 from projections.view_document import from_state
 from projections.touchpoints import CustomerRef
 from services.contracts import encode, encode_record
@@ -223,6 +226,15 @@ async def assert_replay_identical(settings: Settings, *, dead: int = 0) -> dict[
                        for s in states.values())
     async with RedisViewStore(settings.redis_url, settings.redis_prefix) as store:
         assert await store.rfm_cells(TOUCHPOINTS_TOPIC, PARTITIONS) == expected
+        # segment members: each entry and exit applied once, whatever crashed or moved
+        segments = load_segments(settings.segments_file)
+        members = RedisSegments(store, segments)
+        views = [from_state(orjson.loads(s)) for s in states.values()]
+        wanted = {(sid, v.customer_id) for v in views for sid in members_of(v, segments)}
+        kept = {(s.id, row[0]) for s in segments.segments async for row in members.members(s.id)}
+        assert kept == wanted
+        counts = await members.counts()
+        assert counts == {s.id: sum(1 for sid, _ in wanted if sid == s.id) for s in segments.segments}
     return report
 
 
