@@ -47,7 +47,10 @@ def worker_environment(bootstrap: str, redis_url: str, prefix: str, partitions: 
             "TOUCHSTREAM_REDIS_URL": redis_url, "TOUCHSTREAM_REDIS_PREFIX": prefix,
             "TOUCHSTREAM_KAFKA_PARTITIONS": str(partitions), "TOUCHSTREAM_WORKER_GROUP": f"bench-{prefix}",
             "TOUCHSTREAM_WORKER_WEB_PORT": str(free_port()), "TOUCHSTREAM_DATA_DIR": str(workdir),
-            "TOUCHSTREAM_LOG_LEVEL": "warning"}
+            "TOUCHSTREAM_LOG_LEVEL": "warning",
+            # the view fold, as the naive pipeline and the ceiling fold it: no contact rules
+            # (their cost is measured on its own, services/bench/nbc.py)
+            "TOUCHSTREAM_RULES_FILE": ""}
 
 
 def _cpu_seconds(pid: int) -> float:

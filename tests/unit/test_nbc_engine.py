@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -256,7 +255,8 @@ def test_the_contact_state_survives_storage() -> None:
 
 def test_a_survey_with_low_csat_fires_the_manager_call_of_the_default_rules() -> None:
     from services.nbc.rules_file import load_rules
-    eng = ContactEngine(load_rules(Path("rules/default.yaml")))
+    from services.settings import DEFAULT_RULES_FILE
+    eng = ContactEngine(load_rules(DEFAULT_RULES_FILE))
     run = Run(eng).event(survey("s1", at(0), csat=2))
     assert run.fired == [("manager_call_after_low_csat", "call")]
 
