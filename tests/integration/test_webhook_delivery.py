@@ -67,6 +67,8 @@ def test_every_trigger_is_delivered_once_in_feed_order_after_retries_with_growin
             with structlog.testing.capture_logs() as logs:
                 sender.start()
                 await until(lambda: len(receiver.processed) == 5, "five deliveries")
+                past_the_feed = feed.cursor_after(feed.items[-1]["trigger_id"])
+                await until(lambda: ledger.saved[-1:] == [past_the_feed], "the cursor past another channel's trigger")
                 await sender.stop()
         assert receiver.processed == ids and not receiver.refused  # in order, once each, all verified
         assert [i for i, _ in receiver.attempts] == [ids[0], *[ids[1]] * 4, ids[2], ids[3], ids[3], ids[4]]
