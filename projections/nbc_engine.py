@@ -48,7 +48,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from projections.codec import format_instant
 from projections.contact_time import due_at
-from projections.facts import CONTACT_CHANNEL_OF, event_facts
+from projections.facts import CONTACT_CHANNEL_OF, CONTACT_CHANNELS, event_facts
 from projections.lifecycle import DEFAULT as LIFECYCLE_DEFAULT
 from projections.lifecycle import LifecycleConfig, Transition, transition_id
 from projections.nbc_rule_model import Rule, RuleSet
@@ -384,7 +384,7 @@ class ContactEngine:
             if facts is None:
                 facts = facts_at[c.at] = view_facts(view, c.at)
             channel = c.rule.what.channel_for(facts)
-            if channel not in CONSENT_CHANNEL_OF_CONTACT:
+            if channel not in _CONTACT_CHANNELS:
                 stop(c, "no_channel")
                 continue
             consent = None
@@ -505,7 +505,7 @@ class ContactEngine:
         return micros(due_at(instant_of(at).astimezone(zone), duration, self.rules.business_hours))
 
 
-CONSENT_CHANNEL_OF_CONTACT = frozenset(("call", "email", "sms", "visit", "web", "mail"))
+_CONTACT_CHANNELS = frozenset(CONTACT_CHANNELS)
 
 
 class _RemovedRule(NamedTuple):

@@ -151,6 +151,7 @@ class ViewStore(SQLiteTrackingRecorder):
             "rule TEXT, version INTEGER, channel TEXT, at INTEGER, event_id TEXT, position INTEGER, "
             "PRIMARY KEY (trigger_id, outcome)) WITHOUT ROWID",
             "CREATE TABLE IF NOT EXISTS delivery_cursors (name TEXT PRIMARY KEY, cursor TEXT NOT NULL)",
+            "CREATE TABLE IF NOT EXISTS delivered_triggers (trigger_id TEXT PRIMARY KEY) WITHOUT ROWID",
             "CREATE TABLE IF NOT EXISTS delivery_dead_letters (trigger_id TEXT PRIMARY KEY, channel TEXT NOT NULL, "
             "at TEXT NOT NULL, letter BLOB NOT NULL)",
             # fitted models (services.value): written by the refit job, not by the runner
@@ -286,11 +287,10 @@ class ViewStore(SQLiteTrackingRecorder):
         """A channel system acknowledged a trigger (the webhook dispatcher): counted once per
         trigger, however often it was delivered. Whether this call counted it."""
         with self.datastore.transaction(commit=True) as c:
-            name = f"delivered:{trigger_id}"
-            c.execute("SELECT 1 FROM delivery_cursors WHERE name = ?", (name,))
+            c.execute("SELECT 1 FROM delivered_triggers WHERE trigger_id = ?", (trigger_id,))
             if c.fetchone() is not None:
                 return False
-            c.execute("INSERT INTO delivery_cursors VALUES (?, 'delivered')", (name,))
+            c.execute("INSERT INTO delivered_triggers VALUES (?)", (trigger_id,))
             c.execute("INSERT INTO nbc_figures VALUES (?,?,?,'delivered',1) ON CONFLICT (rule, version, channel, "
                       "figure) DO UPDATE SET count=count+1", (rule, version, channel))
             return True
