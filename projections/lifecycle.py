@@ -80,6 +80,7 @@ __all__ = [
     "advance",
     "on_purchase",
     "transition_id",
+    "dwell",
     "amount_units",
     "DEFAULT",
     "DAY",
@@ -148,8 +149,15 @@ class Transition(NamedTuple):
     from_stage: str
     to_stage: str
     reason: str
-    cause: str  # the event (touchpoint or clock tick) that revealed it
-    dwell: int  # µs spent in the previous stage (0 when its start is unknown)
+    cause: str  # the purchase that caused it, or ``time:<deadline µs>`` for a change time alone made
+    since: int | None  # when the previous stage began; None: a prospect since the customer was first seen
+
+
+def dwell(t: Transition, first_seen: int | None) -> int:
+    """µs spent in the previous stage (a prospect's stage began when the customer was first
+    seen: read at the time of asking, so an earlier event arriving late lengthens it)."""
+    start = t.since if t.since is not None else first_seen
+    return 0 if start is None else max(0, t.at - start)
 
 
 class Lifecycle(NamedTuple):
@@ -312,18 +320,15 @@ def _interval(buys: tuple[Buy, ...], config: LifecycleConfig) -> int | None:
 
 
 def _moved(lc: Lifecycle, at: int, stage: str, rule: str, reason: str, cause: str, config: LifecycleConfig,
-           evaluated: int, deadline: int | None, buys: tuple[Buy, ...], interval: int | None,
-           first_seen: int | None = None) -> Lifecycle:
+           evaluated: int, deadline: int | None, buys: tuple[Buy, ...], interval: int | None) -> Lifecycle:
     seq = lc.seq + 1
-    since = lc.since if lc.since is not None else first_seen  # a prospect since first seen
-    dwell = 0 if since is None else max(0, at - since)
-    history = (*lc.history, Transition(seq, at, lc.stage, stage, reason, cause, dwell))
+    history = (*lc.history, Transition(seq, at, lc.stage, stage, reason, cause, lc.since))
     if len(history) > config.history_limit:
         history = history[-config.history_limit:]
     return Lifecycle(stage, at, rule, evaluated, deadline, buys, interval, seq, history)
 
 
-def advance(lc: Lifecycle, customer_id: str, to: int, cause: str, config: LifecycleConfig = DEFAULT) -> Lifecycle:
+def advance(lc: Lifecycle, to: int, config: LifecycleConfig = DEFAULT) -> Lifecycle:
     """The lifecycle at instant ``to`` with no new purchase: every deadline crossed is
     judged at its own instant, and each change becomes a transition at that instant."""
     buys, interval = lc.buys, lc.interval
@@ -332,7 +337,9 @@ def advance(lc: Lifecycle, customer_id: str, to: int, cause: str, config: Lifecy
         stage, rule = judge(buys, interval, at, config)
         deadline = next_deadline(buys, interval, at, config)
         if stage != lc.stage:
-            lc = _moved(lc, at, stage, rule, rule, cause, config, at, deadline, buys, interval)
+            # caused by time alone, whichever event or tick revealed it: the same transition
+            # (and id) whatever arrived first
+            lc = _moved(lc, at, stage, rule, rule, f"time:{at}", config, at, deadline, buys, interval)
         else:
             lc = Lifecycle(lc.stage, lc.since, rule, at, deadline, buys, interval, lc.seq, lc.history)
     if lc.evaluated is None or lc.evaluated < to:
@@ -340,16 +347,14 @@ def advance(lc: Lifecycle, customer_id: str, to: int, cause: str, config: Lifecy
     return lc
 
 
-def on_purchase(lc: Lifecycle, customer_id: str, clock: int | None, buy: Buy,
-                config: LifecycleConfig = DEFAULT, first_seen: int | None = None) -> Lifecycle:
+def on_purchase(lc: Lifecycle, clock: int | None, buy: Buy, config: LifecycleConfig = DEFAULT) -> Lifecycle:
     """A purchase with a positive amount. ``clock`` is the latest event time the view had
-    seen before it (None for the customer's first event); ``first_seen`` the view's first
-    event time (the start of a prospect's stage)."""
+    seen before it (None for the customer's first event)."""
     if lc.evaluated is not None and (clock is None or lc.evaluated > clock):
         clock = lc.evaluated
     if clock is None or buy.at >= clock:
         if lc.deadline is not None and lc.deadline <= buy.at:  # time-driven changes first
-            lc = advance(lc, customer_id, buy.at, buy.event_id, config)
+            lc = advance(lc, buy.at, config)
         clock = buy.at
     held = lc.buys
     if not held or buy > held[-1]:  # in order: the common case
@@ -370,16 +375,15 @@ def on_purchase(lc: Lifecycle, customer_id: str, clock: int | None, buy: Buy,
         if stage == lc.stage:
             lc = Lifecycle(stage, lc.since, rule, buy.at, deadline, buys, interval, lc.seq, lc.history)
         else:
-            lc = _moved(lc, buy.at, stage, rule, rule, buy.event_id, config, buy.at, deadline, buys, interval,
-                        first_seen)
-        return advance(lc, customer_id, clock, buy.event_id, config)
+            lc = _moved(lc, buy.at, stage, rule, rule, buy.event_id, config, buy.at, deadline, buys, interval)
+        return advance(lc, clock, config)
     stage, rule = judge(buys, interval, clock, config)
     deadline = next_deadline(buys, interval, clock, config)
     if stage == lc.stage:
         return Lifecycle(stage, lc.since, rule, clock, deadline, buys, interval, lc.seq, lc.history)
     # on time, or a late purchase that rewrites what was reported: a correction at the clock
     reason = rule if buy.at == clock else "late_event"
-    return _moved(lc, clock, stage, rule, reason, buy.event_id, config, clock, deadline, buys, interval, first_seen)
+    return _moved(lc, clock, stage, rule, reason, buy.event_id, config, clock, deadline, buys, interval)
 
 
 def amount_units(amount: Decimal) -> int:

@@ -44,7 +44,7 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from functools import lru_cache
 from typing import Any, NamedTuple, Protocol
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+from datetime import UTC, tzinfo
 
 from projections.codec import format_instant
 from projections.contact_time import due_at
@@ -67,7 +67,8 @@ from projections.touchpoints import Call, Email, Purchase, ServiceCase, Touchpoi
 from projections.view import CustomerView, evolve, instant_of, micros, tick
 from projections.view_facts import view_facts
 
-__all__ = ["ContactEngine", "Sink", "Collector", "fold_event", "fold_tick", "next_due", "trigger_id",
+__all__ = ["ContactEngine", "TimeZones", "Decisions", "Suppression", "Step", "fold_event", "fold_tick", "next_due",
+           "trigger_id",
            "OUTCOME_OF_CALL", "OUTCOME_OF_EMAIL", "REASONS"]
 
 _NAMESPACE = uuid.UUID("6f1d9a52-4c1e-5b0a-9d7e-2b8c1f3e7a40")
@@ -96,32 +97,56 @@ def next_due(view: CustomerView) -> int | None:
     return a if b is None else b if a is None else min(a, b)
 
 
-class Sink(Protocol):
-    """Where a step's decisions go: the runner's batch ledger, or a backtest's counts."""
+class TimeZones(Protocol):
+    """The time-zone database the engine reads quiet hours and business time in. The shell
+    gives a pinned one (``services.zones``: the ``tzdata`` package, loaded explicitly, never
+    the host's), and its version is part of the configuration's fingerprint, so a replay
+    on another machine decides the same."""
 
-    def fired(self, trigger: Fired) -> None: ...
+    version: str
 
-    def suppressed(self, customer_id: str, rule: Rule, reason: str, at: int, detail: str | None) -> None: ...
+    def get(self, name: str) -> tzinfo | None: ...
 
-    def outcome(self, outcome: Outcome) -> None: ...
+
+class Suppression(NamedTuple):
+    """A candidate a constraint stopped: ``detail`` names the suppression, the winner of an
+    arbitration, the consent, or the instant a cooldown began."""
+
+    customer_id: str
+    rule: str
+    version: int
+    reason: str
+    at: int
+    detail: str | None
 
 
 @dataclass(slots=True)
-class Collector:
-    """A sink that keeps everything, in order (tests, backtests, the bench)."""
+class Decisions:
+    """What one step decided, in order: returned with the step's view, never written
+    anywhere while folding, so a step that fails later contributes nothing."""
 
     triggers: list[Fired] = field(default_factory=list)
-    suppressions: list[tuple[str, str, int, str, int, str | None]] = field(default_factory=list)
+    suppressions: list[Suppression] = field(default_factory=list)
     outcomes: list[Outcome] = field(default_factory=list)
 
     def fired(self, trigger: Fired) -> None:
         self.triggers.append(trigger)
 
-    def suppressed(self, customer_id: str, rule: Rule, reason: str, at: int, detail: str | None) -> None:
-        self.suppressions.append((customer_id, rule.id, rule.version, reason, at, detail))
+    def suppressed(self, customer_id: str, rule: Any, reason: str, at: int, detail: str | None) -> None:
+        self.suppressions.append(Suppression(customer_id, rule.id, rule.version, reason, at, detail))
 
     def outcome(self, outcome: Outcome) -> None:
         self.outcomes.append(outcome)
+
+    def __bool__(self) -> bool:
+        return bool(self.triggers or self.suppressions or self.outcomes)
+
+
+class Step(NamedTuple):
+    """A view after one event or tick, and what the engine decided on the way."""
+
+    view: CustomerView
+    decisions: Decisions
 
 
 class _Candidate(NamedTuple):
@@ -131,6 +156,7 @@ class _Candidate(NamedTuple):
     cause: dict[str, Any]
     where: tuple[tuple[str, Any], ...] = ()  # the event facts the trigger's ``where`` read
     deferred: bool = False
+    origin: int | None = None  # when the candidate first became due (a deferred one keeps it); None: ``at``
 
 
 class _Judged(NamedTuple):
@@ -142,14 +168,6 @@ class _Judged(NamedTuple):
     consent: dict[str, Any] | None
 
 
-@lru_cache(maxsize=256)
-def _zone(name: str) -> ZoneInfo | None:
-    try:
-        return ZoneInfo(name)
-    except (ZoneInfoNotFoundError, ValueError):
-        return None
-
-
 def _json_value(value: Any) -> Any:
     return str(value) if isinstance(value, Decimal) else value
 
@@ -159,6 +177,7 @@ class ContactEngine:
     """The compiled rules plus the engine's own settings."""
 
     rules: RuleSet
+    zones: TimeZones
     attribution_days: float = 7.0
     _touchpoint: Mapping[str, tuple[Rule, ...]] = field(init=False)
     _after: Mapping[str, tuple[Rule, ...]] = field(init=False)
@@ -183,7 +202,7 @@ class ContactEngine:
 
     # -- the two entry points ----------------------------------------------------------------
     def react(self, before: CustomerView | None, after: CustomerView, event: Touchpoint | None, now: int,
-              sink: Sink, until: int | None = None) -> CustomerView:
+              sink: Decisions, until: int | None = None) -> CustomerView:
         """``after`` with its contact state moved on by one step: the touchpoint ``event``
         (None for a clock tick), decided at the platform's time ``now``; timers due by
         ``until`` (default ``now``) fire."""
@@ -294,7 +313,7 @@ class ContactEngine:
                 bisect.insort(kept, Timer(due, rule.id, key, "sla", "case_past_sla", case_id, due))
         return kept, escalated
 
-    def _from_timer(self, view: CustomerView, timer: Timer, sink: Sink) -> _Candidate | None:
+    def _from_timer(self, view: CustomerView, timer: Timer, sink: Decisions) -> _Candidate | None:
         rule = self.rules.by_id.get(timer.rule)
         if rule is None:
             sink.suppressed(view.customer_id, _removed(timer), "rule_removed", timer.due, timer.key)
@@ -318,10 +337,11 @@ class ContactEngine:
             cause = {**cause, "severity": case.severity, "sla": rule.when.sla_for(case.severity).text}  # type: ignore
         elif timer.kind == "after":
             cause = {**cause, "delay": rule.when.delay.text}  # type: ignore[union-attr]
-        return _Candidate(rule, timer.key, timer.due, cause, where, deferred=timer.kind == "deferred")
+        return _Candidate(rule, timer.key, timer.due, cause, where, deferred=timer.kind == "deferred",
+                          origin=timer.origin)
 
     # -- outcomes --------------------------------------------------------------------------------
-    def _outcomes(self, issued: list[Issued], event: Touchpoint, at: int, cid: str, sink: Sink) -> list[Issued]:
+    def _outcomes(self, issued: list[Issued], event: Touchpoint, at: int, cid: str, sink: Decisions) -> list[Issued]:
         if not issued:
             return issued
         if event.trigger_id is not None:
@@ -357,7 +377,7 @@ class ContactEngine:
 
     # -- the decision --------------------------------------------------------------------------
     def _decide(self, view: CustomerView, candidates: list[_Candidate], now: int, timers: list[Timer],
-                issued: list[Issued], last_fired: dict[str, int], suppressed: list[Suppressed], sink: Sink) -> None:
+                issued: list[Issued], last_fired: dict[str, int], suppressed: list[Suppressed], sink: Decisions) -> None:
         cid = view.customer_id
         facts_at: dict[int, Mapping[str, Any]] = {}
         verdicts: dict[tuple[int, int], bool] = {}
@@ -413,27 +433,31 @@ class ContactEngine:
             if blocker is not None:
                 stop(c, "suppression", blocker.id)
                 continue
-            quiet = c.rule.constraints.quiet_hours
-            if quiet is not None or c.rule.what.valid_for.span is None:
+            # validity runs from when the candidate first became due: a deferral past quiet
+            # hours, or an old event arriving today, never extends it
+            origin = c.at if c.origin is None else c.origin
+            quiet, valid_for = c.rule.constraints.quiet_hours, c.rule.what.valid_for
+            if quiet is not None or valid_for.span is None:
                 zone = self._zone_of(facts)
-                local = instant_of(c.at).astimezone(zone)
+            valid_until = origin + _span_us(valid_for) if valid_for.span is not None else micros(
+                due_at(instant_of(origin).astimezone(zone), valid_for, self.rules.business_hours))
+            if valid_until <= now:
+                stop(c, "expired", _iso(valid_until))
+                continue
             # quiet hours are judged when the contact would be issued: a candidate decided late
             # (a late event, a delayed tick) is issued now, not at its instant
             if quiet is not None and not c.deferred and quiet.contains(
-                    (issuing := local if c.at >= now else instant_of(now).astimezone(zone)).time()):
+                    (issuing := instant_of(max(c.at, now)).astimezone(zone)).time()):
                 if quiet.mode == "drop":
                     stop(c, "quiet_hours", "dropped")
                     continue
                 resume = micros(quiet.ends_after(issuing))
+                if resume >= valid_until:  # it would be stale by the time quiet hours end
+                    stop(c, "expired", _iso(valid_until))
+                    continue
                 bisect.insort(timers, Timer(resume, c.rule.id, c.key, "deferred", c.cause["kind"],
-                                            str(c.cause.get("id", "")), c.at))
+                                            str(c.cause.get("id", "")), origin))
                 continue  # deferred: decided again when the quiet hours end
-            valid_for = c.rule.what.valid_for
-            valid_until = c.at + _span_us(valid_for) if valid_for.span is not None else micros(
-                due_at(local, valid_for, self.rules.business_hours))
-            if valid_until <= now:
-                stop(c, "expired", _iso(valid_until))
-                continue
             reason = self._capped(view, c.rule, channel, c.at, issued)
             if reason is not None:
                 stop(c, reason)
@@ -493,15 +517,20 @@ class ContactEngine:
                 return reason
         return None
 
-    def _zone_of(self, facts: Mapping[str, Any]) -> ZoneInfo:
-        return _zone(self.rules.zone_of(facts)) or _zone(self.rules.timezone) or ZoneInfo("UTC")
+    def _zone(self, name: str | None) -> tzinfo:
+        """``name``, else the rule file's zone, else UTC (an unknown name falls through)."""
+        zones = self.zones
+        return (name and zones.get(name)) or zones.get(self.rules.timezone) or UTC
+
+    def _zone_of(self, facts: Mapping[str, Any]) -> tzinfo:
+        return self._zone(self.rules.zone_of(facts))
 
     def _due(self, view: CustomerView, at: int, duration: Any) -> int:
         """``at`` plus ``duration`` (business time in the customer's zone)."""
         if duration.span is not None:  # calendar time: no zone needed
             return at + _span_us(duration)
         profile = dict(view.profile).get("timezone")
-        zone = (_zone(profile.value) if profile is not None else None) or _zone(self.rules.timezone) or ZoneInfo("UTC")
+        zone = self._zone(profile.value if profile is not None else None)
         return micros(due_at(instant_of(at).astimezone(zone), duration, self.rules.business_hours))
 
 
@@ -547,46 +576,51 @@ def _outcome_of(event: Touchpoint) -> str | None:
 
 # -- the fold with the engine -------------------------------------------------------------------
 def fold_event(view: CustomerView, event: Touchpoint, lifecycle: LifecycleConfig | None = LIFECYCLE_DEFAULT,
-               clock: int | None = None, engine: ContactEngine | None = None,
-               sink: Sink | None = None) -> CustomerView:
+               clock: int | None = None, engine: ContactEngine | None = None, *,
+               arrival: bool = True) -> Step:
     """``evolve``, then the engine's reaction to the event (when an engine is given).
+
+    The platform's time when deciding is the latest of the event's instant, the clock (the
+    latest tick) and, with ``arrival`` (live folds and replays), the instant the platform
+    received the event: an event stamped a month ago but received today is decided today,
+    so whatever its rules proposed a month ago has expired, whatever the hour it arrives.
+    A backtest passes ``arrival=False``: it asks what would have happened had every event
+    arrived on time. (Not the customer's latest activity: one event stamped ahead by a
+    skewed device would make every later contact of theirs look stale.)
 
     Timers already due at the event's instant fire first, on the view without the event:
     a delay that ran out before a purchase is decided on what was known when it ran out,
     whether a clock tick or the event came first (what the backtest does exactly)."""
+    decisions = Decisions()
     if engine is None:
-        return evolve(view, event, lifecycle, clock)
-    sink = sink or Collector()
+        return Step(evolve(view, event, lifecycle, clock), decisions)
     at = micros(event.occurred_at)
-    # the platform's time, from the log: the clock (the latest tick) or the event's own
-    # instant, whichever is later: a late event is decided as late as it is. (Not the
-    # customer's latest activity: one event stamped ahead by a skewed device would make
-    # every later contact of theirs look stale.)
-    now = max(at, clock or at)
-    if event.event_id not in view.applied:
+    now = max(at, clock or at, micros(event.received_at) if arrival else at)
+    if event.event_id not in view.seen:
         deadline = view.lifecycle.deadline
         if lifecycle is not None and deadline is not None and deadline < at and engine.watches_stages:
             # stages the event would cross first are decided on the view without it, as a
             # tick at that instant would have (and the backtest does)
             before = view
-            view = tick(view, at - 1, event.event_id, lifecycle)
-            view = engine.react(before, view, None, now, sink, until=at)
+            view = tick(view, at - 1, lifecycle)
+            view = engine.react(before, view, None, now, decisions, until=at)
         due = view.contact.next_due
         if due is not None and due <= at:
-            view = engine.react(view, view, None, now, sink, until=at)
+            view = engine.react(view, view, None, now, decisions, until=at)
     after = evolve(view, event, lifecycle, clock)
     if after is view:
-        return after
-    return engine.react(view, after, event, now, sink)
+        return Step(after, decisions)
+    return Step(engine.react(view, after, event, now, decisions), decisions)
 
 
-def fold_tick(view: CustomerView, at: int, tick_id: str, lifecycle: LifecycleConfig | None = LIFECYCLE_DEFAULT,
-              engine: ContactEngine | None = None, sink: Sink | None = None) -> CustomerView:
+def fold_tick(view: CustomerView, at: int, lifecycle: LifecycleConfig | None = LIFECYCLE_DEFAULT,
+              engine: ContactEngine | None = None) -> Step:
     """``tick``, then the timers due by ``at`` (when an engine is given)."""
-    after = tick(view, at, tick_id, lifecycle)
+    decisions = Decisions()
+    after = tick(view, at, lifecycle)
     if engine is None:
-        return after
+        return Step(after, decisions)
     due = view.contact.next_due
     if after is view and (due is None or due > at):
-        return view
-    return engine.react(view, after, None, at, sink or Collector())
+        return Step(view, decisions)
+    return Step(engine.react(view, after, None, at, decisions), decisions)

@@ -29,11 +29,14 @@ from projections.touchpoints import (
     WebForm,
 )
 from projections.view_state import (
+    CASES_LIMIT,
     PRESSURE_MARKS_LIMIT,
     PRESSURE_WINDOW,
     RECENT_LIMIT,
+    SEEN_LIMIT,
     Attribute,
     CaseState,
+    ClosedCases,
     ChannelStats,
     ConsentState,
     ContactMark,
@@ -98,7 +101,7 @@ def evolve(view: CustomerView, event: Touchpoint,
     ``lifecycle``: the stage rules (``projections.lifecycle``); None leaves stages out.
     ``clock``: the latest clock tick the log showed before this event (µs), if any: time
     has reached it for every customer, including those the tick did not need to visit."""
-    if event.event_id in view.applied:
+    if event.event_id in view.seen:
         return view
     at = micros(event.occurred_at)
     stamp: Stamp = (at, event.event_id)
@@ -108,17 +111,17 @@ def evolve(view: CustomerView, event: Touchpoint,
             buy = Buy(at, event.event_id, event.currency, amount_units(event.amount))
             if clock is not None and lc.deadline is not None and lc.deadline <= clock:
                 # a tick reached this instant without visiting (its limit): time first
-                lc = advance(lc, view.customer_id, clock, event.event_id, lifecycle)
+                lc = advance(lc, clock, lifecycle)
             seen = view.last_seen if clock is None else _max(view.last_seen, clock)
-            lc = on_purchase(lc, view.customer_id, seen, buy, lifecycle, _min(view.first_seen, at))
+            lc = on_purchase(lc, seen, buy, lifecycle)
         elif lc.deadline is not None:
             now = at if clock is None or at >= clock else clock
             if now >= lc.deadline:
-                lc = advance(lc, view.customer_id, now, event.event_id, lifecycle)
+                lc = advance(lc, now, lifecycle)
     purchases, first_purchase, last_purchase, currencies = (
         view.purchases, view.first_purchase_at, view.last_purchase_at, view.currencies,
     )
-    cases, csat, nps, consents = view.cases, view.csat, view.nps, view.consents
+    cases, closed, csat, nps, consents = view.cases, view.closed_cases, view.csat, view.nps, view.consents
     match event:
         case Purchase():
             purchases += 1
@@ -126,7 +129,7 @@ def evolve(view: CustomerView, event: Touchpoint,
             last_purchase = _max(last_purchase, at)
             currencies = _purchase(currencies, event)
         case ServiceCase():
-            cases = _case(cases, event, stamp)
+            cases, closed = _case(cases, closed, event, stamp)
         case Survey():
             if event.csat is not None and _later(csat and csat.stamp, stamp):
                 csat = Score(event.csat, stamp)
@@ -157,17 +160,19 @@ def evolve(view: CustomerView, event: Touchpoint,
         last_purchase_at=last_purchase,
         currencies=currencies,
         cases=cases,
+        closed_cases=closed,
         csat=csat,
         nps=nps,
         consents=consents,
         contacts=_contacts(view.contacts, event, at, last_seen),
-        applied=view.applied | {event.event_id},
+        seen=(*view.seen[1 - SEEN_LIMIT:], event.event_id) if len(view.seen) >= SEEN_LIMIT
+        else (*view.seen, event.event_id),
         lifecycle=lc,
         contact=view.contact,
     )
 
 
-def tick(view: CustomerView, at: int, tick_id: str,
+def tick(view: CustomerView, at: int,
          lifecycle: LifecycleConfig | None = LIFECYCLE_DEFAULT) -> CustomerView:
     """The view once time has reached ``at`` (a clock tick from the log): the lifecycle
     crosses every deadline up to then. A tick is not customer activity: nothing else
@@ -175,7 +180,7 @@ def tick(view: CustomerView, at: int, tick_id: str,
     lc = view.lifecycle
     if lifecycle is None or lc.deadline is None or at < lc.deadline:
         return view
-    return view._replace(lifecycle=advance(lc, view.customer_id, at, tick_id, lifecycle))
+    return view._replace(lifecycle=advance(lc, at, lifecycle))
 
 
 def _profile(profile: tuple, event: Touchpoint, stamp: Stamp) -> tuple:  # type: ignore[type-arg]
@@ -270,7 +275,8 @@ def _purchase(currencies: tuple, event: Purchase) -> tuple:  # type: ignore[type
     return _put(currencies, event.currency, totals)
 
 
-def _case(cases: tuple, event: ServiceCase, stamp: Stamp) -> tuple:  # type: ignore[type-arg]
+def _case(cases: tuple, closed: ClosedCases, event: ServiceCase,  # type: ignore[type-arg]
+          stamp: Stamp) -> tuple[tuple, ClosedCases]:  # type: ignore[type-arg]
     held: CaseState | None = dict(cases).get(event.case_id)
     if held is None:
         state = CaseState(stamp[0], event.status, stamp, event.severity, event.category,
@@ -281,4 +287,15 @@ def _case(cases: tuple, event: ServiceCase, stamp: Stamp) -> tuple:  # type: ign
             state = state._replace(status=event.status, status_stamp=stamp, severity=event.severity)
         if event.category and _later(held.category_stamp, stamp):
             state = state._replace(category=event.category, category_stamp=stamp)
-    return _put(cases, event.case_id, state)
+    cases = _put(cases, event.case_id, state)
+    if len(cases) <= CASES_LIMIT:
+        return cases, closed
+    # Bounded: every open case stays; the resolved case resolved longest ago is folded into
+    # the closed-cases totals (a later update of that case would count as a new case).
+    resolved = [(c.status_stamp, k) for k, c in cases if not c.is_open]
+    if not resolved:
+        return cases, closed
+    _, gone = min(resolved)
+    case = dict(cases)[gone]
+    closed = ClosedCases(closed.count + 1, closed.resolution_us + case.status_stamp[0] - case.opened_at)
+    return tuple((k, c) for k, c in cases if k != gone), closed

@@ -1,7 +1,9 @@
 """The two written forms of a customer view.
 
-* ``to_state`` / ``from_state``: the stored form, complete (including the set of applied
-  event ids) so a view store can resume folding; ``from_state(to_state(v)) == v``.
+* ``to_state`` / ``from_state``: the stored form, complete (including the window of
+  recently folded event ids) so a view store can resume folding;
+  ``from_state(to_state(v)) == v``. It carries ``STATE_FORMAT``: a store holding another
+  format is rebuilt from the log (views are derived data).
   Records are written as arrays in field order and instants as the view keeps them
   (integer microseconds), so storing and loading a view is mostly copying.
 * ``to_document``: the published 360° document (HTTP, Redis, Kafka; Avro
@@ -19,12 +21,13 @@ from functools import lru_cache
 from typing import Any
 
 from projections.codec import format_instant
-from projections.lifecycle import Buy, Lifecycle, Transition, transition_id
+from projections.lifecycle import Buy, Lifecycle, Transition, dwell, transition_id
 from projections.nbc_state import contact_from, contact_state
 from projections.view import (
     Attribute,
     CaseState,
     ChannelStats,
+    ClosedCases,
     ConsentState,
     ContactMark,
     CurrencyTotals,
@@ -33,16 +36,27 @@ from projections.view import (
     Score,
     instant_of,
 )
+from projections.view_state import mean_resolution_seconds
 
-__all__ = ["to_state", "from_state", "to_document", "lifecycle_document", "transition_document", "contact_document", "facts_document"]
+__all__ = ["STATE_FORMAT", "StateFormatError", "to_state", "from_state", "to_document", "lifecycle_document", "transition_document", "contact_document", "facts_document"]
 
 
 def _stamp(raw: list[Any] | None) -> tuple[int, str] | None:
     return None if raw is None else (raw[0], raw[1])
 
 
+STATE_FORMAT = 4
+"""The stored form's version: 4 bounds the state (an idempotency window instead of every
+event id, resolved cases folded into totals beyond ``CASES_LIMIT``)."""
+
+
+class StateFormatError(ValueError):
+    """A stored state of another format: rebuild the store from the log."""
+
+
 def to_state(view: CustomerView) -> dict[str, Any]:
     return {
+        "format": STATE_FORMAT,
         "customer_id": view.customer_id,
         "emails": sorted(view.emails),
         "phones": sorted(view.phones),
@@ -58,11 +72,12 @@ def to_state(view: CustomerView) -> dict[str, Any]:
         "last_purchase_at": view.last_purchase_at,
         "currencies": [(k, c.count, str(c.revenue), str(c.margin), c.margin_count) for k, c in view.currencies],
         "cases": [(k, *c) for k, c in view.cases],
+        "closed_cases": tuple(view.closed_cases),
         "csat": None if view.csat is None else tuple(view.csat),
         "nps": None if view.nps is None else tuple(view.nps),
         "consents": [(ch, p, *c) for (ch, p), c in view.consents],
         "contacts": [tuple(m) for m in view.contacts],
-        "applied": sorted(view.applied),
+        "seen": view.seen,
         "lifecycle": _lifecycle_state(view.lifecycle),
         "contact": contact_state(view.contact),
     }
@@ -82,6 +97,8 @@ def _lifecycle_from(raw: list[Any] | None) -> Lifecycle:
 
 
 def from_state(d: dict[str, Any]) -> CustomerView:
+    if d.get("format") != STATE_FORMAT:
+        raise StateFormatError(f"stored state format {d.get('format', 'before 4')}, expected {STATE_FORMAT}")
     return CustomerView(
         customer_id=d["customer_id"],
         emails=frozenset(d["emails"]),
@@ -103,6 +120,7 @@ def from_state(d: dict[str, Any]) -> CustomerView:
             (k, CaseState(o, st, _stamp(ss), sev, cat, _stamp(cs)))  # type: ignore[arg-type]
             for k, o, st, ss, sev, cat, cs in d["cases"]
         ),
+        closed_cases=ClosedCases(*d["closed_cases"]),
         csat=None if d["csat"] is None else Score(d["csat"][0], _stamp(d["csat"][1])),  # type: ignore[arg-type]
         nps=None if d["nps"] is None else Score(d["nps"][0], _stamp(d["nps"][1])),  # type: ignore[arg-type]
         consents=tuple(
@@ -110,7 +128,7 @@ def from_state(d: dict[str, Any]) -> CustomerView:
             for ch, p, st, s, src in d["consents"]
         ),
         contacts=tuple(ContactMark(*m) for m in d["contacts"]),
-        applied=frozenset(d["applied"]),
+        seen=tuple(d["seen"]),
         lifecycle=_lifecycle_from(d.get("lifecycle")),
         contact=contact_from(d.get("contact")),
     )
@@ -125,11 +143,6 @@ def _format_micros(us: int) -> str:
     # A document renders the same instants again and again (the latest 50 touchpoints are
     # re-rendered each time the view changes): formatting each once is most of its cost.
     return format_instant(instant_of(us))
-
-
-def _mean_resolution_seconds(cases: list[CaseState]) -> float | None:
-    resolved = [(c.status_stamp[0] - c.opened_at) / 1e6 for c in cases if not c.is_open]
-    return round(sum(resolved) / len(resolved), 3) if resolved else None
 
 
 def to_document(view: CustomerView) -> dict[str, Any]:
@@ -182,8 +195,8 @@ def _document(view: CustomerView, whole: bool) -> dict[str, Any]:
         "service_cases": {
             "open": len(open_cases),
             "oldest_open_at": _iso(min((c.opened_at for c in open_cases), default=None)),
-            "resolved": len(cases) - len(open_cases),
-            "mean_resolution_seconds": _mean_resolution_seconds(cases),
+            "resolved": len(cases) - len(open_cases) + view.closed_cases.count,
+            "mean_resolution_seconds": mean_resolution_seconds(cases, view.closed_cases),
         },
         "satisfaction": {
             "csat": None if view.csat is None else view.csat.value,
@@ -200,11 +213,12 @@ def _document(view: CustomerView, whole: bool) -> dict[str, Any]:
     }
 
 
-def transition_document(customer_id: str, t: Transition) -> dict[str, Any]:
-    """A ``LifecycleStageChanged`` event (schemas/lifecycle/stage_changed)."""
+def transition_document(customer_id: str, t: Transition, dwell_us: int) -> dict[str, Any]:
+    """A ``LifecycleStageChanged`` event (schemas/lifecycle/stage_changed); ``dwell_us``:
+    the time spent in the previous stage (``projections.lifecycle.dwell``)."""
     return {"transition_id": transition_id(customer_id, t), "customer_id": customer_id, "sequence": t.seq, "at": _iso(t.at),
             "from_stage": t.from_stage, "to_stage": t.to_stage, "reason": t.reason, "cause_event_ids": [t.cause],
-            "dwell_seconds": round(t.dwell / 1e6, 3)}
+            "dwell_seconds": round(dwell_us / 1e6, 3)}
 
 
 def lifecycle_document(view: CustomerView, history: bool = True) -> dict[str, Any]:
@@ -216,7 +230,7 @@ def lifecycle_document(view: CustomerView, history: bool = True) -> dict[str, An
         "next_review_at": _iso(lc.deadline),
         "typical_interval_days": None if lc.interval is None else round(lc.interval / 86_400e6, 3),
         "transitions": lc.seq,
-        "history": [transition_document(view.customer_id, t) for t in reversed(lc.history)]  # newest first
+        "history": [transition_document(view.customer_id, t, dwell(t, view.first_seen)) for t in reversed(lc.history)]  # newest first
         if history else [],
     }
 

@@ -16,6 +16,7 @@ from typing import Any
 
 from projections.derived_facts import DERIVED
 from projections.view import CustomerView
+from projections.view_state import mean_resolution_seconds
 
 __all__ = ["view_facts"]
 
@@ -58,9 +59,8 @@ def _purchases(v: CustomerView) -> dict[str, Any]:
 def _cases(v: CustomerView) -> dict[str, Any]:
     cases = [c for _, c in v.cases]
     open_ = sum(1 for c in cases if c.is_open)
-    resolved = [(c.status_stamp[0] - c.opened_at) / 1e6 for c in cases if not c.is_open]
-    return {"open": open_, "resolved": len(cases) - open_,
-            "mean_resolution_seconds": round(sum(resolved) / len(resolved), 3) if resolved else None}
+    mean = mean_resolution_seconds(cases, v.closed_cases)
+    return {"open": open_, "resolved": len(cases) - open_ + v.closed_cases.count, "mean_resolution_seconds": mean}
 
 
 def _consent(v: CustomerView) -> dict[str, dict[str, str]]:

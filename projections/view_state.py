@@ -18,6 +18,9 @@ from projections.nbc_state import ContactState
 
 __all__ = [
     "RECENT_LIMIT",
+    "SEEN_LIMIT",
+    "CASES_LIMIT",
+    "ClosedCases",
     "PRESSURE_WINDOW",
     "PRESSURE_MARKS_LIMIT",
     "Stamp",
@@ -31,6 +34,7 @@ __all__ = [
     "Recent",
     "CustomerView",
     "initial_view",
+    "mean_resolution_seconds",
     "micros",
     "instant_of",
 ]
@@ -48,6 +52,8 @@ def instant_of(us: int) -> datetime:
 
 
 RECENT_LIMIT = 50
+SEEN_LIMIT = 128  # event ids remembered per customer, latest arrivals: a producer retry is caught
+CASES_LIMIT = 32  # service cases kept per customer: every open one first, then the latest resolved
 PRESSURE_WINDOW = 30 * 24 * 3600 * 1_000_000  # 30 days, in microseconds
 PRESSURE_MARKS_LIMIT = 200
 
@@ -86,6 +92,14 @@ class CaseState(NamedTuple):
     @property
     def is_open(self) -> bool:
         return self.status != "resolved"
+
+
+class ClosedCases(NamedTuple):
+    """Resolved cases no longer kept one by one (beyond ``CASES_LIMIT``): their count and
+    the sum of their resolution times, so the figures stay exact while the state stays bounded."""
+
+    count: int = 0
+    resolution_us: int = 0
 
 
 class Score(NamedTuple):
@@ -136,14 +150,22 @@ class CustomerView(NamedTuple):
     first_purchase_at: int | None = None
     last_purchase_at: int | None = None
     currencies: tuple[tuple[str, CurrencyTotals], ...] = ()
-    cases: tuple[tuple[str, CaseState], ...] = ()
+    cases: tuple[tuple[str, CaseState], ...] = ()  # at most CASES_LIMIT, by case id
+    closed_cases: ClosedCases = ClosedCases()  # resolved cases folded out of ``cases``
     csat: Score | None = None
     nps: Score | None = None
     consents: tuple[tuple[tuple[str, str], ConsentState], ...] = ()
     contacts: tuple[ContactMark, ...] = ()
-    applied: frozenset[str] = frozenset()
+    seen: tuple[str, ...] = ()  # the latest SEEN_LIMIT event ids folded, in arrival order (idempotency window)
     lifecycle: Lifecycle = Lifecycle()
     contact: ContactState = ContactState()  # next-best-contact state (projections.nbc_engine)
+
+
+def mean_resolution_seconds(cases: list[CaseState], closed: ClosedCases) -> float | None:
+    """The mean time to resolve a case, over the cases kept and those folded into totals."""
+    resolved = [c.status_stamp[0] - c.opened_at for c in cases if not c.is_open]
+    n = len(resolved) + closed.count
+    return round((sum(resolved) + closed.resolution_us) / 1e6 / n, 3) if n else None
 
 
 def initial_view(customer_id: str) -> CustomerView:

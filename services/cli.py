@@ -106,9 +106,7 @@ def replay(
     target, live_digest = live.digest() if live is not None else (log.head(), None)
     with tempfile.TemporaryDirectory() as scratch:
         fresh = ViewStore(into or Path(scratch) / "views.sqlite")
-        runner = ProjectionRunner(log, fresh, batch=5000, until=target, lifecycle=settings.lifecycle(),
-                                  tick_limit=settings.lifecycle_tick_limit, currency=settings.value_currency,
-                                  engine=settings.contact_engine())
+        runner = ProjectionRunner(log, fresh, settings.fold_config(), batch=5000, until=target)
         started = time.perf_counter()
         runner.catch_up()
         seconds = time.perf_counter() - started

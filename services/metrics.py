@@ -38,6 +38,7 @@ __all__ = [
     "LIFECYCLE_CUSTOMERS",
     "LIFECYCLE_TRANSITIONS",
     "LIFECYCLE_TICK_DUE",
+    "TICK_FAILURES",
     "TRIGGERS_FIRED",
     "TRIGGERS_SUPPRESSED",
     "TRIGGER_OUTCOMES",
@@ -168,6 +169,10 @@ LIFECYCLE_TRANSITIONS = Counter(
 LIFECYCLE_TICK_DUE = Counter(
     "touchstream_lifecycle_tick_customers_total",
     "Customers a clock tick re-evaluated (those whose next deadline had passed).",
+)
+TICK_FAILURES = Counter(
+    "touchstream_tick_failures_total",
+    "Customers a clock tick could not move on (their stored state did not load); they stay due.",
 )
 
 # -- customer value ------------------------------------------------------------------------

@@ -38,7 +38,6 @@ from services.gc_tuning import tune_gc
 from services.ingest import GroupCommitter
 from services.runner import ProjectionRunner
 from services.segment_reads import EmbeddedSegments, SegmentSource, set_segment_gauges
-from services.segments_file import load_segments
 from services import segment_store
 from services.settings import Settings
 from services.viewstore import open_current
@@ -189,8 +188,8 @@ def set_stage_gauges(counts: dict[str, int]) -> None:
 def transition_row_document(row: dict[str, Any]) -> dict[str, Any]:
     """A stored transition (a row of the embedded feed) as its LifecycleStageChanged document."""
     t = Transition(row["sequence"], row["at"], row["from_stage"], row["to_stage"], row["reason"], row["cause"],
-                   row["dwell"])
-    return transition_document(row["customer_id"], t)
+                   row["at"] - row["dwell"])
+    return transition_document(row["customer_id"], t, row["dwell"])
 
 
 def cursor_out(*parts: str | int) -> str:
@@ -227,10 +226,8 @@ class EmbeddedPlatform:
             max_bytes=settings.log_max_bytes,
         )
         self.views = open_current(settings.views_path, lock_timeout_seconds=settings.sqlite_lock_timeout_seconds)
-        self.runner = ProjectionRunner(self.log, self.views, batch=settings.projection_batch_events,
-                                       lifecycle=settings.lifecycle(), tick_limit=settings.lifecycle_tick_limit,
-                                       currency=settings.value_currency, engine=settings.contact_engine(),
-                                       segments=load_segments(settings.segments_file))
+        self.runner = ProjectionRunner(self.log, self.views, settings.fold_config(),
+                                       batch=settings.projection_batch_events, cache_bytes=settings.state_cache_bytes)
         segment_store.reconcile(self.views, self.runner.segments)  # a changed definition: re-evaluated
         self.segments = EmbeddedSegments(self.views, self.runner.segments)
         self.writer = GroupCommitter(

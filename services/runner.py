@@ -1,14 +1,15 @@
 """The projection runner: follows the log and folds it into the view store, in batches.
 
-Each batch: read up to N log records after the tracked position, decode them, resolve
-identities (``projections.identity``), fold each customer's events
-(``projections.view.evolve``), then commit views, identity links, timeline rows,
-conflicts, dead letters *and* the tracking position in one SQLite transaction.
+Each batch: read up to N log records after the tracked position, decode them, load the
+states they may touch, fold them with the core's one batch decider
+(``projections.batch.fold_batch``: identities, views, stages, next best contact,
+segments), then commit views, identity links, timeline rows, conflicts, dead letters,
+everything decided *and* the tracking position in one SQLite transaction.
 
 Business rule: a record that cannot be decoded or folded is never dropped and never
 stops the runner: it goes to ``dead_letters`` with the reason, and the position moves on.
 Per-event I/O is what would limit throughput, so reads and writes are per batch, and
-recently folded views are kept in a bounded cache (the runner is the only writer).
+recently folded states are kept in a cache bounded in bytes (the runner is the only writer).
 """
 
 from __future__ import annotations
@@ -16,146 +17,83 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable
-from typing import Any, NamedTuple
+from typing import Any
 
 import orjson
 import structlog
 
+from projections.batch import BatchResult, FoldConfig, Record, Rejected, Tick, Touch, fold_batch
 from projections.codec import format_instant, from_dict, instant
-from projections.identity import identifiers_of, resolve
-from projections.lifecycle import DEFAULT as LIFECYCLE_DEFAULT
-from projections.lifecycle import LifecycleConfig
-from projections.nbc_engine import ContactEngine, fold_event, fold_tick
-from projections.segments import Memo, SegmentSet
-from projections.touchpoints import Touchpoint
-from projections.view import initial_view, micros
+from projections.identity import identifiers_of
+from projections.segments import Memo
+from projections.view import micros
 from projections.view_document import to_state
 from services import metrics
-from services.nbc.figures import count_contact_figures
 from services.eventlog import LoggedTouchpoint, TouchpointLog
-from services.batch_ledger import BatchLedger, due
-from services.view_cache import ViewCache
+from services.nbc.figures import count_contact_figures
+from services.view_cache import States, ViewCache
 from services.viewstore import ViewChanges, ViewStore, dumps
 
-__all__ = ["ProjectionRunner", "fold_batch"]
+__all__ = ["ProjectionRunner", "fold_records"]
 
 log = structlog.get_logger("touchstream.runner")
 
-
-class Tick(NamedTuple):
-    tick_id: str
-    at: int  # µs
+MEMO_LIMIT = 100_000  # segment answers kept between batches (a few hundred bytes each)
 
 
-def _decode(record: LoggedTouchpoint) -> Touchpoint | Tick:
-    document = record.document()
-    if record.topic.startswith("clock/"):
-        return Tick(document["event_id"], micros(instant(document["at"])))
-    return from_dict(document)
+def _decode(record: LoggedTouchpoint) -> Record:
+    try:
+        document = record.document()
+        if record.topic.startswith("clock/"):
+            return Tick(record.position, document["event_id"], micros(instant(document["at"])))
+        return Touch(record.position, from_dict(document))
+    except Exception as error:  # noqa: BLE001 - any decoding failure is a dead letter
+        return Rejected(record.position, f"undecodable: {type(error).__name__}: {error}")
 
 
-def fold_batch(records: list[LoggedTouchpoint], store: ViewStore, cache: ViewCache, *, clock: int | None = None,
-               lifecycle: LifecycleConfig | None = LIFECYCLE_DEFAULT, tick_limit: int = 10_000,
-               currency: str | None = "EUR", engine: ContactEngine | None = None,
-               segments: SegmentSet | None = None, segment_memo: Memo | None = None) -> ViewChanges:
-    """Fold a batch of log records into the changes to commit (no writes, no metrics here:
-    a failed commit is retried, and must not count twice). ``clock``: the latest clock
-    tick folded before the batch."""
-    changes = ViewChanges(position=records[-1].position, clock=clock)
-    decoded: list[tuple[LoggedTouchpoint, Touchpoint | Tick]] = []
-    for record in records:
-        try:
-            decoded.append((record, _decode(record)))
-        except Exception as error:  # noqa: BLE001 - any decoding failure is a dead letter
-            changes.dead_letters.append(_dead(record, f"undecodable: {type(error).__name__}: {error}"))
-    events = [(r, e) for r, e in decoded if not isinstance(e, Tick)]
-    known = store.owners(i for _, e in events for i in identifiers_of(e.customer))
-    looked_up = _likely_customers(events, known)
-    views = cache.load(looked_up)
-    ledger = BatchLedger()
-    for record, event in decoded:
-        if isinstance(event, Tick):
-            changes.clock = event.at if changes.clock is None else max(changes.clock, event.at)
-            if lifecycle is not None or engine is not None:
-                changes.visited += _tick(event, store, cache, views, ledger, lifecycle, tick_limit, engine)
-            continue
-        try:  # resolution and fold succeed together, or the record is a dead letter
-            res = resolve(event, known)
-            if res.customer_id not in looked_up and not res.created:  # a new customer has no stored view
-                looked_up.add(res.customer_id)
-                views.update(cache.load({res.customer_id}))
-            before = views.get(res.customer_id)
-            view = fold_event(before or initial_view(res.customer_id), res.folded, lifecycle, changes.clock, engine,
-                              ledger)
-        except Exception as error:  # noqa: BLE001 - a bad record must not stop the runner
-            changes.dead_letters.append(_dead(record, f"unfoldable: {type(error).__name__}: {error}"))
-            continue
-        ledger.record(before, view)
-        views[res.customer_id] = view
-        for identifier in res.links:  # only a folded event may claim identifiers
-            known[identifier] = res.customer_id
-            changes.links.append((*identifier, res.customer_id))
-        if res.conflicts:
-            detail = [{"kind": i[0], "owner": owner} for i, owner in res.conflicts]
-            changes.conflicts.append((record.position, event.event_id, res.customer_id, orjson.dumps(detail)))
-        changes.timeline.append((res.customer_id, format_instant(event.occurred_at), record.position))
-    touched = {cid for cid, _, _ in changes.timeline} | {cid for cid in ledger.deadlines(views)}
-    changes.views = {cid: dumps(to_state(views[cid])) for cid in touched}
-    changes.transitions = ledger.transitions
-    changes.stages = ledger.stage_changes(views)
-    changes.deadlines = ledger.deadlines(views)
-    if currency is not None:  # None: the portfolio's RFM cells are not kept (benchmark baseline)
-        changes.rfm = ledger.rfm_changes(views, currency)
-    changes.triggers, changes.outcomes, changes.figures = ledger.triggers, ledger.outcomes, ledger.figures
-    if segments is not None:  # None: segments are not kept (benchmark baseline)
-        changes.segments = ledger.segment_changes(views, segments, segment_memo)
+def fold_records(records: list[LoggedTouchpoint], store: ViewStore, cache: ViewCache, config: FoldConfig, *,
+                 clock: int | None = None, memo: Memo | None = None) -> ViewChanges:
+    """The embedded adapter around ``projections.batch.fold_batch``: decode the log
+    records, load what the batch may touch (the owners of its identifiers, the customers
+    it names, the customers its ticks may visit), fold, and turn the result into the
+    changes to commit (no writes, no metrics here: a failed commit is retried, and must
+    not count twice). ``clock``: the latest clock tick folded before the batch."""
+    decoded = [_decode(record) for record in records]
+    touches = [d for d in decoded if isinstance(d, Touch)]
+    owners = store.owners({i for t in touches for i in identifiers_of(t.event.customer)})
+    customers = set(owners.values()) | {c for t in touches if (c := t.event.customer.customer_id)}
+    due_stored = {t.tick_id: store.due(t.at, config.tick_limit + len(records))
+                  for t in decoded if isinstance(t, Tick)}
+    customers.update(c for entries in due_stored.values() for c, _ in entries)
+    result = fold_batch(States(cache.states(customers)), decoded, config, clock=clock, owners=owners,
+                        due_stored=due_stored, memo=memo)
+    return _changes(result, records)
+
+
+def _changes(result: BatchResult, records: list[LoggedTouchpoint]) -> ViewChanges:
+    raw = {record.position: record.state for record in records}
+    changes = ViewChanges(position=records[-1].position, clock=result.clock)
+    changes.views = {cid: dumps(to_state(view)) for cid, view in result.views.items()}
+    changes.links = result.links
+    changes.timeline = [(row.customer_id, format_instant(row.event.occurred_at), row.key) for row in result.timeline]
+    changes.conflicts = [(c.key, c.event_id, c.customer_id,
+                          orjson.dumps([{"kind": i[0], "owner": owner} for i, owner in c.identifiers]))
+                         for c in result.conflicts]
+    changes.dead_letters = [(d.key, d.event_id or _event_id(raw[d.key]), d.reason[:500], raw[d.key])
+                            for d in result.dead_letters]
+    changes.visited = result.visited
+    changes.tick_failures = len(result.tick_failures)
+    changes.transitions, changes.stages, changes.deadlines = result.transitions, result.stages, result.deadlines
+    changes.rfm, changes.segments = result.rfm, result.segments
+    changes.triggers, changes.outcomes, changes.figures = result.triggers, result.outcomes, result.figures
     return changes
 
 
-def _tick(event: Tick, store: ViewStore, cache: ViewCache, views: dict, ledger: BatchLedger,  # type: ignore[type-arg]
-          lifecycle: LifecycleConfig, limit: int, engine: ContactEngine | None = None) -> int:
-    """Move every customer whose deadline has passed on to the tick's instant; cost grows
-    with the customers due, not with all customers (the deadline index)."""
-    stored = store.due(event.at, limit + len(views))
-    visiting = due(event.at, stored, views, limit)
-    missing = {cid for cid in visiting if cid not in views}
-    if missing:
-        views.update(cache.load(missing))
-    for cid in visiting:
-        view = views.get(cid)
-        if view is None:
-            continue  # an index entry without a view cannot happen: both commit together
-        try:
-            after = fold_tick(view, event.at, event.tick_id, lifecycle, engine, ledger)
-        except Exception as error:  # noqa: BLE001 - one customer must not stop the runner: left due
-            log.error("tick_failed", error=type(error).__name__)
-            continue
-        if after is not view:
-            ledger.record(view, after)
-            views[cid] = after
-    return len(visiting)
-
-
-def _likely_customers(decoded: list[tuple[LoggedTouchpoint, Touchpoint]], known: dict) -> set[str]:  # type: ignore[type-arg]
-    """The customers the batch will touch, for one batched load: each event's named
-    customer, else the owner of its most trusted known identifier. Cheap on purpose (no
-    resolution); the fold loop loads any other existing customer on its own."""
-    customers: set[str] = set()
-    for _, event in decoded:
-        named = event.customer.customer_id
-        owner = named or next((known[i] for i in identifiers_of(event.customer) if i in known), None)
-        if owner:
-            customers.add(owner)
-    return customers
-
-
-def _dead(record: LoggedTouchpoint, reason: str) -> tuple[int, str | None, str, bytes]:
-    event_id: str | None = None
+def _event_id(state: bytes) -> str | None:
     try:
-        event_id = orjson.loads(record.state).get("event_id")
-    except Exception:  # noqa: BLE001
-        pass
-    return (record.position, event_id, reason[:500], record.state)
+        return orjson.loads(state).get("event_id")
+    except Exception:  # noqa: BLE001 - an unreadable record has no id to report
+        return None
 
 
 def _age_seconds(record: LoggedTouchpoint) -> float:
@@ -175,29 +113,28 @@ def _count(changes: ViewChanges) -> None:
     if changes.conflicts:
         metrics.IDENTITY_CONFLICTS.inc(len(changes.conflicts))
     metrics.VIEWS_WRITTEN.inc(len(changes.views))
-    for _, t in changes.transitions:
+    for _, t, _ in changes.transitions:
         metrics.child(metrics.LIFECYCLE_TRANSITIONS, t.from_stage, t.to_stage).inc()
     count_contact_figures(changes.figures)
     if changes.visited:
         metrics.LIFECYCLE_TICK_DUE.inc(changes.visited)
+    if changes.tick_failures:
+        metrics.TICK_FAILURES.inc(changes.tick_failures)
+        log.error("tick_failed", customers=changes.tick_failures)
 
 
 class ProjectionRunner:
     """A thread that keeps the view store up to date with the log."""
 
-    def __init__(self, log_: TouchpointLog, store: ViewStore, *, batch: int = 2000, cache: int = 50_000,
-                 until: int | None = None, linger: float = 0.005,
-                 lifecycle: LifecycleConfig | None = LIFECYCLE_DEFAULT, tick_limit: int = 10_000,
-                 currency: str | None = "EUR", engine: ContactEngine | None = None,
-                 segments: SegmentSet | None = None):
+    def __init__(self, log_: TouchpointLog, store: ViewStore, config: FoldConfig | None = None, *,
+                 batch: int = 2000, cache_bytes: int = 256 << 20, until: int | None = None, linger: float = 0.005):
         self.log, self.store, self.batch, self.until = log_, store, batch, until
-        self.engine = engine
-        self.lifecycle, self.tick_limit, self.currency = lifecycle, tick_limit, currency
-        self.segments = segments
+        self.config = config or FoldConfig()
+        self.segments = self.config.segments
         self.segment_memo: Memo = {}  # segment answers of recently folded views (projections.segments)
         self.clock = store.clock()
         self.linger = linger
-        self.cache = ViewCache(store, cache)
+        self.cache = ViewCache(store, cache_bytes)
         self.position = store.position()
         self._changed = threading.Condition()
         self._appended = 0  # commits announced by the writer; read under the lock
@@ -218,9 +155,7 @@ class ProjectionRunner:
         if not records:
             return 0
         started = time.perf_counter()
-        changes = fold_batch(records, self.store, self.cache, clock=self.clock, lifecycle=self.lifecycle,
-                             tick_limit=self.tick_limit, currency=self.currency, engine=self.engine,
-                             segments=self.segments, segment_memo=self._memo())
+        changes = fold_records(records, self.store, self.cache, self.config, clock=self.clock, memo=self._memo())
         self.store.commit(changes)
         self.cache.keep(changes.views)
         self.clock = changes.clock
@@ -235,7 +170,7 @@ class ProjectionRunner:
         return len(records)
 
     def _memo(self) -> Memo:
-        if len(self.segment_memo) > self.cache.capacity:  # bounded like the view cache
+        if len(self.segment_memo) > MEMO_LIMIT:  # bounded: it only spares evaluations
             self.segment_memo.clear()
         return self.segment_memo
 

@@ -23,6 +23,7 @@ from projections.alive import AliveRule
 from projections.lifecycle import LifecycleConfig
 
 if TYPE_CHECKING:
+    from projections.batch import FoldConfig
     from projections.nbc_engine import ContactEngine
 
 __all__ = ["Scope", "FormSettings", "Settings"]
@@ -96,7 +97,8 @@ class Settings(BaseSettings):
     # scale-out runtime: the view worker (`touchstream worker`)
     worker_group: str = "touchstream-views"
     worker_batch_events: int = Field(default=5000, ge=1)
-    worker_cache_views: int = Field(default=50_000, ge=0)  # stored states kept in memory between batches
+    # stored states kept in memory between batches (embedded runner, each view worker), in bytes
+    state_cache_bytes: int = Field(default=256 << 20, ge=0)
     worker_host: str = "127.0.0.1"
     worker_web_port: int = 6066  # /metrics and /healthz of a worker (faust's web server)
     # graceful stop of `touchstream worker`: on SIGTERM /readyz answers 503 at once, the
@@ -193,7 +195,17 @@ class Settings(BaseSettings):
             return None
         from projections.nbc_engine import ContactEngine
         from services.nbc.rules_file import load_rules
-        return ContactEngine(load_rules(Path(self.rules_file)), self.nbc_attribution_days)
+        from services.zones import PINNED
+        return ContactEngine(load_rules(Path(self.rules_file)), PINNED, self.nbc_attribution_days)
+
+    def fold_config(self, *, engine: ContactEngine | None | bool = True) -> FoldConfig:
+        """What folds the log here (``projections.batch``): stages, rules, segments, the RFM
+        currency, the tick limit. ``engine``: another one (a backtest's rules), or False for none."""
+        from projections.batch import FoldConfig
+        from services.segments_file import load_segments
+        chosen = self.contact_engine() if engine is True else (engine or None)
+        return FoldConfig(self.lifecycle(), chosen, load_segments(self.segments_file), self.value_currency,
+                          self.lifecycle_tick_limit)
 
     def lifecycle(self) -> LifecycleConfig:
         return LifecycleConfig(

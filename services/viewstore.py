@@ -35,9 +35,10 @@ __all__ = ["ViewChanges", "ViewStore", "TRACKING_NAME", "VIEW_FORMAT", "open_cur
 
 TRACKING_NAME = "touchstream"  # the log application's name, as in the tracking table
 # The stored view's format: bumped when the fold derives something new from the same log
-# (2: lifecycle stages and RFM cells; 3: next-best-contact state, triggers and figures).
+# (2: lifecycle stages and RFM cells; 3: next-best-contact state, triggers and figures; 4: bounded
+# states, see projections.view_document.STATE_FORMAT).
 # A store of an older format is rebuilt from the log.
-VIEW_FORMAT = 3
+VIEW_FORMAT = 4
 
 
 class _ViewConnections(SQLiteConnectionPool):
@@ -72,7 +73,8 @@ class ViewChanges:
     dead_letters: list[tuple[int, str | None, str, bytes]] = field(default_factory=list)
     clock: int | None = None  # the latest clock tick folded (µs)
     visited: int = 0  # customers the batch's ticks re-evaluated
-    transitions: list[tuple[str, Transition]] = field(default_factory=list)  # in fold order
+    tick_failures: int = 0  # customers a tick could not move (their state did not load): left due
+    transitions: list[tuple[str, Transition, int]] = field(default_factory=list)  # (customer, it, dwell µs), fold order
     stages: dict[str, int] = field(default_factory=dict)  # customers per stage: the change
     deadlines: dict[str, int | None] = field(default_factory=dict)  # touched customers' next deadline
     rfm: dict[Cell, Change] = field(default_factory=dict)  # the portfolio's RFM cells: the change
@@ -179,8 +181,8 @@ class ViewStore(SQLiteTrackingRecorder):
         c.executemany(
             "INSERT OR IGNORE INTO lifecycle_transitions (transition_id, customer_id, sequence, at, from_stage, "
             "to_stage, reason, cause, dwell, position) VALUES (?,?,?,?,?,?,?,?,?,?)",
-            [(transition_id(cid, t), cid, t.seq, t.at, t.from_stage, t.to_stage, t.reason, t.cause, t.dwell, changes.position)
-             for cid, t in changes.transitions],
+            [(transition_id(cid, t), cid, t.seq, t.at, t.from_stage, t.to_stage, t.reason, t.cause, dwell,
+              changes.position) for cid, t, dwell in changes.transitions],
         )
         c.executemany(
             "INSERT INTO lifecycle_stages VALUES (?,?) ON CONFLICT (stage) DO UPDATE SET customers=customers+excluded.customers",

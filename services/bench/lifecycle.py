@@ -14,6 +14,7 @@ from typing import Any
 
 import orjson
 
+from projections.batch import FoldConfig
 from projections.codec import format_instant, from_dict
 from projections.lifecycle import DAY, DEFAULT
 from projections.view import evolve, initial_view, tick
@@ -21,7 +22,7 @@ from projections.view_document import to_state
 from projections.view_state import instant_of
 from services.eventlog import LoggedTouchpoint
 from services.gc_tuning import tune_gc
-from services.runner import fold_batch
+from services.runner import fold_records
 from services.traffic import TrafficOptions, labelled
 from services.view_cache import ViewCache
 from services.viewstore import ViewChanges, ViewStore, dumps
@@ -77,11 +78,11 @@ def tick_none_due(directory: Path, customers: int) -> dict[str, Any]:
     """A tick with nobody due over ``customers`` deadlines: runner fold + commit."""
     now = micros_from_days(1000)
     store = _store_with_deadlines(directory / "deadlines.sqlite", customers, now + 365 * DAY)
-    cache = ViewCache(store, 1000)
+    cache = ViewCache(store, 1 << 20)
     samples = []
     for i in range(50):
         started = time.perf_counter()
-        changes = fold_batch([_tick_record(i + 1, now + i * 60_000_000)], store, cache)
+        changes = fold_records([_tick_record(i + 1, now + i * 60_000_000)], store, cache, FoldConfig())
         store.commit(changes)
         samples.append(time.perf_counter() - started)
         assert changes.visited == 0
@@ -105,14 +106,14 @@ def per_due_customer(directory: Path, due: int) -> dict[str, Any]:
     at = max(v.lifecycle.deadline for v in views) + DAY
     started = time.perf_counter()
     for view in views:
-        tick(view, at, "tick/bench")
+        tick(view, at)
     pure = (time.perf_counter() - started) / due
     store = ViewStore(directory / "due.sqlite")
     store.commit(ViewChanges(position=1, views={v.customer_id: dumps(to_state(v)) for v in views},
                              deadlines={v.customer_id: v.lifecycle.deadline for v in views}))
     cache = ViewCache(store, 0)
     started = time.perf_counter()
-    changes = fold_batch([_tick_record(2, at)], store, cache, tick_limit=due)
+    changes = fold_records([_tick_record(2, at)], store, cache, FoldConfig(tick_limit=due))
     store.commit(changes)
     whole = (time.perf_counter() - started) / due
     return {"due": changes.visited, "transitions": len(changes.transitions),

@@ -13,13 +13,15 @@ from typing import Any
 
 from projections.codec import from_dict
 from projections.lifecycle import DEFAULT
-from projections.nbc_engine import Collector, ContactEngine, fold_event
+from projections.batch import FoldConfig
+from projections.nbc_engine import ContactEngine, Decisions, fold_event
 from projections.nbc_rules import compile_rules
 from projections.view import initial_view
 from services.nbc.backtest import run_backtest
 from services.nbc.rules_file import load_rules
 from services.settings import DEFAULT_RULES_FILE
 from services.traffic import TrafficOptions, labelled
+from services.zones import PINNED
 
 __all__ = ["hundred_rules", "rules_overhead", "backtest_throughput", "run_nbc_bench"]
 
@@ -88,19 +90,22 @@ def _events(events: int, customers: int) -> list[tuple[str, Any]]:
     return sorted(decoded, key=lambda pair: (pair[1].occurred_at, pair[1].event_id))
 
 
-def _fold_seconds(events: list[tuple[str, Any]], engine: ContactEngine | None) -> tuple[float, Collector]:
+def _fold_seconds(events: list[tuple[str, Any]], engine: ContactEngine | None) -> tuple[float, Decisions]:
     views: dict[str, Any] = {}
-    sink = Collector()
+    decided = Decisions()
     started = time.perf_counter()
     for cid, event in events:
-        views[cid] = fold_event(views.get(cid) or initial_view(cid), event, DEFAULT, None, engine, sink)
-    return time.perf_counter() - started, sink
+        step = fold_event(views.get(cid) or initial_view(cid), event, DEFAULT, None, engine)
+        views[cid] = step.view
+        decided.triggers += step.decisions.triggers
+        decided.suppressions += step.decisions.suppressions
+    return time.perf_counter() - started, decided
 
 
 def rules_overhead(events: int, customers: int) -> dict[str, Any]:
     decoded = _events(events, customers)
-    engines = {"default_rules": ContactEngine(load_rules(DEFAULT_RULES_FILE)),
-               "hundred_rules": ContactEngine(compile_rules(hundred_rules(), "bench:100 rules"))}
+    engines = {"default_rules": ContactEngine(load_rules(DEFAULT_RULES_FILE), PINNED),
+               "hundred_rules": ContactEngine(compile_rules(hundred_rules(), "bench:100 rules"), PINNED)}
     best: dict[str, float] = {}
     decided: dict[str, int] = {}
     candidates: dict[str, int] = {}
@@ -124,8 +129,8 @@ def rules_overhead(events: int, customers: int) -> dict[str, Any]:
 def backtest_throughput(events: int, customers: int) -> dict[str, Any]:
     history = _events(events, customers)
     start, end = history[0][1].occurred_at, history[-1][1].occurred_at
-    engine = ContactEngine(load_rules(DEFAULT_RULES_FILE))
-    reports = [run_backtest(history, engine, DEFAULT, start, end) for _ in range(3)]
+    engine = ContactEngine(load_rules(DEFAULT_RULES_FILE), PINNED)
+    reports = [run_backtest(history, FoldConfig(DEFAULT, engine, currency=None), start, end) for _ in range(3)]
     report = max(reports, key=lambda r: r["events_per_second"] or 0)
     baseline = min(_fold_seconds(history, None)[0] for _ in range(3))
     return {"events": len(history), "customers": customers, "rules": len(engine.rules.rules),

@@ -47,8 +47,7 @@ def _fold(directory: str, out: Any) -> None:
     settings = Settings(data_dir=Path(directory))
     # folded as the platform folds (stages, RFM cells, the default rules), so the replay
     # that follows compares like with like
-    runner = ProjectionRunner(log, store, batch=2000, lifecycle=settings.lifecycle(), currency=settings.value_currency,
-                              engine=settings.contact_engine())
+    runner = ProjectionRunner(log, store, settings.fold_config(), batch=2000)
     started = time.perf_counter()
     runner.catch_up()
     seconds = time.perf_counter() - started

@@ -14,6 +14,7 @@ import numpy as np
 
 from services.eventlog import TouchpointLog
 from services.gc_tuning import tune_gc
+from projections.batch import FoldConfig
 from projections.segments import SegmentSet
 from services.runner import ProjectionRunner
 from services.segments_file import load_segments
@@ -33,7 +34,7 @@ def _fold_seconds(log: TouchpointLog, currency: str | None, segments: SegmentSet
     other processes share the machine (the fold is one thread)."""
     with tempfile.TemporaryDirectory() as scratch:
         store = ViewStore(Path(scratch) / "views.sqlite")
-        runner = ProjectionRunner(log, store, batch=2000, currency=currency, segments=segments)
+        runner = ProjectionRunner(log, store, FoldConfig(currency=currency, segments=segments), batch=2000)
         started, cpu = time.perf_counter(), time.process_time()
         runner.catch_up()
         seconds, cpu = time.perf_counter() - started, time.process_time() - cpu

@@ -25,102 +25,52 @@ bytes per event).
 
 from __future__ import annotations
 
-import heapq
 import itertools
 import time
 from collections import Counter
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from projections.lifecycle import LifecycleConfig
-from projections.nbc_engine import ContactEngine, fold_event, fold_tick, next_due
-from projections.nbc_rule_model import Rule
-from projections.nbc_state import Fired, Outcome
+from projections.batch import FoldConfig, Touch, fold_batch
+from projections.nbc_engine import Suppression
+from projections.nbc_state import Fired
 from projections.touchpoints import Touchpoint
-from projections.view import CustomerView, initial_view, instant_of, micros
+from projections.view import instant_of, micros
 
-__all__ = ["BacktestSink", "run_backtest", "render_table"]
+__all__ = ["run_backtest", "render_table"]
 
 _HOUR = 3_600_000_000
 
 
-@dataclass(slots=True)
-class BacktestSink:
-    """Counts the decisions inside the window; keeps every trigger id (to compare with live)."""
-
-    start: int
-    end: int
-    triggers: list[Fired] = field(default_factory=list)
-    stopped: Counter[tuple[str, str]] = field(default_factory=Counter)  # (rule, reason)
-    beat: Counter[tuple[str, str]] = field(default_factory=Counter)  # (loser rule, winner trigger id)
-    outcomes: int = 0
-
-    def _inside(self, at: int) -> bool:
-        return self.start <= at < self.end
-
-    def fired(self, trigger: Fired) -> None:
-        if self._inside(trigger.at):
-            self.triggers.append(trigger)
-
-    def suppressed(self, customer_id: str, rule: Rule, reason: str, at: int, detail: str | None) -> None:
-        if self._inside(at):
-            self.stopped[(rule.id, reason)] += 1
-            if reason == "arbitration" and detail:
-                self.beat[(rule.id, detail)] += 1
-
-    def outcome(self, outcome: Outcome) -> None:
-        self.outcomes += 1
-
-
-def run_backtest(history: Iterable[tuple[str, Touchpoint]], engine: ContactEngine,
-                 lifecycle: LifecycleConfig | None, start: datetime, end: datetime) -> dict[str, Any]:
-    """The report of ``engine`` over ``history`` ((customer id, touchpoint) pairs, any order)."""
+def run_backtest(history: Iterable[tuple[str, Touchpoint]], config: FoldConfig, start: datetime,
+                 end: datetime) -> dict[str, Any]:
+    """The report of ``config``'s rules over ``history`` ((customer id, touchpoint) pairs,
+    any order): ``fold_batch`` in event time, decisions in ``[start, end)`` counted."""
+    assert config.engine is not None, "a backtest needs rules"
     began = time.perf_counter()
     # in event time: what the rules would have decided had nothing arrived late (live, a late
     # event is decided late, and may be decided otherwise)
     events = sorted(history, key=lambda pair: (pair[1].occurred_at, pair[1].event_id))
     lo, hi = micros(start), micros(end)
-    sink = BacktestSink(lo, hi)
-    views: dict[str, CustomerView] = {}
-    dues: list[tuple[int, str]] = []  # a heap of (next due, customer); stale entries skipped
-
-    def settle(until: int) -> None:
-        while dues and dues[0][0] <= until:
-            due, cid = heapq.heappop(dues)
-            view = views[cid]
-            if next_due(view) != due:
-                continue  # superseded
-            after = fold_tick(view, due, f"backtest/{due}", lifecycle, engine, sink)
-            views[cid] = after
-            following = next_due(after)
-            if following is not None and following > due:
-                heapq.heappush(dues, (following, cid))
-
-    for cid, event in events:
-        at = micros(event.occurred_at)
-        if at >= hi:
-            break
-        settle(at - 1)  # deadlines strictly before the event; one at its very instant goes with it
-        view = views.get(cid) or initial_view(cid)
-        after = fold_event(view, event, lifecycle, None, engine, sink)
-        views[cid] = after
-        due = next_due(after)
-        if due is not None and due != next_due(view):
-            heapq.heappush(dues, (due, cid))
-    settle(hi - 1)
+    records = [Touch(n, event, cid) for n, (cid, event) in enumerate(events) if micros(event.occurred_at) < hi]
+    result = fold_batch({}, records, config, event_time=True, settle_until=hi - 1)
+    fired = [f for f in result.triggers if lo <= f.at < hi]
+    stopped = [s for s in result.suppressions if lo <= s.at < hi]
     seconds = time.perf_counter() - began
-    return _report(sink, engine, start, end, len(events), len(views), seconds)
+    return _report(fired, stopped, config, start, end, len(records), len(result.views), seconds)
 
 
 def _day(us: int) -> str:
     return instant_of(us).date().isoformat()
 
 
-def _report(sink: BacktestSink, engine: ContactEngine, start: datetime, end: datetime, events: int,
-            customers: int, seconds: float) -> dict[str, Any]:
-    fired = sink.triggers
+def _report(fired: list[Fired], stopped: list[Suppression], config: FoldConfig, start: datetime, end: datetime,
+            events: int, customers: int, seconds: float) -> dict[str, Any]:
+    assert config.engine is not None
+    engine = config.engine
+    beat = Counter((s.rule, s.detail) for s in stopped if s.reason == "arbitration" and s.detail)
+    by_reason = Counter((s.rule, s.reason) for s in stopped)
     per_rule = Counter(f.rule for f in fired)
     per_channel = Counter(f.channel for f in fired)
     per_day: dict[str, Counter[str]] = {}
@@ -135,12 +85,12 @@ def _report(sink: BacktestSink, engine: ContactEngine, start: datetime, end: dat
             overlaps[(a, b)] += 1
     winner_rule = {f.trigger_id: f.rule for f in fired}
     lost: Counter[tuple[str, str]] = Counter()
-    for (loser, winner_id), n in sink.beat.items():
+    for (loser, winner_id), n in beat.items():
         lost[(loser, winner_rule.get(winner_id, "?"))] += n
     calls = Counter(f.at // _HOUR for f in fired if f.channel == "call")
     busiest = calls.most_common(5)
     suppressed: dict[str, dict[str, int]] = {}
-    for (rule, reason), n in sorted(sink.stopped.items()):
+    for (rule, reason), n in sorted(by_reason.items()):
         suppressed.setdefault(rule, {})[reason] = n
     return {
         "rules": {"source": engine.rules.source, "version": engine.rules.version,
@@ -152,7 +102,7 @@ def _report(sink: BacktestSink, engine: ContactEngine, start: datetime, end: dat
                        "per_channel": dict(sorted(per_channel.items())),
                        "per_day": {d: dict(sorted(c.items())) for d, c in sorted(per_day.items())}},
         "suppressed": suppressed,
-        "suppressed_by_reason": dict(sorted(Counter(r for (_, r) in sink.stopped.elements()).items())),
+        "suppressed_by_reason": dict(sorted(Counter(s.reason for s in stopped).items())),
         "overlaps": [{"rules": [a, b], "customers": n} for (a, b), n in overlaps.most_common()],
         "arbitration_losses": [{"loser": a, "winner": b, "times": n} for (a, b), n in lost.most_common()],
         "call_centre": {

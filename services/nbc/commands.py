@@ -57,6 +57,7 @@ def backtest(
     import json
     from datetime import UTC, datetime
 
+    from projections.batch import FoldConfig
     from projections.nbc_engine import ContactEngine
     from projections.nbc_rules import RuleErrors
     from services.logging import configure_logging
@@ -64,6 +65,7 @@ def backtest(
     from services.nbc.history import embedded_history, kafka_history
     from services.nbc.rules_file import load_rules
     from services.settings import Settings
+    from services.zones import PINNED
 
     def moment(text: str, option: str) -> datetime:
         try:
@@ -92,7 +94,8 @@ def backtest(
             typer.echo(f"no log at {settings.log_path}: nothing to backtest", err=True)
             raise typer.Exit(2)
         history = embedded_history(settings)
-    report = run_backtest(history, ContactEngine(rule_set, settings.nbc_attribution_days), settings.lifecycle(),
+    engine = ContactEngine(rule_set, PINNED, settings.nbc_attribution_days)
+    report = run_backtest(history, FoldConfig(settings.lifecycle(), engine, currency=None),
                           first, last)
     if output == "json":
         typer.echo(json.dumps(report, indent=2))

@@ -13,7 +13,6 @@ What this adds to the pure compiler is what needs the file: its text and the mac
 
 from __future__ import annotations
 
-import zoneinfo
 from pathlib import Path as FilePath
 from typing import Any
 
@@ -21,6 +20,7 @@ import yaml
 
 from projections.nbc_rules import RuleErrors, RuleSet, compile_rules
 from projections.rule_errors import Path, RuleError
+from services.zones import PINNED
 
 __all__ = ["load_rules", "read_rules"]
 
@@ -58,9 +58,7 @@ def read_rules(text: str, source: str) -> RuleSet:
         rules = compile_rules(data, source)
     except RuleErrors as errors:
         raise RuleErrors([_located(e, marks) for e in errors.errors]) from None
-    try:
-        zoneinfo.ZoneInfo(rules.timezone)
-    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+    if PINNED.get(rules.timezone) is None:
         error = RuleError(f"unknown time zone {rules.timezone!r}", ("timezone",), source)
         raise RuleErrors([_located(error, marks)]) from None
     return rules

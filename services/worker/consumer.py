@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections import OrderedDict
 from collections.abc import Iterable
 from typing import Any
 
@@ -36,7 +35,6 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListen
 from aiokafka.errors import KafkaError
 from aiokafka.partitioner import murmur2
 
-from projections.view import CustomerView
 from services import metrics
 from services.contracts import default_registry
 from services.contracts.confluent import ConfluentRegistry, RegistryUnavailable, framed_schema_id
@@ -50,11 +48,12 @@ from services.kafka.topics import (
 )
 from services.nbc.figures import count_contact_figures
 from services.redis_segments import check_definitions
-from services.segments_file import load_segments
 from services.worker.segment_fold import segment_headers
 from services.redis_views import RedisViewStore, ViewStoreUnavailable
 from services.settings import Settings
+from services.view_cache import StateCache, States
 from services.worker.fold import (
+    Decoded,
     Folded,
     decode,
     due_fetch_size,
@@ -64,39 +63,11 @@ from services.worker.fold import (
     view_event_headers,
 )
 
-__all__ = ["ViewWorker", "ViewCache"]
+__all__ = ["ViewWorker"]
 
 log = structlog.get_logger("touchstream.worker")
 
 HINT_COMMIT_SECONDS = 5.0
-
-
-class ViewCache:
-    """The states this worker committed last (stored bytes), most recent last, bounded.
-    Valid only while the worker owns their partitions and its commits apply: cleared on
-    any rebalance, fenced commit or stall, so a view is never folded onto a stale base.
-    Bytes, not view objects: tens of thousands of cached views are millions of small
-    objects that every full garbage collection walks (pauses of 0.3-0.5 s measured in
-    the embedded runtime); bytes are invisible to the collector."""
-
-    def __init__(self, size: int):
-        self.size = size
-        self._states: OrderedDict[str, bytes] = OrderedDict()
-
-    def take(self, customers: set[str]) -> dict[str, bytes]:
-        states = self._states
-        return {c: states[c] for c in customers if c in states}
-
-    def keep(self, states: dict[str, bytes]) -> None:
-        held = self._states
-        for customer_id, state in states.items():
-            held[customer_id] = state
-            held.move_to_end(customer_id)
-        while len(held) > self.size:
-            held.popitem(last=False)
-
-    def clear(self) -> None:
-        self._states.clear()
 
 
 class _Assignments(ConsumerRebalanceListener):  # type: ignore[misc]
@@ -121,9 +92,8 @@ class ViewWorker:
         self.unpositioned: set[TopicPartition] = set()
         self.positions: dict[int, int] = {}
         self.clocks: dict[int, int | None] = {}  # per partition: the latest clock tick folded
-        self.lifecycle = settings.lifecycle()
-        self.engine = settings.contact_engine()
-        self.segments = load_segments(settings.segments_file)
+        self.config = settings.fold_config()
+        self.segments = self.config.segments
         self.joined = False
         self.draining = False  # from the stop signal on: /readyz answers 503 until exit
         self.stalled: str | None = None  # why the last batch failed, until one succeeds
@@ -133,7 +103,7 @@ class ViewWorker:
         self._consumer: AIOKafkaConsumer | None = None
         self._producer: AIOKafkaProducer | None = None
         self._hinted = time.monotonic()
-        self.cache = ViewCache(settings.worker_cache_views)
+        self.cache = StateCache(settings.state_cache_bytes)
         self.schema_registry = ConfluentRegistry(settings.schema_registry_url) if settings.schema_registry_url else None
 
     # -- group membership ------------------------------------------------------------------
@@ -268,25 +238,25 @@ class ViewWorker:
         partitions = len(self._consumer.partitions_for_topic(self.topic) or ()) or None
         decoded = {tp: decode(records, partitions) for tp, records in batches.items()}
         customers = set().union(*(d.customers for d in decoded.values()))
-        due_stored: dict[tuple[int, str], list[tuple[str, int]]] = {}
-        limit = self.settings.lifecycle_tick_limit
+        due_stored: dict[TopicPartition, dict[str, list[tuple[str, int]]]] = {}
+        limit = self.config.tick_limit
         for tp, d in decoded.items():  # the deadline index, for the batch's clock ticks
             ticks = d.ticks
             # each tick may visit ``limit`` customers; earlier ticks and events of the batch
             # change at most that many more entries than a tick will read
             enough = due_fetch_size(len(ticks), len(batches[tp]), limit)
-            for read in ticks:
-                found = await self.store.due(tp.topic, tp.partition, read.at, enough)
-                due_stored[(tp.partition, read.tick_id)] = found
+            for tick in ticks:
+                found = await self.store.due(tp.topic, tp.partition, tick.at, enough)
+                due_stored.setdefault(tp, {})[tick.tick_id] = found
                 customers.update(c for c, _ in found)
         stored = self.cache.take(customers)  # states this worker committed last: no read needed
         stored.update(await self.store.states(customers - stored.keys()))
-        views: dict[str, CustomerView] = {}
-        folded = [fold(tp.topic, tp.partition, batches[tp][-1].offset, decoded[tp], stored, views,
-                       base=self.positions.get(tp.partition), clock=self.clocks.get(tp.partition),
-                       due_stored=due_stored, lifecycle=self.lifecycle, tick_limit=limit,
-                       currency=self.settings.value_currency, engine=self.engine, segments=self.segments)
-                  for tp in sorted(batches, key=lambda tp: tp.partition)]
+        # the fold is CPU work: in a thread, so the loop keeps answering health checks,
+        # metrics scrapes and the group's heartbeats while a large batch folds
+        # (positions and clocks read here, on the loop: a rebalance may change them meanwhile)
+        jobs = [(tp, decoded[tp], self.positions.get(tp.partition), self.clocks.get(tp.partition), due_stored.get(tp))
+                for tp in sorted(batches, key=lambda tp: tp.partition)]
+        folded = await asyncio.to_thread(self._fold, jobs, States(stored))
         await self._publish(folded)
         for batch, applied in zip(folded, await self._commit(folded), strict=True):
             if applied:
@@ -294,6 +264,11 @@ class ViewWorker:
         metrics.PROJECTION_BATCH_SECONDS.observe(time.perf_counter() - started)
         await self._hint()
         return sum(len(r) for r in batches.values())
+
+    def _fold(self, jobs: list[tuple[TopicPartition, Decoded, int | None, int | None, Any]],
+              states: States) -> list[Folded]:
+        return [fold(tp.topic, tp.partition, decoded, states, self.config, base=base, clock=clock, due_stored=due)
+                for tp, decoded, base, clock, due in jobs]
 
     async def _learn_schema_ids(self, batches: Iterable[list[Any]]) -> None:
         """Records framed with schema-registry ids this process has not seen: learn them
@@ -413,6 +388,7 @@ class ViewWorker:
 
 def _count(batch: Folded) -> None:
     if batch.tick_failures:
+        metrics.TICK_FAILURES.inc(batch.tick_failures)
         log.error("tick_failed", partition=batch.partition, customers=batch.tick_failures)
     metrics.child(metrics.WORKER_PARTITION_POSITION, str(batch.partition)).set(batch.offset)
     metrics.child(metrics.WORKER_RECORDS, "folded").inc(batch.folded)

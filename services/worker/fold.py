@@ -1,15 +1,16 @@
-"""Folding one partition's batch of touchpoint records: pure, no I/O.
+"""The worker's adapter around the core's batch decider, for one partition's batch: pure, no I/O.
 
-``decode`` turns records into touchpoints with their identity decision, or dead letters
-with reasons; the caller loads the stored states of the customers they name (one MGET
-for the whole poll); ``fold`` applies the SAME core as the embedded runtime
-(``projections.identity.settled`` + ``projections.view.evolve``) and returns everything
-the batch changes: states, published documents, identifier links, conflicts, timeline
-entries, dead letters and derived events, to be written in one fenced commit.
+``decode`` turns Kafka records into the core's records (a touchpoint with the identity
+ingest decided, a clock tick, or a rejected record with its reason); the caller loads
+the stored states of the customers they name and of those the batch's ticks may visit
+(one MGET for the whole poll) and the deadline index for each tick; ``fold`` calls
+``projections.batch.fold_batch`` — the same function as the embedded runner, the replays
+and the backtest — and turns its result into what the fenced commit writes and what is
+published: states, documents, links, conflicts, timeline entries, dead letters and
+derived events.
 
-A record whose event id a view already holds (a producer retry, a re-sent event, a batch
-re-read after a crash) changes nothing: ``evolve`` is idempotent, and a record that
-changed nothing writes no timeline entry and no derived event.
+A record whose event a view already holds (a producer retry, a re-sent event) changes
+nothing: it writes no timeline entry and no derived event.
 """
 
 from __future__ import annotations
@@ -20,23 +21,19 @@ from typing import Any, Protocol
 
 import orjson
 
-from projections.identity import settled
-from projections.lifecycle import DEFAULT as LIFECYCLE_DEFAULT
-from projections.lifecycle import LifecycleConfig
+from projections.batch import BatchResult, FoldConfig, Rejected, Tick, Touch, fold_batch
+from projections.batch import Record as CoreRecord
 from projections.nbc_document import trigger_document
-from projections.nbc_engine import ContactEngine, fold_event, fold_tick
-from projections.segments import SegmentSet
-from projections.view import CustomerView, initial_view, micros
-from projections.view_document import from_state, to_document, to_state, transition_document
+from projections.view import CustomerView, micros
+from projections.view_document import to_document, to_state, transition_document
 from services.contracts import encode_record
-from services.kafka.records import BadRecord, ReadTick, ReadTouchpoint, read_record
-from services.batch_ledger import BatchLedger, due
+from services.kafka.records import BadRecord, ReadTick, read_record
 from services.redis_keys import conflict_record, dead_letter_record
 from services.redis_views import LifecycleWrites
 from services.worker.segment_fold import segment_writes
 
-__all__ = ["Record", "Decoded", "Folded", "decode", "fold", "due_fetch_size", "derived_id", "view_event_headers", "transition_headers",
-           "trigger_headers", "trigger_record"]
+__all__ = ["Record", "Decoded", "Folded", "decode", "fold", "due_fetch_size", "derived_id", "view_event_headers",
+           "transition_headers", "trigger_headers", "trigger_record"]
 
 REASON_HEADER = "touchstream-dead-letter-reason"
 
@@ -54,16 +51,18 @@ class Record(Protocol):
 
 @dataclass(slots=True)
 class Decoded:
-    records: list[tuple[Record, ReadTouchpoint | ReadTick]] = field(default_factory=list)
-    dead: list[tuple[Record, str]] = field(default_factory=list)  # (record, reason)
+    """A partition batch as the core reads it, and the raw records by offset."""
+
+    records: list[CoreRecord] = field(default_factory=list)
+    raw: dict[int, Record] = field(default_factory=dict)
 
     @property
     def customers(self) -> set[str]:
-        return {r.customer_id for _, r in self.records if isinstance(r, ReadTouchpoint)}
+        return {r.customer_id for r in self.records if isinstance(r, Touch) and r.customer_id is not None}
 
     @property
-    def ticks(self) -> list[ReadTick]:
-        return [r for _, r in self.records if isinstance(r, ReadTick)]
+    def ticks(self) -> list[Tick]:
+        return [r for r in self.records if isinstance(r, Tick)]
 
 
 @dataclass(slots=True)
@@ -97,106 +96,68 @@ def decode(records: Sequence[Record], partitions: int | None = None) -> Decoded:
     """``partitions``: the topic's partition count, to refuse misrouted records."""
     out = Decoded()
     for record in records:
+        out.raw[record.offset] = record
         try:
-            out.records.append((record, read_record(record.value, record.key, record.headers,
-                                                     partition=record.partition, partitions=partitions)))
+            read = read_record(record.value, record.key, record.headers, partition=record.partition,
+                               partitions=partitions)
         except BadRecord as error:
-            out.dead.append((record, f"{error.kind}: {error}"))
+            out.records.append(Rejected(record.offset, f"{error.kind}: {error}"))
+            continue
+        if isinstance(read, ReadTick):
+            out.records.append(Tick(record.offset, read.tick_id, read.at))
+        else:
+            out.records.append(Touch(record.offset, read.event, read.customer_id, read.conflicts))
     return out
 
 
-def fold(topic: str, partition: int, offset: int, decoded: Decoded, stored: Mapping[str, bytes],
-         views: dict[str, CustomerView] | None = None, *, base: int | None = None,
-         clock: int | None = None, due_stored: Mapping[tuple[int, str], list[tuple[str, int]]] | None = None,
-         lifecycle: LifecycleConfig | None = LIFECYCLE_DEFAULT, tick_limit: int = 10_000,
-         currency: str = "EUR", engine: ContactEngine | None = None,
-         segments: SegmentSet | None = None) -> Folded:
-    """Fold a decoded batch. ``stored`` holds the stored states (bytes) of the customers it
-    names and of those its ticks may visit; ``views`` may hold views already folded
-    earlier in the same poll (and is updated). ``clock``: the partition's latest tick
-    before the batch; ``due_stored``: per tick id, the partition's stored deadlines at
-    or before the tick (``RedisViewStore.due``, ``tick_limit`` + batch size of them)."""
-    out = Folded(topic, partition, offset, base)
-    out.lifecycle.clock = clock
-    views = {} if views is None else views
-    ledger = BatchLedger()
+def fold(topic: str, partition: int, decoded: Decoded, states: Mapping[str, CustomerView | None],
+         config: FoldConfig, *, base: int | None = None, clock: int | None = None,
+         due_stored: Mapping[str, Sequence[tuple[str, int]]] | None = None) -> Folded:
+    """Fold a decoded partition batch with ``fold_batch``. ``states``: the stored states
+    of the customers it names and of those its ticks may visit (decoded on read);
+    ``clock``: the partition's latest tick before the batch; ``due_stored``: per tick id,
+    the partition's stored deadlines at or before the tick (``RedisViewStore.due``)."""
+    result = fold_batch(states, decoded.records, config, clock=clock, due_stored=due_stored)
+    return folded(topic, partition, decoded, result, config, base)
 
-    def load(customer_id: str) -> CustomerView | None:
-        view = views.get(customer_id)
-        if view is None:
-            raw = stored.get(customer_id)
-            view = from_state(orjson.loads(raw)) if raw is not None else None
-        return view
 
-    for record, read in decoded.records:
-        if isinstance(read, ReadTick):
-            now = out.lifecycle.clock
-            out.lifecycle.clock = read.at if now is None else max(now, read.at)
-            if lifecycle is not None or engine is not None:
-                stored_due = (due_stored or {}).get((partition, read.tick_id), ())
-                visiting = due(read.at, stored_due, out.views, tick_limit)
-                out.visited += len(visiting)
-                for customer_id in visiting:
-                    try:
-                        view = load(customer_id)
-                        after = view if view is None else fold_tick(view, read.at, read.tick_id, lifecycle, engine,
-                                                                    ledger)
-                    except Exception:  # noqa: BLE001 - one unreadable state must not stall the partition
-                        out.tick_failures += 1
-                        continue
-                    if view is not None and after is not view:
-                        ledger.record(view, after)
-                        views[customer_id] = out.views[customer_id] = after
-                        out.view_offsets[customer_id] = record.offset
-            continue
-        customer_id, event = read.customer_id, read.event
-        try:
-            view = load(customer_id)
-            resolution = settled(event, customer_id, read.conflicts)
-            after = fold_event(view or initial_view(customer_id), resolution.folded, lifecycle, out.lifecycle.clock,
-                               engine, ledger)
-        except Exception as error:  # noqa: BLE001 - a record that cannot be folded is a dead letter
-            decoded.dead.append((record, f"unfoldable: {type(error).__name__}: {error}"))
-            continue
-        if after is view:
-            out.duplicates += 1
-            continue
-        ledger.record(view, after)
-        views[customer_id] = out.views[customer_id] = after
-        out.view_offsets[customer_id] = record.offset
-        out.folded += 1
-        out.received.append(micros(event.received_at))
-        out.links += [(kind, value, customer_id) for kind, value in resolution.links]
-        if resolution.conflicts:
-            out.conflicts.append(conflict_record(topic, partition, record.offset, event.event_id, customer_id,
-                                                 resolution.conflicts))
-        # the record's own bytes: the API decodes them when a timeline is read
-        out.timeline.append((customer_id, micros(event.occurred_at), event.event_id, record.value or b""))
-    for record, reason in decoded.dead:
+def folded(topic: str, partition: int, decoded: Decoded, result: BatchResult, config: FoldConfig,
+           base: int | None) -> Folded:
+    """What the commit writes and the worker publishes for a folded batch."""
+    last = decoded.records[-1].key if decoded.records else -1
+    out = Folded(topic, partition, last, base, views=result.views, view_offsets=result.changed_at,
+                 received=result.received, folded=len(result.timeline), duplicates=result.duplicates,
+                 visited=result.visited, tick_failures=len(result.tick_failures), links=result.links)
+    out.lifecycle.clock = result.clock
+    for c in result.conflicts:
+        out.conflicts.append(conflict_record(topic, partition, c.key, c.event_id, c.customer_id, c.identifiers))
+    for row in result.timeline:  # the record's own bytes: the API decodes them when a timeline is read
+        out.timeline.append((row.customer_id, micros(row.event.occurred_at), row.event.event_id,
+                             decoded.raw[row.key].value or b""))
+    for dead in result.dead_letters:
+        record = decoded.raw[dead.key]
         event_id = _event_id(record)
-        out.dead_letters.append(dead_letter_record(topic, partition, record.offset, event_id, reason[:500]))
-        out.dead_records.append(_dead_record(record, event_id, reason))
-    for customer_id, view in out.views.items():
+        out.dead_letters.append(dead_letter_record(topic, partition, record.offset, event_id, dead.reason[:500]))
+        out.dead_records.append(_dead_record(record, event_id, dead.reason))
+    for customer_id, view in result.views.items():
         out.states[customer_id] = orjson.dumps(to_state(view))
         out.documents[customer_id] = orjson.dumps(to_document(view))
-    for customer_id, transition in ledger.transitions:
-        document = transition_document(customer_id, transition)
+    for customer_id, transition, dwell_us in result.transitions:
+        document = transition_document(customer_id, transition, dwell_us)
         out.lifecycle.transitions.append(orjson.dumps(document))
         out.transitions.append((customer_id, document["transition_id"],
                                 encode_record("lifecycle/stage_changed", document)))
         out.stage_moves.append((transition.from_stage, transition.to_stage))
-    out.lifecycle.stages = ledger.stage_changes(out.views)
-    out.lifecycle.deadlines = ledger.deadlines(out.views)
-    out.lifecycle.rfm = ledger.rfm_changes(out.views, currency)
-    for fired in ledger.triggers:
+    out.lifecycle.stages, out.lifecycle.deadlines, out.lifecycle.rfm = result.stages, result.deadlines, result.rfm
+    for fired in result.triggers:
         document = trigger_document(fired)
         out.lifecycle.triggers.append((fired.channel, orjson.dumps(document)))
         out.triggers.append((fired.channel, fired.customer_id, fired.trigger_id,
                              encode_record("nbc/trigger", trigger_record(document))))
-    out.lifecycle.figures = ledger.figures
-    if segments is not None:
-        out.lifecycle.segments, out.segment_events = segment_writes(ledger.segment_changes(out.views, segments), topic,
-                                                                    partition, out.view_offsets)
+    out.lifecycle.figures = result.figures
+    if config.segments is not None:
+        out.lifecycle.segments, out.segment_events = segment_writes(result.segments, topic, partition,
+                                                                    result.changed_at)
     return out
 
 

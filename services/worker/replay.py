@@ -2,11 +2,13 @@
 
 ``verify(settings)`` reads every partition of the touchpoints topic from its first
 offset to the end offset it finds at the start (no consumer group: nothing is
-committed), folds the records in memory with the core alone (``read_record``, clock ticks included,
-``projections.identity.settled``, ``projections.view.evolve``) and compares, byte for
-byte, each customer's stored state in Redis with the replayed one, and the partition
-positions in Redis with the end offsets. It is the independent check the crash tests
-rely on, and what ``touchstream replay`` runs with ``TOUCHSTREAM_RUNTIME=kafka``.
+committed), folds the records in memory with the core's one batch decider
+(``projections.batch.fold_batch``, through the worker's own adapter
+``services.worker.fold``, with an in-memory deadline index in place of Redis's) and
+compares, byte for byte, each customer's stored state in Redis with the replayed one,
+and the partition positions in Redis with the end offsets. It is the independent check
+the crash tests rely on, and what ``touchstream replay`` runs with
+``TOUCHSTREAM_RUNTIME=kafka``.
 """
 
 from __future__ import annotations
@@ -20,39 +22,32 @@ import orjson
 import redis.asyncio as aioredis
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
-from projections.identity import settled
-from projections.lifecycle import DEFAULT as LIFECYCLE_DEFAULT
-from projections.lifecycle import LifecycleConfig
-from projections.nbc_engine import Collector, ContactEngine, fold_event, fold_tick, next_due
-from projections.view import CustomerView, initial_view
+from projections.batch import FoldConfig, fold_batch
+from projections.view import CustomerView
 from projections.view_document import to_state
 from services.contracts.confluent import ConfluentRegistry, framed_schema_id
-from services.kafka.records import BadRecord, ReadTick, read_record
 from services.kafka.topics import TOUCHPOINTS_TOPIC
 from services.redis_keys import RedisKeys
 from services.settings import Settings
+from services.worker.fold import decode, due_fetch_size
 
-__all__ = ["replay_topic", "verify", "live_states", "states_digest"]
+__all__ = ["replay_topic", "verify", "live_states", "states_digest", "Replayer"]
 
 IDLE_SECONDS = 30.0
+CHUNK = 2_000  # records per fold: batch boundaries change nothing, this only bounds the work in hand
 
 
-async def replay_topic(bootstrap: str, topic: str = TOUCHPOINTS_TOPIC, *,
+async def replay_topic(bootstrap: str, config: FoldConfig, topic: str = TOUCHPOINTS_TOPIC, *,
                        schema_registry: ConfluentRegistry | None = None,
-                       lifecycle: LifecycleConfig | None = LIFECYCLE_DEFAULT,
-                       tick_limit: int = 10_000,
-                       engine: ContactEngine | None = None) -> tuple[dict[str, bytes], dict[int, int], int]:
+                       ) -> tuple[dict[str, bytes], dict[int, int], int]:
     """(state bytes by customer, last offset by partition, dead letters) of a full replay."""
     consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, group_id=None,
                                 auto_offset_reset="earliest", fetch_max_wait_ms=10)
     await consumer.start()
-    views: dict[str, CustomerView] = {}
-    dead = 0
-    replayer = _Replayer(views, lifecycle, tick_limit, engine)
     try:
         partitions = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or ())]
+        replayer = Replayer(config, len(partitions))
         consumer.assign(partitions)
-        replayer.partitions = len(partitions)
         for tp in partitions:
             consumer.seek(tp, 0)
         # The end of each partition is the high watermark fetch responses carry: Tansu
@@ -65,61 +60,62 @@ async def replay_topic(bootstrap: str, topic: str = TOUCHPOINTS_TOPIC, *,
                 last_progress = time.monotonic()
                 if schema_registry is not None:
                     await schema_registry.learn({i for r in records if (i := framed_schema_id(r.value)) is not None})
-                for record in records:
-                    dead += replayer.one(record)
+                replayer.add(tp.partition, records)
             for tp in partitions:
                 high = consumer.highwater(tp)
                 if tp not in ends and high is not None and await consumer.position(tp) >= high:
                     ends[tp] = high
             if time.monotonic() - last_progress > IDLE_SECONDS:
                 raise TimeoutError(f"no progress reading {topic} for {IDLE_SECONDS} s")
+        replayer.flush()
         last = {tp.partition: ends[tp] - 1 for tp in partitions}
     finally:
         await consumer.stop()
-    return {c: orjson.dumps(to_state(v)) for c, v in views.items()}, last, dead
+    return {c: orjson.dumps(to_state(v)) for c, v in replayer.views.items()}, last, replayer.dead
 
 
-class _Replayer:
-    """The worker's fold, record by record, with everything in memory: per partition its
-    clock and its customers, so a tick visits the customers whose deadline passed, the
-    earliest first, at most ``tick_limit``, as the worker's deadline index does."""
+class Replayer:
+    """The worker's fold with everything in memory: per partition its clock and its
+    deadline index (what Redis holds for the worker), records folded in chunks."""
 
-    def __init__(self, views: dict[str, CustomerView], lifecycle: LifecycleConfig | None, tick_limit: int,
-                 engine: ContactEngine | None = None):
-        self.views, self.lifecycle, self.tick_limit, self.engine = views, lifecycle, tick_limit, engine
-        self.decisions = Collector()  # what the rules decided on the way (the replay publishes nothing)
-        self.clocks: dict[int, int] = {}
-        self.homes: dict[int, set[str]] = {}
-        self.partitions = 0
+    def __init__(self, config: FoldConfig, partitions: int):
+        self.config, self.partitions = config, partitions
+        self.views: dict[str, CustomerView] = {}
+        self.clocks: dict[int, int | None] = {}
+        self.index: dict[int, dict[str, int]] = {}  # partition -> customer -> next deadline
+        self.pending: dict[int, list[Any]] = {}
+        self.dead = 0
 
-    def one(self, record: Any) -> int:
-        """Fold one record; 1 when it is a dead letter, else 0."""
-        try:
-            read = read_record(record.value, record.key, record.headers, partition=record.partition,
-                               partitions=self.partitions or None)
-            if isinstance(read, ReadTick):
-                self._tick(record.partition, read)
-                return 0
-            view = self.views.get(read.customer_id) or initial_view(read.customer_id)
-            self.views[read.customer_id] = fold_event(view, settled(read.event, read.customer_id, read.conflicts).folded,
-                                                      self.lifecycle, self.clocks.get(record.partition), self.engine,
-                                                      self.decisions)
-            self.homes.setdefault(record.partition, set()).add(read.customer_id)
-        except BadRecord:
-            return 1
-        except Exception:  # noqa: BLE001 - the worker dead-letters these too
-            return 1
-        return 0
+    def add(self, partition: int, records: Sequence[Any]) -> None:
+        held = self.pending.setdefault(partition, [])
+        held.extend(records)
+        if len(held) >= CHUNK:
+            self._fold(partition)
 
-    def _tick(self, partition: int, read: ReadTick) -> None:
-        self.clocks[partition] = max(self.clocks.get(partition, read.at), read.at)
-        if self.lifecycle is None and self.engine is None:
+    def flush(self) -> None:
+        for partition in list(self.pending):
+            self._fold(partition)
+
+    def _fold(self, partition: int) -> None:
+        records = self.pending.pop(partition, [])
+        if not records:
             return
-        due = sorted((d, c) for c in self.homes.get(partition, ())
-                     if (d := next_due(self.views[c])) is not None and d <= read.at)
-        for _, customer_id in due[:self.tick_limit]:
-            self.views[customer_id] = fold_tick(self.views[customer_id], read.at, read.tick_id, self.lifecycle,
-                                                self.engine, self.decisions)
+        decoded = decode(records, self.partitions or None)
+        index = self.index.setdefault(partition, {})
+        ticks = decoded.ticks
+        enough = due_fetch_size(len(ticks), len(records), self.config.tick_limit)
+        due_stored = {t.tick_id: sorted(((c, d) for c, d in index.items() if d <= t.at),
+                                        key=lambda e: (e[1], e[0]))[:enough] for t in ticks}
+        result = fold_batch(self.views, decoded.records, self.config, clock=self.clocks.get(partition),
+                            due_stored=due_stored)
+        self.views.update(result.views)
+        self.clocks[partition] = result.clock
+        for customer_id, deadline in result.deadlines.items():
+            if deadline is None:
+                index.pop(customer_id, None)
+            else:
+                index[customer_id] = deadline
+        self.dead += len(result.dead_letters)
 
 
 async def live_states(redis_url: str, prefix: str, partitions: Sequence[int] = (),
@@ -155,10 +151,8 @@ def states_digest(states: dict[str, bytes]) -> str:
 async def verify(settings: Settings) -> dict[str, Any]:
     registry = ConfluentRegistry(settings.schema_registry_url) if settings.schema_registry_url else None
     try:
-        replayed, ends, dead = await replay_topic(settings.kafka_bootstrap, schema_registry=registry,
-                                                  lifecycle=settings.lifecycle(),
-                                                  tick_limit=settings.lifecycle_tick_limit,
-                                                  engine=settings.contact_engine())
+        replayed, ends, dead = await replay_topic(settings.kafka_bootstrap, settings.fold_config(),
+                                                  schema_registry=registry)
     finally:
         if registry is not None:
             await registry.aclose()

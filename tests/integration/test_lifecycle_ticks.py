@@ -14,7 +14,8 @@ from projections.view import evolve, initial_view
 from projections.view_document import from_state, to_state
 from projections.view_state import instant_of
 from services.eventlog import LoggedTouchpoint
-from services.runner import fold_batch
+from projections.batch import FoldConfig
+from services.runner import fold_records
 from services.view_cache import ViewCache
 from services.viewstore import ViewChanges, ViewStore, dumps
 
@@ -46,18 +47,18 @@ def test_a_tick_over_a_million_customers_visits_only_those_due(tmp_path: Path) -
         due[view.customer_id] = view
     store.commit(ViewChanges(position=1, views={c: dumps(to_state(v)) for c, v in due.items()},
                              deadlines={c: v.lifecycle.deadline for c, v in due.items()}, stages={"new": 50}))
-    cache = ViewCache(store, 1000)
+    cache = ViewCache(store, 1 << 20)
 
-    nobody = fold_batch([tick_record(2, 50 * DAY)], store, cache)
+    nobody = fold_records([tick_record(2, 50 * DAY)], store, cache, FoldConfig())
     assert nobody.visited == 0 and nobody.transitions == [] and nobody.views == {}
 
-    first = fold_batch([tick_record(3, 200 * DAY)], store, cache, tick_limit=20)
+    first = fold_records([tick_record(3, 200 * DAY)], store, cache, FoldConfig(tick_limit=20))
     assert first.visited == 20
     assert sorted(first.views) == [f"due-{i:02d}" for i in range(20)]  # the earliest deadlines first
     assert {(t.from_stage, t.to_stage, t.reason) for _, t in first.transitions} == {("new", "declining", "no_repeat_purchase")}
     store.commit(first)
 
-    rest = fold_batch([tick_record(4, 200 * DAY)], store, cache, clock=first.clock, tick_limit=1000)
+    rest = fold_records([tick_record(4, 200 * DAY)], store, cache, FoldConfig(tick_limit=1000), clock=first.clock)
     assert rest.visited == 30 and sorted(rest.views) == [f"due-{i:02d}" for i in range(20, 50)]
     store.commit(rest)
     assert store.stage_counts() == {"declining": 50}

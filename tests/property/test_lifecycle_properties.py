@@ -29,7 +29,7 @@ def run(history, view: CustomerView | None = None, start: int = 0) -> CustomerVi
     for i, (kind, d, amount) in enumerate(history, start=start):
         if kind == "tick":
             clock = max(clock or 0, ZERO + d * DAY)
-            view = tick(view, ZERO + d * DAY, f"tick/{d}")
+            view = tick(view, ZERO + d * DAY)
         elif kind == "call":
             view = evolve(view, call(f"c{i}-{d}", at(d)), clock=clock)
         else:

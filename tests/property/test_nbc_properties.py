@@ -13,13 +13,15 @@ from hypothesis import strategies as st
 
 from projections.derived_facts import derived_facts
 from projections.facts import CONTACT_CHANNEL_OF, FACTS, facts_of
-from projections.nbc_engine import Collector, ContactEngine, fold_event, fold_tick
+from projections.nbc_engine import ContactEngine, Decisions, fold_event, fold_tick
 from projections.nbc_rules import compile_rules
 from projections.predicates import lookup
 from projections.touchpoints import Touchpoint
 from projections.view import evolve, initial_view, instant_of, micros
 from projections.view_document import to_document
 from projections.view_facts import view_facts
+from services.zones import PINNED
+from tests.support.steps import collect
 from tests.support.strategies import customer_histories
 
 # Concrete fact names: each placeholder of the catalogue filled with the values histories use.
@@ -67,7 +69,7 @@ def _rules(cap_window: str, cap_max: int) -> ContactEngine:
         {**base, "id": "on_stage", "when": {"lifecycle": {"to": "new"}},
          "what": {"channel": "email", "action": "d", "priority": 40, "expected_value": 5, "valid_for": "3d"}},
     ]
-    return ContactEngine(compile_rules({"version": 1, "rules": rules}, "property"))
+    return ContactEngine(compile_rules({"version": 1, "rules": rules}, "property"), PINNED)
 
 
 def arriving(events: list[Touchpoint]) -> list[Touchpoint]:
@@ -81,15 +83,15 @@ def arriving(events: list[Touchpoint]) -> list[Touchpoint]:
     return out
 
 
-def run(engine: ContactEngine, events: list[Touchpoint], tick_days: int) -> tuple[Collector, Any]:
-    sink = Collector()
+def run(engine: ContactEngine, events: list[Touchpoint], tick_days: int) -> tuple[Decisions, Any]:
+    sink = Decisions()
     view = initial_view("c-1")
     clock = None
     for event in arriving(events):
-        view = fold_event(view, event, clock=micros(event.received_at), engine=engine, sink=sink)
+        view = collect(sink, fold_event(view, event, clock=micros(event.received_at), engine=engine))
     if view.last_seen is not None:
         clock = view.last_seen + tick_days * 86_400_000_000
-        view = fold_tick(view, clock, "tick", engine=engine, sink=sink)
+        view = collect(sink, fold_tick(view, clock, engine=engine))
     return sink, view
 
 
@@ -101,15 +103,15 @@ def test_caps_are_never_exceeded(events, window, cap, tick_days) -> None:  # typ
     width around it: per channel ``cap``, overall ``cap`` + 1."""
     engine = _rules(window, cap)
     span = int(window[:-1]) * 86_400_000_000
-    sink = Collector()
+    sink = Decisions()
     view = initial_view("c-1")
     steps = [("event", e) for e in arriving(events)] + [("tick", None)]
     for kind, event in steps:
         before = len(sink.triggers)
         if kind == "event":
-            view = fold_event(view, event, clock=micros(event.received_at), engine=engine, sink=sink)
+            view = collect(sink, fold_event(view, event, clock=micros(event.received_at), engine=engine))
         elif view.last_seen is not None:
-            view = fold_tick(view, view.last_seen + tick_days * 86_400_000_000, "tick", engine=engine, sink=sink)
+            view = collect(sink, fold_tick(view, view.last_seen + tick_days * 86_400_000_000, engine=engine))
         for n in range(before, len(sink.triggers)):
             t = sink.triggers[n]
             around = [f for f in sink.triggers[:n] if abs(f.at - t.at) < span]
@@ -126,11 +128,11 @@ def test_caps_are_never_exceeded(events, window, cap, tick_days) -> None:  # typ
 @given(customer_histories(), st.integers(0, 5))
 def test_no_trigger_goes_through_a_channel_whose_consent_is_withdrawn(events, tick_days) -> None:  # type: ignore[no-untyped-def]
     engine = _rules("7d", 5)
-    sink = Collector()
+    sink = Decisions()
     view = initial_view("c-1")
     for event in arriving(events):
         before = len(sink.triggers)
-        view = fold_event(view, event, clock=micros(event.received_at), engine=engine, sink=sink)
+        view = collect(sink, fold_event(view, event, clock=micros(event.received_at), engine=engine))
         for t in sink.triggers[before:]:  # decided on this step: the consent in force now
             held = dict(view.consents).get(({"email": "email", "sms": "sms"}[t.channel], "marketing"))
             assert held is not None and held.status == "granted"

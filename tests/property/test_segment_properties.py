@@ -12,11 +12,11 @@ from hypothesis import strategies as st
 from projections.derived_facts import derived_facts, preferred_channel
 from projections.facts import FACTS, facts_of
 from projections.predicates import lookup
+from projections.batch import FoldConfig, Tick, Touch, fold_batch
+from projections.nbc_engine import next_due
 from projections.segments import ENTERED, EXITED, SegmentSet, compile_segments, members_of, segment_facts
 from projections.view_document import to_document
 from projections.view import CustomerView, evolve, initial_view, micros
-from projections.view import tick as tick_view
-from services.batch_ledger import BatchLedger
 from services.settings import SEGMENTS_FILE
 from services.segments_file import load_segments
 from tests.support import touchpoints as tp
@@ -42,22 +42,19 @@ def fold(arrivals, batch: int, memo: bool = False) -> tuple[dict[str, CustomerVi
     views: dict[str, CustomerView] = {}
     members: set[tuple[str, str]] = set()
     clock = None
+    config = FoldConfig(segments=SEGMENTS)
     for start in range(0, len(arrivals), batch):
-        ledger = BatchLedger()
-        for customer, item in arrivals[start:start + batch]:
-            if isinstance(item, int):  # a clock tick visits every customer
-                clock = max(clock or 0, item)
-                for cid, view in list(views.items()):
-                    after = tick_view(view, item, f"tick/{item}")
-                    if after is not view:
-                        ledger.record(view, after)
-                        views[cid] = after
-                continue
-            before = views.get(customer)
-            after = evolve(before or initial_view(customer), item, clock=clock)
-            ledger.record(before, after)
-            views[customer] = after
-        for change in ledger.segment_changes(views, SEGMENTS, kept):
+        chunk = arrivals[start:start + batch]
+        records = [Tick(n, f"tick/{item}", item) if isinstance(item, int) else Touch(n, item, customer)
+                   for n, (customer, item) in enumerate(chunk, start)]
+        # the deadline index: every stored customer whose next deadline has passed
+        due_stored = {r.tick_id: sorted(((c, d) for c, v in views.items() if (d := next_due(v)) is not None
+                                         and d <= r.at), key=lambda e: (e[1], e[0]))
+                      for r in records if isinstance(r, Tick)}
+        result = fold_batch(views, records, config, clock=clock, due_stored=due_stored, memo=kept)
+        views.update(result.views)
+        clock = result.clock
+        for change in result.segments:
             key = (change.segment, change.customer_id)
             if change.kind == ENTERED:
                 assert key not in members, f"{key} entered twice"

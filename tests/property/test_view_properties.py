@@ -26,11 +26,13 @@ def test_the_same_events_give_a_byte_identical_view(events) -> None:  # type: ig
 
 
 def order_free(view: CustomerView) -> CustomerView:
-    """The view without the lifecycle's path: when each stage began and the transitions
-    that led there depend on what arrived when (a late purchase is a correction, by
-    design); the stage, its rule, its next deadline and the purchases it rests on do not."""
+    """The view without the lifecycle's path and the idempotency window: when each stage
+    began and the transitions that led there depend on what arrived when (a late purchase
+    is a correction, by design); the stage, its rule, its next deadline and the purchases
+    it rests on do not. The window holds the latest arrivals' ids, in arrival order."""
     lc = view.lifecycle
-    return view._replace(lifecycle=Lifecycle(lc.stage, None, lc.rule, None, lc.deadline, lc.buys, lc.interval))
+    return view._replace(lifecycle=Lifecycle(lc.stage, None, lc.rule, None, lc.deadline, lc.buys, lc.interval),
+                         seen=())
 
 
 def serialised_order_free(events) -> bytes:  # type: ignore[no-untyped-def]

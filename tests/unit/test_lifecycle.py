@@ -6,7 +6,7 @@ from functools import reduce
 
 import pytest
 
-from projections.lifecycle import DAY, Buy, LifecycleConfig, judge, next_deadline, transition_id
+from projections.lifecycle import DAY, Buy, LifecycleConfig, dwell, judge, next_deadline, transition_id
 from projections.view import CustomerView, evolve, initial_view, micros, tick
 from projections.view_document import to_document
 from tests.support.touchpoints import T0, at, call, purchase
@@ -41,13 +41,13 @@ def test_a_customer_without_purchase_is_a_prospect_and_has_no_deadline() -> None
 def test_the_first_purchase_makes_a_new_customer_with_the_prospect_dwell() -> None:
     view = fold(call("c1", at(0)), purchase("p1", at(3)))
     assert stages(view) == [("prospect", "new", "first_purchase", 3.0)]
-    assert view.lifecycle.history[0].dwell == 3 * DAY
+    assert dwell(view.lifecycle.history[0], view.first_seen) == 3 * DAY
 
 
 def test_new_lasts_new_days_then_declines_without_a_second_purchase() -> None:
     assert judge(buys((0, 10)), None, day(89.99)) == ("new", "first_purchase")
     assert judge(buys((0, 10)), None, day(90)) == ("declining", "no_repeat_purchase")
-    view = tick(fold(purchase("p1", at(0))), day(100), "t")
+    view = tick(fold(purchase("p1", at(0))), day(100))
     assert stages(view)[-1] == ("new", "declining", "no_repeat_purchase", 90.0)
 
 
@@ -68,7 +68,7 @@ def test_recency_uses_the_customers_own_median_interval() -> None:
     assert judge(view.lifecycle.buys, view.lifecycle.interval, day(28 + 13.9), DEFAULT)[0] == "active"
     # 2 x 7 = 14 days is below the 14-day floor? equal: the floor applies from 14 days
     assert judge(view.lifecycle.buys, view.lifecycle.interval, day(28 + 14), DEFAULT) == ("declining", "recency")
-    later = tick(view, day(60), "t")
+    later = tick(view, day(60))
     assert stages(later)[-1] == ("active", "declining", "recency", 42.0)
 
 
@@ -95,7 +95,7 @@ def test_the_spend_rule_needs_a_pattern_in_the_earlier_window() -> None:
 
 def test_a_year_without_purchase_is_lost_and_a_purchase_then_reactivates() -> None:
     view = fold(purchase("p1", at(0)), purchase("p2", at(30)), purchase("p3", at(60)))
-    view = tick(view, day(60 + 365), "t")
+    view = tick(view, day(60 + 365))
     assert stages(view)[-2:] == [("active", "declining", "recency", 120.0), ("declining", "lost", "inactivity", 425.0)]
     view = evolve(view, purchase("p4", at(500)))
     assert stages(view)[-1] == ("lost", "reactivated", "purchase_after_lost", 500.0)
@@ -115,7 +115,7 @@ def test_a_purchase_after_a_long_silence_emits_the_missed_transitions_at_their_o
 
 
 def test_a_late_purchase_that_rewrites_the_past_is_a_late_event_correction() -> None:
-    view = tick(fold(purchase("p1", at(0)), purchase("p2", at(30))), day(400), "t")
+    view = tick(fold(purchase("p1", at(0)), purchase("p2", at(30))), day(400))
     assert view.lifecycle.stage == "lost"
     late = evolve(view, purchase("p-late", at(380)))  # it happened before the tick, arrives after
     assert stages(late)[-1] == ("lost", "active", "late_event", 400.0)
@@ -134,12 +134,12 @@ def test_refunds_are_not_purchases_for_the_lifecycle() -> None:
 
 def test_a_tick_before_the_deadline_changes_nothing() -> None:
     view = fold(purchase("p1", at(0)))
-    assert tick(view, day(89), "t") is view
+    assert tick(view, day(89)) is view
 
 
 def test_transition_ids_are_deterministic_and_distinct() -> None:
-    a = tick(fold(purchase("p1", at(0)), purchase("p2", at(30))), day(900), "t")
-    b = tick(fold(purchase("p1", at(0)), purchase("p2", at(30))), day(900), "t")
+    a = tick(fold(purchase("p1", at(0)), purchase("p2", at(30))), day(900))
+    b = tick(fold(purchase("p1", at(0)), purchase("p2", at(30))), day(900))
     ids = [transition_id("c-1", t) for t in a.lifecycle.history]
     assert ids == [transition_id("c-1", t) for t in b.lifecycle.history]
     assert len(set(ids)) == len(a.lifecycle.history) == 4
@@ -168,7 +168,7 @@ def test_a_threshold_must_be_positive(field: str) -> None:
 
 def test_a_purchase_after_a_tick_that_did_not_visit_the_customer_crosses_the_deadlines_first() -> None:
     view = fold(purchase("p0", at(0)))
-    visited = evolve(tick(view, day(100), "t"), purchase("p1", at(95)), clock=day(100))
+    visited = evolve(tick(view, day(100)), purchase("p1", at(95)), clock=day(100))
     skipped = evolve(view, purchase("p1", at(95)), clock=day(100))  # the tick's limit left it due
     assert stages(skipped) == stages(visited) == [
         ("prospect", "new", "first_purchase", 0.0),
@@ -181,5 +181,5 @@ def test_a_new_period_longer_than_the_lost_threshold_still_loses_the_customer_on
     config = LifecycleConfig(new_days=400)
     view = evolve(initial_view("c-1"), purchase("p1", at(0)), config)
     assert view.lifecycle.deadline == day(365)
-    assert stages(tick(view, day(500), "t", config)) == [("prospect", "new", "first_purchase", 0.0),
+    assert stages(tick(view, day(500), config)) == [("prospect", "new", "first_purchase", 0.0),
                                                          ("new", "lost", "inactivity", 365.0)]

@@ -89,10 +89,10 @@ def test_the_stage_never_changes_before_the_deadline_and_changes_at_it(days, sta
 def test_ticks_move_the_customer_at_the_crossing_instants_whatever_the_tick_rate() -> None:
     events = [purchase(f"p{d}", at(d)) for d in (0, 14, 28, 42)]
     view = reduce(lambda v, e: evolve(v, e, CONFIG), events, initial_view("c-1"))
-    coarse = tick(view, ZERO + 1000 * DAY, "t", CONFIG)
+    coarse = tick(view, ZERO + 1000 * DAY, CONFIG)
     fine = view
     for d in range(50, 1001, 5):
-        fine = tick(fine, ZERO + d * DAY, f"t{d}", CONFIG)
+        fine = tick(fine, ZERO + d * DAY, CONFIG)
     moves = [(t.to_stage, t.reason, t.at) for t in coarse.lifecycle.history][-2:]
     assert moves == [(t.to_stage, t.reason, t.at) for t in fine.lifecycle.history][-2:]
     history = view.lifecycle.buys

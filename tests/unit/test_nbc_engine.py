@@ -7,11 +7,13 @@ from typing import Any
 
 import pytest
 
-from projections.nbc_engine import Collector, ContactEngine, fold_event, fold_tick, next_due, trigger_id
+from projections.nbc_engine import ContactEngine, Decisions, fold_event, fold_tick, next_due, trigger_id
 from projections.nbc_rules import compile_rules
 from projections.touchpoints import Touchpoint
 from projections.view import initial_view, micros
 from projections.view_document import from_state, to_state
+from services.zones import PINNED
+from tests.support.steps import collect
 from tests.support.touchpoints import at, call, case, consent, purchase, survey, visit, web_form
 
 # T0 is Monday 2026-03-02 09:00 UTC (10:00 in Paris)
@@ -29,24 +31,25 @@ def rule(rule_id: str = "r", **over: Any) -> dict[str, Any]:
 
 
 def engine(*rules: dict[str, Any], **top: Any) -> ContactEngine:
-    return ContactEngine(compile_rules({"version": 1, "timezone": "Europe/Paris", "rules": list(rules), **top}, "t"))
+    return ContactEngine(compile_rules({"version": 1, "timezone": "Europe/Paris", "rules": list(rules), **top}, "t"),
+                         PINNED)
 
 
 class Run:
     """Fold a sequence of events and ticks for one customer, collecting decisions."""
 
     def __init__(self, eng: ContactEngine):
-        self.engine, self.sink, self.view = eng, Collector(), initial_view("c-1")
+        self.engine, self.sink, self.view = eng, Decisions(), initial_view("c-1")
         self.clock: int | None = None
 
     def event(self, e: Touchpoint) -> Run:
-        self.view = fold_event(self.view, e, clock=self.clock, engine=self.engine, sink=self.sink)
+        self.view = collect(self.sink, fold_event(self.view, e, clock=self.clock, engine=self.engine))
         return self
 
     def tick(self, days: float = 0, hours: float = 0) -> Run:
         t = micros(at(days, hours))
         self.clock = t
-        self.view = fold_tick(self.view, t, f"tick/{t}", engine=self.engine, sink=self.sink)
+        self.view = collect(self.sink, fold_tick(self.view, t, engine=self.engine))
         return self
 
     @property
@@ -256,7 +259,7 @@ def test_the_contact_state_survives_storage() -> None:
 def test_a_survey_with_low_csat_fires_the_manager_call_of_the_default_rules() -> None:
     from services.nbc.rules_file import load_rules
     from services.settings import DEFAULT_RULES_FILE
-    eng = ContactEngine(load_rules(DEFAULT_RULES_FILE))
+    eng = ContactEngine(load_rules(DEFAULT_RULES_FILE), PINNED)
     run = Run(eng).event(survey("s1", at(0), csat=2))
     assert run.fired == [("manager_call_after_low_csat", "call")]
 

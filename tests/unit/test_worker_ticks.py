@@ -10,12 +10,13 @@ from datetime import timedelta
 import orjson
 import pytest
 
-from projections.lifecycle import DEFAULT
+from projections.batch import FoldConfig
 from projections.view import evolve, initial_view
 from projections.view_document import to_state
 from services.kafka.records import BadRecord, read_record, tick_record
-from services.worker.fold import Decoded, due_fetch_size, fold
-from services.worker.replay import _Replayer
+from services.view_cache import States
+from services.worker.fold import decode, due_fetch_size, fold
+from services.worker.replay import Replayer
 from tests.support.touchpoints import T0, purchase
 
 
@@ -38,19 +39,18 @@ def test_several_ticks_in_a_batch_visit_what_the_replay_visits(limit: int, custo
     for k in range(ticks):
         _, value, headers = tick_record(T0 + timedelta(days=100, minutes=k), 0)
         records.append(Rec(value, None, headers, 0, k))
-    decoded = Decoded()
-    for r in records:
-        decoded.records.append((r, read_record(r.value, r.key, r.headers, partition=0, partitions=1)))
+    decoded = decode(records, 1)
     enough = due_fetch_size(ticks, len(records), limit)  # what the consumer fetches per tick
-    due_stored = {(0, read.tick_id): [(c, d) for d, c in index if d <= read.at][:enough]
-                  for _, read in decoded.records}
-    out = fold("t", 0, ticks - 1, decoded, stored, {}, due_stored=due_stored, tick_limit=limit)
+    due_stored = {t.tick_id: [(c, d) for d, c in index if d <= t.at][:enough] for t in decoded.ticks}
+    config = FoldConfig(tick_limit=limit)
+    out = fold("t", 0, decoded, States(stored), config, due_stored=due_stored)
 
-    replayed = dict(views)
-    replayer = _Replayer(replayed, DEFAULT, limit)
-    replayer.homes[0] = set(views)
-    for _, read in decoded.records:
-        replayer._tick(0, read)
+    replayer = Replayer(config, 1)  # the replay's own deadline index, in memory
+    replayer.views.update(views)
+    replayer.index[0] = {c: d for d, c in index}
+    replayer.add(0, records)
+    replayer.flush()
+    replayed = replayer.views
     assert sorted(out.views) == sorted(c for c in replayed if replayed[c] is not views[c])
     assert {c: orjson.loads(s) for c, s in out.states.items()} == \
         {c: orjson.loads(orjson.dumps(to_state(replayed[c]))) for c in out.views}
