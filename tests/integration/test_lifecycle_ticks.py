@@ -55,7 +55,8 @@ def test_a_tick_over_a_million_customers_visits_only_those_due(tmp_path: Path) -
     first = fold_records([tick_record(3, 200 * DAY)], store, cache, FoldConfig(tick_limit=20))
     assert first.visited == 20
     assert sorted(first.views) == [f"due-{i:02d}" for i in range(20)]  # the earliest deadlines first
-    assert {(t.from_stage, t.to_stage, t.reason) for _, t in first.transitions} == {("new", "declining", "no_repeat_purchase")}
+    assert {(t.from_stage, t.to_stage, t.reason) for _, t, _ in first.transitions} == {
+        ("new", "declining", "no_repeat_purchase")}
     store.commit(first)
 
     rest = fold_records([tick_record(4, 200 * DAY)], store, cache, FoldConfig(tick_limit=1000), clock=first.clock)

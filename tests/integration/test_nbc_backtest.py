@@ -16,6 +16,7 @@ from typing import Any
 import orjson
 import pytest
 
+from projections.batch import FoldConfig
 from projections.codec import instant
 from projections.nbc_engine import ContactEngine
 from services.eventlog import TouchpointLog, tick_document
@@ -26,6 +27,7 @@ from services.runner import ProjectionRunner
 from services.settings import DEFAULT_RULES_FILE, Settings
 from services.traffic import TrafficOptions, generate
 from services.viewstore import ViewStore
+from services.zones import PINNED
 
 START = datetime(2025, 1, 1, tzinfo=UTC)
 END = START + timedelta(days=60)
@@ -59,8 +61,7 @@ def platform_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     log = TouchpointLog(settings.log_path)
     log.append(in_arrival_order())
     store = ViewStore(settings.views_path)
-    ProjectionRunner(log, store, batch=500, lifecycle=settings.lifecycle(),
-                     engine=settings.contact_engine()).catch_up()
+    ProjectionRunner(log, store, settings.fold_config(), batch=500).catch_up()
     store.datastore.close()
     log.close()
     return root
@@ -74,10 +75,13 @@ def live_trigger_ids(root: Path) -> list[str]:
         store.datastore.close()
 
 
+def backtest_config(settings: Settings) -> FoldConfig:
+    return FoldConfig(settings.lifecycle(), ContactEngine(load_rules(DEFAULT_RULES_FILE), PINNED), currency=None)
+
+
 def test_live_and_backtest_decide_the_same_triggers(platform_dir: Path) -> None:
     settings = Settings(data_dir=platform_dir)
-    engine = ContactEngine(load_rules(DEFAULT_RULES_FILE))
-    report = run_backtest(embedded_history(settings), engine, settings.lifecycle(), START, END)
+    report = run_backtest(embedded_history(settings), backtest_config(settings), START, END)
     live = live_trigger_ids(platform_dir)
     assert len(live) > 50
     assert report["trigger_ids"] == live
@@ -90,11 +94,11 @@ def test_live_and_backtest_decide_the_same_triggers(platform_dir: Path) -> None:
 
 def test_a_narrower_window_reports_the_triggers_inside_it(platform_dir: Path) -> None:
     settings = Settings(data_dir=platform_dir)
-    engine = ContactEngine(load_rules(DEFAULT_RULES_FILE))
+    config = backtest_config(settings)
     history = embedded_history(settings)
-    whole = run_backtest(history, engine, settings.lifecycle(), START, END)
-    first = run_backtest(history, engine, settings.lifecycle(), START, START + timedelta(days=30))
-    second = run_backtest(history, engine, settings.lifecycle(), START + timedelta(days=30), END)
+    whole = run_backtest(history, config, START, END)
+    first = run_backtest(history, config, START, START + timedelta(days=30))
+    second = run_backtest(history, config, START + timedelta(days=30), END)
     assert sorted(first["trigger_ids"] + second["trigger_ids"]) == whole["trigger_ids"]
     assert first["trigger_ids"] and second["trigger_ids"]
 

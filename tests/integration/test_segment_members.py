@@ -11,6 +11,7 @@ from pathlib import Path
 import orjson
 import pytest
 
+from projections.batch import FoldConfig
 from projections.codec import to_dict
 from projections.segments import SegmentSet, compile_segments, members_of
 from projections.touchpoints import CustomerRef
@@ -70,7 +71,7 @@ def all_states(store: ViewStore) -> list[bytes]:
 @pytest.mark.parametrize("batch", [37, 5000])
 def test_members_equal_an_evaluation_over_the_final_views(tmp_path: Path, log: TouchpointLog, batch: int) -> None:
     store = ViewStore(tmp_path / "views.sqlite")
-    ProjectionRunner(log, store, batch=batch, segments=DEFAULT).catch_up()
+    ProjectionRunner(log, store, FoldConfig(segments=DEFAULT), batch=batch).catch_up()
     members = stored_members(store)
     assert members == evaluated(all_states(store), DEFAULT)
     counts = segment_store.counts(store)
@@ -87,7 +88,7 @@ def test_members_equal_an_evaluation_over_the_final_views(tmp_path: Path, log: T
 def test_a_changed_definition_reevaluates_membership_and_reports_the_moves(tmp_path: Path, log: TouchpointLog) -> None:
     store = ViewStore(tmp_path / "views.sqlite")
     assert segment_store.reconcile(store, DEFAULT) == 0  # an empty store: nothing to move
-    ProjectionRunner(log, store, batch=500, segments=DEFAULT).catch_up()
+    ProjectionRunner(log, store, FoldConfig(segments=DEFAULT), batch=500).catch_up()
     assert segment_store.reconcile(store, DEFAULT) == 0  # the same definitions: nothing to do
     before = segment_store.feed(store, limit=100_000)[-1]["feed"]
     moved = segment_store.reconcile(store, REDEFINED)
