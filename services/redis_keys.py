@@ -11,8 +11,8 @@ key                                value
 ``{prefix}:view:{customer_id}``    string: the published 360° document as JSON
                                    (``projections.view_document.to_document``), what
                                    downstream services read
-``{prefix}:state:{customer_id}``   string: the stored state as JSON (``to_state``), complete
-                                   with applied event ids; for the worker only
+``{prefix}:state:{customer_id}``   string: the stored state as JSON (``to_state``, format 4),
+                                   complete with its idempotency window; for the worker only
 ``{prefix}:id:{kind}:{value}``     string: the customer id owning that identifier (kinds:
                                    ``external_id``, ``email``, ``phone``); first writer wins,
                                    never overwritten
