@@ -262,10 +262,13 @@ class EmbeddedPlatform:
         return Caught(True, self.runner.position)
 
     async def state(self, customer_id: str) -> bytes | None:
-        return self.views.state(customer_id)
+        # SQLite reads off the event loop: a read waiting on the runner's write lock must
+        # not stall every other request
+        return await asyncio.to_thread(self.views.state, customer_id)
 
     async def owner(self, identifier: Identifier) -> str | None:
-        return self.views.owners([identifier]).get(identifier)
+        owners = await asyncio.to_thread(self.views.owners, [identifier])
+        return owners.get(identifier)
 
     async def timeline(self, customer_id: str, limit: int, cursor: str | None) -> TimelinePage:
         before = None

@@ -37,19 +37,17 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import OutOfMemoryError, ReadOnlyError, ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from projections.facts import CONTACT_CHANNELS
 from projections.identity import Identifier
 from projections.rfm_cells import Cell, Change
+from services import redis_commit
+from services.redis_commit import PartitionCommit
 from services.redis_keys import STREAM_FIELD, RedisKeys
-from services.redis_segments import SegmentWrites, segment_key
+from services.redis_segments import SegmentWrites
 
-__all__ = ["RedisViewStore", "ViewStoreUnavailable", "RedisKeys", "TimelineEntry", "PartitionBatch",
-           "LifecycleWrites"]
+__all__ = ["RedisViewStore", "ViewStoreUnavailable", "RedisKeys", "TimelineEntry", "PartitionCommit",
+           "LifecycleWrites", "partition_commit"]
 
 TimelineEntry = tuple[str, int, str, bytes]  # customer id, occurred_at µs, event id, document
-# the arguments of ``commit``, in order: topic, partition, offset, states, documents,
-# links, conflicts, dead letters, timeline, base, lifecycle
-PartitionBatch = tuple[Any, ...]
 
 
 @dataclass(slots=True)
@@ -66,78 +64,20 @@ class LifecycleWrites:
     figures: dict[tuple[str, int, str, str], int] = field(default_factory=dict)  # next-best-contact figures: the change
     segments: SegmentWrites = field(default_factory=SegmentWrites)  # segment members and entry/exit feed
 
+def partition_commit(topic: str, partition: int, offset: int, states: dict[str, bytes], documents: dict[str, bytes],
+                     links: Sequence[tuple[str, str, str]] = (), conflicts: Sequence[bytes] = (),
+                     dead_letters: Sequence[bytes] = (), timeline: Sequence[TimelineEntry] = (),
+                     base: int | None = None, lifecycle: LifecycleWrites | None = None) -> PartitionCommit:
+    """The typed commit (``services.redis_commit``) of a partition batch."""
+    lc = lifecycle or LifecycleWrites()
+    return PartitionCommit(topic, partition, offset, base, lc.clock, states, documents, links, conflicts,
+                           dead_letters, timeline, lc.deadlines, lc.transitions, lc.stages, lc.rfm, lc.triggers,
+                           lc.figures, lc.segments.members, lc.segments.feed)
+
+
 # ResponseError covers the refusals a healthy client can meet (MISCONF, NOREPLICAS, BUSY,
 # LOADING...): the call did not apply, retry later.
 _UNAVAILABLE = (RedisConnectionError, RedisTimeoutError, ReadOnlyError, OutOfMemoryError, ResponseError, OSError)
-
-# The shebang makes Redis check (memory, replica) before the script runs, never between two
-# of its writes: the batch applies entirely or not at all.
-_COMMIT = """#!lua
-local stored = tonumber(redis.call('GET', KEYS[1]) or '-1')
-local offset = tonumber(ARGV[1])
-if offset <= stored then return 0 end
--- a batch folded from a known position applies only on top of that same position
-if ARGV[8] ~= '' and tonumber(ARGV[8]) ~= stored then return 0 end
-local TRIGGER_STREAM_MAX = '1000000'  -- trigger stream entries kept, approximately
-local ns, nd, nl = tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4])
-local nc, ndl, nt = tonumber(ARGV[5]), tonumber(ARGV[6]), tonumber(ARGV[7])
-local nzs, nzd, ntr, nst = tonumber(ARGV[9]), tonumber(ARGV[10]), tonumber(ARGV[11]), tonumber(ARGV[12])
-local nrf, ntg, nfg = tonumber(ARGV[14]), tonumber(ARGV[15]), tonumber(ARGV[16])
-local nsm, nsf = tonumber(ARGV[17]), tonumber(ARGV[18])
-local k, a = 18, 18
-for i = 1, ns + nd do redis.call('SET', KEYS[k + i], ARGV[a + i]) end
-k, a = k + ns + nd, a + ns + nd
-for i = 1, nl do redis.call('SET', KEYS[k + i], ARGV[a + i], 'NX') end
-k, a = k + nl, a + nl
-for i = 1, nc do redis.call('XADD', KEYS[2], '*', 'record', ARGV[a + i]) end
-a = a + nc
-for i = 1, ndl do redis.call('XADD', KEYS[3], '*', 'record', ARGV[a + i]) end
-a = a + ndl
-for i = 1, nt do
-  local score, id, doc = ARGV[a + 3 * i - 2], ARGV[a + 3 * i - 1], ARGV[a + 3 * i]
-  redis.call('ZADD', KEYS[k + 2 * i - 1], score, id)
-  redis.call('HSET', KEYS[k + 2 * i], id, doc)
-end
-a = a + 3 * nt
--- lifecycle: the partition's deadline index, the transition feed, customers per stage, the clock
-for i = 1, nzs do redis.call('ZADD', KEYS[5], ARGV[a + 2 * i - 1], ARGV[a + 2 * i]) end
-a = a + 2 * nzs
-for i = 1, nzd do redis.call('ZREM', KEYS[5], ARGV[a + i]) end
-a = a + nzd
-for i = 1, ntr do redis.call('XADD', KEYS[6], '*', 'record', ARGV[a + i]) end
-a = a + ntr
-for i = 1, nst do redis.call('HINCRBY', KEYS[7], ARGV[a + 2 * i - 1], ARGV[a + 2 * i]) end
-a = a + 2 * nst
--- the portfolio's RFM cells on this partition: field r:f:m:c customers, r:f:m:v revenue
-for i = 1, nrf do redis.call('HINCRBY', KEYS[9], ARGV[a + 2 * i - 1], ARGV[a + 2 * i]) end
-a = a + 2 * nrf
--- next best contact: the trigger feed (all channels, KEYS[10]; per channel, KEYS[12..17]; the
--- latest million or so kept) and the figures
-for i = 1, ntg do
-  local channel, doc = tonumber(ARGV[a + 2 * i - 1]), ARGV[a + 2 * i]
-  redis.call('XADD', KEYS[10], 'MAXLEN', '~', TRIGGER_STREAM_MAX, '*', 'record', doc)
-  redis.call('XADD', KEYS[11 + channel], 'MAXLEN', '~', TRIGGER_STREAM_MAX, '*', 'record', doc)
-end
-a = a + 2 * ntg
-for i = 1, nfg do redis.call('HINCRBY', KEYS[11], ARGV[a + 2 * i - 1], ARGV[a + 2 * i]) end
-a = a + 2 * nfg
--- segments: a hash per segment (customer -> since; absent: not a member), the feed stream (KEYS[18])
-for i = 1, nsm do
-  local key, customer, since = KEYS[k + 2 * nt + i], ARGV[a + 2 * i - 1], ARGV[a + 2 * i]
-  if since == '' then redis.call('HDEL', key, customer) else redis.call('HSET', key, customer, since) end
-end
-a = a + 2 * nsm
-for i = 1, nsf do redis.call('XADD', KEYS[18], '*', 'record', ARGV[a + i]) end
-if ARGV[13] ~= '' then redis.call('SET', KEYS[8], ARGV[13]) end
-redis.call('SET', KEYS[1], ARGV[1])
--- acknowledgements now folded no longer hold back read-your-writes
-while true do
-  local first = redis.call('ZRANGE', KEYS[4], 0, 0)
-  if first[1] == nil or tonumber(first[1]) > offset then break end
-  redis.call('ZREMRANGEBYRANK', KEYS[4], 0, 0)
-end
-return 1
-"""
 
 # A delivery counted once per trigger id.
 _COUNT_DELIVERED = """
@@ -244,7 +184,7 @@ class RedisViewStore:
         self._writer = aioredis.Redis.from_url(url, retry=Retry(NoBackoff(), 0), **options)
         kw = self._redis.connection_pool.connection_kwargs
         self._where = kw.get("path") or f"{kw.get('host', '?')}:{kw.get('port', '?')}"  # never the password
-        self._commit = self._writer.register_script(_COMMIT)
+        self._commit = self._writer.register_script(redis_commit.SCRIPT)
         self._acknowledge = self._writer.register_script(_ACKNOWLEDGE)
         self._claim = self._writer.register_script(_CLAIM)
         self._watermark = self._redis.register_script(_WATERMARK)
@@ -327,63 +267,20 @@ class RedisViewStore:
         two workers never both apply overlapping batches. Returns whether it applied.
         Links (kind, value, customer) are added first-writer-wins, like ``claim``;
         ``timeline`` entries are (customer id, occurred_at µs, event id, document)."""
-        keys, args = self._commit_call(topic, partition, offset, states, documents, links, conflicts,
-                                       dead_letters, timeline, base, lifecycle)
-        return bool(await self._call(self._commit(keys=keys, args=args)))
+        batch = partition_commit(topic, partition, offset, states, documents, links, conflicts, dead_letters,
+                                 timeline, base, lifecycle)
+        return (await self.commit_all([batch]))[0]
 
-    async def commit_all(self, batches: Sequence[PartitionBatch]) -> list[bool]:
-        """``commit`` for several partitions in one round trip (a pipeline of the same
-        fenced script, each applied or refused on its own); whether each applied."""
+    async def commit_all(self, batches: Sequence[PartitionCommit]) -> list[bool]:
+        """Several partitions' batches in one round trip (a pipeline of the same fenced
+        script, each applied or refused on its own); whether each applied."""
         if not batches:
             return []
         pipe = self._writer.pipeline(transaction=False)
         for batch in batches:
-            keys, args = self._commit_call(*batch)
+            keys, args = redis_commit.encode(batch, self.keys)
             await self._commit(keys=keys, args=args, client=pipe)  # queues it on the pipeline
         return [bool(applied) for applied in await self._call(pipe.execute())]
-
-    def _commit_call(self, topic: str, partition: int, offset: int, states: dict[str, bytes],
-                     documents: dict[str, bytes], links: Sequence[tuple[str, str, str]] = (),
-                     conflicts: Sequence[bytes] = (), dead_letters: Sequence[bytes] = (),
-                     timeline: Sequence[TimelineEntry] = (), base: int | None = None,
-                     lifecycle: LifecycleWrites | None = None) -> tuple[list[str], list[Any]]:
-        lc = lifecycle or LifecycleWrites()
-        keys = [self.keys.position(topic, partition), self.keys.conflicts, self.keys.deadletters,
-                self.keys.acks(topic, partition), self.keys.deadlines(topic, partition), self.keys.transitions,
-                self.keys.stages, self.keys.clock(topic, partition), self.keys.rfm(topic, partition),
-                self.keys.triggers(), self.keys.contact_figures, *(self.keys.triggers(c) for c in CONTACT_CHANNELS),
-                segment_key(self.keys.prefix, None)]
-        keys += [self.keys.state(c) for c in states]
-        keys += [self.keys.view(c) for c in documents]
-        keys += [self.keys.identifier(k, v) for k, v, _ in links]
-        due = [(c, d) for c, d in lc.deadlines.items() if d is not None]
-        gone = [c for c, d in lc.deadlines.items() if d is None]
-        args: list[Any] = [int(offset), len(states), len(documents), len(links), len(conflicts), len(dead_letters),
-                           len(timeline), "" if base is None else int(base), len(due), len(gone),
-                           len(lc.transitions), len(lc.stages), "" if lc.clock is None else int(lc.clock),
-                           2 * len(lc.rfm), len(lc.triggers), len(lc.figures), len(lc.segments.members),
-                           len(lc.segments.feed)]
-        args += [*states.values(), *documents.values(), *(c for _, _, c in links), *conflicts, *dead_letters]
-        for customer_id, at, event_id, document in timeline:
-            keys += [self.keys.timeline(customer_id), self.keys.events(customer_id)]
-            args += [at, event_id, document]
-        for customer_id, deadline in due:
-            args += [deadline, customer_id]
-        args += gone
-        args += lc.transitions
-        for stage, change in lc.stages.items():
-            args += [stage, change]
-        for (r, f, m), change in lc.rfm.items():
-            args += [f"{r}:{f}:{m}:c", change.customers, f"{r}:{f}:{m}:v", change.revenue]
-        for channel, document in lc.triggers:
-            args += [CONTACT_CHANNELS.index(channel) + 1, document]
-        for (rule, version, channel, figure), n in lc.figures.items():
-            args += [f"{rule}|{version}|{channel}|{figure}", n]
-        for segment, customer_id, since in lc.segments.members:  # keys after the timeline's
-            keys.append(segment_key(self.keys.prefix, segment))
-            args += [customer_id, "" if since is None else int(since)]
-        args += lc.segments.feed
-        return keys, args
 
     # -- lifecycle -------------------------------------------------------------------------
     async def due(self, topic: str, partition: int, at: int, limit: int) -> list[tuple[str, int]]:

@@ -49,7 +49,7 @@ from services.kafka.topics import (
 from services.nbc.figures import count_contact_figures
 from services.redis_segments import check_definitions
 from services.worker.segment_fold import segment_headers
-from services.redis_views import RedisViewStore, ViewStoreUnavailable
+from services.redis_views import RedisViewStore, ViewStoreUnavailable, partition_commit
 from services.settings import Settings
 from services.view_cache import StateCache, States
 from services.worker.fold import (
@@ -333,8 +333,8 @@ class ViewWorker:
     async def _commit(self, batches: list[Folded]) -> list[bool]:
         """Every partition's batch in one Redis round trip, each fenced on its own."""
         applied = await self.store.commit_all([
-            (b.topic, b.partition, b.offset, b.states, b.documents, b.links, b.conflicts, b.dead_letters, b.timeline,
-             b.base, b.lifecycle) for b in batches
+            partition_commit(b.topic, b.partition, b.offset, b.states, b.documents, b.links, b.conflicts,
+                             b.dead_letters, b.timeline, b.base, b.lifecycle) for b in batches
         ])
         for batch, ok in zip(batches, applied, strict=True):
             if ok:

@@ -17,6 +17,7 @@ from projections.touchpoints import CustomerRef
 from projections.view import evolve, initial_view
 from projections.view_document import from_state, to_document, to_state
 from services.redis_keys import conflict_record, dead_letter_record
+from services.redis_commit import PartitionCommit
 from services.redis_views import RedisViewStore, ViewStoreUnavailable
 from tests.support.redis_server import RedisServer, free_port
 from tests.support.touchpoints import at, call, purchase
@@ -265,11 +266,12 @@ def test_after_a_restart_reads_retry_once_but_a_commit_on_a_dead_connection_is_n
 
 def test_commit_all_fences_each_partition_on_its_own_in_one_round_trip(redis_url: str, redis_prefix: str) -> None:
     async def body(store: RedisViewStore) -> list[list[bool]]:
-        first = await store.commit_all([(TOPIC, 0, 5, {"c-1": b"s5"}, {"c-1": b"d5"}),
-                                        (TOPIC, 1, 2, {"c-2": b"s2"}, {"c-2": b"d2"})])
+        first = await store.commit_all([PartitionCommit(TOPIC, 0, 5, states={"c-1": b"s5"}, documents={"c-1": b"d5"}),
+                                        PartitionCommit(TOPIC, 1, 2, states={"c-2": b"s2"}, documents={"c-2": b"d2"})])
         await store._writer.script_flush()  # a restarted Redis forgot the script: reloaded
-        second = await store.commit_all([(TOPIC, 0, 5, {"c-1": b"stale"}, {"c-1": b"stale"}),
-                                         (TOPIC, 1, 3, {"c-2": b"s3"}, {"c-2": b"d3"})])
+        second = await store.commit_all([
+            PartitionCommit(TOPIC, 0, 5, states={"c-1": b"stale"}, documents={"c-1": b"stale"}),
+            PartitionCommit(TOPIC, 1, 3, states={"c-2": b"s3"}, documents={"c-2": b"d3"})])
         return [first, second]
 
     assert run(redis_url, redis_prefix, body) == [[True, True], [False, True]]

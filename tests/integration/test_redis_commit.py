@@ -1,0 +1,103 @@
+"""The typed partition commit on a real redis-server: every section written by the Lua
+decoder reads back as the Python side encoded it, a commit is all or nothing, and the
+layout is checked before the first write."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+import redis
+
+from projections.rfm_cells import Change
+from services.redis_commit import FIXED, SCRIPT, SECTIONS, PartitionCommit, encode
+from services.redis_keys import RedisKeys
+from services.redis_segments import segment_key
+from services.redis_views import RedisViewStore
+
+TOPIC = "touchpoints"
+
+
+def committed(url: str, prefix: str, commit: PartitionCommit) -> bool:
+    async def main() -> bool:
+        async with RedisViewStore(url, prefix) as store:
+            return (await store.commit_all([commit]))[0]
+
+    return asyncio.run(main())
+
+
+def stream(r: redis.Redis, key: str) -> list[bytes]:
+    return [fields[b"record"] for _, fields in r.xrange(key)]
+
+
+# section name -> (the commit carrying only that section, what Redis must then hold)
+Check = Callable[[redis.Redis, RedisKeys], Any]
+CASES: dict[str, tuple[dict[str, Any], Check, Any]] = {
+    "states": ({"states": {"c-1": b"s1", "c-2": b"s2"}},
+               lambda r, k: [r.get(k.state("c-1")), r.get(k.state("c-2"))], [b"s1", b"s2"]),
+    "documents": ({"documents": {"c-1": b"d1"}}, lambda r, k: r.get(k.view("c-1")), b"d1"),
+    "links": ({"links": [("email", "a@example.com", "c-1"), ("phone", "+33600000000", "c-2")]},
+              lambda r, k: [r.get(k.identifier("email", "a@example.com")), r.get(k.identifier("phone", "+33600000000"))],
+              [b"c-1", b"c-2"]),
+    "conflicts": ({"conflicts": [b"x1", b"x2"]}, lambda r, k: stream(r, k.conflicts), [b"x1", b"x2"]),
+    "dead_letters": ({"dead_letters": [b"dl"]}, lambda r, k: stream(r, k.deadletters), [b"dl"]),
+    "timeline": ({"timeline": [("c-1", 10, "e-1", b"v1"), ("c-1", 5, "e-0", b"v0")]},
+                 lambda r, k: (r.zrange(k.timeline("c-1"), 0, -1, withscores=True), r.hgetall(k.events("c-1"))),
+                 ([(b"e-0", 5.0), (b"e-1", 10.0)], {b"e-0": b"v0", b"e-1": b"v1"})),
+    "deadlines": ({"deadlines": {"c-1": 100, "c-2": 50, "c-3": None}},
+                  lambda r, k: r.zrange(k.deadlines(TOPIC, 0), 0, -1, withscores=True), [(b"c-2", 50.0), (b"c-1", 100.0)]),
+    "transitions": ({"transitions": [b"t1"]}, lambda r, k: stream(r, k.transitions), [b"t1"]),
+    "stages": ({"stages": {"new": 2, "prospect": -2}}, lambda r, k: r.hgetall(k.stages),
+               {b"new": b"2", b"prospect": b"-2"}),
+    "rfm": ({"rfm": {(1, 2, 3): Change(1, 25_0000)}}, lambda r, k: r.hgetall(k.rfm(TOPIC, 0)),
+            {b"1:2:3:c": b"1", b"1:2:3:v": b"250000"}),
+    "triggers": ({"triggers": [("call", b"t-call"), ("email", b"t-email")]},
+                 lambda r, k: (stream(r, k.triggers()), stream(r, k.triggers("call")), stream(r, k.triggers("email"))),
+                 ([b"t-call", b"t-email"], [b"t-call"], [b"t-email"])),
+    "figures": ({"figures": {("welcome", 1, "email", "fired"): 3}}, lambda r, k: r.hgetall(k.contact_figures),
+                {b"welcome|1|email|fired": b"3"}),
+    "segment_members": ({"segment_members": [("vip", "c-1", 42), ("vip", "c-2", None)]},
+                        lambda r, k: r.hgetall(segment_key(k.prefix, "vip")), {b"c-1": b"42"}),
+    "segment_feed": ({"segment_feed": [b"f1"]}, lambda r, k: stream(r, segment_key(k.prefix, None)), [b"f1"]),
+}
+
+
+def test_every_section_has_a_round_trip_case() -> None:
+    assert sorted(CASES) == sorted(s.name for s in SECTIONS)
+
+
+@pytest.mark.parametrize("name", sorted(CASES))
+def test_a_section_reads_back_as_it_was_encoded(name: str, redis_url: str, redis_prefix: str) -> None:
+    fields, check, expected = CASES[name]
+    r, keys = redis.Redis.from_url(redis_url), RedisKeys(redis_prefix)
+    if name == "segment_members":  # a member that leaves is removed
+        r.hset(segment_key(redis_prefix, "vip"), "c-2", 7)
+    assert committed(redis_url, redis_prefix, PartitionCommit(TOPIC, 0, 5, clock=77, **fields)) is True
+    assert check(r, keys) == expected
+    assert r.get(keys.position(TOPIC, 0)) == b"5" and r.get(keys.clock(TOPIC, 0)) == b"77"
+
+
+def test_a_commit_at_or_behind_the_stored_position_or_off_its_base_changes_nothing(redis_url: str,
+                                                                                  redis_prefix: str) -> None:
+    r, keys = redis.Redis.from_url(redis_url), RedisKeys(redis_prefix)
+    assert committed(redis_url, redis_prefix, PartitionCommit(TOPIC, 0, 5, states={"c-1": b"first"}))
+    assert not committed(redis_url, redis_prefix, PartitionCommit(TOPIC, 0, 5, states={"c-1": b"again"}))
+    assert not committed(redis_url, redis_prefix, PartitionCommit(TOPIC, 0, 9, base=3, states={"c-1": b"stale"}))
+    assert committed(redis_url, redis_prefix, PartitionCommit(TOPIC, 0, 9, base=5, states={"c-1": b"next"}))
+    assert r.get(keys.state("c-1")) == b"next" and r.get(keys.position(TOPIC, 0)) == b"9"
+
+
+def test_a_commit_whose_layout_does_not_add_up_writes_nothing(redis_url: str, redis_prefix: str) -> None:
+    r, keys = redis.Redis.from_url(redis_url), RedisKeys(redis_prefix)
+    good_keys, good_args = encode(PartitionCommit(TOPIC, 0, 5, states={"c-1": b"s"}, conflicts=[b"x"]), keys)
+    script = r.register_script(SCRIPT)
+    for bad_keys, bad_args in ((good_keys, [*good_args, "conflicts"]),  # a section without its count
+                               (good_keys[:-1], good_args),  # a key missing
+                               (good_keys, [*good_args[:3], "nonsense", 1, "x", *good_args[3:]])):
+        with pytest.raises(redis.ResponseError):
+            script(keys=bad_keys, args=bad_args)
+    assert r.get(keys.state("c-1")) is None and r.xlen(keys.conflicts) == 0
+    assert r.get(keys.position(TOPIC, 0)) is None
+    assert len(good_keys) == len(FIXED) + 1
