@@ -373,8 +373,8 @@ class RedisViewStore:
         args += lc.transitions
         for stage, change in lc.stages.items():
             args += [stage, change]
-        for (r, f, m), change in lc.rfm.items():
-            args += [f"{r}:{f}:{m}:c", change.customers, f"{r}:{f}:{m}:v", change.revenue]
+        for (r, f, m), cell in lc.rfm.items():
+            args += [f"{r}:{f}:{m}:c", cell.customers, f"{r}:{f}:{m}:v", cell.revenue]
         for channel, document in lc.triggers:
             args += [CONTACT_CHANNELS.index(channel) + 1, document]
         for (rule, version, channel, figure), n in lc.figures.items():
