@@ -2,7 +2,8 @@
 #   make run    start the embedded platform (HTTP API on 127.0.0.1:8080, data in ./data)
 #   make up     start the scale-out stack locally (Tansu, Redis, 2 workers, API on :8080)
 #   make down   stop a stack started with `touchstream up --detach`
-#   make test   the whole test suite (unit, property, integration, end-to-end)
+#   make test   type check (mypy: strict on projections/), then the whole test suite
+#               (unit, property, integration, end-to-end)
 #   make bench  the benchmarks, with their same-run baselines (embedded, then Kafka)
 # Versions: pyproject.toml pins what we use directly; constraints.txt pins everything
 # installed, transitive dependencies included, to the set the tests passed with.
@@ -40,10 +41,13 @@ up: install services
 down: install
 	$(BIN)/touchstream down
 
+# mypy first: a type error fails the run before minutes of tests (config: pyproject.toml).
 test: install services
+	$(BIN)/python -m mypy
 	$(BIN)/python -m pytest -q -p no:cacheprovider
 
 test-fast: install services
+	$(BIN)/python -m mypy
 	$(BIN)/python -m pytest -q -p no:cacheprovider -m "not e2e"
 
 bench: install services
@@ -53,4 +57,4 @@ schemas: install
 	$(BIN)/touchstream schemas
 
 clean:
-	rm -rf $(VENV) data .pytest_cache
+	rm -rf $(VENV) data .pytest_cache .mypy_cache

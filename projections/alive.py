@@ -27,11 +27,16 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Protocol
 
 __all__ = ["AliveRule", "WEEK_US"]
 
 WEEK_US = 7 * 86_400 * 1_000_000
+
+
+class _Purchase(Protocol):
+    @property
+    def at(self) -> int: ...  # µs
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,17 +55,17 @@ class AliveRule:
         if not 0 < self.lost_below < self.declining_below < 1:
             raise ValueError("P(alive) thresholds must satisfy 0 < lost_below < declining_below < 1")
 
-    def p_alive(self, buys: Sequence[Any], at: int) -> float:
+    def p_alive(self, buys: Sequence[_Purchase], at: int) -> float:
         """P(alive) at ``at`` (at or after every purchase) of the purchases ``buys`` (``.at`` µs, oldest first)."""
         x = len(buys) - 1
         if x <= 0:
             return 1.0
         first, last = buys[0].at, buys[-1].at
         t_x, big_t = (last - first) / self.unit_us, (at - first) / self.unit_us
-        odds = self.a / (self.b + x - 1) * ((self.alpha + big_t) / (self.alpha + t_x)) ** (self.r + x)
+        odds: float = self.a / (self.b + x - 1) * ((self.alpha + big_t) / (self.alpha + t_x)) ** (self.r + x)
         return 1.0 / (1.0 + odds)
 
-    def crossing(self, buys: Sequence[Any], p: float) -> int | None:
+    def crossing(self, buys: Sequence[_Purchase], p: float) -> int | None:
         """The first instant (µs) from which P(alive) is below ``p``; None when it never is
         (a single purchase: the model cannot see a one-time buyer leave)."""
         x = len(buys) - 1

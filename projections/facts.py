@@ -165,7 +165,8 @@ def _field_names(cls: type) -> tuple[str, ...]:
 
 def event_facts(event: tp.Touchpoint) -> dict[str, Any]:
     """The facts ``when.touchpoint.where`` reads: the event's fields, form fields as a mapping."""
-    facts: dict[str, Any] = {name: getattr(event, name) for name in _field_names(type(event))}
+    # a class is hashable: mypy checks a frozen dataclass's instance __hash__ instead
+    facts: dict[str, Any] = {name: getattr(event, name) for name in _field_names(type(event))}  # type: ignore[arg-type]
     facts["channel"] = event.channel.value
     if isinstance(event, tp.WebForm):
         facts["fields"] = dict(event.fields)

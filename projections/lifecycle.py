@@ -254,7 +254,7 @@ def next_deadline(buys: tuple[Buy, ...], interval: int | None, at: int, config: 
     recency = last + _threshold(interval, config)
     if config.alive is not None:  # P(alive) in place of the recency rule (judge)
         recency = config.alive.crossing(buys, config.alive.declining_below)  # type: ignore[assignment]
-        lost = min(lost, config.alive.crossing(buys, config.alive.lost_below))  # type: ignore[type-var]
+        lost = min(lost, config.alive.crossing(buys, config.alive.lost_below))  # type: ignore[type-var, assignment]
         if lost <= at:
             return None
     if recency <= at or last - buys[-2].at >= config.lost_us:

@@ -218,7 +218,7 @@ class ContactEngine:
         if event is not None:
             at = micros(event.occurred_at)
             issued = self._outcomes(issued, event, at, cid, sink)
-            facts = None
+            facts: dict[str, Any] = {}  # computed below when a rule will read it
             rules = self._touchpoint.get(event.type, ())
             delayed = self._after.get(event.type, ())
             if rules or delayed:
@@ -257,9 +257,9 @@ class ContactEngine:
             self._decide(after, candidates, now, timers, issued, last_fired, suppressed, sink)
         if len(timers) > TIMERS_LIMIT:
             for timer in timers[TIMERS_LIMIT:]:
-                rule = self.rules.by_id.get(timer.rule)
-                if rule is not None:
-                    sink.suppressed(cid, rule, "timers_full", timer.due, timer.key)
+                dropped = self.rules.by_id.get(timer.rule)
+                if dropped is not None:
+                    sink.suppressed(cid, dropped, "timers_full", timer.due, timer.key)
             del timers[TIMERS_LIMIT:]
         oldest = now - self.attribution_us - 60 * _DAY_US  # caps read +-30 days around a contact still valid
         issued = [i for i in issued if i.valid_until >= oldest or i.at >= oldest][-ISSUED_LIMIT:]
@@ -303,7 +303,7 @@ class ContactEngine:
                                           and (t.kind == "sla" or closed))]
         if closed:  # a resolved case escalates no more: forget its escalations (the state stays bounded)
             escalated = frozenset(k for k in escalated if f"\x1fsla:{case_id}:" not in k)
-        if not closed:
+        if case is not None and case.is_open:  # not closed
             for rule in self.rules.by_trigger_kind["case_past_sla"]:
                 sla = rule.when.sla_for(case.severity)  # type: ignore[union-attr]
                 key = f"sla:{case_id}:{case.severity}:{case.opened_at}"
@@ -550,7 +550,7 @@ def _removed(timer: Timer) -> Any:
 
 @lru_cache(maxsize=1024)
 def _span_us(duration: Any) -> int:
-    return duration.span // _ONE_US
+    return duration.span // _ONE_US  # type: ignore[no-any-return]  # timedelta // timedelta: an int
 
 
 _ONE_US = instant_of(1) - instant_of(0)

@@ -21,7 +21,7 @@ from collections.abc import Iterable, Mapping
 from decimal import Decimal
 from typing import Any, NamedTuple
 
-from projections.quantiles import Histogram, LinearBuckets, LogBuckets
+from projections.quantiles import Bucketing, Histogram, LinearBuckets, LogBuckets
 from projections.rfm import RfmFigures, fm_score, segment
 from projections.rfm_population import DAY_US, QUINTILE_CUTS, Cuts, Quintiles
 from projections.view_state import CustomerView
@@ -32,6 +32,7 @@ __all__ = ["Cell", "Change", "rfm_figures", "cell_of", "changes", "quintiles", "
 RECENCY = LinearBuckets(DAY_US)
 FREQUENCY = LogBuckets(0.01)
 MONETARY = LogBuckets(0.01)
+_AXES: tuple[Bucketing, Bucketing, Bucketing] = (RECENCY, FREQUENCY, MONETARY)  # a Cell's order
 
 Cell = tuple[int, int, int]  # bucket keys: last purchase day, frequency, monetary
 
@@ -85,7 +86,7 @@ def quintiles(cells: Mapping[Cell, Change]) -> Quintiles | None:
     if not any(h.customers for h in cells.values()):
         return None
     return Quintiles(*(Cuts(buckets, tuple(_marginal(cells, axis, buckets).quantile_keys(QUINTILE_CUTS)))
-                       for axis, buckets in enumerate((RECENCY, FREQUENCY, MONETARY))))
+                       for axis, buckets in enumerate(_AXES)))
 
 
 def scores_of(cell: Cell, cuts: Quintiles) -> tuple[int, int, int]:

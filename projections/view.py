@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import bisect
 from decimal import Decimal
+from typing import TypeVar
 
 from projections.lifecycle import DEFAULT as LIFECYCLE_DEFAULT
 from projections.lifecycle import Buy, LifecycleConfig, advance, amount_units, on_purchase
@@ -58,6 +59,7 @@ __all__ = [
     "ChannelStats",
     "CurrencyTotals",
     "CaseState",
+    "ClosedCases",
     "Score",
     "ConsentState",
     "ContactMark",
@@ -71,6 +73,10 @@ __all__ = [
 ]
 
 
+_K = TypeVar("_K")
+_V = TypeVar("_V")
+
+
 def _union(held: frozenset, new: tuple | list) -> frozenset:  # type: ignore[type-arg]
     return held if held.issuperset(new) else held.union(new)
 
@@ -79,7 +85,7 @@ def _later(a: Stamp | None, b: Stamp) -> bool:
     return a is None or b > a
 
 
-def _put(pairs: tuple, key, value) -> tuple:  # type: ignore[no-untyped-def]
+def _put(pairs: tuple[tuple[_K, _V], ...], key: _K, value: _V) -> tuple[tuple[_K, _V], ...]:
     """Sorted association tuple with ``key`` set to ``value`` (deterministic order)."""
     merged = dict(pairs)
     merged[key] = value

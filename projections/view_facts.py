@@ -45,7 +45,7 @@ class _Lazy(dict):  # type: ignore[type-arg]
         self[key] = value = build(self._view)
         return value
 
-    def get(self, key: str, default: Any = None) -> Any:  # type: ignore[override]
+    def get(self, key: str, default: Any = None) -> Any:
         try:
             return self[key]
         except KeyError:

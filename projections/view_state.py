@@ -67,7 +67,7 @@ class Attribute(NamedTuple):
 
 
 class ChannelStats(NamedTuple):
-    count: int
+    count: int  # type: ignore[assignment]  # the field hides tuple.count: the name is the domain's
     first_at: int
     last_at: int
     last_outcome: str | None = None
@@ -75,7 +75,7 @@ class ChannelStats(NamedTuple):
 
 
 class CurrencyTotals(NamedTuple):
-    count: int
+    count: int  # type: ignore[assignment]  # the field hides tuple.count: the name is the domain's
     revenue: Decimal
     margin: Decimal
     margin_count: int  # purchases that stated a margin
@@ -98,7 +98,7 @@ class ClosedCases(NamedTuple):
     """Resolved cases no longer kept one by one (beyond ``CASES_LIMIT``): their count and
     the sum of their resolution times, so the figures stay exact while the state stays bounded."""
 
-    count: int = 0
+    count: int = 0  # type: ignore[assignment]  # the field hides tuple.count
     resolution_us: int = 0
 
 

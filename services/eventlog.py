@@ -56,7 +56,7 @@ class LoggedTouchpoint:
 
     def document(self) -> dict[str, Any]:
         """The canonical dict; raises orjson.JSONDecodeError on a damaged record."""
-        return orjson.loads(self.state)  # type: ignore[no-any-return]
+        return orjson.loads(self.state)
 
 
 class _DurableConnections(SQLiteConnectionPool):
@@ -142,7 +142,7 @@ class TouchpointRecorder(SQLiteApplicationRecorder):
         return [by_id[p] for p in positions if p in by_id]
 
 
-class TouchpointLog(Application):  # type: ignore[type-arg]
+class TouchpointLog(Application):
     """The append-only log of touchpoints (one SQLite file)."""
 
     name = "touchstream"

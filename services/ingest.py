@@ -28,7 +28,7 @@ __all__ = ["StorageUnavailable", "GroupCommitter"]
 
 log = structlog.get_logger("touchstream.ingest")
 
-_Pending = tuple[list[dict[str, Any]], asyncio.Future, asyncio.AbstractEventLoop]  # type: ignore[type-arg]
+_Pending = tuple[list[dict[str, Any]], asyncio.Future, asyncio.AbstractEventLoop]
 
 
 class StorageUnavailable(Exception):
@@ -58,7 +58,8 @@ class GroupCommitter:
         with self._cond:
             while not self._pending and not self._stopping:
                 self._cond.wait()
-            taken, size = [], 0
+            taken: list[_Pending] = []
+            size = 0
             while self._pending and (not taken or size + len(self._pending[0][0]) <= self.max_events):
                 item = self._pending.popleft()
                 taken.append(item)
@@ -101,18 +102,18 @@ class GroupCommitter:
         self._thread.join(max(0.0, deadline - time.monotonic()))
 
 
-def _answer(loop: asyncio.AbstractEventLoop, how: Any, future: asyncio.Future, value: object) -> None:  # type: ignore[type-arg]
+def _answer(loop: asyncio.AbstractEventLoop, how: Any, future: asyncio.Future, value: object) -> None:
     try:
         loop.call_soon_threadsafe(how, future, value)
     except RuntimeError:  # the requester's loop is closed: nobody is waiting any more
         pass
 
 
-def _succeed(future: asyncio.Future, value: object) -> None:  # type: ignore[type-arg]
+def _succeed(future: asyncio.Future, value: object) -> None:
     if not future.done():
         future.set_result(value)
 
 
-def _fail(future: asyncio.Future, error: BaseException) -> None:  # type: ignore[type-arg]
+def _fail(future: asyncio.Future, error: BaseException) -> None:
     if not future.done():
         future.set_exception(error)

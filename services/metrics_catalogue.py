@@ -50,7 +50,7 @@ class MetricSpec:
 
 
 def _spec(metric: MetricWrapperBase) -> MetricSpec:
-    kind = metric._type  # noqa: SLF001 - prometheus_client keeps declarations only here
+    kind: str = metric._type  # type: ignore[assignment]  # noqa: SLF001 - set by every metric class
     base = metric._name  # noqa: SLF001
     buckets = tuple(b for b in getattr(metric, "_upper_bounds", ()) if b != float("inf"))
     return MetricSpec(f"{base}_total" if kind == "counter" else base, kind, tuple(metric._labelnames),  # noqa: SLF001

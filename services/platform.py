@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, NamedTuple, Protocol
@@ -33,7 +34,7 @@ from projections.rfm_cells import Cell, Change
 from projections.view_document import transition_document
 from services import metrics
 from services.clock import ClockScheduler
-from services.eventlog import TouchpointLog, tick_document
+from services.eventlog import Appended, TouchpointLog, tick_document
 from services.gc_tuning import tune_gc
 from services.ingest import GroupCommitter
 from services.runner import ProjectionRunner
@@ -92,13 +93,17 @@ class Platform(Protocol):
     runtime: str
     settings: Settings
     draining: bool
-    segments: SegmentSource  # segment counts, members, entry/exit feed (services.segment_reads)
+
+    @property
+    def segments(self) -> SegmentSource:
+        """Segment counts, members, entry/exit feed (services.segment_reads)."""
+        ...
 
     async def start(self) -> None: ...
 
     async def close(self) -> None: ...
 
-    async def append(self, documents: list[dict[str, Any]]) -> list[tuple[int, bool]]:
+    async def append(self, documents: list[dict[str, Any]]) -> Sequence[tuple[int, bool]]:
         """Store the canonical documents durably; (position, duplicate) for each, in order.
         Raises ``services.ingest.StorageUnavailable`` when storage cannot take them."""
         ...
@@ -228,8 +233,9 @@ class EmbeddedPlatform:
         self.views = open_current(settings.views_path, lock_timeout_seconds=settings.sqlite_lock_timeout_seconds)
         self.runner = ProjectionRunner(self.log, self.views, settings.fold_config(),
                                        batch=settings.projection_batch_events, cache_bytes=settings.state_cache_bytes)
-        segment_store.reconcile(self.views, self.runner.segments)  # a changed definition: re-evaluated
-        self.segments = EmbeddedSegments(self.views, self.runner.segments)
+        # A changed definition: re-evaluated. fold_config() always loads the segments file, never None.
+        segment_store.reconcile(self.views, self.runner.segments)  # type: ignore[arg-type]
+        self.segments = EmbeddedSegments(self.views, self.runner.segments)  # type: ignore[arg-type]
         self.writer = GroupCommitter(
             self.log, max_events=settings.group_commit_max_events, on_commit=self.runner.notify
         )
@@ -252,7 +258,7 @@ class EmbeddedPlatform:
         self.views.datastore.close()
         log.info("platform_stopped", view_position=self.runner.position)
 
-    async def append(self, documents: list[dict[str, Any]]) -> list[tuple[int, bool]]:
+    async def append(self, documents: list[dict[str, Any]]) -> list[Appended]:
         return await self.writer.append(documents)
 
     async def caught_up(self, min_position: int | None, timeout: float) -> Caught:

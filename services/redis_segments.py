@@ -87,7 +87,7 @@ class RedisSegments:
                                                               count=count))
         return [(i.decode(), fields[b"record"]) for i, fields in raw]
 
-    async def members(self, segment: str) -> AsyncIterator[tuple[str, int | None, bytes]]:  # type: ignore[override]
+    async def members(self, segment: str) -> AsyncIterator[tuple[str, int | None, bytes]]:
         """Every member in HSCAN order (not sorted: a hash has no order), states in MGETs."""
         cursor = 0
         key = segment_key(self._prefix, segment)

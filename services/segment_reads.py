@@ -68,7 +68,7 @@ class EmbeddedSegments:
     async def window(self, start: int, end: int) -> dict[str, dict[str, int]]:
         return await asyncio.to_thread(segment_store.window, self.store, start, end)
 
-    async def members(self, segment: str) -> AsyncIterator[tuple[str, int | None, bytes]]:  # type: ignore[override]
+    async def members(self, segment: str) -> AsyncIterator[tuple[str, int | None, bytes]]:
         after = ""
         while True:
             rows = await asyncio.to_thread(segment_store.members, self.store, segment, after=after, limit=1000)

@@ -56,7 +56,7 @@ def population(count: int, seed: int, start: float, end: float) -> list[Customer
     rng, used, people = Random(f"{seed}:population"), set[str](), []
     for i in range(count):
         first, last, city = rng.choice(_FIRST), rng.choice(_LAST), rng.choice(_CITIES)
-        emails = (f"{first}.{last}.{i}@{rng.choice(_DOMAINS)}",) if rng.random() < 0.93 else ()
+        emails: tuple[str, ...] = (f"{first}.{last}.{i}@{rng.choice(_DOMAINS)}",) if rng.random() < 0.93 else ()
         if emails and rng.random() < 0.08:
             emails += (f"{first[0]}.{last}.{i}@work.example.com",)
         phones = (_phone(rng, used),) if rng.random() < 0.85 or not emails else ()
@@ -181,11 +181,11 @@ class Schedule:
                               status="granted", source="website")
         elif kind == "consent":
             if "status" not in d:  # a change of mind: unsubscribe, SMS STOP, or opt back in
-                about = next((a for a in ("email", "sms") if (c.index, a) in self.optin), None)
-                if about is None and not c.emails:
+                opted = next((a for a in ("email", "sms") if (c.index, a) in self.optin), None)
+                if opted is None and not c.emails:
                     return False
-                d.update(about=about or "email", purpose="marketing", status="withdrawn" if about else "granted",
-                         channel=about or "web", source="sms-gateway" if about == "sms" else "preference-centre")
+                d.update(about=opted or "email", purpose="marketing", status="withdrawn" if opted else "granted",
+                         channel=opted or "web", source="sms-gateway" if opted == "sms" else "preference-centre")
             if d["purpose"] == "marketing":
                 (self.optin.add if d["status"] == "granted" else self.optin.discard)((c.index, d["about"]))
         elif kind == "newsletter":

@@ -8,7 +8,7 @@ hang (SQLite lock waits are bounded by settings).
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -69,7 +69,7 @@ class RequestMetrics:
             metrics.child(metrics.HTTP_SECONDS, label, scope["method"]).observe(time.perf_counter() - started)
 
 
-def _error(status: int, detail: Any, headers: dict[str, str] | None = None) -> JSON:
+def _error(status: int, detail: Any, headers: Mapping[str, str] | None = None) -> JSON:
     body: dict[str, Any] = {"status": status}
     if isinstance(detail, list):
         body["message"], body["errors"] = "invalid request", detail

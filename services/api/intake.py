@@ -68,7 +68,7 @@ def _unknown_type(error: ValidationError) -> bool:
     return any(e["type"] in ("union_tag_invalid", "union_tag_not_found") for e in error.errors())
 
 
-def _rejected(event_id: Any, event_type: str, reason: str, errors: list[dict[str, str]]) -> dict[str, Any]:
+def _rejected(event_id: Any, event_type: str | None, reason: str, errors: list[dict[str, str]]) -> dict[str, Any]:
     return {
         "event_id": event_id if isinstance(event_id, str) else None,
         "type": event_type if event_type in _KNOWN else "unknown",

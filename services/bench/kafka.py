@@ -180,7 +180,7 @@ def ceiling(bootstrap: str, topic: str, n: int, fetch_wait_ms: int = int(BENCH_K
     try:
         while True:
             try:
-                return out.get(timeout=0.5)  # type: ignore[no-any-return]
+                return out.get(timeout=0.5)
             except queue.Empty:
                 if not process.is_alive():
                     raise RuntimeError(f"the ceiling's process exited with {process.exitcode}") from None

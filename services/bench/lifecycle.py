@@ -45,7 +45,9 @@ def fold_overhead(events: int, customers: int) -> dict[str, Any]:
     options = TrafficOptions(customers=customers, events=events, days=730, duplicate_rate=0.0)
     decoded = [(cid, from_dict({"received_at": e["occurred_at"], **e})) for cid, e in labelled(options)]
     purchases = sum(1 for _, e in decoded if e.type == "purchase")
-    without, with_, transitions = [], [], []
+    without: list[float] = []
+    with_: list[float] = []
+    transitions: list[int] = []
     for _ in range(3):  # alternate, keep the best of each: the machine's noise is one-sided
         without.append(_fold_seconds(decoded, None))
         with_.append(_fold_seconds(decoded, DEFAULT, transitions))
@@ -103,7 +105,7 @@ def per_due_customer(directory: Path, due: int) -> dict[str, Any]:
         for k in range(3):
             view = evolve(view, _purchase_like(i, k))
         views.append(view)
-    at = max(v.lifecycle.deadline for v in views) + DAY
+    at = max(v.lifecycle.deadline for v in views) + DAY  # type: ignore[type-var, operator]  # all have purchases
     started = time.perf_counter()
     for view in views:
         tick(view, at)

@@ -76,7 +76,7 @@ def build(settings: Settings, app_id: str, topic: str, events: int, result: Path
 def _finish(app: faust.App, views: Any, progress: dict[str, Any], result: Path) -> None:
     measured = rates(progress["folded"], progress["first"])
     states = {_text(k): bytes(v) for k, v in views.data.items()}
-    consumer = app.consumer._thread._consumer  # the aiokafka consumer faust created
+    consumer = app.consumer._thread._consumer  # type: ignore[attr-defined]  # the aiokafka consumer faust created
     report = {**measured, "dead": progress["dead"], "customers": len(states), "digest": states_digest(states),
               "fetch_max_wait_ms": consumer._fetcher._fetch_max_wait_ms}
     partial = result.with_suffix(".partial")

@@ -67,7 +67,7 @@ def _in_child(target: Any, *args: Any) -> dict[str, Any]:
         result = out.get(timeout=3600)  # the largest stage takes minutes; a dead child must not hang the bench
     finally:
         process.join(timeout=60)
-    return result  # type: ignore[no-any-return]
+    return result
 
 
 def write_log(directory: Path, events: int, customers: int) -> dict[str, Any]:
@@ -86,4 +86,4 @@ def replay_log(directory: Path) -> dict[str, Any]:
                           check=False, cwd=Path(__file__).resolve().parents[2])
     report = json.loads(done.stdout)
     report["exit_code"] = done.returncode
-    return report  # type: ignore[no-any-return]
+    return report

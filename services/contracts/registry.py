@@ -101,7 +101,8 @@ def _load(path: Path, root: Path) -> Contract:
     except Exception as error:  # fastavro raises several types for a bad schema
         raise SchemaDirectoryError(f"{path}: {error}") from error
     family = path.parent.relative_to(root).as_posix()
-    return Contract(family, int(match[1]), path, schema, named, fingerprint(schema))
+    # parse_schema may return a name or a union; a contract file holds a record, a dict
+    return Contract(family, int(match[1]), path, schema, named, fingerprint(schema))  # type: ignore[arg-type]
 
 
 class SchemaRegistry:

@@ -45,7 +45,7 @@ SCHEME = "touchstream-kafka"
 
 class TouchstreamSettings(faust.Settings):
     @sections.Consumer.setting(params.UnsignedInt, env_name=None, default=1500)
-    def consumer_fetch_max_wait_ms(self) -> int:
+    def consumer_fetch_max_wait_ms(self) -> int:  # type: ignore[empty-body]  # faust reads the docstring
         """How long the broker may hold a fetch that finds no record (faust's value is
         1500 ms). On a broker that holds an empty fetch for the whole wait, this is the
         floor of the time from a record's acknowledgement to its consumption."""

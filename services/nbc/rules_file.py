@@ -31,7 +31,7 @@ class _StrictLoader(yaml.SafeLoader):
     def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
         seen: dict[Any, yaml.Mark] = {}
         for key_node, _ in node.value:
-            key = self.construct_object(key_node, deep=True)  # type: ignore[no-untyped-call]
+            key = self.construct_object(key_node, deep=True)
             if key in seen:
                 raise yaml.constructor.ConstructorError(
                     None, None, f"duplicate key '{key}' (first at line {seen[key].line + 1})", key_node.start_mark)
@@ -59,8 +59,8 @@ def read_rules(text: str, source: str) -> RuleSet:
     except RuleErrors as errors:
         raise RuleErrors([_located(e, marks) for e in errors.errors]) from None
     if PINNED.get(rules.timezone) is None:
-        error = RuleError(f"unknown time zone {rules.timezone!r}", ("timezone",), source)
-        raise RuleErrors([_located(error, marks)]) from None
+        unknown = RuleError(f"unknown time zone {rules.timezone!r}", ("timezone",), source)
+        raise RuleErrors([_located(unknown, marks)]) from None
     return rules
 
 

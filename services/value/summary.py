@@ -60,7 +60,7 @@ def summarise(
     starts = np.flatnonzero(np.r_[True, who[1:] != who[:-1]]) if who.size else np.zeros(0, dtype=np.int64)
     ends = np.r_[starts[1:], who.size].astype(np.int64) - 1 if who.size else starts
     first, last = period[starts], period[ends]
-    per_unit = period_us / unit_us
+    per_unit = np.float64(period_us / unit_us)  # a float64 scalar: the columns stay float64 to mypy too
     return Summaries(
         customers=who[starts],
         x=(ends - starts).astype(np.float64),

@@ -48,7 +48,7 @@ def create_worker_app(settings: Settings) -> tuple[faust.App, ViewWorker]:
     worker = ViewWorker(settings)
 
     @app.service
-    class FoldService(mode.Service):  # type: ignore[misc]
+    class FoldService(mode.Service):
         """Runs the batched fold; faust starts it after the app and stops it first."""
 
         async def on_start(self) -> None:
@@ -95,7 +95,7 @@ def create_worker_app(settings: Settings) -> tuple[faust.App, ViewWorker]:
     return app, worker
 
 
-class DrainingWorker(faust.Worker):  # type: ignore[misc]
+class DrainingWorker(faust.Worker):
     """faust's worker, not ready from the first signal, stopping after a delay (as the
     API's ``DrainingServer``): the view worker is marked draining when mode's signal
     handler runs, before any service stops, so ``/readyz`` answers 503 from then until

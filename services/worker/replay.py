@@ -132,7 +132,7 @@ async def live_states(redis_url: str, prefix: str, partitions: Sequence[int] = (
             chunk = names[i:i + 1000]
             for name, value in zip(chunk, await client.mget(chunk), strict=True):
                 if value is not None:
-                    states[name.decode()[len(start):]] = value
+                    states[name.decode()[len(start):]] = value  # type: ignore[assignment]  # bytes: no decode_responses
         raw = await client.mget([keys.position(topic, p) for p in partitions]) if partitions else []
         positions = {p: int(v) if v is not None else -1 for p, v in zip(partitions, raw, strict=True)}
     finally:
