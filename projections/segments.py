@@ -22,15 +22,15 @@ import hashlib
 import json
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from decimal import Decimal
 from typing import Any, NamedTuple
 
-from projections.derived_facts import preferred_channel
+from projections.derived_facts import DERIVED, preferred_channel
 from projections.facts import FACTS
 from projections.nbc_rule_parts import fields, identifier, whole_number
 from projections.predicate_nodes import OPERATORS, All, AnyOf, Compare, Not
 from projections.predicates import Predicate, compile_predicate
 from projections.rule_errors import Path, RuleError, RuleErrors, describe
+from projections.view_facts import SECTIONS
 from projections.view_state import CustomerView
 
 __all__ = ["Segment", "SegmentSet", "Change", "ENTERED", "EXITED", "TIMELESS_DERIVED", "compile_segments",
@@ -173,46 +173,9 @@ def segment_facts(view: CustomerView, sections: Iterable[str] | None = None) -> 
     return {name: _BUILDERS[name](view) for name in wanted if name in _BUILDERS}
 
 
-def _purchases(view: CustomerView) -> dict[str, Any]:
-    return {"count": view.purchases, "by_currency": {
-        k: {"count": c.count, "revenue": c.revenue, "margin": c.margin if c.margin_count else None,
-            "average_basket": (c.revenue / c.count).quantize(_CENT) + 0} for k, c in view.currencies}}
-
-
-def _service_cases(view: CustomerView) -> dict[str, Any]:
-    cases = [c for _, c in view.cases]
-    resolved = [(c.status_stamp[0] - c.opened_at) / 1e6 for c in cases if not c.is_open]
-    return {"open": sum(1 for c in cases if c.is_open), "resolved": len(resolved),
-            "mean_resolution_seconds": round(sum(resolved) / len(resolved), 3) if resolved else None}
-
-
-def _consent(view: CustomerView) -> dict[str, Any]:
-    out: dict[str, dict[str, str]] = {}
-    for (channel, purpose), c in view.consents:
-        out.setdefault(channel, {})[purpose] = c.status
-    return out
-
-
-def _lifecycle(view: CustomerView) -> dict[str, Any]:
-    lc = view.lifecycle
-    return {"stage": lc.stage, "rule": lc.rule, "transitions": lc.seq,
-            "typical_interval_days": None if lc.interval is None else round(lc.interval / 86_400e6, 3)}
-
-
-_CENT = Decimal("0.01")
 _BUILDERS: dict[str, Callable[[CustomerView], Any]] = {
-    "customer_id": lambda v: v.customer_id,
-    "touchpoints": lambda v: v.touchpoints,
-    "profile": lambda v: {k: a.value for k, a in v.profile},
-    "identity": lambda v: {"emails": sorted(v.emails), "phones": sorted(v.phones)},
-    "channels": lambda v: {k: {"count": s.count, "last_outcome": s.last_outcome} for k, s in v.channels},
-    "purchases": _purchases,
-    "service_cases": _service_cases,
-    "satisfaction": lambda v: {"csat": None if v.csat is None else v.csat.value,
-                               "nps": None if v.nps is None else v.nps.value},
-    "consent": _consent,
-    "lifecycle": _lifecycle,
-    "open_complaints": lambda v: sum(1 for _, c in v.cases if c.is_open and c.category == "complaint"),
+    **SECTIONS,  # the rules' own builders (projections.view_facts): one builder of a view's facts
+    "open_complaints": lambda v: DERIVED["open_complaints"](v, 0),  # timeless: the instant is not read
     "preferred_channel": preferred_channel,
 }
 

@@ -18,7 +18,7 @@ from projections.derived_facts import DERIVED
 from projections.view import CustomerView
 from projections.view_state import mean_resolution_seconds
 
-__all__ = ["view_facts"]
+__all__ = ["view_facts", "SECTIONS"]
 
 _CENT = Decimal("0.01")
 
@@ -76,7 +76,10 @@ def _lifecycle(v: CustomerView) -> dict[str, Any]:
             "typical_interval_days": None if lc.interval is None else round(lc.interval / 86_400e6, 3)}
 
 
-_SECTIONS: dict[str, Callable[[CustomerView], Any]] = {
+# The one builder of a view's facts, section by section: rules read them through
+# ``view_facts`` (lazily, with the time-dependent derived facts), segments through
+# ``projections.segments.segment_facts`` (the timeless ones).
+SECTIONS: dict[str, Callable[[CustomerView], Any]] = {
     "customer_id": lambda v: v.customer_id,
     "touchpoints": lambda v: v.touchpoints,
     "profile": lambda v: {k: a.value for k, a in v.profile},
@@ -97,13 +100,13 @@ class _Facts(_Lazy):
     __slots__ = ("_at", "_extra")
 
     def __init__(self, view: CustomerView, at: int, extra: Mapping[str, Any]):
-        super().__init__(view, {}, _SECTIONS)
+        super().__init__(view, {}, SECTIONS)
         self._at, self._extra = at, extra
 
     def __missing__(self, key: str) -> Any:
         if key in self._extra:
             value = self._extra[key]
-        elif (build := _SECTIONS.get(key)) is not None:
+        elif (build := SECTIONS.get(key)) is not None:
             value = build(self._view)
         elif (compute := DERIVED.get(key)) is not None:
             value = compute(self._view, self._at)
@@ -113,13 +116,13 @@ class _Facts(_Lazy):
         return value
 
     def __contains__(self, key: object) -> bool:
-        return key in self._extra or key in _SECTIONS or key in DERIVED
+        return key in self._extra or key in SECTIONS or key in DERIVED
 
     def __iter__(self) -> Iterator[str]:
-        return iter(dict.fromkeys([*_SECTIONS, *DERIVED, *self._extra]))
+        return iter(dict.fromkeys([*SECTIONS, *DERIVED, *self._extra]))
 
     def __len__(self) -> int:
-        return len(dict.fromkeys([*_SECTIONS, *DERIVED, *self._extra]))
+        return len(dict.fromkeys([*SECTIONS, *DERIVED, *self._extra]))
 
 
 def view_facts(view: CustomerView, at: int, extra: Mapping[str, Any] | None = None) -> Mapping[str, Any]:

@@ -15,8 +15,10 @@ from projections.batch import FoldConfig, Tick, Touch, fold_batch
 from projections.lifecycle import DEFAULT, dwell
 from projections.nbc_engine import ContactEngine
 from projections.touchpoints import CustomerRef, Touchpoint
+from projections.segments import segment_facts
 from projections.view import CustomerView, micros
 from projections.view_document import STATE_FORMAT, StateFormatError, from_state, to_document, to_state
+from projections.view_facts import view_facts
 from projections.view_state import CASES_LIMIT, SEEN_LIMIT
 from services.nbc.rules_file import load_rules
 from services.segments_file import load_segments
@@ -76,6 +78,10 @@ def test_a_customer_with_ten_thousand_touchpoints_keeps_a_bounded_state() -> Non
     assert len(view.seen) == SEEN_LIMIT and len(view.cases) <= CASES_LIMIT
     cases = to_document(view)["service_cases"]
     assert cases["open"] + cases["resolved"] == 500  # every case counted, however many are kept one by one
+    # rules and segments read the same figures as the document (one builder of a view's facts)
+    expected = {k: cases[k] for k in ("open", "resolved", "mean_resolution_seconds")}
+    assert segment_facts(view, ["service_cases"])["service_cases"] == expected
+    assert view_facts(view, 0)["service_cases"] == expected
 
 
 def test_an_event_seen_again_within_the_window_counts_once_and_writes_no_timeline_row() -> None:
