@@ -16,6 +16,10 @@ partition is paused until its stored position is read, then sought to position +
 restart or a rebalance resumes exactly after the last committed batch: nothing lost,
 nothing folded twice (and a record folded twice would change nothing: the fold is
 idempotent by event id). Group offsets are committed too, as a hint for monitoring tools.
+The rebalance callbacks run between any two awaits of a batch, so a batch takes its
+partition's position, clock and ownership epoch when it is polled, is dropped if the
+partition was revoked before it folds, and feeds the position, clock and view cache only
+if the partition is still held under the same assignment when its commit returns.
 
 When Kafka or Redis fails mid-batch the batch is dropped, the worker waits (bounded
 backoff) and resumes from the stored positions: it pauses and recovers by itself and
@@ -27,7 +31,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Iterable, Sequence
-from typing import Any
+from typing import Any, NamedTuple
 
 import orjson
 import structlog
@@ -70,6 +74,15 @@ log = structlog.get_logger("touchstream.worker")
 HINT_COMMIT_SECONDS = 5.0
 
 
+class _Claim(NamedTuple):
+    """What a partition batch folds on, taken when it is polled: the ownership epoch, the
+    stored position (the commit's fence) and the partition's clock."""
+
+    epoch: int
+    base: int
+    clock: int | None
+
+
 class _Assignments(ConsumerRebalanceListener):  # type: ignore[misc]
     def __init__(self, worker: ViewWorker):
         self.worker = worker
@@ -92,6 +105,11 @@ class ViewWorker:
         self.unpositioned: set[TopicPartition] = set()
         self.positions: dict[int, int] = {}
         self.clocks: dict[int, int | None] = {}  # per partition: the latest clock tick folded
+        # per partition: bumped on every revoke and assignment. A batch (or a position read)
+        # belongs to the assignment it started under; the rebalance callbacks run in the
+        # consumer's coordinator task, between any two awaits of a batch, so what a batch
+        # learnt under an older assignment must not be folded on nor remembered.
+        self.epochs: dict[int, int] = {}
         self.config = settings.fold_config()
         self.segments = self.config.segments
         self.joined = False
@@ -112,17 +130,27 @@ class ViewWorker:
         self.owned -= partitions
         self.unpositioned -= partitions
         for tp in partitions:
+            self._new_epoch(tp.partition)
             self.positions.pop(tp.partition, None)
             self.clocks.pop(tp.partition, None)
         log.info("partitions_revoked", partitions=sorted(tp.partition for tp in partitions))
 
     def assigned(self, partitions: set[TopicPartition]) -> None:
         self.joined = True
+        self.cache.clear()  # another worker may have moved these customers on since we held them
         self.owned |= partitions
         self.unpositioned |= partitions
+        for tp in partitions:
+            self._new_epoch(tp.partition)
         if partitions and self._consumer is not None:
             self._consumer.pause(*partitions)  # until the stored position is known
         log.info("partitions_assigned", partitions=sorted(tp.partition for tp in partitions))
+
+    def _new_epoch(self, partition: int) -> None:
+        self.epochs[partition] = self.epochs.get(partition, 0) + 1
+
+    def _current(self, partition: int, epoch: int) -> bool:
+        return self.epochs.get(partition, 0) == epoch
 
     # -- lifecycle -------------------------------------------------------------------------
     async def start(self) -> None:
@@ -215,9 +243,10 @@ class ViewWorker:
         assert self._consumer is not None
         pending = sorted(self.unpositioned & self.owned, key=lambda tp: tp.partition)
         for tp in pending:
+            epoch = self.epochs.get(tp.partition, 0)
             stored = await self.store.position(tp.topic, tp.partition)
             clock = await self.store.clock(tp.topic, tp.partition)
-            if tp in self.owned:  # still ours after the await
+            if tp in self.owned and self._current(tp.partition, epoch):  # still ours, same assignment
                 self._consumer.seek(tp, stored + 1)
                 self.positions[tp.partition] = stored
                 self.clocks[tp.partition] = clock
@@ -230,6 +259,16 @@ class ViewWorker:
         polled = await self._consumer.getmany(timeout_ms=200, max_records=self.settings.worker_batch_events)
         batches = {tp: records for tp, records in polled.items() if records and tp in self.owned
                    and tp not in self.unpositioned}
+        # what each batch folds on, taken now, before any await lets a rebalance in
+        claims = {tp.partition: _Claim(self.epochs.get(tp.partition, 0), self.positions[tp.partition],
+                                       self.clocks.get(tp.partition)) for tp in batches}
+        for tp, records in list(batches.items()):
+            if records[0].offset <= claims[tp.partition].base:  # folded already: a fetch from before a seek
+                log.warning("records_before_position", partition=tp.partition, first=records[0].offset,
+                            position=claims[tp.partition].base)
+                del batches[tp]
+                self.unpositioned.add(tp)
+                self._consumer.pause(tp)
         if not batches:
             await self._hint()
             return 0
@@ -251,21 +290,29 @@ class ViewWorker:
                 customers.update(c for c, _ in found)
         stored = self.cache.take(customers)  # states this worker committed last: no read needed
         stored.update(await self.store.states(customers - stored.keys()))
+        # a partition revoked (or revoked and assigned again) during those awaits: not ours to
+        # fold any more; its next owner re-reads it from the stored position
+        moved = sorted(tp.partition for tp in batches if not self._current(tp.partition, claims[tp.partition].epoch))
+        if moved:
+            log.info("batch_dropped_on_rebalance", partitions=moved)
+            batches = {tp: records for tp, records in batches.items() if tp.partition not in moved}
+        if not batches:
+            return 0
         # the fold is CPU work: in a thread, so the loop keeps answering health checks,
-        # metrics scrapes and the group's heartbeats while a large batch folds
-        # (positions and clocks read here, on the loop: a rebalance may change them meanwhile)
-        jobs = [(tp, decoded[tp], self.positions.get(tp.partition), self.clocks.get(tp.partition), due_stored.get(tp))
+        # metrics scrapes and the group's heartbeats while a large batch folds; it folds on
+        # the claims taken at poll time (a revoke during the fold is fenced by their base)
+        jobs = [(tp, decoded[tp], claims[tp.partition].base, claims[tp.partition].clock, due_stored.get(tp))
                 for tp in sorted(batches, key=lambda tp: tp.partition)]
         folded = await asyncio.to_thread(self._fold, jobs, States(stored))
         await self._publish(folded)
-        for batch, applied in zip(folded, await self._commit(folded), strict=True):
-            if applied:
+        for batch, applied in zip(folded, await self._commit(folded, claims), strict=True):
+            if applied and self._current(batch.partition, claims[batch.partition].epoch):
                 self.cache.keep(batch.states)
         metrics.PROJECTION_BATCH_SECONDS.observe(time.perf_counter() - started)
         await self._hint()
         return sum(len(r) for r in batches.values())
 
-    def _fold(self, jobs: list[tuple[TopicPartition, Decoded, int | None, int | None, Any]],
+    def _fold(self, jobs: Sequence[tuple[TopicPartition, Decoded, int | None, int | None, Any]],
               states: States) -> list[Folded]:
         return [fold(tp.topic, tp.partition, decoded, states, self.config, base=base, clock=clock, due_stored=due)
                 for tp, decoded, base, clock, due in jobs]
@@ -330,16 +377,19 @@ class ViewWorker:
             sent.append(await producer.send_batch(batch, topic, partition=partition))
         await asyncio.gather(*sent)
 
-    async def _commit(self, batches: list[Folded]) -> list[bool]:
-        """Every partition's batch in one Redis round trip, each fenced on its own."""
+    async def _commit(self, batches: list[Folded], claims: dict[int, _Claim]) -> list[bool]:
+        """Every partition's batch in one Redis round trip, each fenced on its own. A batch
+        that applied after its partition was revoked is counted but not remembered: the
+        position and clock are re-read from Redis if the partition comes back."""
         applied = await self.store.commit_all([
             partition_commit(b.topic, b.partition, b.offset, b.states, b.documents, b.links, b.conflicts,
                              b.dead_letters, b.timeline, b.base, b.lifecycle) for b in batches
         ])
         for batch, ok in zip(batches, applied, strict=True):
             if ok:
-                self.positions[batch.partition] = batch.offset
-                self.clocks[batch.partition] = batch.lifecycle.clock
+                if self._current(batch.partition, claims[batch.partition].epoch):
+                    self.positions[batch.partition] = batch.offset
+                    self.clocks[batch.partition] = batch.lifecycle.clock
                 self.folded += batch.folded
                 _count(batch)
                 continue

@@ -1,0 +1,123 @@
+"""An ordinary broker outage under load must leave the live views equal to a replay.
+
+Two view workers (so the group rebalances when the broker comes back), the API appending
+a clock tick every half second (time moves while events fold: late contact forms meet
+expired callbacks, lifecycle deadlines pass), synthetic CRM traffic that exercises the
+default next-best-contact rules, and the broker frozen (SIGSTOP) for longer than the
+consumer session. Every worker stalls on Kafka, the group rebalances once the broker
+thaws, and folding resumes. At a quiescent moment (traffic sent, API stopped so no tick
+is appended, every partition folded to its end) ``touchstream replay`` must find Redis
+identical to the topic replayed through the core, byte for byte: decisions (triggers,
+suppressions, lifecycle transitions) included, not just timelines.
+
+Before the fix in services/worker/consumer.py this failed in 4 runs of 5 (2-14 customers
+differing here; 31-43 in the user's longer runs): when the broker thaws, the answer to
+the poll and the rebalance arrive together, the revoke runs while the polled batch awaits
+Redis, and the batch was then folded with no partition position (an unfenced commit) and
+no clock — expired callbacks fired, and lifecycle transitions were derived at a later tick
+instead of at the event.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import time
+from pathlib import Path
+
+import pytest
+
+from services.stack import Stack
+from tests.e2e.test_scale_out import Sender, folded_positions, traffic
+from tests.support.api import wait_until
+from tests.support.kafka_runtime import KAFKA_TEST_SETTINGS, KafkaRuntime
+from tests.support.server import TEST_KEYS, settings_under_test
+
+pytestmark = [pytest.mark.e2e, pytest.mark.timeout(300)]
+
+SESSION_SECONDS = 3.0
+FROZEN_SECONDS = 15.0  # five sessions: every member's session has expired when the broker thaws
+
+SETTINGS = {
+    **KAFKA_TEST_SETTINGS,
+    "TOUCHSTREAM_LOG_LEVEL": "info",  # stalls and partition moves in the logs
+    "TOUCHSTREAM_KAFKA_SESSION_TIMEOUT_SECONDS": str(SESSION_SECONDS),
+    "TOUCHSTREAM_KAFKA_HEARTBEAT_SECONDS": "0.3",
+    "TOUCHSTREAM_CLOCK_TICK_SECONDS": "0.5",  # ticks flow while the traffic does
+    "TOUCHSTREAM_WORKER_BATCH_EVENTS": "500",  # several batches in flight around the outage
+}
+
+
+def log_events(stack: Stack, name: str) -> list[dict[str, object]]:
+    """The JSON log lines of the workers whose ``event`` is ``name``."""
+    found = []
+    for worker in stack.workers:
+        for line in worker.log_path.read_text(errors="replace").splitlines():
+            if f'"{name}"' in line:
+                try:
+                    entry = json.loads(line)
+                except ValueError:
+                    continue
+                if entry.get("event") == name:
+                    found.append({**entry, "worker": worker.name})
+    return found
+
+
+def wait_quiescent(runtime: KafkaRuntime, seconds: float = 3.0, timeout: float = 90.0) -> list[int]:
+    """Positions of record that have not moved for ``seconds`` (nothing is appended any more)."""
+    last, since = folded_positions(runtime), time.monotonic()
+    deadline = time.monotonic() + timeout
+    while time.monotonic() - since < seconds:
+        assert time.monotonic() < deadline, f"positions still moving after {timeout} s: {last}"
+        time.sleep(0.3)
+        now = folded_positions(runtime)
+        if now != last:
+            last, since = now, time.monotonic()
+    return last
+
+
+def test_views_equal_a_replay_after_the_broker_is_frozen_under_load_with_ticks_and_two_workers(
+    tmp_path: Path,
+) -> None:
+    events = traffic(6_000, customers=300, seed=43)
+    environment = {k: v for k, v in os.environ.items() if not k.startswith("TOUCHSTREAM_")}
+    stack = Stack(tmp_path / "outage", workers=2, api_port=0, environment=environment,
+                  settings={**settings_under_test(TEST_KEYS), **SETTINGS})
+    runtime = KafkaRuntime(stack, TEST_KEYS)
+    try:
+        stack.start()  # returns once the two workers share the partitions
+        sender = Sender(runtime.base_url, runtime.keys.ingest, events, rate=200).start()
+        try:
+            wait_until(lambda: len(sender.acknowledged) >= 1_500, timeout=60, what="traffic acknowledged")
+            frozen_at = time.time()
+            with runtime.storage_unavailable():  # SIGSTOP: the broker keeps its log, answers nothing
+                time.sleep(FROZEN_SECONDS)
+            sender.join(timeout=150)  # it retries what was refused, then sends the rest
+        finally:
+            sender.stop()
+        assert len(sender.acknowledged) == len({e["event_id"] for _, e in events}), "not every event acknowledged"
+
+        # the outage did what it does in production: workers stalled on Kafka, the group rebalanced
+        stalls = [e for e in log_events(stack, "worker_stalled") if e.get("cause") == "kafka"]
+        assert stalls, "no worker stalled on Kafka: the outage was not seen"
+        moves = [e for e in log_events(stack, "partitions_revoked") if str(e.get("timestamp", "")) >= _iso(frozen_at)]
+        assert moves, "no rebalance after the outage"
+
+        # a quiescent moment: no more ticks (the API ticks), every partition folded to its end
+        stack.api.signal(signal.SIGTERM)
+        assert stack.api.wait(30) in (0, -signal.SIGTERM), stack.api.tail(40)
+        wait_quiescent(runtime)
+        report = runtime.verify_rebuild()  # stops the workers, then `touchstream replay`
+        fenced = sum(1 for _ in log_events(stack, "commit_fenced"))
+        assert report["identical"] is True, {**report, "stalls": len(stalls), "revokes": len(moves),
+                                             "commits_fenced": fenced}
+        assert report["exit_code"] == 0 and report["partitions_behind"] == {}, report
+        assert report["records_dead"] == 0, report
+    finally:
+        runtime._drop_client()
+        stack.stop()
+
+
+def _iso(epoch: float) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(epoch))
