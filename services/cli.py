@@ -209,6 +209,9 @@ def bench(
     spine: Annotated[bool, typer.Option(help="the embedded runtime's figures")] = True,
     kafka: Annotated[bool, typer.Option(help="the view worker beside naive faust and the raw-consumer ceiling, "
                                              "on a private Tansu broker (needs the test extra)")] = False,
+    decider: Annotated[bool, typer.Option(help="the batch decider beside a baseline revision checked out from git: "
+                                               "cost and state bytes against history length, runner and worker")] = False,
+    baseline: Annotated[str, typer.Option(help="the revision --decider compares with")] = "cc49017",
 ) -> None:
     """Measure the spine's figures beside a same-run baseline (docs/BENCHMARKS.md)."""
     from services.bench.run import SCALES, print_report, run_bench
@@ -216,8 +219,18 @@ def bench(
     if scale not in SCALES:
         raise typer.BadParameter(f"scale is one of {sorted(SCALES)}")
     configure_logging("warning", "console")
-    results = run_bench(scale, spine=spine, kafka=kafka)
-    print_report(results)
+    results = run_bench(scale, spine=spine, kafka=kafka) if spine or kafka else {}
+    if spine or kafka:
+        print_report(results)
+    if decider:
+        from services.bench.decider import render, run_decider_bench
+
+        quick = scale == "quick"
+        results["decider"] = run_decider_bench(baseline=baseline, events=5_000 if quick else 50_000,
+                                               customers=1_000 if quick else 10_000, kafka=kafka,
+                                               kafka_events=5_000 if quick else 50_000, rounds=1 if quick else 2)
+        for line in render(results["decider"]):
+            typer.echo(line)
     if json_out is not None:
         json_out.write_text(json.dumps(results, indent=2) + "\n")
 

@@ -58,10 +58,14 @@ def _cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime + stime
 
 
-def _start_worker(environment: dict[str, str], workdir: Path) -> tuple[subprocess.Popen[bytes], Any]:
+def _start_worker(environment: dict[str, str], workdir: Path,
+                  tree: Path | None = None) -> tuple[subprocess.Popen[bytes], Any]:
+    """``tree``: another checkout of the code to run (a baseline revision), else this one."""
     workdir.mkdir(parents=True, exist_ok=True)
     log = (workdir / "worker.log").open("wb")
-    process = subprocess.Popen([sys.executable, "-m", "services.cli", "worker"], cwd=REPO, env=environment,
+    if tree is not None:
+        environment = {**environment, "PYTHONPATH": str(tree)}
+    process = subprocess.Popen([sys.executable, "-m", "services.cli", "worker"], cwd=tree or REPO, env=environment,
                                stdout=log, stderr=subprocess.STDOUT)
     return process, log
 
@@ -95,15 +99,16 @@ def _stop(process: subprocess.Popen[bytes], log: Any) -> None:
 
 
 def worker_throughput(bootstrap: str, n: int, partitions: int, workdir: Path,
-                      timeout: float = 600.0) -> dict[str, Any]:
-    """Fold the ``n`` records on the touchpoints topic with ``touchstream worker``."""
+                      timeout: float = 600.0, tree: Path | None = None) -> dict[str, Any]:
+    """Fold the ``n`` records on the touchpoints topic with ``touchstream worker`` (of
+    ``tree``, another checkout, when given)."""
     prefix = f"bench{uuid.uuid4().hex[:8]}"
     keys = RedisKeys(prefix)
     with RedisServer() as server:
         environment = worker_environment(bootstrap, server.url, prefix, partitions, workdir)
         client = redis.Redis.from_url(server.url)
         position_keys = [keys.position(TOUCHPOINTS_TOPIC, p) for p in range(partitions)]
-        process, log = _start_worker(environment, workdir)
+        process, log = _start_worker(environment, workdir, tree)
         try:
             started = time.monotonic()
             first: tuple[float, float, int] | None = None
