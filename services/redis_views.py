@@ -14,6 +14,8 @@ Key layout (details and value formats in ``services.redis_keys`` and docs/REDIS_
 * ``{prefix}:state:{customer_id}`` the stored state (JSON of ``to_state``), for the worker
 * ``{prefix}:id:{kind}:{value}`` the customer owning an identifier (first writer wins)
 * ``{prefix}:pos:{topic}:{partition}`` last folded offset of that partition
+* ``{prefix}:changed:{topic}:{partition}`` hash: customer -> offset of the batch that last
+  wrote its state (what ``touchstream replay`` needs to compare a running system)
 * ``{prefix}:conflicts``, ``{prefix}:deadletters`` streams, field ``record`` (JSON, no
   identifier values, no payloads)
 
@@ -129,6 +131,10 @@ end
 a = a + 2 * nsm
 for i = 1, nsf do redis.call('XADD', KEYS[18], '*', 'record', ARGV[a + i]) end
 if ARGV[13] ~= '' then redis.call('SET', KEYS[8], ARGV[13]) end
+-- changed offsets: the last key is the partition's changed hash, the last ns args the
+-- customers whose states this batch wrote (touchstream replay compares at a snapshot)
+local changed, first = KEYS[#KEYS], #ARGV - ns
+for i = 1, ns do redis.call('HSET', changed, ARGV[first + i], ARGV[1]) end
 redis.call('SET', KEYS[1], ARGV[1])
 -- acknowledgements now folded no longer hold back read-your-writes
 while true do
@@ -383,6 +389,9 @@ class RedisViewStore:
             keys.append(segment_key(self.keys.prefix, segment))
             args += [customer_id, "" if since is None else int(since)]
         args += lc.segments.feed
+        # changed offsets (see _COMMIT): the hash last among the keys, the customers last among the args
+        keys.append(self.keys.changed(topic, partition))
+        args += list(states)
         return keys, args
 
     # -- lifecycle -------------------------------------------------------------------------
