@@ -517,6 +517,7 @@ def test_touchstream_replay_verifies_a_running_stack_and_names_the_field_a_corru
         assert report["differing_customers"] == 0 and report["ahead"] == {}, report
         assert report["customers"] >= 100 and moving, report
 
+        settle(api, max(more.acknowledged.values()))  # the worker is done with the events: only ticks now
         customer_id = customer_not_due_soon(runtime)
         corrupt_touchpoints(runtime, customer_id)
         report = run_replay(environment, timeout=120)
