@@ -64,15 +64,16 @@ class Section(NamedTuple):
 
 TRIGGER_STREAM_MAX = 1_000_000  # trigger stream entries kept, approximately
 
-FIXED = ("position", "acks", "clock", "conflicts", "deadletters", "deadlines", "transitions", "stages", "rfm",
-         "triggers", "figures", "segment_feed")
+FIXED = ("position", "acks", "clock", "changed", "conflicts", "deadletters", "deadlines", "transitions", "stages",
+         "rfm", "triggers", "figures", "segment_feed")
 """The keys every commit names, in this order at the head of KEYS (Lua: F.<name>)."""
 
 
 def _fixed(c: PartitionCommit, keys: RedisKeys) -> list[str]:
     by_name = {
         "position": keys.position(c.topic, c.partition), "acks": keys.acks(c.topic, c.partition),
-        "clock": keys.clock(c.topic, c.partition), "conflicts": keys.conflicts, "deadletters": keys.deadletters,
+        "clock": keys.clock(c.topic, c.partition), "changed": keys.changed(c.topic, c.partition),
+        "conflicts": keys.conflicts, "deadletters": keys.deadletters,
         "deadlines": keys.deadlines(c.topic, c.partition), "transitions": keys.transitions, "stages": keys.stages,
         "rfm": keys.rfm(c.topic, c.partition), "triggers": keys.triggers(), "figures": keys.contact_figures,
         "segment_feed": segment_key(keys.prefix, None),
@@ -117,6 +118,10 @@ SECTIONS: tuple[Section, ...] = (
             lambda c, k: [([segment_key(k.prefix, s)], [cid, "" if since is None else int(since)])
                           for s, cid, since in c.segment_members]),
     _stream("segment_feed", "segment_feed", "segment_feed"),
+    # which batch last wrote each state: the offset the commit moves the partition to
+    # (``touchstream replay`` compares a live state with the replay at that offset)
+    Section("changed", 0, 1, "redis.call('HSET', F.changed, A[1], ARGV[1])",
+            lambda c, k: [([], [cid]) for cid in c.states]),
 )
 
 

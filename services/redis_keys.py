@@ -18,6 +18,11 @@ key                                value
                                    never overwritten
 ``{prefix}:pos:{topic}:{partition}``  string: decimal offset of the last record of that
                                    partition folded into the keys above (absent: none, -1)
+``{prefix}:changed:{topic}:{partition}``  hash: customer id -> decimal offset of the
+                                   last batch of that partition that wrote the customer's
+                                   state (the batch's last offset, its ``pos`` once
+                                   committed); how ``touchstream replay`` tells a state that
+                                   moved on past its snapshot from a wrong one
 ``{prefix}:timeline:{customer_id}``  sorted set: the customer's event ids, score = occurred_at
                                    in epoch microseconds (ties ordered by event id)
 ``{prefix}:events:{customer_id}``  hash: event id → the touchpoint record's value as it was on
@@ -47,7 +52,8 @@ key                                value
 
 Views, states, links, conflict and dead-letter entries of one partition batch are written
 together with that partition's position, atomically, by one Lua script; so a reader that
-sees ``pos`` at ``n`` sees every view change of that partition up to offset ``n``.
+sees ``pos`` at ``n`` sees every view change of that partition up to offset ``n``, and
+each state's ``changed`` offset is the batch that wrote it.
 """
 
 from __future__ import annotations
@@ -79,6 +85,10 @@ class RedisKeys:
 
     def position(self, topic: str, partition: int) -> str:
         return f"{self.prefix}:pos:{topic}:{int(partition)}"
+
+    def changed(self, topic: str, partition: int) -> str:
+        """Hash: customer id -> offset of the partition batch that last wrote its state."""
+        return f"{self.prefix}:changed:{topic}:{int(partition)}"
 
     def timeline(self, customer_id: str) -> str:
         return f"{self.prefix}:timeline:{customer_id}"

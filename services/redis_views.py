@@ -14,6 +14,8 @@ Key layout (details and value formats in ``services.redis_keys`` and docs/REDIS_
 * ``{prefix}:state:{customer_id}`` the stored state (JSON of ``to_state``), for the worker
 * ``{prefix}:id:{kind}:{value}`` the customer owning an identifier (first writer wins)
 * ``{prefix}:pos:{topic}:{partition}`` last folded offset of that partition
+* ``{prefix}:changed:{topic}:{partition}`` hash: customer -> offset of the batch that last
+  wrote its state (what ``touchstream replay`` needs to compare a running system)
 * ``{prefix}:conflicts``, ``{prefix}:deadletters`` streams, field ``record`` (JSON, no
   identifier values, no payloads)
 

@@ -13,7 +13,9 @@ and ``dead_letters`` (events the projection could not apply, with the reason).
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterable, Sequence
+import sqlite3
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -31,7 +33,7 @@ from projections.rfm_cells import Cell, Change
 from projections.segments import Change as SegmentChange
 from services import segment_store
 
-__all__ = ["ViewChanges", "ViewStore", "TRACKING_NAME", "VIEW_FORMAT", "open_current"]
+__all__ = ["ViewChanges", "ViewStore", "ViewSnapshot", "TRACKING_NAME", "VIEW_FORMAT", "open_current", "digest_row"]
 
 TRACKING_NAME = "touchstream"  # the log application's name, as in the tracking table
 # The stored view's format: bumped when the fold derives something new from the same log
@@ -397,12 +399,18 @@ class ViewStore(SQLiteTrackingRecorder):
         transaction so the two agree while the runner goes on: equal digests at one
         position mean byte-identical projections."""
         h = hashlib.sha256()
+        with self.snapshot() as snapshot:
+            for customer_id, state in snapshot.states():
+                h.update(digest_row(customer_id, state))
+        return snapshot.position, h.hexdigest()
+
+    @contextmanager
+    def snapshot(self) -> Iterator[ViewSnapshot]:
+        """One read transaction, for as long as the context lasts: the position and every
+        state as of one commit, whatever the runner commits meanwhile (WAL readers keep
+        their snapshot; the WAL is not checkpointed past it until the context ends)."""
         with self.datastore.transaction(commit=False) as c:
-            position = self._max_tracking_id(TRACKING_NAME, c) or 0
-            c.execute("SELECT customer_id, state FROM customer_views ORDER BY customer_id")
-            for row in c.fetchall():
-                h.update(row[0].encode() + b"\0" + row[1] + b"\n")
-        return position, h.hexdigest()
+            yield ViewSnapshot(self._max_tracking_id(TRACKING_NAME, c) or 0, c.sqlite_cursor.connection)
 
     def _select_in(self, prefix: str, keys: Sequence[str]) -> list[tuple[Any, Any]]:
         out: list[tuple[Any, Any]] = []
@@ -412,6 +420,29 @@ class ViewStore(SQLiteTrackingRecorder):
                 c.execute(f"{prefix} IN ({','.join('?' * len(chunk))})", chunk)
                 out += [(r[0], r[1]) for r in c.fetchall()]
         return out
+
+
+@dataclass(frozen=True)
+class ViewSnapshot:
+    """The views as of one commit (``ViewStore.snapshot``): its position and its states."""
+
+    position: int
+    _connection: sqlite3.Connection
+
+    def states(self) -> Iterator[tuple[str, bytes]]:
+        """(customer id, stored state) of every view, in customer id order, read lazily."""
+        cursor = self._connection.cursor()
+        try:
+            cursor.execute("SELECT customer_id, state FROM customer_views ORDER BY customer_id")
+            while rows := cursor.fetchmany(1000):
+                yield from ((row[0], row[1]) for row in rows)
+        finally:
+            cursor.close()
+
+
+def digest_row(customer_id: str, state: bytes) -> bytes:
+    """What ``ViewStore.digest`` hashes of one view."""
+    return customer_id.encode() + b"\0" + state + b"\n"
 
 
 def dumps(value: Any) -> bytes:

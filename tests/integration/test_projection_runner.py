@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import orjson
@@ -11,8 +15,11 @@ from projections.codec import to_dict
 from projections.touchpoints import CustomerRef
 from projections.view_document import from_state
 from services.eventlog import TouchpointLog, stream_id
+from services.embedded_replay import verify
 from services.runner import ProjectionRunner
+from services.settings import Settings
 from services.viewstore import VIEW_FORMAT, ViewStore, open_current
+from tests.support.server import REPO_ROOT
 from tests.support.touchpoints import at, call, purchase, survey
 
 
@@ -118,6 +125,34 @@ def test_a_replay_into_a_fresh_store_gives_byte_identical_views(tmp_path: Path) 
     ProjectionRunner(log, fresh, batch=999).catch_up()
     assert fresh.digest() == store.digest()
     assert fresh.count("identifiers") == store.count("identifiers") == 30
+
+
+def test_touchstream_replay_names_the_customer_and_field_a_corrupted_view_differs_in(tmp_path: Path) -> None:
+    """``touchstream replay`` (embedded) compares at the live store's position: events
+    appended since are lag, not a difference; a view changed behind the runner's back is
+    named with the field that differs, and the command exits 1."""
+    settings = Settings(data_dir=tmp_path)
+    log, store = TouchpointLog(settings.log_path), ViewStore(settings.views_path)
+    log.append(history(customers=10, per_customer=5))
+    ProjectionRunner(log, store, settings.fold_config(), batch=64).catch_up()
+    log.append([to_dict(call("late", at(9), ref=ref(customer_id="c1")))])
+
+    report = verify(settings)  # the appended event is not folded: lag, not a difference
+    assert report["identical"] is True and report["differing_customers"] == 0, report
+    assert report["position"] == 50 and report["lag"] == {"log": {"stored": 50, "end": 51}}, report
+    assert report["customers"] == report["live_customers"] == 10
+
+    corrupted = orjson.loads(store.state("c3") or b"null")
+    corrupted["touchpoints"] += 1
+    with store.datastore.transaction(commit=True) as c:
+        c.execute("UPDATE customer_views SET state=? WHERE customer_id='c3'", (orjson.dumps(corrupted),))
+    environment = {k: v for k, v in os.environ.items() if not k.startswith("TOUCHSTREAM_")}
+    done = subprocess.run([sys.executable, "-m", "services.cli", "replay"], cwd=REPO_ROOT, capture_output=True,
+                          env={**environment, "TOUCHSTREAM_DATA_DIR": str(tmp_path)}, timeout=60, check=False)
+    report = json.loads(done.stdout)
+    assert done.returncode == 1, (done.returncode, report, done.stderr[-2000:])
+    assert report["identical"] is False and report["differing_customers"] == 1, report
+    assert report["differences"] == [{"customer_id": "c3", "fields": ["touchpoints"], "fields_differing": 1}]
 
 
 def test_a_waiting_reader_is_released_when_the_position_is_reached(tmp_path: Path) -> None:

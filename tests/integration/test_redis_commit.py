@@ -61,6 +61,7 @@ CASES: dict[str, tuple[dict[str, Any], Check, Any]] = {
     "segment_members": ({"segment_members": [("vip", "c-1", 42), ("vip", "c-2", None)]},
                         lambda r, k: r.hgetall(segment_key(k.prefix, "vip")), {b"c-1": b"42"}),
     "segment_feed": ({"segment_feed": [b"f1"]}, lambda r, k: stream(r, segment_key(k.prefix, None)), [b"f1"]),
+    "changed": ({"states": {"c-1": b"s1"}}, lambda r, k: r.hgetall(k.changed(TOPIC, 0)), {b"c-1": b"5"}),
 }
 
 
@@ -100,4 +101,4 @@ def test_a_commit_whose_layout_does_not_add_up_writes_nothing(redis_url: str, re
             script(keys=bad_keys, args=bad_args)
     assert r.get(keys.state("c-1")) is None and r.xlen(keys.conflicts) == 0
     assert r.get(keys.position(TOPIC, 0)) is None
-    assert len(good_keys) == len(FIXED) + 1
+    assert len(good_keys) == len(FIXED) + 1  # the fixed keys and the state's

@@ -65,12 +65,13 @@ def test_a_commit_writes_states_documents_links_and_the_position_together(redis_
     assert r.get(f"{p}:id:email:c-1@example.com") == b"c-1"
     assert r.get(f"{p}:id:phone:+33600000001") == b"c-1"
     assert r.get(f"{p}:pos:{TOPIC}:0") == b"7"
+    assert r.hgetall(f"{p}:changed:{TOPIC}:0") == {b"c-1": b"7"}  # the batch that wrote the state (replay)
     assert conflicts == [conflict] and dead_letters == [dead]
     assert b"ana@example.com" not in conflicts[0]  # kinds and owners only, no identifier values
     assert orjson.loads(conflicts[0])["conflicts"] == [{"kind": "email", "owner": "c-2"}]
     assert sorted(k.decode() for k in r.scan_iter(match=f"{p}:*")) == sorted(
         [f"{p}:state:c-1", f"{p}:view:c-1", f"{p}:id:email:c-1@example.com", f"{p}:id:phone:+33600000001",
-         f"{p}:pos:{TOPIC}:0", f"{p}:conflicts", f"{p}:deadletters"]
+         f"{p}:pos:{TOPIC}:0", f"{p}:changed:{TOPIC}:0", f"{p}:conflicts", f"{p}:deadletters"]
     )
 
 
@@ -92,6 +93,22 @@ def test_a_commit_not_beyond_the_stored_offset_changes_nothing_and_returns_false
     assert r.get(f"{p}:id:email:b@x") is None and r.get(f"{p}:id:email:c@x") is None
     assert r.exists(f"{p}:conflicts", f"{p}:deadletters") == 0
     assert r.get(f"{p}:pos:{TOPIC}:3") == b"10"
+    assert r.hgetall(f"{p}:changed:{TOPIC}:3") == {b"c-1": b"10"}
+
+
+def test_each_state_written_records_the_offset_of_the_batch_that_wrote_it(redis_url: str, redis_prefix: str) -> None:
+    """What ``touchstream replay`` reads with a state to tell a state written after its
+    snapshot from a wrong one: per partition, customer -> the last offset of the batch."""
+    async def body(store: RedisViewStore) -> list[bool]:
+        return [await store.commit(TOPIC, 1, 5, {"c-1": b"s5", "c-2": b"s5"}, {}),
+                await store.commit(TOPIC, 1, 9, {"c-2": b"s9"}, {}, base=5),
+                await store.commit(TOPIC, 1, 12, {}, {}, base=9),  # ticks that changed nobody
+                await store.commit(TOPIC, 1, 14, {"c-1": b"fenced"}, {}, base=5)]
+
+    assert run(redis_url, redis_prefix, body) == [True, True, True, False]
+    r, p = raw(redis_url), redis_prefix
+    assert r.hgetall(f"{p}:changed:{TOPIC}:1") == {b"c-1": b"5", b"c-2": b"9"}
+    assert r.get(f"{p}:pos:{TOPIC}:1") == b"12"
 
 
 def test_states_owners_and_document_read_back_what_was_committed(redis_url: str, redis_prefix: str) -> None:
