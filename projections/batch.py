@@ -36,18 +36,18 @@ from dataclasses import dataclass, field
 from typing import NamedTuple
 
 from projections.identity import Identifier, Resolution, resolve, settled
-from projections.lifecycle import DEFAULT as LIFECYCLE_DEFAULT
-from projections.lifecycle import LifecycleConfig, Transition, dwell
-from projections.nbc_engine import ContactEngine, Step, Suppression, fold_event, fold_tick, next_due
-from projections.nbc_state import Fired, Outcome
-from projections.rfm_cells import Cell, Change, rfm_figures
-from projections.rfm_cells import changes as rfm_changes
-from projections.segments import Change as SegmentChange
-from projections.segments import Memo, SegmentSet
-from projections.segments import changes as segment_changes
+from projections.lifecycle.stages import DEFAULT as LIFECYCLE_DEFAULT
+from projections.lifecycle.stages import LifecycleConfig, Transition, dwell
+from projections.nbc.engine import ContactEngine, Step, Suppression, fold_event, fold_tick, next_due
+from projections.nbc.state import Fired, Outcome
+from projections.segments.membership import Change as SegmentChange
+from projections.segments.membership import Memo, SegmentSet
+from projections.segments.membership import changes as segment_changes
 from projections.touchpoints import Touchpoint
-from projections.view import CustomerView, initial_view, micros
-from projections.view_document import STATE_FORMAT
+from projections.value.rfm_cells import Cell, Change, rfm_figures
+from projections.value.rfm_cells import changes as rfm_changes
+from projections.view.document import STATE_FORMAT
+from projections.view.fold import CustomerView, initial_view, micros
 
 __all__ = ["FoldConfig", "Touch", "Tick", "Rejected", "Record", "Figure", "BatchResult", "fold_batch", "due",
            "DeadLetter", "Conflict", "TimelineRow", "TickFailure"]

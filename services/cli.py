@@ -46,17 +46,17 @@ def run(
     requests in flight finish and everything accepted is committed before exit."""
     from services.api.app import create_app
     from services.api.serving import serve
-    from services.platform import Platform
+    from services.ports import Platform
 
     settings = _settings_with_dev_key(Settings())
     configure_logging(settings.log_level, settings.log_format)
     platform: Platform
     if settings.runtime == "kafka":
-        from services.kafka_platform import KafkaPlatform
+        from services.scaleout.platform import KafkaPlatform
 
         platform = KafkaPlatform(settings)
     else:
-        from services.platform import EmbeddedPlatform
+        from services.embedded.platform import EmbeddedPlatform
 
         platform = EmbeddedPlatform(settings)
     serve(create_app(platform), platform, host or settings.host, port or settings.port)
@@ -65,7 +65,7 @@ def run(
 @app.command()
 def worker() -> None:
     """Run a scale-out view worker (faust): fold the touchpoints topic into Redis."""
-    from services.worker.app import run_worker
+    from services.scaleout.worker.app import run_worker
 
     settings = Settings()
     configure_logging(settings.log_level, settings.log_format)
@@ -90,7 +90,7 @@ def replay(
     if settings.runtime == "kafka":
         import asyncio
 
-        from services.worker.replay import ReplayUnavailable, verify
+        from services.scaleout.worker.replay import ReplayUnavailable, verify
 
         try:
             report = asyncio.run(verify(settings))
@@ -102,7 +102,7 @@ def replay(
 
         from eventsourcing.persistence import OperationalError
 
-        from services.embedded_replay import verify as verify_embedded
+        from services.embedded.replay import verify as verify_embedded
         from services.gc_tuning import tune_gc
 
         tune_gc()
@@ -140,8 +140,8 @@ def generate(
     """Realistic synthetic CRM traffic, the same for the same seed: into a file or a running platform."""
     from datetime import date
 
-    from services.traffic import DeliveryError, TrafficOptions, post_http, write_jsonl
-    from services.traffic import generate as traffic
+    from tools.traffic import DeliveryError, TrafficOptions, post_http, write_jsonl
+    from tools.traffic import generate as traffic
 
     if (out is None) == (url is None):
         raise typer.BadParameter("give either --out FILE.jsonl or --url URL")
@@ -211,7 +211,7 @@ def bench(
     baseline: Annotated[str, typer.Option(help="the revision --decider compares with")] = "cc49017",
 ) -> None:
     """Measure the spine's figures beside a same-run baseline (docs/BENCHMARKS.md)."""
-    from services.bench.run import SCALES, print_report, run_bench
+    from tools.bench.run import SCALES, print_report, run_bench
 
     if scale not in SCALES:
         raise typer.BadParameter(f"scale is one of {sorted(SCALES)}")
@@ -220,7 +220,7 @@ def bench(
     if spine or kafka:
         print_report(results)
     if decider:
-        from services.bench.decider import render, run_decider_bench
+        from tools.bench.decider import render, run_decider_bench
 
         quick = scale == "quick"
         results["decider"] = run_decider_bench(baseline=baseline, events=5_000 if quick else 50_000,
@@ -232,8 +232,8 @@ def bench(
         json_out.write_text(json.dumps(results, indent=2) + "\n")
 
 
-from services.stack_commands import down as stack_down  # noqa: E402 - the local stack's commands
-from services.stack_commands import up as stack_up  # noqa: E402
+from tools.stack_commands import down as stack_down  # noqa: E402 - the local stack's commands
+from tools.stack_commands import up as stack_up  # noqa: E402
 
 app.command("up")(stack_up)
 app.command("down")(stack_down)
@@ -243,7 +243,7 @@ from services.nbc.commands import backtest, rules_app  # noqa: E402 - next-best-
 app.add_typer(rules_app, name="rules")
 app.command("backtest")(backtest)
 
-from services.segment_commands import segments_app  # noqa: E402 - customer segment files
+from services.segments.commands import segments_app  # noqa: E402 - customer segment files
 
 app.add_typer(segments_app, name="segments")
 

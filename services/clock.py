@@ -21,6 +21,8 @@ from typing import Any
 
 import structlog
 
+from services.ports import Intake
+
 __all__ = ["Periodic", "ClockScheduler"]
 
 log = structlog.get_logger("touchstream.clock")
@@ -50,7 +52,7 @@ class Periodic:
 
 
 class ClockScheduler(Periodic):
-    def __init__(self, platform: Any, every_seconds: float):
+    def __init__(self, platform: Intake, every_seconds: float):
         super().__init__("clock-ticks", every_seconds, self.tick)
         self.platform = platform
 

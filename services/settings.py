@@ -18,13 +18,13 @@ from typing import TYPE_CHECKING, Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
-from projections.facts import CONTACT_CHANNELS
-from projections.alive import AliveRule
-from projections.lifecycle import LifecycleConfig
+from projections.lifecycle.alive import AliveRule
+from projections.lifecycle.stages import LifecycleConfig
+from projections.predicates.facts import CONTACT_CHANNELS
 
 if TYPE_CHECKING:
     from projections.batch import FoldConfig
-    from projections.nbc_engine import ContactEngine
+    from projections.nbc.engine import ContactEngine
 
 __all__ = ["Scope", "FormSettings", "Settings"]
 
@@ -110,7 +110,7 @@ class Settings(BaseSettings):
     # (at most shutdown_grace_seconds), flushes and commits, and exits
     shutdown_delay_seconds: float = Field(default=0.0, ge=0)
     shutdown_grace_seconds: int = Field(default=10, ge=1)
-    # lifecycle stages (projections.lifecycle.LifecycleConfig): changing one changes what a
+    # lifecycle stages (projections.lifecycle.stages.LifecycleConfig): changing one changes what a
     # replay derives, so change them together with a replay
     lifecycle_new_days: float = Field(default=90, gt=0)
     lifecycle_recency_factor: float = Field(default=2.0, gt=0)
@@ -121,7 +121,7 @@ class Settings(BaseSettings):
     lifecycle_spend_drop: float = Field(default=0.5, gt=0, le=1)
     lifecycle_spend_drop_min_purchases: int = Field(default=2, ge=1)
     lifecycle_lost_days: float = Field(default=365, gt=0)
-    # P(alive) for declining and lost (projections.alive), off by default: the BG/NBD
+    # P(alive) for declining and lost (projections.lifecycle.alive), off by default: the BG/NBD
     # parameters [r, alpha, a, b] in weeks, pinned (copy them from GET /v1/value/model;
     # the fold never follows the refitted model, so a replay gives the same transitions)
     lifecycle_p_alive_parameters: tuple[float, float, float, float] | None = None
@@ -193,7 +193,7 @@ class Settings(BaseSettings):
         the file is wrong: the platform refuses to start rather than contact on a guess."""
         if not self.rules_file:
             return None
-        from projections.nbc_engine import ContactEngine
+        from projections.nbc.engine import ContactEngine
         from services.nbc.rules_file import load_rules
         from services.zones import PINNED
         return ContactEngine(load_rules(Path(self.rules_file)), PINNED, self.nbc_attribution_days)
@@ -202,7 +202,7 @@ class Settings(BaseSettings):
         """What folds the log here (``projections.batch``): stages, rules, segments, the RFM
         currency, the tick limit. ``engine``: another one (a backtest's rules), or False for none."""
         from projections.batch import FoldConfig
-        from services.segments_file import load_segments
+        from services.segments.file import load_segments
         chosen = self.contact_engine() if engine is True else (engine or None)
         return FoldConfig(self.lifecycle(), chosen, load_segments(self.segments_file), self.value_currency,
                           self.lifecycle_tick_limit)

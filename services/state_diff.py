@@ -1,7 +1,7 @@
 """What differs between two stored states: field paths, for ``touchstream replay``'s report.
 
 ``differences(a, b)`` compares two JSON documents (the stored state,
-``projections.view_document.to_state``, parsed) structurally and names every leaf where
+``projections.view.document.to_state``, parsed) structurally and names every leaf where
 they part: ``touchpoints``, ``contact.last_fired[0]``, ``lifecycle[8][2][1]``. Paths are
 the JSON's own: a dict key after a dot, a list index in brackets (the stored state keeps
 records as positional lists). A list whose lengths differ is named once, as a whole:

@@ -16,9 +16,9 @@ from collections.abc import Iterable, Iterator, Mapping
 
 import orjson
 
-from projections.view import CustomerView
-from projections.view_document import from_state
-from services.viewstore import ViewStore
+from projections.view.document import from_state
+from projections.view.fold import CustomerView
+from services.embedded.viewstore import ViewStore
 
 __all__ = ["StateCache", "ViewCache", "States"]
 

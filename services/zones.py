@@ -20,7 +20,7 @@ __all__ = ["PinnedZones", "PINNED"]
 
 
 class PinnedZones:
-    """``projections.nbc_engine.TimeZones`` over the tzdata package."""
+    """``projections.nbc.engine.TimeZones`` over the tzdata package."""
 
     version: str = f"tzdata {tzdata.IANA_VERSION}"
 

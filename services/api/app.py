@@ -20,8 +20,8 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from services import metrics
 from services.api.auth import KeyRing
-from services.api.contracts import set_phone_region
 from services.api.contact_analytics_routes import contact_analytics_router
+from services.api.contracts import set_phone_region
 from services.api.customer_routes import customer_router
 from services.api.form_routes import form_router
 from services.api.ingest_routes import ingest_router
@@ -32,10 +32,9 @@ from services.api.segment_routes import segment_router
 from services.api.trigger_routes import trigger_router
 from services.api.value_routes import value_router
 from services.contracts.confluent import RegistryUnavailable
-from services.ingest import StorageUnavailable
 from services.nbc.delivery import Webhooks
-from services.platform import Platform
-from services.redis_views import ViewStoreUnavailable
+from services.ports import Platform, StorageUnavailable
+from services.scaleout.redis.views import ViewStoreUnavailable
 from services.value.service import ValueService
 
 __all__ = ["create_app"]

@@ -13,17 +13,16 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, HTTPException, Query
 
-from projections.facts import CONTACT_CHANNELS
-
+from projections.predicates.facts import CONTACT_CHANNELS
 from services.api.auth import KeyRing
 from services.api.responses import JSON
 from services.nbc.figures import rule_figures
-from services.platform import Platform
+from services.ports import TriggerFeed
 
 __all__ = ["contact_analytics_router"]
 
 
-def contact_analytics_router(platform: Platform, keys: KeyRing) -> APIRouter:
+def contact_analytics_router(platform: TriggerFeed, keys: KeyRing) -> APIRouter:
     router = APIRouter(tags=["next best contact"])
 
     @router.get("/v1/analytics/triggers", dependencies=[Depends(keys.require("read"))])

@@ -17,14 +17,14 @@ import orjson
 from fastapi import APIRouter, Depends, HTTPException, Query
 from pydantic import AwareDatetime
 
-from projections.pressure import contact_pressure
-from projections.view_state import micros
-from projections.view_document import contact_document, from_state, to_document
+from projections.view.document import contact_document, from_state, to_document
+from projections.view.pressure import contact_pressure
+from projections.view.state import micros
 from services import metrics
 from services.api.auth import KeyRing
 from services.api.contracts import normalise_email, normalise_phone
 from services.api.responses import JSON
-from services.platform import Platform
+from services.ports import CustomerReads
 from services.value.card import value_card
 from services.value.service import ValueService
 
@@ -33,7 +33,7 @@ __all__ = ["customer_router"]
 MinPosition = Annotated[int | None, Query(ge=0, description="wait until the views include this log position")]
 
 
-def customer_router(platform: Platform, keys: KeyRing, value: ValueService) -> APIRouter:
+def customer_router(platform: CustomerReads, keys: KeyRing, value: ValueService) -> APIRouter:
     router = APIRouter(tags=["customers"], dependencies=[Depends(keys.require("read"))])
     wait_max = platform.settings.read_wait_max_seconds
 

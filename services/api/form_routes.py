@@ -25,7 +25,7 @@ from services.api.auth import RateLimiter
 from services.api.body import read_limited
 from services.api.intake import submit
 from services.api.responses import JSON
-from services.platform import Platform
+from services.ports import Intake
 from services.settings import FormSettings
 
 __all__ = ["form_router"]
@@ -33,7 +33,7 @@ __all__ = ["form_router"]
 _FORM_TYPES = ("application/x-www-form-urlencoded", "multipart/form-data")
 
 
-def form_router(platform: Platform, limiter: RateLimiter) -> APIRouter:
+def form_router(platform: Intake, limiter: RateLimiter) -> APIRouter:
     router = APIRouter(tags=["forms"])
     settings = platform.settings
 

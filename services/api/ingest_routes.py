@@ -20,12 +20,12 @@ from services.api.body import read_json
 from services.api.contracts import TOUCHPOINT_ADAPTER
 from services.api.intake import submit
 from services.api.responses import JSON
-from services.platform import Platform
+from services.ports import Intake
 
 __all__ = ["ingest_router"]
 
 
-def ingest_router(platform: Platform, keys: KeyRing) -> APIRouter:
+def ingest_router(platform: Intake, keys: KeyRing) -> APIRouter:
     router = APIRouter(tags=["ingest"])
     settings = platform.settings
     event_schema = TOUCHPOINT_ADAPTER.json_schema(ref_template="#/components/schemas/{model}")

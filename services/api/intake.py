@@ -17,7 +17,7 @@ from pydantic import ValidationError
 
 from services import metrics
 from services.api.contracts import TOUCHPOINT_ADAPTER, to_canonical
-from services.platform import Platform
+from services.ports import Intake
 
 __all__ = ["judge", "submit", "field_errors", "FUTURE_TOLERANCE"]
 
@@ -81,7 +81,7 @@ def _rejected(event_id: Any, event_type: str | None, reason: str, errors: list[d
 _KNOWN = {"call", "email", "visit", "web_form", "purchase", "service_case", "survey", "consent"}
 
 
-async def submit(platform: Platform, raws: list[Any], prefix: str, max_bytes: int) -> list[dict[str, Any]]:
+async def submit(platform: Intake, raws: list[Any], prefix: str, max_bytes: int) -> list[dict[str, Any]]:
     """Judge every event, append the good ones durably, return one verdict per event."""
     now = datetime.now(UTC)
     tolerance = timedelta(seconds=platform.settings.max_future_seconds)

@@ -20,11 +20,11 @@ from fastapi import APIRouter, Depends, HTTPException, Query
 from pydantic import AwareDatetime, BaseModel, ConfigDict
 
 from projections.codec import format_instant
-from projections.lifecycle import STAGES
-from projections.view_state import micros
+from projections.lifecycle.stages import STAGES
+from projections.view.state import micros
 from services.api.auth import KeyRing
 from services.api.responses import JSON
-from services.platform import Platform
+from services.ports import LifecycleReads
 
 __all__ = ["lifecycle_router", "lifecycle_summary"]
 
@@ -50,7 +50,7 @@ def lifecycle_summary(stages: dict[str, int], moves: list[tuple[str, str, int]])
     }
 
 
-def lifecycle_router(platform: Platform, keys: KeyRing) -> APIRouter:
+def lifecycle_router(platform: LifecycleReads, keys: KeyRing) -> APIRouter:
     router = APIRouter(tags=["lifecycle"])
     ahead = timedelta(seconds=platform.settings.max_future_seconds)
 

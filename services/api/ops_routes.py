@@ -10,12 +10,12 @@ from fastapi import APIRouter, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from services.api.responses import JSON
-from services.platform import Platform
+from services.ports import Health
 
 __all__ = ["ops_router"]
 
 
-def ops_router(platform: Platform) -> APIRouter:
+def ops_router(platform: Health) -> APIRouter:
     router = APIRouter(tags=["operations"])
 
     @router.get("/metrics", response_class=Response)

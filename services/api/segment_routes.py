@@ -26,10 +26,10 @@ from pydantic import AwareDatetime
 from starlette.responses import StreamingResponse
 
 from projections.codec import format_instant
-from projections.view_state import instant_of, micros
+from projections.view.state import instant_of, micros
 from services.api.auth import KeyRing
 from services.api.responses import JSON
-from services.platform import Platform
+from services.ports import SegmentReads
 
 __all__ = ["segment_router", "EXPORT_FIELDS", "contact_row"]
 
@@ -47,7 +47,7 @@ def contact_row(customer_id: str, since: int | None, state: bytes) -> dict[str, 
             "language": profile.get("language"), "lifecycle_stage": lifecycle[0]}
 
 
-def segment_router(platform: Platform, keys: KeyRing) -> APIRouter:
+def segment_router(platform: SegmentReads, keys: KeyRing) -> APIRouter:
     router = APIRouter(tags=["segments"])
     source = platform.segments
 

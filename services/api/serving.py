@@ -18,7 +18,7 @@ import structlog
 import uvicorn
 from fastapi import FastAPI
 
-from services.platform import Platform
+from services.ports import Runtime
 
 __all__ = ["DrainingServer", "serve"]
 
@@ -28,7 +28,7 @@ log = structlog.get_logger("touchstream.api")
 class DrainingServer(uvicorn.Server):
     """uvicorn's server, not ready from the first signal, closing after a delay."""
 
-    def __init__(self, config: uvicorn.Config, platform: Platform, delay_seconds: float):
+    def __init__(self, config: uvicorn.Config, platform: Runtime, delay_seconds: float):
         super().__init__(config)
         self.platform, self.delay_seconds = platform, delay_seconds
         self._exit_at: float | None = None
@@ -49,7 +49,7 @@ class DrainingServer(uvicorn.Server):
         return await super().on_tick(counter)
 
 
-def serve(api: FastAPI, platform: Platform, host: str, port: int) -> None:
+def serve(api: FastAPI, platform: Runtime, host: str, port: int) -> None:
     """Run until SIGTERM/SIGINT; return once the platform is closed."""
     settings = platform.settings
     config = uvicorn.Config(api, host=host, port=port, log_config=None, access_log=False, loop="uvloop",

@@ -28,7 +28,7 @@ import structlog
 from fastapi import APIRouter, Depends, Header, HTTPException, Query, Request
 from starlette.responses import StreamingResponse
 
-from projections.facts import CONTACT_CHANNELS
+from projections.predicates.facts import CONTACT_CHANNELS
 from services.api.auth import KeyRing
 from services.api.responses import JSON
 
@@ -38,7 +38,7 @@ log = structlog.get_logger("touchstream.api")
 
 
 class TriggerFeed(Protocol):
-    """What these routes need of ``services.platform.Platform``."""
+    """What these routes need of ``services.embedded.platform.Platform``."""
 
     draining: bool
 

@@ -3,7 +3,7 @@
 ``GET /v1/analytics/rfm``: the quintile cuts and, per RFM segment and per (R, FM)
 square, the customers and their revenue; ``GET /v1/analytics/value``: the Pareto curve of
 revenue (share of revenue against share of customers, largest first), the share the
-top 20% hold, and the lifetime-value distribution (``projections.ltv_distribution``). Both read the RFM cells the runners keep with the views.
+top 20% hold, and the lifetime-value distribution (``projections.value.ltv_distribution``). Both read the RFM cells the runners keep with the views.
 
 ``POST /v1/value/refit`` (admin) fits BG/NBD on every customer's purchase history and
 stores it (409 when too few customers bought twice); ``GET /v1/value/model`` (read)
@@ -18,10 +18,9 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, HTTPException, Query
 
 from projections.codec import format_instant
-from projections.ltv_distribution import ltv_distribution
-from projections.rfm_cells import grid, pareto
-from projections.view_state import instant_of
-
+from projections.value.ltv_distribution import ltv_distribution
+from projections.value.rfm_cells import grid, pareto
+from projections.view.state import instant_of
 from services.api.auth import KeyRing
 from services.api.responses import JSON
 from services.value.job import NotEnoughHistory

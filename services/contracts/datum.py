@@ -20,9 +20,9 @@ Logical types other than ``timestamp-micros`` and ``decimal`` pass as their base
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import datetime
 from decimal import Context, Decimal, InvalidOperation
-from collections.abc import Callable
 from typing import Any
 
 from projections.codec import format_instant, instant

@@ -1,1 +1,1 @@
-"""Next-best-contact shell: rule files read from disk (the rules themselves: projections.nbc_rules)."""
+"""Next-best-contact shell: rule files read from disk (the rules themselves: projections.nbc.rules)."""

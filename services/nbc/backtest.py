@@ -33,10 +33,10 @@ from datetime import datetime
 from typing import Any
 
 from projections.batch import FoldConfig, Touch, fold_batch
-from projections.nbc_engine import Suppression
-from projections.nbc_state import Fired
+from projections.nbc.engine import Suppression
+from projections.nbc.state import Fired
 from projections.touchpoints import Touchpoint
-from projections.view import instant_of, micros
+from projections.view.fold import instant_of, micros
 
 __all__ = ["run_backtest", "render_table"]
 

@@ -21,8 +21,8 @@ rules_app = typer.Typer(help="Next-best-contact rule files (docs/RULES.md).", no
 def check(file: Annotated[Path, typer.Argument(exists=True, dir_okay=False, readable=True,
                                                help="a YAML rule file, e.g. rules/default.yaml")]) -> None:
     """Compile a rule file: OK with counts, or every error with its line and exit status 1."""
-    from projections.facts import FACTS
-    from projections.nbc_rules import RuleErrors
+    from projections.nbc.rules import RuleErrors
+    from projections.predicates.facts import FACTS
     from services.nbc.rules_file import load_rules
 
     try:
@@ -58,8 +58,8 @@ def backtest(
     from datetime import UTC, datetime
 
     from projections.batch import FoldConfig
-    from projections.nbc_engine import ContactEngine
-    from projections.nbc_rules import RuleErrors
+    from projections.nbc.engine import ContactEngine
+    from projections.nbc.rules import RuleErrors
     from services.logging import configure_logging
     from services.nbc.backtest import render_table, run_backtest
     from services.nbc.history import embedded_history, kafka_history

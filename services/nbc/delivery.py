@@ -42,7 +42,7 @@ USER_AGENT = "Touchstream-Webhooks/1"
 
 
 class TriggerSource(Protocol):
-    """The part of ``services.platform.Platform`` delivery reads: the trigger feed."""
+    """The part of ``services.embedded.platform.Platform`` delivery reads: the trigger feed."""
 
     async def triggers(self, after: str | None, limit: int, channel: str | None,
                        customer_id: str | None) -> Any: ...  # a TriggerPage: .triggers, .next_cursor
@@ -59,7 +59,7 @@ def platform_feed(platform: TriggerSource, channel: str) -> ReadFeed:
 
 
 class DeliveryPlatform(TriggerSource, Protocol):
-    """The parts of ``services.platform.Platform`` webhook delivery uses."""
+    """The parts of ``services.embedded.platform.Platform`` webhook delivery uses."""
 
     settings: Settings
 

@@ -22,8 +22,8 @@ __all__ = ["embedded_history", "kafka_history"]
 
 
 def embedded_history(settings: Settings) -> list[tuple[str, Touchpoint]]:
-    from services.eventlog import TouchpointLog
-    from services.viewstore import ViewStore
+    from services.embedded.eventlog import TouchpointLog
+    from services.embedded.viewstore import ViewStore
 
     views = ViewStore(settings.views_path)
     try:
@@ -57,8 +57,8 @@ async def kafka_history(settings: Settings) -> list[tuple[str, Touchpoint]]:
     from aiokafka import AIOKafkaConsumer, TopicPartition
 
     from services.contracts.confluent import ConfluentRegistry, framed_schema_id
-    from services.kafka.records import BadRecord, ReadTouchpoint, read_record
-    from services.kafka.topics import TOUCHPOINTS_TOPIC
+    from services.scaleout.kafka.records import BadRecord, ReadTouchpoint, read_record
+    from services.scaleout.kafka.topics import TOUCHPOINTS_TOPIC
 
     registry = ConfluentRegistry(settings.schema_registry_url) if settings.schema_registry_url else None
     consumer = AIOKafkaConsumer(bootstrap_servers=settings.kafka_bootstrap, enable_auto_commit=False, group_id=None,

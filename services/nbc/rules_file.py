@@ -1,4 +1,4 @@
-"""Rule files on disk: YAML read strictly, compiled by ``projections.nbc_rules``.
+"""Rule files on disk: YAML read strictly, compiled by ``projections.nbc.rules``.
 
 What this adds to the pure compiler is what needs the file: its text and the machine.
 
@@ -18,8 +18,8 @@ from typing import Any
 
 import yaml
 
-from projections.nbc_rules import RuleErrors, RuleSet, compile_rules
-from projections.rule_errors import Path, RuleError
+from projections.nbc.rules import RuleErrors, RuleSet, compile_rules
+from projections.predicates.errors import Path, RuleError
 from services.zones import PINNED
 
 __all__ = ["load_rules", "read_rules"]

@@ -2,7 +2,7 @@
 
 * **rfm**: recency (days since the last purchase, at the reader's time), frequency
   (purchases), monetary (revenue in ``value_currency``), their 1–5 scores against the
-  portfolio's quintiles (``projections.rfm_cells``, kept with the views) and the segment.
+  portfolio's quintiles (``projections.value.rfm_cells``, kept with the views) and the segment.
 * **historical value**: revenue and margin in ``value_currency``.
 * **lifetime value**: the seed formula ``Σ_t margin_t · r^t / (1 + d)^t`` over
   ``value_horizon_years`` yearly periods, the margin of a period being the customer's
@@ -20,12 +20,12 @@ from __future__ import annotations
 from decimal import Decimal
 from typing import Any
 
-from projections.lifecycle import DAY
-from projections.rfm import segment
-from projections.rfm_cells import cell_of, rfm_figures, scores_of
-from projections.rfm_population import Quintiles
-from projections.value import constant_margin_ltv
-from projections.view import CustomerView
+from projections.lifecycle.stages import DAY
+from projections.value.ltv import constant_margin_ltv
+from projections.value.rfm import segment
+from projections.value.rfm_cells import cell_of, rfm_figures, scores_of
+from projections.value.rfm_population import Quintiles
+from projections.view.fold import CustomerView
 from services.settings import Settings
 from services.value.job import ValueModel, value_section
 

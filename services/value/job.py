@@ -24,7 +24,7 @@ import numpy as np
 import orjson
 
 from projections.codec import format_instant
-from projections.view_state import instant_of
+from projections.view.state import instant_of
 from services.value.bgnbd import WEEK_US, BgNbd, fit
 from services.value.summary import distinct_rows
 

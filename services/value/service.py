@@ -11,15 +11,15 @@ from __future__ import annotations
 import asyncio
 import time
 from datetime import UTC, datetime
-from typing import Any
 
 import structlog
 
-from projections.rfm_cells import Cell, Change, quintiles
-from projections.rfm_population import Quintiles
-from projections.view_state import micros
+from projections.value.rfm_cells import Cell, Change, quintiles
+from projections.value.rfm_population import Quintiles
+from projections.view.state import micros
 from services import metrics
 from services.clock import Periodic
+from services.ports import ValueStore
 from services.value.job import NotEnoughHistory, ValueModel, refit
 
 __all__ = ["ValueService", "MODEL_NAME"]
@@ -31,7 +31,7 @@ log = structlog.get_logger("touchstream.value")
 
 
 class ValueService:
-    def __init__(self, platform: Any, every_seconds: float):
+    def __init__(self, platform: ValueStore, every_seconds: float):
         self.platform = platform
         self._cached: tuple[float, ValueModel | None] | None = None
         self._cells: tuple[float, dict[Cell, Change], Quintiles | None] | None = None

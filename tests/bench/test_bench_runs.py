@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from services.bench.run import run_bench
+from tools.bench.run import run_bench
 
 
 @pytest.mark.e2e

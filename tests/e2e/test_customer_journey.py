@@ -11,8 +11,7 @@ from typing import Any
 
 import pytest
 
-from projections.lifecycle import Transition, transition_id
-
+from projections.lifecycle.stages import Transition, transition_id
 from tests.support.api import (
     Api,
     call,

@@ -4,10 +4,9 @@ they are still a customer and how many purchases to expect in the next 90 days."
 
 from __future__ import annotations
 
+import random
 from datetime import UTC, datetime, timedelta
 from typing import Any
-
-import random
 
 import pytest
 

@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from services.kafka.tansu import TansuBroker
-from services.redis_server import RedisServer
 from tests.support.api import bearer, call, error_of, unique
 from tests.support.server import TEST_KEYS, RunningServer
+from tools.redis_server import RedisServer
+from tools.tansu import TansuBroker
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(120)]
 

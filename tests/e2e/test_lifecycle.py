@@ -123,9 +123,9 @@ def test_the_platform_ticks_by_itself_and_inactive_customers_move_on_without_any
 
 
 def test_with_pinned_purchase_model_parameters_p_alive_decides_declining_and_lost(start_runtime: Any) -> None:
-    from projections.alive import AliveRule
-    from projections.lifecycle import Buy
-    from projections.view_state import instant_of, micros
+    from projections.lifecycle.alive import AliveRule
+    from projections.lifecycle.stages import Buy
+    from projections.view.state import instant_of, micros
 
     parameters = [0.243, 4.414, 0.793, 2.426]
     api = Api(start_runtime({"TOUCHSTREAM_LIFECYCLE_P_ALIVE_PARAMETERS": str(parameters)}))

@@ -1,4 +1,4 @@
-"""The scale-out runtime as processes (``services.stack``: Tansu, redis-server, ``touchstream
+"""The scale-out runtime as processes (``tools.stack``: Tansu, redis-server, ``touchstream
 worker``, ``touchstream run`` with ``TOUCHSTREAM_RUNTIME=kafka``) under what production does
 to it, with synthetic CRM traffic posted over HTTP at a steady rate:
 
@@ -39,13 +39,13 @@ import pytest
 import redis
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
-from services.kafka.topics import TOUCHPOINTS_TOPIC
-from services.stack_process import StackProcess
-from services.traffic import TrafficOptions, labelled
+from services.scaleout.kafka.topics import TOUCHPOINTS_TOPIC
 from tests.support.api import Api, bearer, wait_until
 from tests.support.kafka_runtime import KafkaRuntime, kafka_runtime
 from tests.support.runtimes import run_replay
 from tests.support.server import free_port
+from tools.stack_process import StackProcess
+from tools.traffic import TrafficOptions, labelled
 
 pytestmark = pytest.mark.e2e
 

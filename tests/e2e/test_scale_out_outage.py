@@ -10,7 +10,7 @@ is appended, every partition folded to its end) ``touchstream replay`` must find
 identical to the topic replayed through the core, byte for byte: decisions (triggers,
 suppressions, lifecycle transitions) included, not just timelines.
 
-Before the fix in services/worker/consumer.py this failed in 4 runs of 5 (2-14 customers
+Before the fix in services/scaleout/worker/consumer.py this failed in 4 runs of 5 (2-14 customers
 differing here; 31-43 in the user's longer runs): when the broker thaws, the answer to
 the poll and the rebalance arrive together, the revoke runs while the polled batch awaits
 Redis, and the batch was then folded with no partition position (an unfenced commit) and
@@ -28,11 +28,11 @@ from pathlib import Path
 
 import pytest
 
-from services.stack import Stack
 from tests.e2e.test_scale_out import Sender, folded_positions, traffic
 from tests.support.api import wait_until
 from tests.support.kafka_runtime import KAFKA_TEST_SETTINGS, KafkaRuntime
 from tests.support.server import TEST_KEYS, settings_under_test
+from tools.stack import Stack
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(300)]
 

@@ -14,10 +14,10 @@ from pathlib import Path
 import httpx
 import pytest
 
-from services.bench.server import free_port
-from services.stack_process import alive
 from tests.support.api import bearer, call, unique
 from tests.support.server import port_is_free
+from tools.bench.server import free_port
+from tools.stack_process import alive
 
 pytestmark = pytest.mark.e2e
 

@@ -13,9 +13,9 @@ from typing import Any
 
 import pytest
 
-from services.bench.server import free_port
 from services.nbc.signing import ReplayCache, SignatureError, verify
 from tests.support.api import Api, consent, purchase, touchpoint, unique, wait_until
+from tools.bench.server import free_port
 
 pytestmark = pytest.mark.e2e
 

@@ -3,7 +3,7 @@
 aiokafka's leave-group never completes without a broker, and mode (faust's service
 library) waits 60 s for the consumer thread by default: longer than a Kubernetes grace
 period, so the worker would be SIGKILLed mid-shutdown. The consumer thread's shutdown is
-bounded to 10 s (services/kafka/faust_transport.py).
+bounded to 10 s (services/scaleout/kafka/faust_transport.py).
 """
 
 from __future__ import annotations
@@ -17,10 +17,10 @@ from pathlib import Path
 import httpx
 import pytest
 
-from services.bench.server import free_port
-from services.kafka.tansu import TansuBroker
-from services.redis_server import RedisServer
 from tests.support.server import REPO_ROOT
+from tools.bench.server import free_port
+from tools.redis_server import RedisServer
+from tools.tansu import TansuBroker
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(120)]
 

@@ -1,14 +1,14 @@
 """The BG/NBD refit of a million customers, purchases to parameters, recovers the
 parameters the purchases were drawn with. Its speed is a benchmark figure (`make bench`,
-services/bench/value.py, docs/BENCHMARKS.md), not asserted here."""
+tools/bench/value.py, docs/BENCHMARKS.md), not asserted here."""
 
 from __future__ import annotations
 
 import pytest
 
-from services.bench.value import TRUE_PARAMETERS, purchases_drawn_from_the_model
 from services.value.bgnbd import fit
 from services.value.summary import distinct_rows, summarise
+from tools.bench.value import TRUE_PARAMETERS, purchases_drawn_from_the_model
 
 CUSTOMERS = 1_000_000
 

@@ -7,8 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from services.eventlog import TouchpointLog
-from services.ingest import GroupCommitter, StorageUnavailable
+from services.embedded.eventlog import TouchpointLog
+from services.embedded.ingest import GroupCommitter
+from services.ports import StorageUnavailable
 from tests.support.contracts import documents
 
 

@@ -16,10 +16,10 @@ import orjson
 import pytest
 
 from projections.identity import settled
-from projections.view import CustomerView, evolve, initial_view
-from projections.view_document import to_state
-from services.bench.kafka import BENCH_KAFKA, run_kafka_bench, states_digest, touchpoint_records
-from services.kafka.records import read_touchpoint
+from projections.view.document import to_state
+from projections.view.fold import CustomerView, evolve, initial_view
+from services.scaleout.kafka.records import read_touchpoint
+from tools.bench.kafka import BENCH_KAFKA, run_kafka_bench, states_digest, touchpoint_records
 
 EVENTS, CUSTOMERS = 2000, 400
 

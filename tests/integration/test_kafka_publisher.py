@@ -25,16 +25,16 @@ from structlog.testing import capture_logs
 
 from projections.codec import from_dict
 from services.contracts import decode
-from services.ingest import StorageUnavailable
-from services.kafka.publisher import TouchpointPublisher
-from services.kafka.topics import (
+from services.ports import StorageUnavailable
+from services.scaleout.kafka.publisher import TouchpointPublisher
+from services.scaleout.kafka.topics import (
     CUSTOMER_VIEWS_TOPIC,
     DEAD_LETTERS_TOPIC,
-    default_topics,
-    kafka_streams,
     TOUCHPOINTS_TOPIC,
     TopicCreationFailed,
+    default_topics,
     ensure_topics,
+    kafka_streams,
 )
 from tests.support.tansu import TansuBroker
 

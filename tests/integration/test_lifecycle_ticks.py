@@ -8,16 +8,16 @@ from pathlib import Path
 
 import orjson
 
-from projections.codec import format_instant, from_dict
-from projections.lifecycle import DAY
-from projections.view import evolve, initial_view
-from projections.view_document import from_state, to_state
-from projections.view_state import instant_of
-from services.eventlog import LoggedTouchpoint
 from projections.batch import FoldConfig
-from services.runner import fold_records
+from projections.codec import format_instant, from_dict
+from projections.lifecycle.stages import DAY
+from projections.view.document import from_state, to_state
+from projections.view.fold import evolve, initial_view
+from projections.view.state import instant_of
+from services.embedded.eventlog import LoggedTouchpoint
+from services.embedded.runner import fold_records
+from services.embedded.viewstore import ViewChanges, ViewStore, dumps
 from services.view_cache import ViewCache
-from services.viewstore import ViewChanges, ViewStore, dumps
 
 FAR = 10_000 * DAY
 

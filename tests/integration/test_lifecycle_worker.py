@@ -14,8 +14,8 @@ import orjson
 from projections.codec import to_dict
 from projections.touchpoints import CustomerRef
 from services.contracts import decode_record
-from services.kafka.topics import LIFECYCLE_TOPIC
-from services.kafka_platform import KafkaPlatform
+from services.scaleout.kafka.topics import LIFECYCLE_TOPIC
+from services.scaleout.platform import KafkaPlatform
 from services.settings import Settings
 from tests.integration.test_view_worker import (  # noqa: F401 - fixtures
     PARTITIONS,

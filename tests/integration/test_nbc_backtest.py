@@ -18,16 +18,16 @@ import pytest
 
 from projections.batch import FoldConfig
 from projections.codec import instant
-from projections.nbc_engine import ContactEngine
-from services.eventlog import TouchpointLog, tick_document
+from projections.nbc.engine import ContactEngine
+from services.embedded.eventlog import TouchpointLog, tick_document
+from services.embedded.runner import ProjectionRunner
+from services.embedded.viewstore import ViewStore
 from services.nbc.backtest import run_backtest
 from services.nbc.history import embedded_history
 from services.nbc.rules_file import load_rules
-from services.runner import ProjectionRunner
 from services.settings import DEFAULT_RULES_FILE, Settings
-from services.traffic import TrafficOptions, generate
-from services.viewstore import ViewStore
 from services.zones import PINNED
+from tools.traffic import TrafficOptions, generate
 
 START = datetime(2025, 1, 1, tzinfo=UTC)
 END = START + timedelta(days=60)

@@ -13,12 +13,12 @@ from eventsourcing.persistence import StoredEvent
 
 from projections.codec import to_dict
 from projections.touchpoints import CustomerRef
-from projections.view_document import from_state
-from services.eventlog import TouchpointLog, stream_id
-from services.embedded_replay import verify
-from services.runner import ProjectionRunner
+from projections.view.document import from_state
+from services.embedded.eventlog import TouchpointLog, stream_id
+from services.embedded.replay import verify
+from services.embedded.runner import ProjectionRunner
+from services.embedded.viewstore import VIEW_FORMAT, ViewStore, open_current
 from services.settings import Settings
-from services.viewstore import VIEW_FORMAT, ViewStore, open_current
 from tests.support.server import REPO_ROOT
 from tests.support.touchpoints import at, call, purchase, survey
 

@@ -11,11 +11,11 @@ from typing import Any
 import pytest
 import redis
 
-from projections.rfm_cells import Change
-from services.redis_commit import FIXED, SCRIPT, SECTIONS, PartitionCommit, encode
-from services.redis_keys import RedisKeys
-from services.redis_segments import segment_key
-from services.redis_views import RedisViewStore
+from projections.value.rfm_cells import Change
+from services.scaleout.redis.commit import FIXED, SCRIPT, SECTIONS, PartitionCommit, encode
+from services.scaleout.redis.keys import RedisKeys
+from services.scaleout.redis.segments import segment_key
+from services.scaleout.redis.views import RedisViewStore
 
 TOPIC = "touchpoints"
 

@@ -14,11 +14,11 @@ import pytest
 import redis
 
 from projections.touchpoints import CustomerRef
-from projections.view import evolve, initial_view
-from projections.view_document import from_state, to_document, to_state
-from services.redis_keys import conflict_record, dead_letter_record
-from services.redis_commit import PartitionCommit
-from services.redis_views import RedisViewStore, ViewStoreUnavailable
+from projections.view.document import from_state, to_document, to_state
+from projections.view.fold import evolve, initial_view
+from services.scaleout.redis.commit import PartitionCommit
+from services.scaleout.redis.keys import conflict_record, dead_letter_record
+from services.scaleout.redis.views import RedisViewStore, ViewStoreUnavailable
 from tests.support.redis_server import RedisServer, free_port
 from tests.support.touchpoints import at, call, purchase
 

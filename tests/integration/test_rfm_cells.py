@@ -9,14 +9,14 @@ from pathlib import Path
 import orjson
 import pytest
 
-from projections.rfm_cells import changes, quintiles, rfm_figures
-from projections.rfm_population import RfmPopulation
-from projections.rfm import NO_PURCHASE
-from projections.view_document import from_state
-from services.eventlog import TouchpointLog
-from services.runner import ProjectionRunner
-from services.traffic import TrafficOptions, generate
-from services.viewstore import ViewStore
+from projections.value.rfm import NO_PURCHASE
+from projections.value.rfm_cells import changes, quintiles, rfm_figures
+from projections.value.rfm_population import RfmPopulation
+from projections.view.document import from_state
+from services.embedded.eventlog import TouchpointLog
+from services.embedded.runner import ProjectionRunner
+from services.embedded.viewstore import ViewStore
+from tools.traffic import TrafficOptions, generate
 
 
 @pytest.fixture(scope="module")

@@ -21,19 +21,19 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
 from projections.codec import to_dict
 from projections.touchpoints import CustomerRef
-from services.bench.server import free_port
 from services.contracts import default_registry
 from services.contracts.confluent import framed_schema_id
-from services.kafka.records import cloudevents_headers
-from services.kafka.topics import TOUCHPOINTS_TOPIC
-from services.kafka_platform import KafkaPlatform
-from services.redis_views import RedisViewStore
+from services.scaleout.kafka.records import cloudevents_headers
+from services.scaleout.kafka.topics import TOUCHPOINTS_TOPIC
+from services.scaleout.platform import KafkaPlatform
+from services.scaleout.redis.views import RedisViewStore
+from services.scaleout.worker.replay import verify
 from services.settings import Settings
-from services.worker.replay import verify
 from tests.support.schema_registry import SchemaRegistryServer
 from tests.support.server import REPO_ROOT
 from tests.support.tansu import TansuBroker
 from tests.support.touchpoints import at, call
+from tools.bench.server import free_port
 
 pytestmark = pytest.mark.timeout(180)
 PARTITIONS = 2

@@ -13,20 +13,19 @@ import pytest
 
 from projections.batch import FoldConfig
 from projections.codec import to_dict
-from projections.segments import SegmentSet, compile_segments, members_of
+from projections.segments.membership import SegmentSet, compile_segments, members_of
 from projections.touchpoints import CustomerRef
-from projections.view_document import from_state
-from services import segment_store
+from projections.view.document import from_state
 from services.contracts import decode_record
-from services.eventlog import TouchpointLog
-from services.kafka.topics import SEGMENTS_TOPIC
-from services.kafka_platform import KafkaPlatform
-from services.redis_segments import rebuild
-from services.runner import ProjectionRunner
-from services.segments_file import load_segments
+from services.embedded import segment_store
+from services.embedded.eventlog import TouchpointLog
+from services.embedded.runner import ProjectionRunner
+from services.embedded.viewstore import ViewStore
+from services.scaleout.kafka.topics import SEGMENTS_TOPIC
+from services.scaleout.platform import KafkaPlatform
+from services.scaleout.redis.segments import rebuild
+from services.segments.file import load_segments
 from services.settings import SEGMENTS_FILE, Settings
-from services.traffic import TrafficOptions, generate
-from services.viewstore import ViewStore
 from tests.integration.test_view_worker import (  # noqa: F401 - fixtures
     all_folded,
     broker,
@@ -35,6 +34,7 @@ from tests.integration.test_view_worker import (  # noqa: F401 - fixtures
     settings,
 )
 from tests.support.touchpoints import at, case, consent, purchase
+from tools.traffic import TrafficOptions, generate
 
 DEFAULT = load_segments(SEGMENTS_FILE)
 REDEFINED = SegmentSet(tuple(s for s in DEFAULT.segments if s.id not in ("high_value", "one_time_buyers"))
@@ -164,8 +164,8 @@ async def _members(platform: KafkaPlatform, segment: str):  # type: ignore[no-un
 
 
 def test_a_worker_is_told_which_definitions_changed_since_the_last_rebuild(settings: Settings) -> None:
-    from services.redis_segments import check_definitions
-    from services.redis_views import RedisViewStore
+    from services.scaleout.redis.segments import check_definitions
+    from services.scaleout.redis.views import RedisViewStore
 
     async def scenario() -> None:
         async with RedisViewStore(settings.redis_url, settings.redis_prefix) as store:

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 from eventsourcing.persistence import PersistenceError
 
-from services.eventlog import TouchpointLog
+from services.embedded.eventlog import TouchpointLog
 from tests.support.contracts import TouchpointLogContract, documents
 
 
@@ -29,7 +29,7 @@ def test_a_full_log_refuses_the_whole_batch_and_keeps_what_it_had(tmp_path: Path
 
 
 def test_duplicates_report_where_the_original_was_stored(tmp_path: Path) -> None:
-    from services.eventlog import stream_id
+    from services.embedded.eventlog import stream_id
 
     log = TouchpointLog(tmp_path / "log.sqlite")
     appended = log.append(documents("a", "b"))

@@ -8,8 +8,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from services.bench.server import BENCH_KEY, LocalServer
-from services.traffic import TrafficOptions, labelled, post_http
+from tools.bench.server import BENCH_KEY, LocalServer
+from tools.traffic import TrafficOptions, labelled, post_http
 
 pytestmark = pytest.mark.e2e
 

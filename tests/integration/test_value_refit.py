@@ -9,14 +9,14 @@ from pathlib import Path
 import orjson
 import pytest
 
-from projections.view_document import from_state
-from services.eventlog import TouchpointLog
-from services.runner import ProjectionRunner
-from services.traffic import TrafficOptions, generate
+from projections.view.document import from_state
+from services.embedded.eventlog import TouchpointLog
+from services.embedded.runner import ProjectionRunner
+from services.embedded.viewstore import ViewStore
 from services.value.bgnbd import WEEK_US, fit
 from services.value.job import NotEnoughHistory, refit, value_section
 from services.value.summary import distinct_rows
-from services.viewstore import ViewStore
+from tools.traffic import TrafficOptions, generate
 
 END = 1_767_225_600_000_000  # 2026-01-01 (the traffic covers 2025)
 

@@ -1,4 +1,4 @@
-"""The view worker (``services.worker.consumer.ViewWorker``) in-process, against a real
+"""The view worker (``services.scaleout.worker.consumer.ViewWorker``) in-process, against a real
 Tansu broker and a real redis-server, under what production does to it:
 
 - records it cannot fold (garbage, an unknown schema, another family's record, a corrupt
@@ -13,7 +13,7 @@ Tansu broker and a real redis-server, under what production does to it:
 - records of another producer naming one customer on two partitions: the ones not on the
   customer's own partition are dead letters (``misrouted``), never folded by two workers.
 
-After each scenario the check is the independent one: ``services.worker.replay.verify``
+After each scenario the check is the independent one: ``services.scaleout.worker.replay.verify``
 replays the topic through the core and compares it byte for byte with Redis, and every
 customer holds exactly the events sent about it.
 
@@ -41,22 +41,22 @@ import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
 
 from projections.codec import to_dict
-from projections.rfm_cells import changes, rfm_figures
-from projections.segments import members_of
-from services.redis_segments import RedisSegments
-from services.segments_file import load_segments
-from projections.view_document import from_state
+from projections.segments.membership import members_of
 from projections.touchpoints import CustomerRef
+from projections.value.rfm_cells import changes, rfm_figures
+from projections.view.document import from_state
 from services.contracts import encode, encode_record
 from services.contracts.registry import MARKER
-from services.kafka.publisher import TouchpointPublisher
-from services.kafka.records import RESOLUTION_HEADER, cloudevents_headers
-from services.kafka.topics import DEAD_LETTERS_TOPIC, TOUCHPOINTS_TOPIC, ensure_topics
-from services.kafka_platform import KafkaPlatform
-from services.redis_views import RedisViewStore
+from services.scaleout.kafka.publisher import TouchpointPublisher
+from services.scaleout.kafka.records import RESOLUTION_HEADER, cloudevents_headers
+from services.scaleout.kafka.topics import DEAD_LETTERS_TOPIC, TOUCHPOINTS_TOPIC, ensure_topics
+from services.scaleout.platform import KafkaPlatform
+from services.scaleout.redis.segments import RedisSegments
+from services.scaleout.redis.views import RedisViewStore
+from services.scaleout.worker.consumer import ViewWorker
+from services.scaleout.worker.replay import live_states, verify
+from services.segments.file import load_segments
 from services.settings import Settings
-from services.worker.consumer import ViewWorker
-from services.worker.replay import live_states, verify
 from tests.support.redis_server import RedisServer, unique_prefix
 from tests.support.tansu import TansuBroker
 from tests.support.touchpoints import at, call, purchase
@@ -687,7 +687,7 @@ def test_records_of_another_producer_on_a_partition_not_their_customer_s_are_dea
     record is folded only on its customer's own partition (``partition_of``), and the
     others are dead letters with the reason ``misrouted``, kept whole for re-publishing.
     Nothing is silently lost, and the replay agrees."""
-    from services.kafka.records import partition_of
+    from services.scaleout.kafka.records import partition_of
 
     tag = unique_prefix()
     customer_id = f"cus-{tag}"

@@ -16,8 +16,8 @@ from prometheus_client import REGISTRY
 
 from projections.codec import to_dict
 from projections.touchpoints import CustomerRef
+from services.embedded.platform import EmbeddedPlatform
 from services.nbc.delivery import Webhooks
-from services.platform import EmbeddedPlatform
 from services.settings import Settings
 from tests.support.touchpoints import web_form
 from tests.support.trigger_api import READ, Served, events

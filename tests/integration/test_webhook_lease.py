@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import asyncio
 
-from services.redis_views import RedisViewStore
+from services.scaleout.redis.views import RedisViewStore
 
 
 def test_the_webhooks_lease_has_one_holder_at_a_time(redis_url: str, redis_prefix: str) -> None:

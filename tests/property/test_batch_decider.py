@@ -14,19 +14,19 @@ from hypothesis import strategies as st
 
 from projections.batch import BatchResult, FoldConfig, Record, Tick, Touch, fold_batch
 from projections.codec import from_dict, to_dict
-from projections.lifecycle import DEFAULT, transition_id
-from projections.nbc_engine import ContactEngine
+from projections.lifecycle.stages import DEFAULT, transition_id
+from projections.nbc.engine import ContactEngine
 from projections.touchpoints import CustomerRef, Touchpoint
-from projections.view import CustomerView, micros
-from projections.view_document import to_state
-from services.kafka.publisher import TouchpointPublisher
-from services.kafka.records import tick_record
+from projections.view.document import to_state
+from projections.view.fold import CustomerView, micros
 from services.nbc.rules_file import load_rules
-from services.segments_file import load_segments
+from services.scaleout.kafka.publisher import TouchpointPublisher
+from services.scaleout.kafka.records import tick_record
+from services.scaleout.worker.fold import decode, due_fetch_size, fold
+from services.scaleout.worker.replay import Replayer
+from services.segments.file import load_segments
 from services.settings import DEFAULT_RULES_FILE, SEGMENTS_FILE
 from services.view_cache import States
-from services.worker.fold import decode, due_fetch_size, fold
-from services.worker.replay import Replayer
 from services.zones import PINNED
 from tests.support import touchpoints as tp
 from tests.support.strategies import customer_histories

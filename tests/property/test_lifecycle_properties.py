@@ -6,9 +6,9 @@ import orjson
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from projections.lifecycle import DAY, judge
-from projections.view import CustomerView, evolve, initial_view, micros, tick
-from projections.view_document import from_state, to_state
+from projections.lifecycle.stages import DAY, judge
+from projections.view.document import from_state, to_state
+from projections.view.fold import CustomerView, evolve, initial_view, micros, tick
 from tests.support.touchpoints import T0, at, call, purchase
 
 ZERO = micros(T0)

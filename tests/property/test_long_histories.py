@@ -12,11 +12,11 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from projections.batch import FoldConfig, Touch, fold_batch
-from projections.lifecycle import DEFAULT, Lifecycle
-from projections.nbc_engine import ContactEngine
+from projections.lifecycle.stages import DEFAULT, Lifecycle
+from projections.nbc.engine import ContactEngine
 from projections.touchpoints import CustomerRef, Purchase, Touchpoint
-from projections.view import CustomerView
-from projections.view_document import to_document, to_state
+from projections.view.document import to_document, to_state
+from projections.view.fold import CustomerView
 from services.nbc.rules_file import load_rules
 from services.settings import DEFAULT_RULES_FILE
 from services.zones import PINNED

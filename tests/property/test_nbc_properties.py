@@ -11,15 +11,15 @@ from typing import Any
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from projections.derived_facts import derived_facts
-from projections.facts import CONTACT_CHANNEL_OF, FACTS, facts_of
-from projections.nbc_engine import ContactEngine, Decisions, fold_event, fold_tick
-from projections.nbc_rules import compile_rules
-from projections.predicates import lookup
+from projections.nbc.engine import ContactEngine, Decisions, fold_event, fold_tick
+from projections.nbc.rules import compile_rules
+from projections.predicates.derived import derived_facts
+from projections.predicates.facts import CONTACT_CHANNEL_OF, FACTS, facts_of
+from projections.predicates.language import lookup
 from projections.touchpoints import Touchpoint
-from projections.view import evolve, initial_view, instant_of, micros
-from projections.view_document import to_document
-from projections.view_facts import view_facts
+from projections.view.document import to_document
+from projections.view.facts import view_facts
+from projections.view.fold import evolve, initial_view, instant_of, micros
 from services.zones import PINNED
 from tests.support.steps import collect
 from tests.support.strategies import customer_histories

@@ -9,16 +9,16 @@ from functools import reduce
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from projections.derived_facts import derived_facts, preferred_channel
-from projections.facts import FACTS, facts_of
-from projections.predicates import lookup
 from projections.batch import FoldConfig, Tick, Touch, fold_batch
-from projections.nbc_engine import next_due
-from projections.segments import ENTERED, EXITED, SegmentSet, compile_segments, members_of, segment_facts
-from projections.view_document import to_document
-from projections.view import CustomerView, evolve, initial_view, micros
+from projections.nbc.engine import next_due
+from projections.predicates.derived import derived_facts, preferred_channel
+from projections.predicates.facts import FACTS, facts_of
+from projections.predicates.language import lookup
+from projections.segments.membership import ENTERED, EXITED, SegmentSet, compile_segments, members_of, segment_facts
+from projections.view.document import to_document
+from projections.view.fold import CustomerView, evolve, initial_view, micros
+from services.segments.file import load_segments
 from services.settings import SEGMENTS_FILE
-from services.segments_file import load_segments
 from tests.support import touchpoints as tp
 from tests.support.strategies import customer_histories
 

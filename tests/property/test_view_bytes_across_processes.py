@@ -14,8 +14,8 @@ import hashlib, random
 from functools import reduce
 import orjson
 from projections.touchpoints import CustomerRef
-from projections.view import evolve, initial_view
-from projections.view_document import to_document, to_state
+from projections.view.fold import evolve, initial_view
+from projections.view.document import to_document, to_state
 from tests.support import touchpoints as tp
 
 digest = hashlib.sha256()

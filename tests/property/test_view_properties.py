@@ -9,9 +9,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from projections.codec import from_dict, to_dict
-from projections.lifecycle import Lifecycle
-from projections.view import CustomerView, evolve, initial_view
-from projections.view_document import from_state, to_document, to_state
+from projections.lifecycle.stages import Lifecycle
+from projections.view.document import from_state, to_document, to_state
+from projections.view.fold import CustomerView, evolve, initial_view
 from tests.support.strategies import customer_histories
 
 

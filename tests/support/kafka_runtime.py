@@ -1,6 +1,6 @@
 """The scale-out runtime for the scenario suite: ``register_runtime("kafka", ...)``.
 
-Each runtime is a ``services.stack.Stack`` of its own in the test's data directory: a
+Each runtime is a ``tools.stack.Stack`` of its own in the test's data directory: a
 fresh in-memory Tansu broker and a fresh redis-server (both start in well under a
 second), one view worker and the API, with settings for tests (10 ms fetch wait, 6 s
 session, 0.5 s heartbeat, 4 partitions, a 2 s Kafka request timeout so an unreachable
@@ -26,9 +26,9 @@ from typing import Any
 
 import httpx
 
-from services.stack import Stack
 from tests.support.runtimes import register_runtime, run_replay
 from tests.support.server import TEST_KEYS, Keys, settings_under_test
+from tools.stack import Stack
 
 __all__ = ["KafkaRuntime", "kafka_runtime", "KAFKA_TEST_SETTINGS", "WORKERS"]
 

@@ -18,7 +18,7 @@ from typing import Any
 import httpx
 import yaml
 
-from services.bench.server import free_port
+from tools.bench.server import free_port
 
 __all__ = ["RunningPrometheus"]
 

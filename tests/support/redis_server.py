@@ -1,5 +1,5 @@
 """A private redis-server for integration tests (the product's launcher,
-``services.redis_server``, which ``touchstream up`` uses too), or the one ``REDIS_URL`` names.
+``tools.redis_server``, which ``touchstream up`` uses too), or the one ``REDIS_URL`` names.
 
 ``RedisServer`` starts on a free loopback port in a private temporary directory, without
 persistence unless ``durable=True`` (append-only file fsynced on every write, so
@@ -15,8 +15,8 @@ from __future__ import annotations
 
 import uuid
 
-from services.bench.server import free_port
-from services.redis_server import RedisServer, RedisServerFailed, redis_server_binary
+from tools.bench.server import free_port
+from tools.redis_server import RedisServer, RedisServerFailed, redis_server_binary
 
 __all__ = ["RedisServer", "RedisServerFailed", "redis_server_binary", "unique_prefix", "delete_prefix", "free_port"]
 

@@ -15,7 +15,7 @@ from typing import Any
 
 from aiohttp import web
 
-from services.bench.server import free_port
+from tools.bench.server import free_port
 
 __all__ = ["SchemaRegistryServer"]
 

@@ -23,7 +23,7 @@ from typing import Any
 
 import httpx
 
-from services.bench.server import free_port
+from tools.bench.server import free_port
 
 __all__ = [
     "REPO_ROOT",

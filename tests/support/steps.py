@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from projections.nbc_engine import Decisions, Step
-from projections.view import CustomerView
+from projections.nbc.engine import Decisions, Step
+from projections.view.fold import CustomerView
 
 __all__ = ["collect"]
 

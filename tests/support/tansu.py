@@ -1,5 +1,5 @@
 """A real Tansu broker for integration tests: the product's launcher
-(``services.kafka.tansu``), which the Kafka benchmark uses too.
+(``tools.tansu``), which the Kafka benchmark uses too.
 
 ``TansuBroker`` starts on a free loopback port with in-memory storage, ready once a Kafka
 Metadata request is answered; ``stop()`` (SIGTERM; 5 s while clients are connected),
@@ -7,6 +7,6 @@ Metadata request is answered; ``stop()`` (SIGTERM; 5 s while clients are connect
 storage). Tests that need data to survive a restart must use another storage engine.
 """
 
-from services.kafka.tansu import TansuBroker, TansuFailed, tansu_binary
+from tools.tansu import TansuBroker, TansuFailed, tansu_binary
 
 __all__ = ["TansuBroker", "TansuFailed", "tansu_binary"]

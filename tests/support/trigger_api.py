@@ -14,8 +14,8 @@ from fastapi import FastAPI
 from services.api.auth import KeyRing
 from services.api.serving import DrainingServer
 from services.api.trigger_routes import trigger_router
-from services.bench.server import free_port
 from services.settings import Settings
+from tools.bench.server import free_port
 
 __all__ = ["READ", "Served", "events"]
 

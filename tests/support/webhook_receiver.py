@@ -12,8 +12,8 @@ from typing import Any
 
 from aiohttp import web
 
-from services.bench.server import free_port
 from services.nbc.signing import ReplayCache, ReplayedDelivery, SignatureError, verify
+from tools.bench.server import free_port
 
 __all__ = ["SECRETS", "Receiver", "receiving"]
 

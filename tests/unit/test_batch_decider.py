@@ -12,16 +12,16 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from projections.batch import FoldConfig, Tick, Touch, fold_batch
-from projections.lifecycle import DEFAULT, dwell
-from projections.nbc_engine import ContactEngine
+from projections.lifecycle.stages import DEFAULT, dwell
+from projections.nbc.engine import ContactEngine
+from projections.segments.membership import segment_facts
 from projections.touchpoints import CustomerRef, Touchpoint
-from projections.segments import segment_facts
-from projections.view import CustomerView, micros
-from projections.view_document import STATE_FORMAT, StateFormatError, from_state, to_document, to_state
-from projections.view_facts import view_facts
-from projections.view_state import CASES_LIMIT, SEEN_LIMIT
+from projections.view.document import STATE_FORMAT, StateFormatError, from_state, to_document, to_state
+from projections.view.facts import view_facts
+from projections.view.fold import CustomerView, micros
+from projections.view.state import CASES_LIMIT, SEEN_LIMIT
 from services.nbc.rules_file import load_rules
-from services.segments_file import load_segments
+from services.segments.file import load_segments
 from services.settings import DEFAULT_RULES_FILE, SEGMENTS_FILE
 from services.zones import PINNED
 from tests.support import touchpoints as tp

@@ -22,8 +22,8 @@ from hypothesis import strategies as st
 
 from projections import touchpoints as tp
 from projections.codec import from_dict, to_dict
-from projections.view import evolve, initial_view
-from projections.view_document import to_document
+from projections.view.document import to_document
+from projections.view.fold import evolve, initial_view
 from services.contracts import (
     NotATouchpoint,
     NotSingleObjectEncoded,

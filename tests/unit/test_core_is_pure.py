@@ -23,11 +23,11 @@ def imported_roots(path: Path) -> set[str]:
 
 def test_the_core_imports_only_the_standard_library() -> None:
     allowed = set(sys.stdlib_module_names) | {"projections", "__future__"}
-    offenders = {p.name: imported_roots(p) - allowed for p in CORE.glob("*.py") if imported_roots(p) - allowed}
+    offenders = {p.name: imported_roots(p) - allowed for p in CORE.rglob("*.py") if imported_roots(p) - allowed}
     assert offenders == {}
-    assert len(list(CORE.glob("*.py"))) >= 5
+    assert len(list(CORE.rglob("*.py"))) >= 5
 
 
 def test_the_core_reads_no_clock_and_no_randomness() -> None:
-    hits = [(p.name, m.group()) for p in CORE.glob("*.py") for m in FORBIDDEN.finditer(p.read_text())]
+    hits = [(p.name, m.group()) for p in CORE.rglob("*.py") for m in FORBIDDEN.finditer(p.read_text())]
     assert hits == []

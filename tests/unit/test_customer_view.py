@@ -6,8 +6,8 @@ from decimal import Decimal
 from functools import reduce
 
 from projections.touchpoints import CustomerRef, ExternalId
-from projections.view import RECENT_LIMIT, CustomerView, evolve, initial_view
-from projections.view_document import from_state, to_document, to_state
+from projections.view.document import from_state, to_document, to_state
+from projections.view.fold import RECENT_LIMIT, CustomerView, evolve, initial_view
 from tests.support.touchpoints import at, call, case, consent, email, purchase, survey, visit, web_form
 
 

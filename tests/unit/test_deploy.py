@@ -26,7 +26,7 @@ import yaml
 
 from services.cli import app
 from services.contracts.registry import SCHEMAS_DIR
-from services.kafka.topics import TOPICS_FILE
+from services.scaleout.kafka.topics import TOPICS_FILE
 from services.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -24,8 +24,8 @@ import yaml
 
 from services.api.ops_routes import ops_router
 from services.cli import app as cli
+from services.scaleout.worker.app import create_worker_app
 from services.settings import Settings
-from services.worker.app import create_worker_app
 
 ROOT = Path(__file__).resolve().parents[2]
 KUBERNETES = ROOT / "deploy" / "kubernetes"

@@ -1,4 +1,4 @@
-"""Lifecycle stages: each transition and threshold (projections.lifecycle)."""
+"""Lifecycle stages: each transition and threshold (projections.lifecycle.stages)."""
 
 from __future__ import annotations
 
@@ -6,9 +6,9 @@ from functools import reduce
 
 import pytest
 
-from projections.lifecycle import DAY, Buy, LifecycleConfig, dwell, judge, next_deadline, transition_id
-from projections.view import CustomerView, evolve, initial_view, micros, tick
-from projections.view_document import to_document
+from projections.lifecycle.stages import DAY, Buy, LifecycleConfig, dwell, judge, next_deadline, transition_id
+from projections.view.document import to_document
+from projections.view.fold import CustomerView, evolve, initial_view, micros, tick
 from tests.support.touchpoints import T0, at, call, purchase
 
 DEFAULT = LifecycleConfig()

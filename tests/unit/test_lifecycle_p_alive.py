@@ -12,9 +12,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from projections.alive import WEEK_US, AliveRule
-from projections.lifecycle import DAY, Buy, LifecycleConfig, judge, next_deadline
-from projections.view import evolve, initial_view, micros, tick
+from projections.lifecycle.alive import WEEK_US, AliveRule
+from projections.lifecycle.stages import DAY, Buy, LifecycleConfig, judge, next_deadline
+from projections.view.fold import evolve, initial_view, micros, tick
 from services.value.bgnbd import BgNbd
 from tests.support.touchpoints import T0, at, purchase
 

@@ -2,16 +2,15 @@
 
 from __future__ import annotations
 
-
 from typing import Any
 
 import pytest
 
-from projections.nbc_engine import ContactEngine, Decisions, fold_event, fold_tick, next_due, trigger_id
-from projections.nbc_rules import compile_rules
+from projections.nbc.engine import ContactEngine, Decisions, fold_event, fold_tick, next_due, trigger_id
+from projections.nbc.rules import compile_rules
 from projections.touchpoints import Touchpoint
-from projections.view import initial_view, micros
-from projections.view_document import from_state, to_state
+from projections.view.document import from_state, to_state
+from projections.view.fold import initial_view, micros
 from services.zones import PINNED
 from tests.support.steps import collect
 from tests.support.touchpoints import at, call, case, consent, purchase, survey, visit, web_form

@@ -14,13 +14,13 @@ import yaml
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
-from projections.contact_time import BusinessHours, QuietHours, due_at, parse_duration
-from projections.derived_facts import derived_facts
-from projections.facts import FACTS, event_facts, facts_of
-from projections.nbc_rules import RuleErrors, RuleSet, compile_rules
-from projections.rule_errors import RuleError
-from projections.view import CustomerView, evolve, initial_view
-from projections.view_document import to_document
+from projections.nbc.contact_time import BusinessHours, QuietHours, due_at, parse_duration
+from projections.nbc.rules import RuleErrors, RuleSet, compile_rules
+from projections.predicates.derived import derived_facts
+from projections.predicates.errors import RuleError
+from projections.predicates.facts import FACTS, event_facts, facts_of
+from projections.view.document import to_document
+from projections.view.fold import CustomerView, evolve, initial_view
 from tests.support.touchpoints import at, call, case, purchase
 
 DEFAULT = Path(__file__).resolve().parents[2] / "rules" / "default.yaml"

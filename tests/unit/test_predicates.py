@@ -10,11 +10,11 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from projections.derived_facts import derived_facts
-from projections.facts import EVENT_FACTS, FACTS, event_facts, facts_of
-from projections.predicates import RuleError, compile_predicate
-from projections.view import CustomerView, evolve, initial_view, micros
-from projections.view_document import to_document
+from projections.predicates.derived import derived_facts
+from projections.predicates.facts import EVENT_FACTS, FACTS, event_facts, facts_of
+from projections.predicates.language import RuleError, compile_predicate
+from projections.view.document import to_document
+from projections.view.fold import CustomerView, evolve, initial_view, micros
 from tests.support.strategies import customer_histories
 from tests.support.touchpoints import at, call, case, consent, purchase, survey, web_form
 

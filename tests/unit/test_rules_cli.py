@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from projections.nbc_rules import RuleErrors
+from projections.nbc.rules import RuleErrors
 from services.nbc.rules_file import read_rules
 
 ROOT = Path(__file__).resolve().parents[2]

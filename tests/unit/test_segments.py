@@ -10,12 +10,11 @@ from pathlib import Path
 
 import pytest
 
-from projections.rule_errors import RuleErrors
-from projections.segments import ENTERED, EXITED, compile_segments, changes, members_of
-from projections.view import evolve, initial_view
-from services.segments_file import read_segments
+from projections.predicates.errors import RuleErrors
+from projections.segments.membership import ENTERED, EXITED, changes, compile_segments, members_of
+from projections.view.fold import evolve, initial_view
+from services.segments.file import load_segments, read_segments
 from services.settings import SEGMENTS_FILE
-from services.segments_file import load_segments
 from tests.support import touchpoints as tp
 
 ROOT = Path(__file__).resolve().parents[2]

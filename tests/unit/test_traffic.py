@@ -21,7 +21,7 @@ from projections.codec import from_dict, instant, to_dict
 from projections.identity import resolve
 from services.api.contracts import TOUCHPOINT_ADAPTER
 from services.cli import app
-from services.traffic import DeliveryError, TrafficOptions, generate, labelled, post_http
+from tools.traffic import DeliveryError, TrafficOptions, generate, labelled, post_http
 
 SMALL = TrafficOptions(customers=150, events=3000, seed=5, duplicate_rate=0.01, late_rate=0.02, link_after=300)
 

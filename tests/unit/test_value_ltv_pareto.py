@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from projections.value import (
+from projections.value.ltv import (
     constant_margin_ltv,
     customers_holding,
     lifetime_value,

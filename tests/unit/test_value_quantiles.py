@@ -11,7 +11,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from projections.quantiles import Histogram, LinearBuckets, LogBuckets
+from projections.value.quantiles import Histogram, LinearBuckets, LogBuckets
 
 QUINTILES = [0.2, 0.4, 0.6, 0.8]
 DAY_US = 86_400 * 1_000_000

@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from projections.rfm import (
+from projections.value.rfm import (
     NO_PURCHASE,
     SEGMENT_GRID,
     Rfm,

@@ -11,8 +11,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from projections.rfm import NO_PURCHASE, RfmFigures, add_purchase, figures_of, score
-from projections.rfm_population import DAY_US, RfmPopulation
+from projections.value.rfm import NO_PURCHASE, RfmFigures, add_purchase, figures_of, score
+from projections.value.rfm_population import DAY_US, RfmPopulation
 
 START = 1_700_000_000_000_000
 

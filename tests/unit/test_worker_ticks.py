@@ -11,12 +11,12 @@ import orjson
 import pytest
 
 from projections.batch import FoldConfig
-from projections.view import evolve, initial_view
-from projections.view_document import to_state
-from services.kafka.records import BadRecord, read_record, tick_record
+from projections.view.document import to_state
+from projections.view.fold import evolve, initial_view
+from services.scaleout.kafka.records import BadRecord, read_record, tick_record
+from services.scaleout.worker.fold import decode, due_fetch_size, fold
+from services.scaleout.worker.replay import Replayer
 from services.view_cache import States
-from services.worker.fold import decode, due_fetch_size, fold
-from services.worker.replay import Replayer
 from tests.support.touchpoints import T0, purchase
 
 

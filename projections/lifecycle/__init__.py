@@ -1,0 +1,1 @@
+"""Lifecycle stages: the state machine in which time is data, and the P(alive) rule."""

@@ -1,0 +1,1 @@
+"""The predicate language over a view's facts, the facts catalogue, rule errors."""

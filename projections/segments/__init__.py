@@ -1,0 +1,1 @@
+"""Customer segments: definitions compiled from facts that cannot go stale, membership."""

@@ -1,0 +1,1 @@
+"""Customer value: RFM figures and cells, quantiles, lifetime value, Pareto."""

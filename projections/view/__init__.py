@@ -1,0 +1,1 @@
+"""The 360° customer view: its state, its fold, its documents and facts."""

@@ -1,0 +1,245 @@
+"""The embedded runtime, wired: every port of ``services.ports`` on one process and SQLite.
+
+The embedded platform: one process owning the log, the view store, the projection
+runner and the log writer. After a crash the runner resumes exactly where the last
+committed batch ended and catches up in the background (``/readyz`` shows the log and
+view positions). Closing drains the writer first (every accepted request is answered),
+then stops the runner.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import UTC, datetime
+from typing import Any
+
+import orjson
+import structlog
+
+from projections.codec import instant
+from projections.identity import Identifier
+from projections.lifecycle.stages import Transition
+from projections.value.rfm_cells import Cell, Change
+from projections.view.document import transition_document
+from services import metrics
+from services.clock import ClockScheduler
+from services.embedded import segment_store
+from services.embedded.eventlog import Appended, TouchpointLog, tick_document
+from services.embedded.ingest import GroupCommitter
+from services.embedded.runner import ProjectionRunner
+from services.embedded.segment_reads import EmbeddedSegments
+from services.embedded.viewstore import open_current
+from services.gauges import set_segment_gauges, set_stage_gauges
+from services.gc_tuning import tune_gc
+from services.ports import (
+    Caught,
+    LifecycleFigures,
+    Readiness,
+    TimelinePage,
+    TransitionPage,
+    TriggerPage,
+    cursor_in,
+    cursor_out,
+)
+from services.settings import Settings
+
+__all__ = ["EmbeddedPlatform", "transition_row_document", "feed_position"]
+
+log = structlog.get_logger("touchstream.platform")
+
+
+def transition_row_document(row: dict[str, Any]) -> dict[str, Any]:
+    """A stored transition (a row of the embedded feed) as its LifecycleStageChanged document."""
+    t = Transition(row["sequence"], row["at"], row["from_stage"], row["to_stage"], row["reason"], row["cause"],
+                   row["at"] - row["dwell"])
+    return transition_document(row["customer_id"], t, row["dwell"])
+
+
+def feed_position(after: str | None) -> int:
+    """The SQLite feed row an API cursor names (0: from the start); ValueError for a
+    cursor this API did not give."""
+    if not after:
+        return 0
+    parts = cursor_in(after)
+    if len(parts) != 1 or not parts[0].isdigit():
+        raise ValueError("not a cursor this API returned")
+    return int(parts[0])
+
+
+class EmbeddedPlatform:
+    runtime = "embedded"
+
+    def __init__(self, settings: Settings):
+        self.settings = settings
+        self.log = TouchpointLog(
+            settings.log_path,
+            lock_timeout_seconds=settings.sqlite_lock_timeout_seconds,
+            max_bytes=settings.log_max_bytes,
+        )
+        self.views = open_current(settings.views_path, lock_timeout_seconds=settings.sqlite_lock_timeout_seconds)
+        self.runner = ProjectionRunner(self.log, self.views, settings.fold_config(),
+                                       batch=settings.projection_batch_events, cache_bytes=settings.state_cache_bytes)
+        # A changed definition: re-evaluated. fold_config() always loads the segments file, never None.
+        segment_store.reconcile(self.views, self.runner.segments)  # type: ignore[arg-type]
+        self.segments = EmbeddedSegments(self.views, self.runner.segments)  # type: ignore[arg-type]
+        self.writer = GroupCommitter(
+            self.log, max_events=settings.group_commit_max_events, on_commit=self.runner.notify
+        )
+        self.draining = False
+        self.clock = ClockScheduler(self, settings.clock_tick_seconds)
+
+    async def start(self) -> None:
+        tune_gc()
+        self.runner.start()
+        self.clock.start()
+        log.info("platform_started", runtime=self.runtime, log_position=self.log.head(),
+                 view_position=self.runner.position)
+
+    async def close(self) -> None:
+        self.draining = True
+        await self.clock.stop()
+        self.writer.close()
+        self.runner.stop()
+        self.log.close()
+        self.views.datastore.close()
+        log.info("platform_stopped", view_position=self.runner.position)
+
+    async def append(self, documents: list[dict[str, Any]]) -> list[Appended]:
+        return await self.writer.append(documents)
+
+    async def caught_up(self, min_position: int | None, timeout: float) -> Caught:
+        if min_position and self.runner.position < min_position:  # else no thread needed
+            reached = await asyncio.to_thread(self.runner.wait_for, min_position, timeout)
+            return Caught(reached, self.runner.position)
+        return Caught(True, self.runner.position)
+
+    async def state(self, customer_id: str) -> bytes | None:
+        # SQLite reads off the event loop: a read waiting on the runner's write lock must
+        # not stall every other request
+        return await asyncio.to_thread(self.views.state, customer_id)
+
+    async def owner(self, identifier: Identifier) -> str | None:
+        owners = await asyncio.to_thread(self.views.owners, [identifier])
+        return owners.get(identifier)
+
+    async def timeline(self, customer_id: str, limit: int, cursor: str | None) -> TimelinePage:
+        before = None
+        if cursor:
+            parts = cursor_in(cursor)
+            if len(parts) != 2 or not parts[1].isdigit():
+                raise ValueError("not a cursor this API returned")
+            before = (parts[0], int(parts[1]))
+        # Up to 500 log records: read off the event loop so other requests keep flowing.
+        page = await asyncio.to_thread(self.views.timeline_positions, customer_id, limit=limit + 1, before=before)
+        more, page = len(page) > limit, page[:limit]
+        found = await asyncio.to_thread(self.log.at_positions, [p for _, p in page])
+        records = {r.position: r for r in found}
+        events = [{"position": p, **records[p].document()} for _, p in page if p in records]
+        return TimelinePage(events, cursor_out(*page[-1]) if more else None)
+
+    async def conflicts(self, after: int, limit: int) -> list[dict[str, Any]]:
+        rows = await asyncio.to_thread(self.views.rows, "identity_conflicts", after=after, limit=limit)
+        for row in rows:
+            row["identifiers"] = orjson.loads(row.pop("detail"))
+        return rows
+
+    async def dead_letters(self, after: int, limit: int) -> list[dict[str, Any]]:
+        rows = await asyncio.to_thread(self.views.rows, "dead_letters", after=after, limit=limit)
+        for row in rows:
+            row.pop("record")
+        return rows
+
+    async def readiness(self) -> Readiness:
+        checks: dict[str, str] = {}
+        try:
+            head = await asyncio.to_thread(self.log.head)
+            checks["log"] = "ok"
+        except Exception as error:  # noqa: BLE001
+            head, checks["log"] = 0, f"failing: {type(error).__name__}"
+        runner = self.runner
+        checks["projection"] = (
+            "ok" if runner.alive and runner.failed is None
+            else f"failing: {type(runner.failed).__name__}" if runner.failed else "stopped"
+        )
+        checks["writer"] = "ok" if self.writer.alive else "stopped"
+        checks["draining"] = "yes" if self.draining else "no"
+        return Readiness(checks, head, runner.position)
+
+    async def refresh_gauges(self) -> None:
+        await asyncio.to_thread(self._refresh_gauges)
+
+    async def append_tick(self, at: datetime) -> int:
+        (position, _), = await self.writer.append([tick_document(at, datetime.now(UTC))])
+        return position
+
+    async def transitions(self, after: str | None, limit: int, customer_id: str | None) -> TransitionPage:
+        start = feed_position(after)
+        rows = await asyncio.to_thread(self.views.transitions, after=start, limit=limit, customer_id=customer_id)
+        page = [transition_row_document(r) for r in rows]
+        return TransitionPage(page, cursor_out(rows[-1]["feed"]) if rows else after)
+
+    async def purchase_histories(self) -> list[tuple[int, int, int]]:
+        return await asyncio.to_thread(self.views.purchase_histories)
+
+    async def save_model(self, name: str, body: bytes) -> None:
+        await asyncio.to_thread(self.views.save_model, name, body)
+
+    async def rfm_cells(self) -> dict[Cell, Change]:
+        return await asyncio.to_thread(self.views.rfm_cells)
+
+    async def model(self, name: str) -> bytes | None:
+        return await asyncio.to_thread(self.views.model, name)
+
+    async def lifecycle_figures(self, start: int, end: int) -> LifecycleFigures:
+        stages = await asyncio.to_thread(self.views.stage_counts)
+        moves = await asyncio.to_thread(self.views.transitions_between, start, end)
+        return LifecycleFigures(stages, moves)
+
+    async def triggers(self, after: str | None, limit: int, channel: str | None,
+                       customer_id: str | None) -> TriggerPage:
+        start = feed_position(after)
+        rows = await asyncio.to_thread(self.views.triggers, after=start, limit=limit, channel=channel,
+                                       customer_id=customer_id)
+        return TriggerPage([orjson.loads(doc) for _, doc in rows], cursor_out(rows[-1][0]) if rows else after)
+
+    async def contact_figures(self) -> dict[tuple[str, int, str, str], int]:
+        return await asyncio.to_thread(self.views.contact_figures)
+
+    async def count_delivered(self, rule: str, version: int, channel: str, trigger_id: str) -> bool:
+        return await asyncio.to_thread(self.views.count_delivered, rule, version, channel, trigger_id)
+
+    async def hold_lease(self, name: str, owner: str, seconds: float) -> bool:
+        return True  # one process owns the embedded platform's data
+
+    async def release_lease(self, name: str, owner: str) -> None:
+        return None
+
+    async def delivery_cursor(self, name: str) -> str | None:
+        return await asyncio.to_thread(self.views.delivery_cursor, name)
+
+    async def save_delivery_cursor(self, name: str, cursor: str) -> None:
+        await asyncio.to_thread(self.views.save_delivery_cursor, name, cursor)
+
+    async def store_delivery_dead_letter(self, letter: dict[str, Any]) -> None:
+        await asyncio.to_thread(self.views.store_delivery_dead_letter, letter["trigger_id"], letter["channel"],
+                                letter["at"], orjson.dumps(letter))
+
+    async def delivery_dead_letters(self, channel: str | None, limit: int) -> list[dict[str, Any]]:
+        rows = await asyncio.to_thread(self.views.delivery_dead_letters, channel, limit)
+        return [orjson.loads(r) for r in rows]
+
+    def _refresh_gauges(self) -> None:
+        """Lag figures are computed when scraped: log head, view position, oldest pending age."""
+        set_stage_gauges(self.views.stage_counts())
+        set_segment_gauges(self.segments.definitions, segment_store.counts(self.views))
+        head, position = self.log.head(), self.runner.position
+        metrics.LOG_POSITION.set(head)
+        metrics.PROJECTION_POSITION.set(position)
+        metrics.PROJECTION_LAG_EVENTS.set(max(0, head - position))
+        age = 0.0
+        if head > position:
+            pending = self.log.read(position, 1)
+            if pending:
+                received = instant(pending[0].document()["received_at"])
+                age = max(0.0, (datetime.now(UTC) - received).total_seconds())
+        metrics.PROJECTION_LAG_SECONDS.set(age)

@@ -1,0 +1,229 @@
+"""The projection runner: follows the log and folds it into the view store, in batches.
+
+Each batch: read up to N log records after the tracked position, decode them, load the
+states they may touch, fold them with the core's one batch decider
+(``projections.batch.fold_batch``: identities, views, stages, next best contact,
+segments), then commit views, identity links, timeline rows, conflicts, dead letters,
+everything decided *and* the tracking position in one SQLite transaction.
+
+Business rule: a record that cannot be decoded or folded is never dropped and never
+stops the runner: it goes to ``dead_letters`` with the reason, and the position moves on.
+Per-event I/O is what would limit throughput, so reads and writes are per batch, and
+recently folded states are kept in a cache bounded in bytes (the runner is the only writer).
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+import orjson
+import structlog
+
+from projections.batch import BatchResult, FoldConfig, Record, Rejected, Tick, Touch, fold_batch
+from projections.codec import format_instant, from_dict, instant
+from projections.identity import identifiers_of
+from projections.segments.membership import Memo
+from projections.view.document import to_state
+from projections.view.fold import micros
+from services import metrics
+from services.embedded.eventlog import LoggedTouchpoint, TouchpointLog
+from services.embedded.viewstore import ViewChanges, ViewStore, dumps
+from services.nbc.figures import count_contact_figures
+from services.view_cache import States, ViewCache
+
+__all__ = ["ProjectionRunner", "fold_records"]
+
+log = structlog.get_logger("touchstream.runner")
+
+MEMO_LIMIT = 100_000  # segment answers kept between batches (a few hundred bytes each)
+
+
+def _decode(record: LoggedTouchpoint) -> Record:
+    try:
+        document = record.document()
+        if record.topic.startswith("clock/"):
+            return Tick(record.position, document["event_id"], micros(instant(document["at"])))
+        return Touch(record.position, from_dict(document))
+    except Exception as error:  # noqa: BLE001 - any decoding failure is a dead letter
+        return Rejected(record.position, f"undecodable: {type(error).__name__}: {error}")
+
+
+def fold_records(records: list[LoggedTouchpoint], store: ViewStore, cache: ViewCache, config: FoldConfig, *,
+                 clock: int | None = None, memo: Memo | None = None) -> ViewChanges:
+    """The embedded adapter around ``projections.batch.fold_batch``: decode the log
+    records, load what the batch may touch (the owners of its identifiers, the customers
+    it names, the customers its ticks may visit), fold, and turn the result into the
+    changes to commit (no writes, no metrics here: a failed commit is retried, and must
+    not count twice). ``clock``: the latest clock tick folded before the batch."""
+    decoded = [_decode(record) for record in records]
+    touches = [d for d in decoded if isinstance(d, Touch)]
+    owners = store.owners({i for t in touches for i in identifiers_of(t.event.customer)})
+    customers = set(owners.values()) | {c for t in touches if (c := t.event.customer.customer_id)}
+    due_stored = {t.tick_id: store.due(t.at, config.tick_limit + len(records))
+                  for t in decoded if isinstance(t, Tick)}
+    customers.update(c for entries in due_stored.values() for c, _ in entries)
+    result = fold_batch(States(cache.states(customers)), decoded, config, clock=clock, owners=owners,
+                        due_stored=due_stored, memo=memo)
+    return _changes(result, records)
+
+
+def _changes(result: BatchResult, records: list[LoggedTouchpoint]) -> ViewChanges:
+    raw = {record.position: record.state for record in records}
+    changes = ViewChanges(position=records[-1].position, clock=result.clock)
+    changes.views = {cid: dumps(to_state(view)) for cid, view in result.views.items()}
+    changes.links = result.links
+    changes.timeline = [(row.customer_id, format_instant(row.event.occurred_at), row.key) for row in result.timeline]
+    changes.conflicts = [(c.key, c.event_id, c.customer_id,
+                          orjson.dumps([{"kind": i[0], "owner": owner} for i, owner in c.identifiers]))
+                         for c in result.conflicts]
+    changes.dead_letters = [(d.key, d.event_id or _event_id(raw[d.key]), d.reason[:500], raw[d.key])
+                            for d in result.dead_letters]
+    changes.visited = result.visited
+    changes.tick_failures = len(result.tick_failures)
+    changes.transitions, changes.stages, changes.deadlines = result.transitions, result.stages, result.deadlines
+    changes.rfm, changes.segments = result.rfm, result.segments
+    changes.triggers, changes.outcomes, changes.figures = result.triggers, result.outcomes, result.figures
+    return changes
+
+
+def _event_id(state: bytes) -> str | None:
+    try:
+        return orjson.loads(state).get("event_id")
+    except Exception:  # noqa: BLE001 - an unreadable record has no id to report
+        return None
+
+
+def _age_seconds(record: LoggedTouchpoint) -> float:
+    """Seconds since the record was received (0 for a record without a readable received_at)."""
+    try:
+        return max(0.0, time.time() - instant(orjson.loads(record.state)["received_at"]).timestamp())
+    except Exception:  # noqa: BLE001 - a dead letter has no age worth reporting
+        return 0.0
+
+
+def _count(changes: ViewChanges) -> None:
+    """Metrics and log lines for what a batch committed (never for a batch that failed)."""
+    for position, _, reason, _ in changes.dead_letters:
+        kind = reason.split(":", 1)[0]
+        metrics.child(metrics.DEAD_LETTERS, kind).inc()
+        log.warning("dead_letter", position=position, reason=kind)
+    if changes.conflicts:
+        metrics.IDENTITY_CONFLICTS.inc(len(changes.conflicts))
+    metrics.VIEWS_WRITTEN.inc(len(changes.views))
+    for _, t, _ in changes.transitions:
+        metrics.child(metrics.LIFECYCLE_TRANSITIONS, t.from_stage, t.to_stage).inc()
+    count_contact_figures(changes.figures)
+    if changes.visited:
+        metrics.LIFECYCLE_TICK_DUE.inc(changes.visited)
+    if changes.tick_failures:
+        metrics.TICK_FAILURES.inc(changes.tick_failures)
+        log.error("tick_failed", customers=changes.tick_failures)
+
+
+class ProjectionRunner:
+    """A thread that keeps the view store up to date with the log."""
+
+    def __init__(self, log_: TouchpointLog, store: ViewStore, config: FoldConfig | None = None, *,
+                 batch: int = 2000, cache_bytes: int = 256 << 20, until: int | None = None, linger: float = 0.005):
+        self.log, self.store, self.batch, self.until = log_, store, batch, until
+        self.config = config or FoldConfig()
+        self.segments = self.config.segments
+        self.segment_memo: Memo = {}  # segment answers of recently folded views (projections.segments.membership)
+        self.clock = store.clock()
+        self.linger = linger
+        self.cache = ViewCache(store, cache_bytes)
+        self.position = store.position()
+        self._changed = threading.Condition()
+        self._appended = 0  # commits announced by the writer; read under the lock
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self.on_batch: Callable[[int, int], Any] | None = None
+        self.failed: BaseException | None = None
+
+    def notify(self) -> None:
+        """Called by the writer after a commit: there is something new to read."""
+        with self._changed:
+            self._appended += 1
+            self._changed.notify_all()
+
+    def run_once(self) -> int:
+        limit = self.batch if self.until is None else min(self.batch, self.until - self.position)
+        records = self.log.read(self.position, limit) if limit > 0 else []
+        if not records:
+            return 0
+        started = time.perf_counter()
+        changes = fold_records(records, self.store, self.cache, self.config, clock=self.clock, memo=self._memo())
+        self.store.commit(changes)
+        self.cache.keep(changes.views)
+        self.clock = changes.clock
+        _count(changes)
+        with self._changed:
+            self.position = changes.position
+            self._changed.notify_all()
+        metrics.PROJECTION_BATCH_SECONDS.observe(time.perf_counter() - started)
+        metrics.VIEW_LATENCY_SECONDS.observe(_age_seconds(records[0]))  # the batch's oldest: its worst case
+        metrics.PROJECTED_EVENTS.inc(len(records))
+        metrics.PROJECTION_POSITION.set(self.position)
+        return len(records)
+
+    def _memo(self) -> Memo:
+        if len(self.segment_memo) > MEMO_LIMIT:  # bounded: it only spares evaluations
+            self.segment_memo.clear()
+        return self.segment_memo
+
+    def catch_up(self) -> None:
+        while self.run_once():
+            pass
+
+    def _loop(self) -> None:
+        backoff = 0.05
+        while not self._stop.is_set():
+            try:
+                with self._changed:
+                    seen = self._appended  # taken before reading: a commit after this wakes us
+                folded = self.run_once()
+                if folded:
+                    backoff = 0.05
+                    if folded < self.batch // 4:
+                        # Trickling in: let a few milliseconds of events gather so the
+                        # fixed cost of a batch (queries, commit) is shared.
+                        self._stop.wait(self.linger)
+                    continue
+                with self._changed:
+                    if self._appended == seen:
+                        self._changed.wait(0.2)
+            except Exception as error:  # noqa: BLE001 - storage trouble: wait and retry
+                self.failed = error
+                log.error("projection_batch_failed", error=type(error).__name__, detail=str(error)[:200])
+                self._stop.wait(backoff)
+                backoff = min(backoff * 2, 2.0)
+            else:
+                self.failed = None
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._loop, name="projection-runner", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self.notify()
+        if self._thread is not None:
+            self._thread.join(timeout=10)
+
+    @property
+    def alive(self) -> bool:
+        return self._thread is not None and self._thread.is_alive()
+
+    def wait_for(self, position: int, timeout: float) -> bool:
+        """Block until the views include ``position`` (read-your-writes); False on timeout."""
+        deadline = time.monotonic() + timeout
+        with self._changed:
+            while self.position < position:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return False
+                self._changed.wait(left)
+        return True

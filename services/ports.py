@@ -1,0 +1,241 @@
+"""The ports: what the HTTP API and the feature shells need of a runtime.
+
+The API is written once against these narrow Protocols; ``services.embedded.platform``
+(one process, SQLite) and ``services.scaleout.platform`` (Kafka + Redis) implement every
+one of them with the same meaning, so the behavioural scenario suite passes on both. A
+router, the value job or webhook delivery names only the ports it uses.
+
+Positions: ingest gives every accepted event a position (an integer, increasing in the
+order events were acknowledged); a read passing ``min_position`` sees every event
+acknowledged at or below it, or is told it cannot yet (``Caught.reached`` false).
+Cursors are opaque strings (``cursor_out``/``cursor_in``); a cursor a port did not give
+is a ``ValueError``. Storage that cannot take events raises ``StorageUnavailable``.
+"""
+
+from __future__ import annotations
+
+import base64
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, NamedTuple, Protocol
+
+from projections.identity import Identifier
+from projections.value.rfm_cells import Cell, Change
+from services.segments.changes import SegmentSource
+from services.settings import Settings
+
+__all__ = ["Runtime", "Intake", "CustomerReads", "LifecycleReads", "Health", "ValueStore", "TriggerFeed",
+           "DeliveryLedger", "SegmentReads", "Platform", "Caught", "TimelinePage", "Readiness", "TransitionPage",
+           "TriggerPage", "LifecycleFigures", "StorageUnavailable", "cursor_out", "cursor_in"]
+
+
+class StorageUnavailable(Exception):
+    """The log could not durably store the events (locked, full, I/O error, broker down)."""
+
+
+class Caught(NamedTuple):
+    reached: bool
+    position: int  # the position the views include (as far as known)
+
+
+@dataclass(frozen=True, slots=True)
+
+
+class TimelinePage:
+    events: list[dict[str, Any]]  # {"position": int | None, **canonical document}, newest first
+    next_cursor: str | None
+
+
+@dataclass(frozen=True, slots=True)
+
+
+class Readiness:
+    checks: dict[str, str]
+    log_position: int
+    view_position: int
+
+    @property
+    def ready(self) -> bool:
+        return all(v == "ok" for k, v in self.checks.items() if k != "draining") and self.checks.get("draining") != "yes"
+
+
+@dataclass(frozen=True, slots=True)
+
+
+class TransitionPage:
+    transitions: list[dict[str, Any]]  # LifecycleStageChanged documents, feed order
+    next_cursor: str | None
+
+
+@dataclass(frozen=True, slots=True)
+
+
+class TriggerPage:
+    triggers: list[dict[str, Any]]  # trigger documents (projections.nbc.document), oldest first
+    next_cursor: str | None  # pass back as ``after``; stays put when nothing is new
+
+
+@dataclass(frozen=True, slots=True)
+
+
+class LifecycleFigures:
+    stages: dict[str, int]
+    transitions: list[tuple[str, str, int]]  # (from, to, dwell µs)
+
+
+class Runtime(Protocol):
+    """What every port carries: which runtime, its settings, whether it is stopping."""
+
+    runtime: str
+
+    settings: Settings
+
+    draining: bool
+
+
+class Intake(Runtime, Protocol):
+    """Ingest: events into the log, clock ticks, and how far the views have caught up."""
+
+    async def append(self, documents: list[dict[str, Any]]) -> Sequence[tuple[int, bool]]:
+        """Store the canonical documents durably; (position, duplicate) for each, in order.
+        Raises ``services.embedded.ingest.StorageUnavailable`` when storage cannot take them."""
+        ...
+
+    async def caught_up(self, min_position: int | None, timeout: float) -> Caught: ...
+
+    async def append_tick(self, at: datetime) -> int:
+        """Append a clock tick at ``at`` to the log (scale-out: to every partition); the
+        position a read can wait for to see its effects. Idempotent per instant."""
+        ...
+
+
+class CustomerReads(Runtime, Protocol):
+    """The 360° view, the timeline, identity conflicts and dead letters."""
+
+    async def caught_up(self, min_position: int | None, timeout: float) -> Caught: ...
+
+    async def state(self, customer_id: str) -> bytes | None:
+        """The stored state (JSON of ``to_state``) of a customer, or None."""
+        ...
+
+    async def owner(self, identifier: Identifier) -> str | None: ...
+
+    async def timeline(self, customer_id: str, limit: int, cursor: str | None) -> TimelinePage:
+        """Newest event time first; ``cursor`` is a ``next_cursor`` this platform gave
+        (``ValueError`` when it is not one)."""
+        ...
+
+    async def conflicts(self, after: int, limit: int) -> list[dict[str, Any]]:
+        """Identity conflicts with position above ``after``: {position, event_id,
+        customer_id, identifiers: [{kind, owner}]}, by position."""
+        ...
+
+    async def dead_letters(self, after: int, limit: int) -> list[dict[str, Any]]: ...
+
+
+class LifecycleReads(Runtime, Protocol):
+    """The lifecycle transition feed and the stage figures."""
+
+    async def transitions(self, after: str | None, limit: int, customer_id: str | None) -> TransitionPage:
+        """The transition feed, oldest first from the cursor ``after`` (a ``next_cursor``;
+        ``ValueError`` when it is not one)."""
+        ...
+
+    async def lifecycle_figures(self, start: int, end: int) -> LifecycleFigures:
+        """Customers per stage now, and (from, to, dwell µs) of transitions with
+        ``start <= at < end`` (µs)."""
+        ...
+
+    async def append_tick(self, at: datetime) -> int:
+        """Append a clock tick at ``at`` to the log (scale-out: to every partition); the
+        position a read can wait for to see its effects. Idempotent per instant."""
+        ...
+
+
+class Health(Runtime, Protocol):
+    """Readiness and the gauges computed when scraped."""
+
+    async def readiness(self) -> Readiness: ...
+
+    async def refresh_gauges(self) -> None: ...
+
+
+class ValueStore(Runtime, Protocol):
+    """What the value model reads and keeps: purchase histories, RFM cells, fitted models."""
+
+    async def purchase_histories(self) -> list[tuple[int, int, int]]:
+        """(first purchase µs, last purchase µs, purchases) of every customer who bought."""
+        ...
+
+    async def save_model(self, name: str, body: bytes) -> None: ...
+
+    async def model(self, name: str) -> bytes | None: ...
+
+    async def rfm_cells(self) -> dict[Cell, Change]:
+        """The portfolio's RFM cells (every partition's, merged)."""
+        ...
+
+
+class TriggerFeed(Runtime, Protocol):
+    """Next-best-contact triggers and their per-rule figures."""
+
+    async def triggers(self, after: str | None, limit: int, channel: str | None,
+                       customer_id: str | None) -> TriggerPage:
+        """Next-best-contact triggers after the cursor, oldest first (one channel or all)."""
+
+    async def contact_figures(self) -> dict[tuple[str, int, str, str], int]:
+        """Per-rule figures: (rule, version, channel or "", figure) -> count."""
+
+    async def delivery_dead_letters(self, channel: str | None, limit: int) -> list[dict[str, Any]]:
+        """The latest delivery dead letters, newest first."""
+
+
+class DeliveryLedger(Runtime, Protocol):
+    """Webhook delivery's bookkeeping: cursors, leases, counts once per trigger, dead letters."""
+
+    async def count_delivered(self, rule: str, version: int, channel: str, trigger_id: str) -> bool:
+        """Count a delivery once per trigger; whether this call counted it."""
+
+    async def hold_lease(self, name: str, owner: str, seconds: float) -> bool:
+        """Take or renew the named lease for ``owner``; whether it holds it now."""
+
+    async def release_lease(self, name: str, owner: str) -> None: ...
+
+    async def delivery_cursor(self, name: str) -> str | None: ...
+
+    async def save_delivery_cursor(self, name: str, cursor: str) -> None: ...
+
+    async def store_delivery_dead_letter(self, letter: dict[str, Any]) -> None:
+        """A trigger a webhook gave up on (``DeliveryDeadLetter`` as a dict)."""
+
+
+class SegmentReads(Runtime, Protocol):
+    """Customer segments: counts, members, the entry/exit feed."""
+
+    @property
+    def segments(self) -> SegmentSource:
+        """Segment counts, members, entry/exit feed (services.embedded.segment_reads)."""
+        ...
+
+
+class Platform(Intake, CustomerReads, LifecycleReads, Health, ValueStore, TriggerFeed, DeliveryLedger, SegmentReads,
+               Protocol):
+    """A whole runtime, as ``touchstream run`` wires it: every port, and its start and stop.
+    Each consumer (a router, the value job, webhook delivery) asks only for the ports it uses."""
+
+    async def start(self) -> None: ...
+
+    async def close(self) -> None: ...
+
+
+def cursor_out(*parts: str | int) -> str:
+    return base64.urlsafe_b64encode("|".join(str(p) for p in parts).encode()).decode()
+
+
+def cursor_in(cursor: str) -> list[str]:
+    try:
+        # the last part may itself hold "|" (an event id is free text): split once
+        return base64.urlsafe_b64decode(cursor.encode()).decode().split("|", 1)
+    except (ValueError, UnicodeDecodeError):
+        raise ValueError("not a cursor this API returned") from None

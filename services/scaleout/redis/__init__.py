@@ -1,0 +1,1 @@
+"""The Redis view store: keys, the typed fenced partition commit, segments."""

@@ -1,0 +1,215 @@
+"""Segments in the scale-out view store (Redis): members, counts, the entry/exit feed.
+
+Keys (docs/REDIS_KEYS.md):
+
+* ``{prefix}:segment:{id}`` hash: customer id -> since (µs) for every member; its length
+  is the segment's size. A customer belongs to one partition, so only that partition's
+  worker writes their fields, in the fenced commit of the batch that changed them.
+* ``{prefix}:segment-changes`` stream, field ``record``: ``SegmentMembershipChanged``
+  JSON, in commit order (``GET /v1/segments/changes``).
+* ``{prefix}:segment-definitions`` hash: segment id -> ``version:fingerprint`` the members
+  were computed for (``touchstream segments rebuild`` writes it).
+
+``SegmentWrites`` is what a batch adds to the fenced commit (``services.scaleout.redis.views``);
+``RedisSegments`` is the API's ``SegmentSource``; ``rebuild`` re-evaluates every stored
+view when the definitions changed (workers stopped: it is not fenced against them).
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+
+from projections.codec import instant
+from projections.segments.membership import ENTERED, EXITED, Change, SegmentSet, members_of, since_of
+from projections.view.document import from_state
+from projections.view.state import micros
+
+__all__ = ["SegmentWrites", "segment_key", "RedisSegments", "rebuild", "definitions_key"]
+
+
+@dataclass(slots=True)
+class SegmentWrites:
+    members: list[tuple[str, str, int | None]] = field(default_factory=list)  # segment, customer, since (None: out)
+    feed: list[bytes] = field(default_factory=list)  # SegmentMembershipChanged JSON, in order
+
+
+def segment_key(prefix: str, segment: str | None) -> str:
+    """The members hash of ``segment``; None: the entry/exit feed stream."""
+    return f"{prefix}:segment-changes" if segment is None else f"{prefix}:segment:{segment}"
+
+
+def definitions_key(prefix: str) -> str:
+    return f"{prefix}:segment-definitions"
+
+
+def _stamp(definitions: SegmentSet) -> dict[str, str]:
+    return {s.id: f"{s.version}:{s.fingerprint}" for s in definitions.segments}
+
+
+class RedisSegments:
+    """``SegmentSource`` over Redis; reads go through the view store's client."""
+
+    def __init__(self, store: Any, definitions: SegmentSet, max_future_seconds: int = 0) -> None:
+        self.store, self.definitions, self.margin = store, definitions, max_future_seconds
+        self._prefix = store.keys.prefix
+
+    async def counts(self) -> dict[str, int]:
+        pipe = self.store._redis.pipeline(transaction=False)  # noqa: SLF001 - the store's one client
+        for s in self.definitions.segments:
+            pipe.hlen(segment_key(self._prefix, s.id))
+        sizes = await self.store._call(pipe.execute())  # noqa: SLF001
+        return {s.id: int(n) for s, n in zip(self.definitions.segments, sizes, strict=True)}
+
+    async def window(self, start: int, end: int) -> dict[str, dict[str, int]]:
+        """Scan the feed from the stream id of ``start`` less the future margin (a change is
+        committed after its event time, which is at most that far ahead of the clock)."""
+        out: dict[str, dict[str, int]] = {}
+        first_ms = max(0, (start - self.margin * 1_000_000) // 1000)
+        cursor = f"({first_ms - 1}-18446744073709551615" if first_ms else "-"
+        while True:
+            entries = await self._entries(cursor, 5000)
+            if not entries:
+                return out
+            for entry_id, record in entries:
+                cursor = f"({entry_id}"
+                change = orjson.loads(record)
+                at = change["at"]
+                if at is not None and start <= micros(instant(at)) < end:
+                    row = out.setdefault(change["segment"], {ENTERED: 0, EXITED: 0})
+                    row[change["kind"]] += 1
+
+    async def _entries(self, start: str, count: int) -> list[tuple[str, bytes]]:
+        raw = await self.store._call(self.store._redis.xrange(segment_key(self._prefix, None), min=start,  # noqa: SLF001
+                                                              count=count))
+        return [(i.decode(), fields[b"record"]) for i, fields in raw]
+
+    async def members(self, segment: str) -> AsyncIterator[tuple[str, int | None, bytes]]:
+        """Every member in HSCAN order (not sorted: a hash has no order), states in MGETs."""
+        cursor = 0
+        key = segment_key(self._prefix, segment)
+        while True:
+            cursor, found = await self.store._call(self.store._redis.hscan(key, cursor, count=1000))  # noqa: SLF001
+            if found:
+                ids = [c.decode() for c in found]
+                states = await self.store.states(ids)
+                for cid in sorted(ids):
+                    if cid in states:
+                        yield cid, int(found[cid.encode()]), states[cid]
+            if not cursor:
+                return
+
+    async def changes(self, after: str | None, limit: int, segment: str | None) -> Any:
+        from services.segments.changes import ChangePage  # the protocol's module imports this one's users
+
+        start = "-"
+        if after:
+            if not _is_stream_id(after):
+                raise ValueError("not a cursor this API returned")
+            start = f"({after}"
+        page: list[dict[str, Any]] = []
+        cursor = after
+        scanned = 0
+        while len(page) < limit and scanned < 100_000:
+            entries = await self._entries(start, max(limit, 500) if segment else limit)
+            if not entries:
+                break
+            scanned += len(entries)
+            for entry_id, record in entries:
+                cursor, start = entry_id, f"({entry_id}"
+                change = orjson.loads(record)
+                if segment is None or change["segment"] == segment:
+                    page.append(change)
+                    if len(page) == limit:
+                        break
+        return ChangePage(page, cursor)
+
+
+def _is_stream_id(text: str) -> bool:
+    left, _, right = text.partition("-")
+    return left.isdigit() and right.isdigit()
+
+
+async def check_definitions(store: Any, definitions: SegmentSet) -> list[str]:
+    """The segments whose definition differs from the one the members were last rebuilt
+    for (none when no rebuild ever ran, or when Redis cannot be read now); a worker logs
+    them at start: their members follow the new definition only for customers it touches
+    until ``touchstream segments rebuild`` runs."""
+    try:
+        stored = await stored_definitions(store)
+    except Exception:  # noqa: BLE001 - the worker starts anyway; its stall logic handles Redis
+        return []
+    if not stored:
+        return []
+    current = _stamp(definitions)
+    return sorted({*stored, *current} - {k for k in current if stored.get(k) == current[k]})
+
+
+async def stored_definitions(store: Any) -> dict[str, str]:
+    raw = await store._call(store._redis.hgetall(definitions_key(store.keys.prefix)))  # noqa: SLF001
+    return {k.decode(): v.decode() for k, v in raw.items()}
+
+
+async def rebuild(store: Any, definitions: SegmentSet) -> list[Change]:
+    """Re-evaluate every stored view against the segments whose definition differs from
+    the stored one (and drop removed segments); write members, the feed and the new
+    definitions. Run with the workers stopped. Returns the entries and exits."""
+    from services.segments.changes import change_document, change_id
+
+    stored = await stored_definitions(store)
+    current = _stamp(definitions)
+    changed = SegmentSet(tuple(s for s in definitions.segments if stored.get(s.id) != current[s.id]))
+    removed = [sid for sid in stored if sid not in current]
+    if not changed.segments and not removed:
+        return []
+    prefix, redis = store.keys.prefix, store._redis  # noqa: SLF001
+    was: set[tuple[str, str]] = set()
+    for s in (*(x.id for x in changed.segments), *removed):
+        async for cid, _ in redis.hscan_iter(segment_key(prefix, s)):
+            was.add((s, cid.decode()))
+    moves: list[Change] = []
+    batch: list[bytes] = []
+
+    async def evaluate() -> None:
+        for raw in await store._call(redis.mget(batch)):  # noqa: SLF001
+            if raw is None:
+                continue
+            view = from_state(orjson.loads(raw))
+            now = members_of(view, changed)
+            for s in changed.segments:
+                held = (s.id, view.customer_id) in was
+                was.discard((s.id, view.customer_id))
+                if held != (s.id in now):
+                    moves.append(Change(view.customer_id, s.id, s.version, ENTERED if s.id in now else EXITED,
+                                        since_of(view)))
+        batch.clear()
+
+    async for name in redis.scan_iter(match=store.keys.state("").replace("*", r"\*") + "*", count=2000):
+        batch.append(name)
+        if len(batch) >= 1000:
+            await evaluate()
+    if batch:
+        await evaluate()
+    versions = {sid: int(stored[sid].split(":")[0]) for sid in removed}
+    moves += [Change(cid, sid, versions.get(sid, 0), EXITED, None) for sid, cid in sorted(was)]
+    cause = "definition:" + ",".join(f"{s.id}@{s.fingerprint}" for s in changed.segments)
+    pipe = redis.pipeline(transaction=True)
+    for ch in moves:
+        key = segment_key(prefix, ch.segment)
+        if ch.kind == ENTERED:
+            pipe.hset(key, ch.customer_id, ch.at or 0)
+        else:
+            pipe.hdel(key, ch.customer_id)
+        document = change_document(change_id(ch, cause), ch.segment, ch.version, ch.customer_id, ch.kind, ch.at,
+                                   cause)
+        pipe.xadd(segment_key(prefix, None), {"record": orjson.dumps(document)})
+    for sid in removed:
+        pipe.delete(segment_key(prefix, sid))
+        pipe.hdel(definitions_key(prefix), sid)
+    if current:
+        pipe.hset(definitions_key(prefix), mapping={s.id: current[s.id] for s in changed.segments} or current)
+    await store._call(pipe.execute())  # noqa: SLF001
+    return moves

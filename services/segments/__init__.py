@@ -1,0 +1,1 @@
+"""Customer segments in the shell: segment files and the ``touchstream segments`` commands."""
