@@ -52,6 +52,7 @@ test-fast: install services
 
 bench: install services
 	$(BIN)/touchstream bench --kafka
+	$(BIN)/touchstream bench --decider --kafka
 
 schemas: install
 	$(BIN)/touchstream schemas

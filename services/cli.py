@@ -206,8 +206,9 @@ def bench(
     spine: Annotated[bool, typer.Option(help="the embedded runtime's figures")] = True,
     kafka: Annotated[bool, typer.Option(help="the view worker beside naive faust and the raw-consumer ceiling, "
                                              "on a private Tansu broker (needs the test extra)")] = False,
-    decider: Annotated[bool, typer.Option(help="the batch decider beside a baseline revision checked out from git: "
-                                               "cost and state bytes against history length, runner and worker")] = False,
+    decider: Annotated[bool, typer.Option(help="only the batch decider beside a baseline revision checked out from "
+                                               "git: cost and state bytes against history length, the runner, "
+                                               "with --kafka the worker")] = False,
     baseline: Annotated[str, typer.Option(help="the revision --decider compares with")] = "cc49017",
 ) -> None:
     """Measure the spine's figures beside a same-run baseline (docs/BENCHMARKS.md)."""
@@ -216,10 +217,11 @@ def bench(
     if scale not in SCALES:
         raise typer.BadParameter(f"scale is one of {sorted(SCALES)}")
     configure_logging("warning", "console")
-    results = run_bench(scale, spine=spine, kafka=kafka) if spine or kafka else {}
-    if spine or kafka:
+    # --decider measures the batch decider alone (with --kafka: its worker too)
+    results = run_bench(scale, spine=spine, kafka=kafka) if not decider else {}
+    if not decider:
         print_report(results)
-    if decider:
+    else:
         from tools.bench.decider import render, run_decider_bench
 
         quick = scale == "quick"
