@@ -59,3 +59,13 @@ def test_fold_batch_is_the_only_batch_fold_in_production_code() -> None:
     callers = {str(p.relative_to(ROOT)) for p in modules("services") if "fold_batch(" in p.read_text(encoding="utf-8")}
     assert callers == {"services/embedded/runner.py", "services/scaleout/worker/fold.py",
                        "services/scaleout/worker/replay.py", "services/nbc/backtest.py"}
+
+
+def test_every_file_the_code_reads_beside_itself_is_where_it_looks() -> None:
+    from services.contracts.registry import SCHEMAS_DIR
+    from services.metrics_catalogue import METRICS_DOC
+    from services.scaleout.kafka.topics import TOPICS_FILE
+    from services.settings import DEFAULT_RULES_FILE, SEGMENTS_FILE
+
+    for path in (SCHEMAS_DIR, METRICS_DOC, TOPICS_FILE, DEFAULT_RULES_FILE, SEGMENTS_FILE):
+        assert path.exists(), path

@@ -38,7 +38,7 @@ __all__ = [
 
 log = structlog.get_logger("touchstream.kafka.topics")
 
-TOPICS_FILE = Path(__file__).resolve().parents[2] / "schemas" / "topics.yaml"
+TOPICS_FILE = Path(__file__).resolve().parents[3] / "schemas" / "topics.yaml"
 
 # Named here because code refers to them; kafka_streams() checks they are in the file, so
 # a rename there fails loudly instead of creating a topic nobody reads.
