@@ -721,3 +721,22 @@ def test_records_of_another_producer_on_a_partition_not_their_customer_s_are_dea
         assert report["records_dead"] == 300 - at_home
 
     asyncio.run(scenario())
+
+
+def test_a_worker_refuses_a_prefix_holding_states_of_another_format_and_says_so(settings: Settings) -> None:
+    """States folded by an older release cannot be folded on: the worker folds nothing,
+    is not ready, and its status says why, rather than dead-lettering every event."""
+    async def scenario() -> None:
+        fresh = settings_for(settings.kafka_bootstrap, settings.redis_url, f"{settings.redis_prefix}-fresh")
+        async with RedisViewStore(settings.redis_url, settings.redis_prefix) as store:
+            await store._writer.set(store.keys.state_format, 3)  # a prefix an older release folded into
+            async with running_worker(settings) as member:
+                assert member.worker.refused and member.worker.status()["stalled"] == "state-format"
+            assert await store.position(TOUCHPOINTS_TOPIC, 0) == -1  # nothing folded
+        async with RedisViewStore(fresh.redis_url, fresh.redis_prefix) as store:
+            assert await store.adopt_state_format(TOUCHPOINTS_TOPIC, PARTITIONS, 4) == 4  # a new prefix is claimed
+            await store._writer.set(store.keys.position(TOUCHPOINTS_TOPIC, 0), 7)
+            await store._writer.delete(store.keys.state_format)  # folded before formats were recorded
+            assert await store.adopt_state_format(TOUCHPOINTS_TOPIC, PARTITIONS, 4) is None
+
+    asyncio.run(scenario())

@@ -28,6 +28,8 @@ key                                value
 ``{prefix}:events:{customer_id}``  hash: event id → the touchpoint record's value as it was on
                                    the topic (Avro single-object encoding)
 ``{prefix}:event:{event_id}``      string: the position ingest gave the event (first copy wins)
+``{prefix}:state-format``          string: the stored-state format of every state under the prefix
+                                   (claimed by the first worker; another format: refold, see below)
 ``{prefix}:seq``                   string: the last position given (the global log head)
 ``{prefix}:acked``                 hash: ``{topic}:{partition}`` → highest offset acknowledged
 ``{prefix}:acks:{topic}:{partition}``  sorted set: score = a position, member = the highest
@@ -155,6 +157,11 @@ class RedisKeys:
 
     def acks(self, topic: str, partition: int) -> str:
         return f"{self.prefix}:acks:{topic}:{int(partition)}"
+
+    @property
+    def state_format(self) -> str:
+        """The stored-state format every state under this prefix has (``STATE_FORMAT``)."""
+        return f"{self.prefix}:state-format"
 
     @property
     def sequence(self) -> str:

@@ -230,6 +230,19 @@ class RedisViewStore:
         values = await self._call(self._redis.mget([self.keys.identifier(k, v) for k, v in wanted]))
         return {i: o.decode() for i, o in zip(wanted, values) if o is not None}
 
+    async def adopt_state_format(self, topic: str, partitions: int, state_format: int) -> int | None:
+        """The stored-state format this prefix holds; claimed as ``state_format`` when it
+        holds nothing folded yet. None: states folded before the format was recorded."""
+        held = await self._call(self._redis.get(self.keys.state_format))
+        if held is not None:
+            return int(held)
+        positions = await self._call(self._redis.mget([self.keys.position(topic, p) for p in range(partitions)]))
+        if any(p is not None for p in positions):
+            return None
+        await self._call(self._writer.set(self.keys.state_format, state_format, nx=True))
+        held = await self._call(self._redis.get(self.keys.state_format))
+        return None if held is None else int(held)
+
     async def position(self, topic: str, partition: int) -> int:
         """The last offset of ``partition`` folded into the store; -1 when none."""
         value = await self._call(self._redis.get(self.keys.position(topic, partition)))

@@ -39,6 +39,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListen
 from aiokafka.errors import KafkaError
 from aiokafka.partitioner import murmur2
 
+from projections.view.document import STATE_FORMAT
 from services import metrics
 from services.contracts import default_registry
 from services.contracts.confluent import ConfluentRegistry, RegistryUnavailable, framed_schema_id
@@ -115,6 +116,7 @@ class ViewWorker:
         self.joined = False
         self.draining = False  # from the stop signal on: /readyz answers 503 until exit
         self.stalled: str | None = None  # why the last batch failed, until one succeeds
+        self.refused = False  # the prefix holds states of another format: nothing is folded
         self.folded = 0
         self._stopping = asyncio.Event()
         self._running, self._finished = asyncio.Event(), asyncio.Event()
@@ -172,6 +174,16 @@ class ViewWorker:
             request_timeout_ms=max(s.kafka_request_timeout_ms, int(s.kafka_session_timeout_seconds * 1000) + 5000),
         )
         await _retry_start(self._producer, "producer", self._stopping)
+        held = await self.store.adopt_state_format(self.topic, s.kafka_partitions, STATE_FORMAT)
+        if held != STATE_FORMAT:
+            # Folding onto states of another format would dead-letter every event of every
+            # customer: refuse, say why and what to do; /readyz answers 503 meanwhile.
+            self.stalled = "state-format"
+            log.error("state_format_mismatch", stored=held if held is not None else "before 4", expected=STATE_FORMAT,
+                      action="point TOUCHSTREAM_REDIS_PREFIX at a new prefix (the workers refold the touchpoints "
+                             "topic from its start) or delete this prefix's keys")
+            self.refused = True
+            return
         changed = await check_definitions(self.store, self.segments)  # type: ignore[arg-type]  # fold_config sets them
         if changed:  # segment ids only: definitions are configuration, not customer data
             log.warning("segment_definitions_changed", segments=changed, action="touchstream segments rebuild")
@@ -202,6 +214,9 @@ class ViewWorker:
         """Fold until stopped; never raises on bad records or outages."""
         self._running.set()
         try:
+            if self.refused:
+                await self._stopping.wait()
+                return
             await self._run()
         finally:
             self._finished.set()
