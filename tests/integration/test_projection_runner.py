@@ -181,3 +181,25 @@ def test_a_view_store_of_an_older_format_is_set_aside_and_rebuilt_from_the_log(t
     ProjectionRunner(log, reopened, batch=100).catch_up()
     assert reopened.count("customer_views") == 5 and reopened.position() == log.head()
     assert open_current(tmp_path / "views.sqlite").position() == log.head()  # current: kept as it is
+
+
+def test_a_record_that_fails_after_the_engine_decided_commits_nothing_of_its_decisions(tmp_path: Path) -> None:
+    """A purchase of 600 starts a satisfaction call due three days later; a record with an
+    amount that cannot be compared ("NaN") arrives on day 4: folding it fires the due call
+    on its way, then fails. It is a dead letter, and neither the call nor its figure is
+    committed; the next good record decides the call, once."""
+    log, store = TouchpointLog(tmp_path / "log.sqlite"), ViewStore(tmp_path / "views.sqlite")
+    settings = Settings(data_dir=tmp_path)
+    runner = ProjectionRunner(log, store, settings.fold_config(), batch=1)
+    who = ref(customer_id="c1", emails=("c1@example.com",))
+    broken = {**to_dict(purchase("p2", at(4), "10.00", ref=who)), "amount": "NaN"}
+    log.append([to_dict(purchase("p1", at(0), "600.00", ref=who)), broken])
+    runner.catch_up()
+    assert [(r["event_id"], r["reason"].split(":")[0]) for r in store.rows("dead_letters")] == [("p2", "unfoldable")]
+    assert store.triggers(limit=10) == []
+    assert not [k for k in store.contact_figures() if k[0] == "satisfaction_call_after_high_value_purchase"]
+    log.append([to_dict(call("k1", at(4, 1), ref=who))])
+    runner.catch_up()
+    fired = [orjson.loads(doc)["rule"]["id"] for _, doc in store.triggers(limit=10)]
+    assert fired == ["satisfaction_call_after_high_value_purchase"]
+    assert store.contact_figures()[("satisfaction_call_after_high_value_purchase", 1, "call", "fired")] == 1

@@ -195,3 +195,26 @@ def test_the_configuration_fingerprint_changes_with_the_rules_and_the_time_zone_
 
     assert base.fingerprint != FoldConfig(DEFAULT, dataclasses.replace(ENGINE, zones=OtherZones())).fingerprint
     assert PINNED.version in base.describe()
+
+
+def test_the_worker_publishes_and_commits_nothing_of_an_event_that_failed_after_the_engine_decided() -> None:
+    """The scale-out adapter over the same failing record: no trigger to publish or write,
+    no figure, a dead letter with its reason (on the topic and in Redis)."""
+    from services.scaleout.worker.fold import Decoded
+    from services.scaleout.worker.fold import fold as worker_fold
+
+    @dataclasses.dataclass
+    class KafkaRecord:  # what the worker reads of a consumer record
+        value: bytes | None
+        key: bytes | None
+        headers: list[tuple[str, bytes]]
+        partition: int
+        offset: int
+        topic: str = "touchpoints"
+
+    broken = dataclasses.replace(tp.purchase("p2", T0 + timedelta(days=4), ref=REF), amount=None)  # type: ignore[arg-type]
+    decoded = Decoded([Touch(5, broken, "c-1")], {5: KafkaRecord(b"...", b"c-1", [("ce_id", b"p2")], 0, 5)})
+    out = worker_fold("touchpoints", 0, decoded, {"c-1": fold(tp.purchase("p1", T0, "600.00", ref=REF))[0]}, CONFIG)
+    assert out.triggers == [] and out.lifecycle.triggers == [] and out.lifecycle.figures == {}
+    assert out.states == {} and len(out.dead_letters) == len(out.dead_records) == 1
+    assert orjson.loads(out.dead_letters[0])["reason"].startswith("unfoldable")
