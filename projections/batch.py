@@ -22,9 +22,9 @@ Business rules it holds for every runtime alike:
 * **Idempotent.** A record whose event the view already holds changes nothing (a
   producer retry) and is counted as a duplicate; it writes no timeline row.
 * **Two clocks.** Live folds and replays decide in arrival order at the platform's time
-  (the latest tick, or the instant an event was received); ``event_time`` (the backtest)
-  folds a history sorted by event time and crosses every deadline at its own instant,
-  as if everything had arrived on time.
+  (the latest clock tick in the log, or the event's own instant if later);
+  ``event_time`` (the backtest) folds a history sorted by event time and crosses every
+  deadline at its own instant, as if everything had arrived on time.
 """
 
 from __future__ import annotations
@@ -242,7 +242,7 @@ class _Batch:
             view = self.load(cid)
             start = view if view is not None else initial_view(cid)
             step = fold_event(start, resolution.folded, config.lifecycle, None if self.event_time else out.clock,
-                              config.engine, arrival=not self.event_time)
+                              config.engine)
         except Exception as error:  # noqa: BLE001 - a bad record must not stop the batch
             out.dead_letters.append(DeadLetter(record.key, event.event_id,
                                                f"unfoldable: {type(error).__name__}: {error}"[:500]))

@@ -576,17 +576,14 @@ def _outcome_of(event: Touchpoint) -> str | None:
 
 # -- the fold with the engine -------------------------------------------------------------------
 def fold_event(view: CustomerView, event: Touchpoint, lifecycle: LifecycleConfig | None = LIFECYCLE_DEFAULT,
-               clock: int | None = None, engine: ContactEngine | None = None, *,
-               arrival: bool = True) -> Step:
+               clock: int | None = None, engine: ContactEngine | None = None) -> Step:
     """``evolve``, then the engine's reaction to the event (when an engine is given).
 
-    The platform's time when deciding is the latest of the event's instant, the clock (the
-    latest tick) and, with ``arrival`` (live folds and replays), the instant the platform
-    received the event: an event stamped a month ago but received today is decided today,
-    so whatever its rules proposed a month ago has expired, whatever the hour it arrives.
-    A backtest passes ``arrival=False``: it asks what would have happened had every event
-    arrived on time. (Not the customer's latest activity: one event stamped ahead by a
-    skewed device would make every later contact of theirs look stale.)
+    The platform's time when deciding is the later of the event's instant and the clock
+    (the latest tick in the log): an event stamped a month ago that arrives while the
+    clock says today is decided today, so what its rules proposed a month ago has
+    expired, whatever the hour it arrives. (Not the customer's latest activity: one event
+    stamped ahead by a skewed device would make every later contact of theirs look stale.)
 
     Timers already due at the event's instant fire first, on the view without the event:
     a delay that ran out before a purchase is decided on what was known when it ran out,
@@ -595,7 +592,7 @@ def fold_event(view: CustomerView, event: Touchpoint, lifecycle: LifecycleConfig
     if engine is None:
         return Step(evolve(view, event, lifecycle, clock), decisions)
     at = micros(event.occurred_at)
-    now = max(at, clock or at, micros(event.received_at) if arrival else at)
+    now = max(at, clock or at)
     if event.event_id not in view.seen:
         deadline = view.lifecycle.deadline
         if lifecycle is not None and deadline is not None and deadline < at and engine.watches_stages:

@@ -112,7 +112,7 @@ def test_views_equal_a_replay_after_the_broker_is_frozen_under_load_with_ticks_a
         fenced = sum(1 for _ in log_events(stack, "commit_fenced"))
         assert report["identical"] is True, {**report, "stalls": len(stalls), "revokes": len(moves),
                                              "commits_fenced": fenced}
-        assert report["exit_code"] == 0 and report["partitions_behind"] == {}, report
+        assert report["exit_code"] == 0 and report["ahead"] == {} and report["unsettled"] == [], report
         assert report["records_dead"] == 0, report
     finally:
         runtime._drop_client()
