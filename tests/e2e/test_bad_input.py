@@ -25,6 +25,11 @@ from tests.support.server import FORM_ORIGIN, FORM_THANK_YOU_URL
 
 pytestmark = pytest.mark.e2e
 
+# Request validation, authentication, body and rate limits happen in the HTTP layer before
+# any runtime is involved (one intake for both): a real server shows them, a second
+# runtime adds nothing but minutes. Cases that reach storage run on every runtime.
+HTTP_ONLY = pytest.mark.only_runtimes("embedded")
+
 T = datetime(2026, 4, 1, 12, 0, tzinfo=UTC)
 
 
@@ -56,6 +61,7 @@ def _single_rejection(api: Api, event: dict[str, Any]) -> list[str]:
 
 
 # -- malformed and invalid events -------------------------------------------------------
+@HTTP_ONLY
 def test_malformed_json_is_refused_with_400(api: Api) -> None:
     response = api.client.post("/v1/events", content=b'{"event_id": "x", "type": "call",',
                                headers={**bearer(api.runtime.keys.ingest), "Content-Type": "application/json"})
@@ -63,6 +69,7 @@ def test_malformed_json_is_refused_with_400(api: Api) -> None:
     assert "json" in error_of(response)["message"].lower()
 
 
+@HTTP_ONLY
 def test_an_unknown_event_type_is_refused_naming_the_type_field(api: Api) -> None:
     uid = unique()
     event = {**_call(uid), "type": "carrier_pigeon"}
@@ -70,6 +77,7 @@ def test_an_unknown_event_type_is_refused_naming_the_type_field(api: Api) -> Non
     _absent(api, email=f"bad.{uid}@example.com")
 
 
+@HTTP_ONLY
 def test_an_event_without_a_type_is_refused_naming_the_type_field(api: Api) -> None:
     uid = unique()
     event = _call(uid)
@@ -77,6 +85,7 @@ def test_an_event_without_a_type_is_refused_naming_the_type_field(api: Api) -> N
     assert _single_rejection(api, event) == ["type"]
 
 
+@HTTP_ONLY
 def test_a_missing_field_is_refused_naming_the_field(api: Api) -> None:
     uid = unique()
     event = _call(uid)
@@ -85,16 +94,19 @@ def test_a_missing_field_is_refused_naming_the_field(api: Api) -> None:
     _absent(api, email=f"bad.{uid}@example.com")
 
 
+@HTTP_ONLY
 def test_a_timestamp_without_a_time_zone_is_refused_naming_the_field(api: Api) -> None:
     event = _call(unique())
     event["occurred_at"] = "2026-04-01T12:00:00"
     assert _single_rejection(api, event) == ["occurred_at"]
 
 
+@HTTP_ONLY
 def test_an_unknown_channel_is_refused_naming_the_field(api: Api) -> None:
     assert _single_rejection(api, _call(unique(), channel="carrier_pigeon")) == ["channel"]
 
 
+@HTTP_ONLY
 def test_a_mistyped_field_in_a_batch_is_refused_with_its_index_path_and_the_rest_accepted(api: Api) -> None:
     uid = unique()
     good = _call(uid, 0)
@@ -111,6 +123,7 @@ def test_a_mistyped_field_in_a_batch_is_refused_with_its_index_path_and_the_rest
     assert view["touchpoints"] == 1 and view["purchases"]["count"] == 0, view
 
 
+@HTTP_ONLY
 def test_a_batch_where_every_event_is_bad_is_refused_naming_each_index_path(api: Api) -> None:
     uid = unique()
     first = {**_call(uid, 0), "duration_seconds": "long"}
@@ -120,6 +133,7 @@ def test_a_batch_where_every_event_is_bad_is_refused_naming_each_index_path(api:
     _absent(api, email=f"bad.{uid}@example.com")
 
 
+@HTTP_ONLY
 def test_a_rejected_event_is_answered_in_the_documented_error_shape(api: Api) -> None:
     """``{"error": {"status", "message", "errors": [{"path", "message"}]}}``, like every
     other error, for one event and for a batch where every event is bad."""
@@ -173,6 +187,7 @@ def _padded(uid: str, n: int, pad: int) -> dict[str, Any]:
     return _call(uid, n, attributes={f"note{i}": "x" * 900 for i in range(pad // 900)})
 
 
+@HTTP_ONLY
 def test_a_body_over_1_mib_is_refused_with_413(api: Api) -> None:
     uid = unique()
     events = [_padded(uid, n, 27_000) for n in range(45)]  # each < 32 KB, together > 1 MiB
@@ -182,6 +197,7 @@ def test_a_body_over_1_mib_is_refused_with_413(api: Api) -> None:
     _absent(api, email=f"bad.{uid}@example.com")
 
 
+@HTTP_ONLY
 def test_a_body_over_1_mib_without_a_declared_length_is_refused_with_413(api: Api) -> None:
     chunk = b"[" + b'{"padding": "' + b"x" * 65_000 + b'"},'
 
@@ -196,6 +212,7 @@ def test_a_body_over_1_mib_without_a_declared_length_is_refused_with_413(api: Ap
     error_of(response)
 
 
+@HTTP_ONLY
 def test_one_event_over_32_kb_in_a_batch_is_rejected_as_too_large_and_the_others_accepted(api: Api) -> None:
     uid = unique()
     events = [_call(uid, 0), _padded(uid, 1, 34_000), _call(uid, 2)]
@@ -211,6 +228,7 @@ def test_one_event_over_32_kb_in_a_batch_is_rejected_as_too_large_and_the_others
         events[0]["event_id"], events[2]["event_id"]]
 
 
+@HTTP_ONLY
 def test_a_batch_of_more_than_1000_events_is_refused_with_413_and_nothing_stored(api: Api) -> None:
     uid = unique()
     response = api.post_events([_call(uid, n) for n in range(1001)])
@@ -219,6 +237,7 @@ def test_a_batch_of_more_than_1000_events_is_refused_with_413_and_nothing_stored
     _absent(api, email=f"bad.{uid}@example.com")
 
 
+@HTTP_ONLY
 def test_a_batch_of_exactly_1000_events_is_accepted(api: Api) -> None:
     uid = unique()
     answer = api.ingest([_call(uid, n) for n in range(1000)])
@@ -227,6 +246,7 @@ def test_a_batch_of_exactly_1000_events_is_accepted(api: Api) -> None:
     assert view["touchpoints"] == 1000
 
 
+@HTTP_ONLY
 def test_a_body_that_is_not_json_by_content_type_is_refused_with_415(api: Api) -> None:
     uid = unique()
     for media in ("text/plain", "application/x-www-form-urlencoded"):
@@ -238,6 +258,7 @@ def test_a_body_that_is_not_json_by_content_type_is_refused_with_415(api: Api) -
 
 
 # -- keys and scopes --------------------------------------------------------------------
+@HTTP_ONLY
 def test_a_request_without_a_key_or_with_an_unknown_key_is_refused_with_401(api: Api) -> None:
     uid = unique()
     for headers in ({}, bearer("not-a-key-of-ours"), {"X-API-Key": "not-a-key-of-ours"}):
@@ -250,6 +271,7 @@ def test_a_request_without_a_key_or_with_an_unknown_key_is_refused_with_401(api:
     _absent(api, email=f"bad.{uid}@example.com")
 
 
+@HTTP_ONLY
 def test_a_read_only_key_may_not_post_events(api: Api) -> None:
     uid = unique()
     response = api.post_events(_call(uid), key=api.runtime.keys.read)
@@ -258,6 +280,7 @@ def test_a_read_only_key_may_not_post_events(api: Api) -> None:
     _absent(api, email=f"bad.{uid}@example.com")
 
 
+@HTTP_ONLY
 def test_an_ingest_only_key_may_not_read_customers(api: Api) -> None:
     uid = unique()
     position = api.ingest(_call(uid))["position"]
@@ -275,6 +298,7 @@ def test_an_ingest_only_key_may_not_read_customers(api: Api) -> None:
 
 
 # -- rate limit -------------------------------------------------------------------------
+@HTTP_ONLY
 def test_a_key_over_its_rate_is_answered_429_with_retry_after(start_runtime: Any) -> None:
     api = Api(start_runtime({"TOUCHSTREAM_RATE_LIMIT_PER_SECOND": "1", "TOUCHSTREAM_RATE_LIMIT_BURST": "2"}))
     uid = unique()
@@ -382,6 +406,7 @@ def test_a_locked_log_answers_503_quickly_and_accepts_again_once_released(start_
 
 
 # -- the browser form endpoint ----------------------------------------------------------
+@HTTP_ONLY
 def test_a_form_posted_from_another_origin_is_refused_with_403(api: Api) -> None:
     email = f"form.{unique()}@example.com"
     response = api.post_form({"email": email}, origin="https://evil.example")
@@ -391,6 +416,7 @@ def test_a_form_posted_from_another_origin_is_refused_with_403(api: Api) -> None
     _absent(api, email=email)
 
 
+@HTTP_ONLY
 def test_a_form_posted_with_a_wrong_key_is_refused_with_401(api: Api) -> None:
     email = f"form.{unique()}@example.com"
     for key in ("pk_wrong_key_999", None):
@@ -400,6 +426,7 @@ def test_a_form_posted_with_a_wrong_key_is_refused_with_401(api: Api) -> None:
     _absent(api, email=email)
 
 
+@HTTP_ONLY
 def test_a_form_preflight_from_an_allowed_origin_is_answered_204_with_cors_headers(api: Api) -> None:
     response = api.client.options("/v1/forms/contact", headers={
         "Origin": FORM_ORIGIN, "Access-Control-Request-Method": "POST",
@@ -426,6 +453,7 @@ def test_a_form_post_asking_for_json_gets_a_json_answer_and_is_stored(api: Api) 
     assert event["event_id"] == verdict["event_id"] and event["fields"] == {"first_name": "Zoé", "topic": "quote"}
 
 
+@HTTP_ONLY
 def test_a_form_post_from_a_plain_browser_form_is_redirected_to_the_thank_you_page(api: Api) -> None:
     email = f"form.{unique()}@example.com"
     response = api.post_form({"email": email}, json_answer=False)
@@ -435,6 +463,7 @@ def test_a_form_post_from_a_plain_browser_form_is_redirected_to_the_thank_you_pa
     assert api.find(email=email, min_position=position)["touchpoints"] == 1
 
 
+@HTTP_ONLY
 def test_a_form_post_with_the_honeypot_filled_looks_successful_but_stores_nothing(api: Api) -> None:
     email = f"spam.{unique()}@example.com"
     as_json = api.post_form({"email": email, "_hp": "http://spam.example"}, json_answer=True)
@@ -470,12 +499,14 @@ def test_a_form_resubmitted_with_the_same_event_id_is_stored_once(api: Api) -> N
     assert view["touchpoints"] == 1
 
 
+@HTTP_ONLY
 def test_an_unknown_form_is_not_found(api: Api) -> None:
     response = api.post_form({"email": f"x.{unique()}@example.com"}, form_id="no-such-form")
     assert response.status_code == 404, response.text
     error_of(response)
 
 
+@HTTP_ONLY
 def test_the_rate_limit_holds_until_the_wait_is_over(start_runtime: Any) -> None:
     """Retry-After is honest: retrying earlier is still refused, retrying after it works."""
     api = Api(start_runtime({"TOUCHSTREAM_RATE_LIMIT_PER_SECOND": "0.5", "TOUCHSTREAM_RATE_LIMIT_BURST": "1"}))
@@ -491,6 +522,7 @@ def test_the_rate_limit_holds_until_the_wait_is_over(start_runtime: Any) -> None
     assert accepted.json()["results"][0]["result"] == "accepted"
 
 
+@HTTP_ONLY
 def test_a_public_form_cannot_claim_the_event_id_of_another_system(api: Api) -> None:
     uid = unique()
     claimed, email = f"order-{uid}", f"claim.{uid}@example.com"
@@ -502,6 +534,7 @@ def test_a_public_form_cannot_claim_the_event_id_of_another_system(api: Api) -> 
     assert real.json()["results"][0]["result"] == "accepted"
 
 
+@HTTP_ONLY
 def test_an_event_dated_beyond_the_future_tolerance_is_refused_on_its_field(start_runtime: Any) -> None:
     api = Api(start_runtime({"TOUCHSTREAM_MAX_FUTURE_SECONDS": "900"}))
     tomorrow = datetime.now(UTC) + timedelta(days=1)
