@@ -18,7 +18,7 @@ import orjson
 
 from projections.view.document import from_state
 from projections.view.fold import CustomerView
-from services.embedded.viewstore import ViewStore
+from services.embedded.storage.unit import ViewStore
 
 __all__ = ["StateCache", "ViewCache", "States"]
 
@@ -67,7 +67,7 @@ class ViewCache(StateCache):
         states = self.take(customer_ids)
         missing = [cid for cid in customer_ids if cid not in states]
         if missing:
-            states.update(self.store.states(missing))
+            states.update(self.store.customers.states(missing))
         return states
 
 

@@ -23,12 +23,11 @@ from projections.value.rfm_cells import Cell, Change
 from projections.view.document import transition_document
 from services import metrics
 from services.clock import ClockScheduler
-from services.embedded import segment_store
 from services.embedded.eventlog import Appended, TouchpointLog, tick_document
 from services.embedded.ingest import GroupCommitter
 from services.embedded.runner import ProjectionRunner
 from services.embedded.segment_reads import EmbeddedSegments
-from services.embedded.viewstore import open_current
+from services.embedded.storage.unit import open_current
 from services.gauges import set_segment_gauges, set_stage_gauges
 from services.gc_tuning import tune_gc
 from services.ports import (
@@ -79,9 +78,11 @@ class EmbeddedPlatform:
         self.views = open_current(settings.views_path, lock_timeout_seconds=settings.sqlite_lock_timeout_seconds)
         self.runner = ProjectionRunner(self.log, self.views, settings.fold_config(),
                                        batch=settings.projection_batch_events, cache_bytes=settings.state_cache_bytes)
-        # A changed definition: re-evaluated. fold_config() always loads the segments file, never None.
-        segment_store.reconcile(self.views, self.runner.segments)  # type: ignore[arg-type]
-        self.segments = EmbeddedSegments(self.views, self.runner.segments)  # type: ignore[arg-type]
+        segments = self.runner.segments
+        if segments is None:
+            raise RuntimeError("fold_config() always loads the segments file")
+        self.views.segments.reconcile(segments)  # a changed definition: re-evaluated over every view
+        self.segments = EmbeddedSegments(self.views, segments)
         self.writer = GroupCommitter(
             self.log, max_events=settings.group_commit_max_events, on_commit=self.runner.notify
         )
@@ -116,10 +117,10 @@ class EmbeddedPlatform:
     async def state(self, customer_id: str) -> bytes | None:
         # SQLite reads off the event loop: a read waiting on the runner's write lock must
         # not stall every other request
-        return await asyncio.to_thread(self.views.state, customer_id)
+        return await asyncio.to_thread(self.views.customers.state, customer_id)
 
     async def owner(self, identifier: Identifier) -> str | None:
-        owners = await asyncio.to_thread(self.views.owners, [identifier])
+        owners = await asyncio.to_thread(self.views.identity.owners, [identifier])
         return owners.get(identifier)
 
     async def timeline(self, customer_id: str, limit: int, cursor: str | None) -> TimelinePage:
@@ -130,7 +131,7 @@ class EmbeddedPlatform:
                 raise ValueError("not a cursor this API returned")
             before = (parts[0], int(parts[1]))
         # Up to 500 log records: read off the event loop so other requests keep flowing.
-        page = await asyncio.to_thread(self.views.timeline_positions, customer_id, limit=limit + 1, before=before)
+        page = await asyncio.to_thread(self.views.customers.timeline_positions, customer_id, limit=limit + 1, before=before)
         more, page = len(page) > limit, page[:limit]
         found = await asyncio.to_thread(self.log.at_positions, [p for _, p in page])
         records = {r.position: r for r in found}
@@ -138,13 +139,13 @@ class EmbeddedPlatform:
         return TimelinePage(events, cursor_out(*page[-1]) if more else None)
 
     async def conflicts(self, after: int, limit: int) -> list[dict[str, Any]]:
-        rows = await asyncio.to_thread(self.views.rows, "identity_conflicts", after=after, limit=limit)
+        rows = await asyncio.to_thread(self.views.identity.conflicts, after=after, limit=limit)
         for row in rows:
             row["identifiers"] = orjson.loads(row.pop("detail"))
         return rows
 
     async def dead_letters(self, after: int, limit: int) -> list[dict[str, Any]]:
-        rows = await asyncio.to_thread(self.views.rows, "dead_letters", after=after, limit=limit)
+        rows = await asyncio.to_thread(self.views.dead_letters.rows, after=after, limit=limit)
         for row in rows:
             row.pop("record")
         return rows
@@ -174,39 +175,39 @@ class EmbeddedPlatform:
 
     async def transitions(self, after: str | None, limit: int, customer_id: str | None) -> TransitionPage:
         start = feed_position(after)
-        rows = await asyncio.to_thread(self.views.transitions, after=start, limit=limit, customer_id=customer_id)
+        rows = await asyncio.to_thread(self.views.lifecycle.transitions, after=start, limit=limit, customer_id=customer_id)
         page = [transition_row_document(r) for r in rows]
         return TransitionPage(page, cursor_out(rows[-1]["feed"]) if rows else after)
 
     async def purchase_histories(self) -> list[tuple[int, int, int]]:
-        return await asyncio.to_thread(self.views.purchase_histories)
+        return await asyncio.to_thread(self.views.customers.purchase_histories)
 
     async def save_model(self, name: str, body: bytes) -> None:
-        await asyncio.to_thread(self.views.save_model, name, body)
+        await asyncio.to_thread(self.views.value.save_model, name, body)
 
     async def rfm_cells(self) -> dict[Cell, Change]:
-        return await asyncio.to_thread(self.views.rfm_cells)
+        return await asyncio.to_thread(self.views.value.rfm_cells)
 
     async def model(self, name: str) -> bytes | None:
-        return await asyncio.to_thread(self.views.model, name)
+        return await asyncio.to_thread(self.views.value.model, name)
 
     async def lifecycle_figures(self, start: int, end: int) -> LifecycleFigures:
-        stages = await asyncio.to_thread(self.views.stage_counts)
-        moves = await asyncio.to_thread(self.views.transitions_between, start, end)
+        stages = await asyncio.to_thread(self.views.lifecycle.stage_counts)
+        moves = await asyncio.to_thread(self.views.lifecycle.transitions_between, start, end)
         return LifecycleFigures(stages, moves)
 
     async def triggers(self, after: str | None, limit: int, channel: str | None,
                        customer_id: str | None) -> TriggerPage:
         start = feed_position(after)
-        rows = await asyncio.to_thread(self.views.triggers, after=start, limit=limit, channel=channel,
+        rows = await asyncio.to_thread(self.views.contacts.triggers, after=start, limit=limit, channel=channel,
                                        customer_id=customer_id)
         return TriggerPage([orjson.loads(doc) for _, doc in rows], cursor_out(rows[-1][0]) if rows else after)
 
     async def contact_figures(self) -> dict[tuple[str, int, str, str], int]:
-        return await asyncio.to_thread(self.views.contact_figures)
+        return await asyncio.to_thread(self.views.contacts.figures)
 
     async def count_delivered(self, rule: str, version: int, channel: str, trigger_id: str) -> bool:
-        return await asyncio.to_thread(self.views.count_delivered, rule, version, channel, trigger_id)
+        return await asyncio.to_thread(self.views.delivery.count_delivered, rule, version, channel, trigger_id)
 
     async def hold_lease(self, name: str, owner: str, seconds: float) -> bool:
         return True  # one process owns the embedded platform's data
@@ -215,23 +216,23 @@ class EmbeddedPlatform:
         return None
 
     async def delivery_cursor(self, name: str) -> str | None:
-        return await asyncio.to_thread(self.views.delivery_cursor, name)
+        return await asyncio.to_thread(self.views.delivery.cursor, name)
 
     async def save_delivery_cursor(self, name: str, cursor: str) -> None:
-        await asyncio.to_thread(self.views.save_delivery_cursor, name, cursor)
+        await asyncio.to_thread(self.views.delivery.save_cursor, name, cursor)
 
     async def store_delivery_dead_letter(self, letter: dict[str, Any]) -> None:
-        await asyncio.to_thread(self.views.store_delivery_dead_letter, letter["trigger_id"], letter["channel"],
+        await asyncio.to_thread(self.views.delivery.store_dead_letter, letter["trigger_id"], letter["channel"],
                                 letter["at"], orjson.dumps(letter))
 
     async def delivery_dead_letters(self, channel: str | None, limit: int) -> list[dict[str, Any]]:
-        rows = await asyncio.to_thread(self.views.delivery_dead_letters, channel, limit)
+        rows = await asyncio.to_thread(self.views.delivery.dead_letters, channel, limit)
         return [orjson.loads(r) for r in rows]
 
     def _refresh_gauges(self) -> None:
         """Lag figures are computed when scraped: log head, view position, oldest pending age."""
-        set_stage_gauges(self.views.stage_counts())
-        set_segment_gauges(self.segments.definitions, segment_store.counts(self.views))
+        set_stage_gauges(self.views.lifecycle.stage_counts())
+        set_segment_gauges(self.segments.definitions, self.views.segments.counts())
         head, position = self.log.head(), self.runner.position
         metrics.LOG_POSITION.set(head)
         metrics.PROJECTION_POSITION.set(position)

@@ -22,7 +22,7 @@ from typing import Any
 
 from services.embedded.eventlog import TouchpointLog
 from services.embedded.runner import ProjectionRunner
-from services.embedded.viewstore import ViewStore, digest_row
+from services.embedded.storage.unit import ViewStore, digest_row
 from services.settings import Settings
 from services.state_diff import Comparison
 
@@ -57,7 +57,7 @@ def verify(settings: Settings, into: Path | None = None) -> dict[str, Any]:
                     live_digest.update(digest_row(customer_id, current))
                 if snapshot is not None:
                     comparison.compare(customer_id, replayed, current)
-        dead = fresh.count("dead_letters")
+        dead = fresh.dead_letters.count()
         fresh.datastore.close()
     # a live position the log does not reach: the views hold what the log lost
     ahead = {"log": {"stored": target, "end": runner.position}} if runner.position < target else {}

@@ -30,7 +30,8 @@ from projections.view.document import to_state
 from projections.view.fold import micros
 from services import metrics
 from services.embedded.eventlog import LoggedTouchpoint, TouchpointLog
-from services.embedded.viewstore import ViewChanges, ViewStore, dumps
+from services.embedded.storage.contacts import dumps
+from services.embedded.storage.unit import ViewChanges, ViewStore
 from services.nbc.figures import count_contact_figures
 from services.view_cache import States, ViewCache
 
@@ -60,9 +61,9 @@ def fold_records(records: list[LoggedTouchpoint], store: ViewStore, cache: ViewC
     not count twice). ``clock``: the latest clock tick folded before the batch."""
     decoded = [_decode(record) for record in records]
     touches = [d for d in decoded if isinstance(d, Touch)]
-    owners = store.owners({i for t in touches for i in identifiers_of(t.event.customer)})
+    owners = store.identity.owners({i for t in touches for i in identifiers_of(t.event.customer)})
     customers = set(owners.values()) | {c for t in touches if (c := t.event.customer.customer_id)}
-    due_stored = {t.tick_id: store.due(t.at, config.tick_limit + len(records))
+    due_stored = {t.tick_id: store.lifecycle.due(t.at, config.tick_limit + len(records))
                   for t in decoded if isinstance(t, Tick)}
     customers.update(c for entries in due_stored.values() for c, _ in entries)
     result = fold_batch(States(cache.states(customers)), decoded, config, clock=clock, owners=owners,

@@ -6,29 +6,28 @@ import asyncio
 from collections.abc import AsyncIterator
 
 from projections.segments.membership import SegmentSet
-from services.embedded import segment_store
-from services.embedded.viewstore import ViewStore
+from services.embedded.storage.unit import ViewStore
 from services.segments.changes import ChangePage, change_document
 
 __all__ = ["EmbeddedSegments"]
 
 
 class EmbeddedSegments:
-    """Reads of views.sqlite's segment tables (``services.embedded.segment_store``)."""
+    """Reads of views.sqlite's segment tables (``services.embedded.storage.segments``)."""
 
     def __init__(self, store: ViewStore, definitions: SegmentSet) -> None:
         self.store, self.definitions = store, definitions
 
     async def counts(self) -> dict[str, int]:
-        return await asyncio.to_thread(segment_store.counts, self.store)
+        return await asyncio.to_thread(self.store.segments.counts)
 
     async def window(self, start: int, end: int) -> dict[str, dict[str, int]]:
-        return await asyncio.to_thread(segment_store.window, self.store, start, end)
+        return await asyncio.to_thread(self.store.segments.window, start, end)
 
     async def members(self, segment: str) -> AsyncIterator[tuple[str, int | None, bytes]]:
         after = ""
         while True:
-            rows = await asyncio.to_thread(segment_store.members, self.store, segment, after=after, limit=1000)
+            rows = await asyncio.to_thread(self.store.segments.members, segment, after=after, limit=1000)
             for row in rows:
                 yield row
             if len(rows) < 1000:
@@ -41,7 +40,7 @@ class EmbeddedSegments:
             if not after.isdigit():
                 raise ValueError("not a cursor this API returned")
             start = int(after)
-        rows = await asyncio.to_thread(segment_store.feed, self.store, after=start, limit=limit, segment=segment)
+        rows = await asyncio.to_thread(self.store.segments.feed, after=start, limit=limit, segment=segment)
         docs = [change_document(r["change_id"], r["segment"], r["version"], r["customer_id"], r["kind"], r["at"],
                                 r["cause"]) for r in rows]
         return ChangePage(docs, str(rows[-1]["feed"]) if rows else after)

@@ -23,7 +23,7 @@ __all__ = ["embedded_history", "kafka_history"]
 
 def embedded_history(settings: Settings) -> list[tuple[str, Touchpoint]]:
     from services.embedded.eventlog import TouchpointLog
-    from services.embedded.viewstore import ViewStore
+    from services.embedded.storage.unit import ViewStore
 
     views = ViewStore(settings.views_path)
     try:

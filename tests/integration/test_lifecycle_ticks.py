@@ -16,7 +16,8 @@ from projections.view.fold import evolve, initial_view
 from projections.view.state import instant_of
 from services.embedded.eventlog import LoggedTouchpoint
 from services.embedded.runner import fold_records
-from services.embedded.viewstore import ViewChanges, ViewStore, dumps
+from services.embedded.storage.contacts import dumps
+from services.embedded.storage.unit import ViewChanges, ViewStore
 from services.view_cache import ViewCache
 
 FAR = 10_000 * DAY
@@ -62,7 +63,7 @@ def test_a_tick_over_a_million_customers_visits_only_those_due(tmp_path: Path) -
     rest = fold_records([tick_record(4, 200 * DAY)], store, cache, FoldConfig(tick_limit=1000), clock=first.clock)
     assert rest.visited == 30 and sorted(rest.views) == [f"due-{i:02d}" for i in range(20, 50)]
     store.commit(rest)
-    assert store.stage_counts() == {"declining": 50}
-    assert store.due(200 * DAY, 100) == []
-    stages = {from_state(orjson.loads(s)).lifecycle.stage for s in store.states(list(due)).values()}
+    assert store.lifecycle.stage_counts() == {"declining": 50}
+    assert store.lifecycle.due(200 * DAY, 100) == []
+    stages = {from_state(orjson.loads(s)).lifecycle.stage for s in store.customers.states(list(due)).values()}
     assert stages == {"declining"}

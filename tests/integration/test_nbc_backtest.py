@@ -21,7 +21,7 @@ from projections.codec import instant
 from projections.nbc.engine import ContactEngine
 from services.embedded.eventlog import TouchpointLog, tick_document
 from services.embedded.runner import ProjectionRunner
-from services.embedded.viewstore import ViewStore
+from services.embedded.storage.unit import ViewStore
 from services.nbc.backtest import run_backtest
 from services.nbc.history import embedded_history
 from services.nbc.rules_file import load_rules
@@ -70,7 +70,7 @@ def platform_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def live_trigger_ids(root: Path) -> list[str]:
     store = ViewStore(Settings(data_dir=root).views_path)
     try:
-        return sorted(orjson.loads(doc)["trigger_id"] for _, doc in store.triggers(limit=1_000_000))
+        return sorted(orjson.loads(doc)["trigger_id"] for _, doc in store.contacts.triggers(limit=1_000_000))
     finally:
         store.datastore.close()
 

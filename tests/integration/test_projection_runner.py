@@ -17,7 +17,7 @@ from projections.view.document import from_state
 from services.embedded.eventlog import TouchpointLog, stream_id
 from services.embedded.replay import verify
 from services.embedded.runner import ProjectionRunner
-from services.embedded.viewstore import VIEW_FORMAT, ViewStore, open_current
+from services.embedded.storage.unit import VIEW_FORMAT, ViewStore, open_current
 from services.settings import Settings
 from tests.support.server import REPO_ROOT
 from tests.support.touchpoints import at, call, purchase, survey
@@ -43,7 +43,7 @@ def history(customers: int = 30, per_customer: int = 7) -> list[dict]:  # type: 
 
 
 def view_of(store: ViewStore, customer_id: str):  # type: ignore[no-untyped-def]
-    return from_state(orjson.loads(store.state(customer_id)))  # type: ignore[arg-type]
+    return from_state(orjson.loads(store.customers.state(customer_id)))  # type: ignore[arg-type]
 
 
 def test_the_runner_folds_the_log_into_views_and_tracks_the_position(tmp_path: Path) -> None:
@@ -51,7 +51,7 @@ def test_the_runner_folds_the_log_into_views_and_tracks_the_position(tmp_path: P
     log.append(history())
     runner.catch_up()
     assert store.position() == log.head() == 210
-    assert store.count("customer_views") == 30
+    assert store.customers.count() == 30
     assert view_of(store, "c3").touchpoints == 7 and view_of(store, "c3").purchases == 3
 
 
@@ -88,7 +88,7 @@ def test_a_damaged_record_becomes_a_dead_letter_and_the_runner_goes_on(tmp_path:
     ])
     log.append(history(3, 2)[4:])
     runner.catch_up()
-    dead = store.rows("dead_letters")
+    dead = store.dead_letters.rows()
     assert [(d["position"], d["event_id"]) for d in dead] == [(5, None), (6, "s-bad")]
     assert all(d["reason"].startswith("undecodable") for d in dead)
     assert store.position() == log.head() and view_of(store, "c2").touchpoints == 2
@@ -102,7 +102,7 @@ def test_identifiers_resolve_events_without_a_customer_id(tmp_path: Path) -> Non
     runner.catch_up()
     view = view_of(store, "c1")
     assert (view.touchpoints, view.purchases, view.phones) == (3, 2, frozenset({"+33612345678"}))
-    assert store.owners([("phone", "+33612345678")]) == {("phone", "+33612345678"): "c1"}
+    assert store.identity.owners([("phone", "+33612345678")]) == {("phone", "+33612345678"): "c1"}
 
 
 def test_identity_conflicts_are_recorded_and_nothing_is_merged(tmp_path: Path) -> None:
@@ -111,7 +111,7 @@ def test_identity_conflicts_are_recorded_and_nothing_is_merged(tmp_path: Path) -
                 to_dict(call("b", at(0), ref=ref(customer_id="c2", phones=("+33699999999",)))),
                 to_dict(call("x", at(1), ref=ref(emails=("ana@example.com",), phones=("+33699999999",))))])
     runner.catch_up()
-    conflicts = store.rows("identity_conflicts")
+    conflicts = store.identity.conflicts()
     assert [(c["event_id"], c["customer_id"]) for c in conflicts] == [("x", "c1")]
     assert orjson.loads(conflicts[0]["detail"]) == [{"kind": "phone", "owner": "c2"}]
     assert view_of(store, "c1").phones == frozenset() and view_of(store, "c2").touchpoints == 1
@@ -124,7 +124,7 @@ def test_a_replay_into_a_fresh_store_gives_byte_identical_views(tmp_path: Path) 
     fresh = ViewStore(tmp_path / "rebuilt.sqlite")
     ProjectionRunner(log, fresh, batch=999).catch_up()
     assert fresh.digest() == store.digest()
-    assert fresh.count("identifiers") == store.count("identifiers") == 30
+    assert fresh.identity.count() == store.identity.count() == 30
 
 
 def test_touchstream_replay_names_the_customer_and_field_a_corrupted_view_differs_in(tmp_path: Path) -> None:
@@ -142,7 +142,7 @@ def test_touchstream_replay_names_the_customer_and_field_a_corrupted_view_differ
     assert report["position"] == 50 and report["lag"] == {"log": {"stored": 50, "end": 51}}, report
     assert report["customers"] == report["live_customers"] == 10
 
-    corrupted = orjson.loads(store.state("c3") or b"null")
+    corrupted = orjson.loads(store.customers.state("c3") or b"null")
     corrupted["touchpoints"] += 1
     with store.datastore.transaction(commit=True) as c:
         c.execute("UPDATE customer_views SET state=? WHERE customer_id='c3'", (orjson.dumps(corrupted),))
@@ -179,7 +179,7 @@ def test_a_view_store_of_an_older_format_is_set_aside_and_rebuilt_from_the_log(t
     assert reopened.position() == 0 and reopened.format == VIEW_FORMAT
     assert (tmp_path / "views.sqlite.format1").exists()
     ProjectionRunner(log, reopened, batch=100).catch_up()
-    assert reopened.count("customer_views") == 5 and reopened.position() == log.head()
+    assert reopened.customers.count() == 5 and reopened.position() == log.head()
     assert open_current(tmp_path / "views.sqlite").position() == log.head()  # current: kept as it is
 
 
@@ -195,11 +195,11 @@ def test_a_record_that_fails_after_the_engine_decided_commits_nothing_of_its_dec
     broken = {**to_dict(purchase("p2", at(4), "10.00", ref=who)), "amount": "NaN"}
     log.append([to_dict(purchase("p1", at(0), "600.00", ref=who)), broken])
     runner.catch_up()
-    assert [(r["event_id"], r["reason"].split(":")[0]) for r in store.rows("dead_letters")] == [("p2", "unfoldable")]
-    assert store.triggers(limit=10) == []
-    assert not [k for k in store.contact_figures() if k[0] == "satisfaction_call_after_high_value_purchase"]
+    assert [(r["event_id"], r["reason"].split(":")[0]) for r in store.dead_letters.rows()] == [("p2", "unfoldable")]
+    assert store.contacts.triggers(limit=10) == []
+    assert not [k for k in store.contacts.figures() if k[0] == "satisfaction_call_after_high_value_purchase"]
     log.append([to_dict(call("k1", at(4, 1), ref=who))])
     runner.catch_up()
-    fired = [orjson.loads(doc)["rule"]["id"] for _, doc in store.triggers(limit=10)]
+    fired = [orjson.loads(doc)["rule"]["id"] for _, doc in store.contacts.triggers(limit=10)]
     assert fired == ["satisfaction_call_after_high_value_purchase"]
-    assert store.contact_figures()[("satisfaction_call_after_high_value_purchase", 1, "call", "fired")] == 1
+    assert store.contacts.figures()[("satisfaction_call_after_high_value_purchase", 1, "call", "fired")] == 1

@@ -15,7 +15,7 @@ from projections.value.rfm_population import RfmPopulation
 from projections.view.document import from_state
 from services.embedded.eventlog import TouchpointLog
 from services.embedded.runner import ProjectionRunner
-from services.embedded.viewstore import ViewStore
+from services.embedded.storage.unit import ViewStore
 from tools.traffic import TrafficOptions, generate
 
 
@@ -36,7 +36,7 @@ def test_cells_equal_a_recomputation_over_the_final_views(tmp_path: Path, log: T
         views = [from_state(orjson.loads(row[0])) for row in c.fetchall()]
     figures = [rfm_figures(v, "EUR") for v in views]
     expected = changes((None, f) for f in figures)
-    cells = store.rfm_cells()
+    cells = store.value.rfm_cells()
     assert cells == expected and sum(c.customers for c in cells.values()) > 100
 
     population = RfmPopulation()

@@ -17,10 +17,9 @@ from projections.segments.membership import SegmentSet, compile_segments, member
 from projections.touchpoints import CustomerRef
 from projections.view.document import from_state
 from services.contracts import decode_record
-from services.embedded import segment_store
 from services.embedded.eventlog import TouchpointLog
 from services.embedded.runner import ProjectionRunner
-from services.embedded.viewstore import ViewStore
+from services.embedded.storage.unit import ViewStore
 from services.scaleout.kafka.topics import SEGMENTS_TOPIC
 from services.scaleout.platform import KafkaPlatform
 from services.scaleout.redis.segments import rebuild
@@ -74,10 +73,10 @@ def test_members_equal_an_evaluation_over_the_final_views(tmp_path: Path, log: T
     ProjectionRunner(log, store, FoldConfig(segments=DEFAULT), batch=batch).catch_up()
     members = stored_members(store)
     assert members == evaluated(all_states(store), DEFAULT)
-    counts = segment_store.counts(store)
+    counts = store.segments.counts()
     assert counts == {sid: sum(1 for s, _ in members if s == sid) for sid in counts}
     assert sum(counts.values()) > 50 and len([n for n in counts.values() if n]) >= 3
-    feed = segment_store.feed(store, limit=100_000)
+    feed = store.segments.feed(limit=100_000)
     net: dict[str, int] = {}
     for row in feed:
         net[row["segment"]] = net.get(row["segment"], 0) + (1 if row["kind"] == "entered" else -1)
@@ -87,21 +86,21 @@ def test_members_equal_an_evaluation_over_the_final_views(tmp_path: Path, log: T
 
 def test_a_changed_definition_reevaluates_membership_and_reports_the_moves(tmp_path: Path, log: TouchpointLog) -> None:
     store = ViewStore(tmp_path / "views.sqlite")
-    assert segment_store.reconcile(store, DEFAULT) == 0  # an empty store: nothing to move
+    assert store.segments.reconcile(DEFAULT) == 0  # an empty store: nothing to move
     ProjectionRunner(log, store, FoldConfig(segments=DEFAULT), batch=500).catch_up()
-    assert segment_store.reconcile(store, DEFAULT) == 0  # the same definitions: nothing to do
-    before = segment_store.feed(store, limit=100_000)[-1]["feed"]
-    moved = segment_store.reconcile(store, REDEFINED)
+    assert store.segments.reconcile(DEFAULT) == 0  # the same definitions: nothing to do
+    before = store.segments.feed(limit=100_000)[-1]["feed"]
+    moved = store.segments.reconcile(REDEFINED)
     assert moved > 0
     assert stored_members(store) == evaluated(all_states(store), REDEFINED)
-    assert "one_time_buyers" not in segment_store.counts(store)
-    changes = segment_store.feed(store, after=before, limit=100_000)
+    assert "one_time_buyers" not in store.segments.counts()
+    changes = store.segments.feed(after=before, limit=100_000)
     assert len(changes) == moved
     assert {(c["segment"], c["kind"]) for c in changes} == {("high_value", "entered"), ("one_time_buyers", "exited")}
     assert {c["version"] for c in changes if c["segment"] == "high_value"} == {2}
-    assert segment_store.reconcile(store, REDEFINED) == 0
+    assert store.segments.reconcile(REDEFINED) == 0
     # the runner goes on with the new definitions
-    assert segment_store.counts(store)["high_value"] == sum(1 for s, _ in stored_members(store) if s == "high_value")
+    assert store.segments.counts()["high_value"] == sum(1 for s, _ in stored_members(store) if s == "high_value")
 
 
 def test_workers_keep_members_in_redis_and_publish_each_change_once(settings: Settings) -> None:

@@ -12,7 +12,7 @@ import pytest
 from projections.view.document import from_state
 from services.embedded.eventlog import TouchpointLog
 from services.embedded.runner import ProjectionRunner
-from services.embedded.viewstore import ViewStore
+from services.embedded.storage.unit import ViewStore
 from services.value.bgnbd import WEEK_US, fit
 from services.value.job import NotEnoughHistory, refit, value_section
 from services.value.summary import distinct_rows
@@ -32,7 +32,7 @@ def test_histories_fit_and_view_figures_agree(tmp_path: Path) -> None:
         c.execute("SELECT state FROM customer_views")
         views = [from_state(orjson.loads(row[0])) for row in c.fetchall()]
     expected = sorted((v.first_purchase_at, v.last_purchase_at, v.purchases) for v in views if v.purchases)
-    histories = store.purchase_histories()
+    histories = store.customers.purchase_histories()
     assert sorted(histories) == expected and len(expected) > 100
 
     model = refit(histories, END)
@@ -48,8 +48,8 @@ def test_histories_fit_and_view_figures_agree(tmp_path: Path) -> None:
             (END - view.first_purchase_at) / WEEK_US)
     assert shown["p_alive"] == round(float(direct.p_alive(*args)), 6)
     assert shown["expected_purchases_90d"] == round(float(direct.expected_purchases_within(90 * 86_400 * 10**6, *args)), 6)
-    store.save_model("bgnbd", model.to_json())
-    assert store.model("bgnbd") == model.to_json()
+    store.value.save_model("bgnbd", model.to_json())
+    assert store.value.model("bgnbd") == model.to_json()
 
 
 def test_too_few_repeat_buyers_is_said_not_fitted() -> None:

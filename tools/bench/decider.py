@@ -39,8 +39,12 @@ _HISTORY = r'''
 import json, sys, time
 from datetime import timedelta
 import orjson
-from projections.view.fold import evolve, initial_view
-from projections.view.document import to_state
+try:  # this tree's layout, else the baseline's flat one
+    from projections.view.fold import evolve, initial_view
+    from projections.view.document import to_state
+except ImportError:
+    from projections.view import evolve, initial_view
+    from projections.view_document import to_state
 from projections.touchpoints import CustomerRef
 from tests.support import touchpoints as tp
 
@@ -85,7 +89,10 @@ print(json.dumps(out))
 _RUNNER = r'''
 import json, sys
 from pathlib import Path
-from tools.bench.scale import fold_log
+if Path("services/bench/scale.py").exists():  # the baseline's layout (run in its tree): the bench lived there
+    from services.bench.scale import fold_log
+else:
+    from tools.bench.scale import fold_log
 print(json.dumps(fold_log(Path(sys.argv[1]))))
 '''
 

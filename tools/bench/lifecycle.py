@@ -22,7 +22,8 @@ from projections.view.fold import evolve, initial_view, tick
 from projections.view.state import instant_of
 from services.embedded.eventlog import LoggedTouchpoint
 from services.embedded.runner import fold_records
-from services.embedded.viewstore import ViewChanges, ViewStore, dumps
+from services.embedded.storage.contacts import dumps
+from services.embedded.storage.unit import ViewChanges, ViewStore
 from services.gc_tuning import tune_gc
 from services.view_cache import ViewCache
 from tools.traffic import TrafficOptions, labelled

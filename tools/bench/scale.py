@@ -37,7 +37,7 @@ def _write(directory: str, events: int, customers: int, out: Any) -> None:
 def _fold(directory: str, out: Any) -> None:
     from services.embedded.eventlog import TouchpointLog
     from services.embedded.runner import ProjectionRunner
-    from services.embedded.viewstore import ViewStore
+    from services.embedded.storage.unit import ViewStore
     from services.gc_tuning import tune_gc
     from services.settings import Settings
 
@@ -53,7 +53,7 @@ def _fold(directory: str, out: Any) -> None:
     seconds = time.perf_counter() - started
     status = Path("/proc/self/status").read_text()
     peak_kib = int(next(line.split()[1] for line in status.splitlines() if line.startswith("VmHWM")))
-    out.put({"events": runner.position, "customers": store.count("customer_views"), "seconds": round(seconds, 2),
+    out.put({"events": runner.position, "customers": store.customers.count(), "seconds": round(seconds, 2),
              "events_per_second": round(runner.position / seconds), "us_per_event": round(seconds / runner.position * 1e6, 1),
              "peak_rss_mib": round(peak_kib / 1024)})
 

@@ -16,7 +16,7 @@ from projections.batch import FoldConfig
 from projections.segments.membership import SegmentSet
 from services.embedded.eventlog import TouchpointLog
 from services.embedded.runner import ProjectionRunner
-from services.embedded.viewstore import ViewStore
+from services.embedded.storage.unit import ViewStore
 from services.gc_tuning import tune_gc
 from services.segments.file import load_segments
 from services.settings import SEGMENTS_FILE

@@ -1,6 +1,6 @@
 """The scale-out view store: customer views, identity index and partition positions in Redis.
 
-Same responsibilities as the embedded ``services.embedded.viewstore.ViewStore``, with Redis as the
+Same responsibilities as the embedded ``services.embedded.storage.unit.ViewStore``, with Redis as the
 position of record (docs/SCALE_OUT.md): a worker folds a batch of one partition, then
 ``commit`` writes the batch's states, published documents, identity links, conflict and
 dead-letter entries *and* the partition's new position in ONE Lua script, fenced: it

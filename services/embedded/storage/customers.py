@@ -1,0 +1,72 @@
+"""Customer views and timelines: the stored state of every customer, and its events by time."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from services.embedded.storage.base import Concern, ViewChanges
+
+__all__ = ["Customers"]
+
+
+class Customers(Concern):
+    """``customer_views`` (the stored state as JSON, and the position that last wrote it) and
+    ``timeline`` (customer → log positions by event time)."""
+
+    TABLES = (
+        # a rowid table: view states are kilobytes, too large for WITHOUT ROWID pages
+        "CREATE TABLE IF NOT EXISTS customer_views ("
+        "customer_id TEXT PRIMARY KEY, state BLOB NOT NULL, position INTEGER NOT NULL)",
+        "CREATE TABLE IF NOT EXISTS timeline ("
+        "customer_id TEXT, occurred_at TEXT, position INTEGER, "
+        "PRIMARY KEY (customer_id, occurred_at, position)) WITHOUT ROWID",
+    )
+
+    def write(self, c: Any, changes: ViewChanges) -> None:
+        c.executemany(
+            "INSERT INTO customer_views VALUES (?,?,?) ON CONFLICT (customer_id) "
+            "DO UPDATE SET state=excluded.state, position=excluded.position",
+            [(cid, state, changes.position) for cid, state in changes.views.items()],
+        )
+        c.executemany("INSERT OR IGNORE INTO timeline VALUES (?,?,?)", changes.timeline)
+
+    def states(self, customer_ids: Sequence[str]) -> dict[str, bytes]:
+        out: dict[str, bytes] = {}
+        with self.reading() as c:
+            for i in range(0, len(customer_ids), 500):
+                chunk = list(customer_ids[i : i + 500])
+                c.execute(f"SELECT customer_id, state FROM customer_views WHERE customer_id IN "
+                          f"({','.join('?' * len(chunk))})", chunk)
+                out.update((r[0], r[1]) for r in c.fetchall())
+        return out
+
+    def state(self, customer_id: str) -> bytes | None:
+        return self.states([customer_id]).get(customer_id)
+
+    def count(self) -> int:
+        with self.reading() as c:
+            c.execute("SELECT COUNT(*) FROM customer_views")
+            return int(c.fetchone()[0])
+
+    def timeline_positions(self, customer_id: str, *, limit: int,
+                           before: tuple[str, int] | None) -> list[tuple[str, int]]:
+        """Newest first: (occurred_at, position) pairs strictly before ``before``."""
+        sql = "SELECT occurred_at, position FROM timeline WHERE customer_id=? "
+        params: list[Any] = [customer_id]
+        if before is not None:
+            sql += "AND (occurred_at, position) < (?, ?) "
+            params += list(before)
+        sql += "ORDER BY occurred_at DESC, position DESC LIMIT ?"
+        with self.reading() as c:
+            c.execute(sql, [*params, limit])
+            return [(r[0], r[1]) for r in c.fetchall()]
+
+    def purchase_histories(self) -> list[tuple[int, int, int]]:
+        """(first purchase µs, last purchase µs, purchases) of every customer who bought,
+        read by SQLite's JSON functions (no state is parsed in Python)."""
+        with self.reading() as c:
+            c.execute("SELECT json_extract(s, '$.first_purchase_at'), json_extract(s, '$.last_purchase_at'), "
+                      "json_extract(s, '$.purchases') FROM (SELECT CAST(state AS TEXT) AS s FROM customer_views) "
+                      "WHERE json_extract(s, '$.purchases') > 0")
+            return [(r[0], r[1], r[2]) for r in c.fetchall()]

@@ -1,0 +1,28 @@
+"""Events the projection could not fold, with the reason (the record itself stays in the log)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from services.embedded.storage.base import Concern, ViewChanges
+
+__all__ = ["DeadLetters"]
+
+
+class DeadLetters(Concern):
+    TABLES = ("CREATE TABLE IF NOT EXISTS dead_letters (position INTEGER PRIMARY KEY, event_id TEXT, reason TEXT, "
+              "record BLOB)",)
+
+    def write(self, c: Any, changes: ViewChanges) -> None:
+        c.executemany("INSERT OR IGNORE INTO dead_letters VALUES (?,?,?,?)", changes.dead_letters)
+
+    def rows(self, *, after: int = 0, limit: int = 100) -> list[dict[str, Any]]:
+        """Dead letters after the log position ``after``, oldest first."""
+        with self.reading() as c:
+            c.execute("SELECT * FROM dead_letters WHERE position > ? ORDER BY position LIMIT ?", (after, limit))
+            return [dict(r) for r in c.fetchall()]
+
+    def count(self) -> int:
+        with self.reading() as c:
+            c.execute("SELECT COUNT(*) FROM dead_letters")
+            return int(c.fetchone()[0])
