@@ -23,9 +23,11 @@ from __future__ import annotations
 import json
 import os
 import signal
+import threading
 import time
 from pathlib import Path
 
+import httpx
 import pytest
 
 from tests.e2e.test_scale_out import Sender, folded_positions, traffic
@@ -64,6 +66,34 @@ def log_events(stack: Stack, name: str) -> list[dict[str, object]]:
     return found
 
 
+class Scraper(threading.Thread):
+    """Scrapes every worker's ``/metrics`` as Prometheus does (every half second, a 2 s
+    timeout) for as long as it runs: the fold runs off the event loop, so a worker under
+    load, or stalled on a frozen broker, must still answer each scrape."""
+
+    def __init__(self, stack: Stack) -> None:
+        super().__init__(daemon=True)
+        self.urls = [f"http://{w.host}:{w.port}/metrics" for w in stack.workers]
+        self.answered = 0
+        self.failed: list[str] = []
+        self.halt = threading.Event()
+
+    def run(self) -> None:
+        with httpx.Client(timeout=2.0) as client:
+            while not self.halt.wait(0.5):
+                for url in self.urls:
+                    try:
+                        response = client.get(url)
+                        response.raise_for_status()
+                        self.answered += 1
+                    except httpx.HTTPError as error:
+                        self.failed.append(f"{url}: {type(error).__name__} {error}")
+
+    def stop(self) -> None:
+        self.halt.set()
+        self.join(timeout=10)
+
+
 def wait_quiescent(runtime: KafkaRuntime, seconds: float = 3.0, timeout: float = 90.0) -> list[int]:
     """Positions of record that have not moved for ``seconds`` (nothing is appended any more)."""
     last, since = folded_positions(runtime), time.monotonic()
@@ -88,6 +118,8 @@ def test_views_equal_a_replay_after_the_broker_is_frozen_under_load_with_ticks_a
     try:
         stack.start()  # returns once the two workers share the partitions
         sender = Sender(runtime.base_url, runtime.keys.ingest, events, rate=200).start()
+        scraper = Scraper(stack)
+        scraper.start()
         try:
             wait_until(lambda: len(sender.acknowledged) >= 1_500, timeout=60, what="traffic acknowledged")
             frozen_at = time.time()
@@ -96,6 +128,9 @@ def test_views_equal_a_replay_after_the_broker_is_frozen_under_load_with_ticks_a
             sender.join(timeout=150)  # it retries what was refused, then sends the rest
         finally:
             sender.stop()
+            scraper.stop()
+        # under load and through the outage, every scrape of every worker was answered in time
+        assert scraper.answered >= 20 and scraper.failed == [], (scraper.answered, scraper.failed[:5])
         assert len(sender.acknowledged) == len({e["event_id"] for _, e in events}), "not every event acknowledged"
 
         # the outage did what it does in production: workers stalled on Kafka, the group rebalanced

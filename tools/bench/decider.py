@@ -87,13 +87,41 @@ print(json.dumps(out))
 '''
 
 _RUNNER = r'''
-import json, sys
+# The runner folds the log as the platform of its revision folds it: lifecycle stages, RFM
+# cells, the default rules and the default segments (the baseline's own bench left
+# segments out, so its figure is not the platform's).
+import json, sys, time
 from pathlib import Path
-if Path("services/bench/scale.py").exists():  # the baseline's layout (run in its tree): the bench lived there
-    from services.bench.scale import fold_log
+directory = Path(sys.argv[1])
+from services.gc_tuning import tune_gc
+from services.settings import Settings
+settings = Settings(data_dir=directory)
+if Path("services/runner.py").exists():  # the baseline's flat layout
+    from services.eventlog import TouchpointLog
+    from services.runner import ProjectionRunner
+    from services.segments_file import load_segments
+    from services.viewstore import ViewStore
+    store = ViewStore(directory / "views.sqlite")
+    log = TouchpointLog(directory / "log.sqlite")
+    runner = ProjectionRunner(log, store, batch=2000, lifecycle=settings.lifecycle(),
+                              tick_limit=settings.lifecycle_tick_limit, currency=settings.value_currency,
+                              engine=settings.contact_engine(), segments=load_segments(settings.segments_file))
+    customers = lambda: store.count("customer_views")
 else:
-    from tools.bench.scale import fold_log
-print(json.dumps(fold_log(Path(sys.argv[1]))))
+    from services.embedded.eventlog import TouchpointLog
+    from services.embedded.runner import ProjectionRunner
+    from services.embedded.storage.unit import ViewStore
+    store = ViewStore(directory / "views.sqlite")
+    log = TouchpointLog(directory / "log.sqlite")
+    runner = ProjectionRunner(log, store, settings.fold_config(), batch=2000)
+    customers = store.customers.count
+tune_gc()
+started = time.perf_counter()
+runner.catch_up()
+seconds = time.perf_counter() - started
+print(json.dumps({"events": runner.position, "customers": customers(), "seconds": round(seconds, 2),
+                  "events_per_second": round(runner.position / seconds),
+                  "us_per_event": round(seconds / runner.position * 1e6, 1)}))
 '''
 
 
