@@ -4,7 +4,7 @@ Two view workers (so the group rebalances when the broker comes back), the API a
 a clock tick every half second (time moves while events fold: late contact forms meet
 expired callbacks, lifecycle deadlines pass), synthetic CRM traffic that exercises the
 default next-best-contact rules, and the broker frozen (SIGSTOP) for longer than the
-consumer session. Every worker stalls on Kafka, the group rebalances once the broker
+consumer session. Workers stall on Kafka or wait, the group rebalances once the broker
 thaws, and folding resumes. At a quiescent moment (traffic sent, API stopped so no tick
 is appended, every partition folded to its end) ``touchstream replay`` must find Redis
 identical to the topic replayed through the core, byte for byte: decisions (triggers,
@@ -133,11 +133,12 @@ def test_views_equal_a_replay_after_the_broker_is_frozen_under_load_with_ticks_a
         assert scraper.answered >= 20 and scraper.failed == [], (scraper.answered, scraper.failed[:5])
         assert len(sender.acknowledged) == len({e["event_id"] for _, e in events}), "not every event acknowledged"
 
-        # the outage did what it does in production: workers stalled on Kafka, the group rebalanced
+        # the outage did what it does in production: the group rebalanced once the broker thawed
+        # (every session had expired); whether a worker's call failed meanwhile (a stall on
+        # Kafka) or only waited depends on where each was when the broker froze
         stalls = [e for e in log_events(stack, "worker_stalled") if e.get("cause") == "kafka"]
-        assert stalls, "no worker stalled on Kafka: the outage was not seen"
         moves = [e for e in log_events(stack, "partitions_revoked") if str(e.get("timestamp", "")) >= _iso(frozen_at)]
-        assert moves, "no rebalance after the outage"
+        assert moves, f"no rebalance after the outage (stalls on Kafka: {len(stalls)})"
 
         # a quiescent moment: no more ticks (the API ticks), every partition folded to its end
         stack.api.signal(signal.SIGTERM)
