@@ -8,7 +8,7 @@ hang (SQLite lock waits are bounded by settings).
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -77,6 +77,14 @@ def _error(status: int, detail: Any, headers: Mapping[str, str] | None = None) -
     return JSON({"error": body}, status_code=status, headers=headers)
 
 
+def _path(loc: Sequence[Any]) -> str:
+    """A parameter's own name (``to``, ``after``, ``customer_id``), a body field's path (``at``)."""
+    parts = [str(p) for p in loc]
+    if parts and parts[0] in ("query", "path", "header", "body", "cookie"):
+        parts = parts[1:]
+    return "".join(f"[{p}]" if p.isdigit() else f".{p}" for p in parts).lstrip(".") or str(loc[0])
+
+
 def create_app(platform: Platform, *, manage_platform: bool = True) -> FastAPI:
     settings = platform.settings
     set_phone_region(settings.default_phone_region)
@@ -113,8 +121,8 @@ def create_app(platform: Platform, *, manage_platform: bool = True) -> FastAPI:
 
     @app.exception_handler(RequestValidationError)
     async def query_error(_: Request, exc: RequestValidationError) -> JSON:
-        errors = [{"path": ".".join(str(p) for p in e["loc"]), "message": e["msg"]} for e in exc.errors()]
-        return _error(422, errors)
+        return _error(422, [{"path": _path(e["loc"]), "message": e["msg"].removeprefix("Value error, ")}
+                            for e in exc.errors()])
 
     @app.exception_handler(StorageUnavailable)
     @app.exception_handler(PersistenceError)

@@ -17,12 +17,13 @@ from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, HTTPException, Query
-from pydantic import AwareDatetime, BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict
 
 from projections.codec import format_instant
 from projections.lifecycle.stages import STAGES
 from projections.view.state import micros
 from services.api.auth import KeyRing
+from services.api.input_rules import Cursor, Identifier, Instant
 from services.api.responses import JSON
 from services.ports import LifecycleReads
 
@@ -31,7 +32,7 @@ __all__ = ["lifecycle_router", "lifecycle_summary"]
 
 class TickRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    at: AwareDatetime | None = None  # default: now
+    at: Instant | None = None  # default: now
 
 
 def lifecycle_summary(stages: dict[str, int], moves: list[tuple[str, str, int]]) -> dict[str, Any]:
@@ -65,8 +66,8 @@ def lifecycle_router(platform: LifecycleReads, keys: KeyRing) -> APIRouter:
         return JSON({"at": format_instant(at), "position": position}, status_code=202)
 
     @router.get("/v1/lifecycle/transitions", dependencies=[Depends(keys.require("read"))])
-    async def feed(after: str | None = None, limit: Annotated[int, Query(ge=1, le=1000)] = 100,
-                   customer_id: str | None = None) -> JSON:
+    async def feed(after: Cursor | None = None, limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+                   customer_id: Identifier | None = None) -> JSON:
         try:
             page = await platform.transitions(after, limit, customer_id)
         except ValueError as error:
@@ -74,8 +75,8 @@ def lifecycle_router(platform: LifecycleReads, keys: KeyRing) -> APIRouter:
         return JSON({"transitions": page.transitions, "next_cursor": page.next_cursor})
 
     @router.get("/v1/analytics/lifecycle", dependencies=[Depends(keys.require("read"))])
-    async def analytics(start: Annotated[AwareDatetime | None, Query(alias="from")] = None,
-                        end: Annotated[AwareDatetime | None, Query(alias="to")] = None) -> JSON:
+    async def analytics(start: Annotated[Instant | None, Query(alias="from")] = None,
+                        end: Annotated[Instant | None, Query(alias="to")] = None) -> JSON:
         end = end or datetime.now(UTC)
         start = start or end - timedelta(days=30)
         if start >= end:

@@ -541,3 +541,49 @@ def test_an_event_dated_beyond_the_future_tolerance_is_refused_on_its_field(star
     response = api.post_events(call(f"future-{unique()}", tomorrow, {"emails": [f"f.{unique()}@example.com"]}))
     assert response.status_code == 422, response.text
     assert error_paths(response) == ["occurred_at"]
+
+
+# -- strict input rules over HTTP (the rules themselves: tests/unit/test_input_rules.py) --
+@HTTP_ONLY
+def test_a_body_naming_a_key_twice_is_refused_and_nothing_is_stored(api: Api) -> None:
+    uid = unique()
+    body = (b'{"event_id": "dup-%s", "type": "purchase", "occurred_at": "2026-04-01T12:00:00Z", "source": "shop",'
+            b' "customer": {"emails": ["dup.%s@example.com"]}, "channel": "web", "order_id": "o-1",'
+            b' "amount": "10.00", "amount": "-999", "currency": "EUR"}') % (uid.encode(), uid.encode())
+    response = api.client.post("/v1/events", content=body,
+                               headers={**bearer(api.runtime.keys.ingest), "Content-Type": "application/json"})
+    assert response.status_code == 400, response.text
+    assert "duplicate key 'amount'" in error_of(response)["message"]
+    _absent(api, email=f"dup.{uid}@example.com")
+
+
+@HTTP_ONLY
+def test_every_query_parameter_out_of_range_is_refused_naming_it(api: Api) -> None:
+    """What storage or the calendar cannot hold is a 422 on the parameter, never a 500."""
+    cases = [
+        ("/v1/dead-letters", {"after": "10000000000000000000"}, "after"),
+        ("/v1/identity/conflicts", {"after": "9223372036854775808"}, "after"),
+        ("/v1/identity/conflicts", {"after": "-1"}, "after"),
+        ("/v1/analytics/segments", {"to": "0001-01-04T00:00:00Z"}, "to"),
+        ("/v1/analytics/lifecycle", {"to": "0001-01-04T00:00:00Z"}, "to"),
+        ("/v1/analytics/lifecycle", {"to": "0.5"}, "to"),
+        ("/v1/analytics/lifecycle", {"from": "2026-04-01"}, "from"),
+        ("/v1/customers/c-1", {"min_position": "99999999999999999999"}, "min_position"),
+        ("/v1/customers/c-1", {"at": "2026-04-01T12:00:00"}, "at"),
+        ("/v1/customers/a b", {}, "customer_id"),
+        ("/v1/lifecycle/transitions", {"customer_id": "a/b"}, "customer_id"),
+        ("/v1/triggers", {"since": "x" * 600}, "since"),
+        ("/v1/segments/changes", {"after": "a\u0000b"}, "after"),
+    ]
+    for path, params, name in cases:
+        response = api.get(path, **params)
+        assert response.status_code == 422, f"{path} {params}: {response.status_code} {response.text[:500]}"
+        assert error_paths(response) == [name], f"{path} {params}: {response.text[:500]}"
+
+
+@HTTP_ONLY
+def test_a_clock_tick_at_a_number_is_refused_naming_at(api: Api) -> None:
+    for at in (0, "20261201", "2026-04-01T12:00:00"):
+        response = api.client.post("/v1/clock/ticks", json={"at": at}, headers=bearer(api.runtime.keys.admin))
+        assert response.status_code == 422, response.text
+        assert error_paths(response) == ["at"]
