@@ -1,7 +1,7 @@
 """The HTTP API (FastAPI): routes, error shapes, request metrics, platform lifecycle.
 
 Errors always come as ``{"error": {"status": 422, "message": "...", "errors": [{"path",
-"message"}]}}``. Storage trouble is 503 with ``Retry-After``, never a 500 and never a
+"message"}]}}``, routing's own 404 and 405 included. Storage trouble is 503 with ``Retry-After``, never a 500 and never a
 hang (SQLite lock waits are bounded by settings).
 """
 
@@ -14,8 +14,9 @@ from typing import Any
 
 import structlog
 from eventsourcing.persistence import PersistenceError
-from fastapi import FastAPI, HTTPException, Request
+from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
+from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from services import metrics
@@ -115,7 +116,7 @@ def create_app(platform: Platform, *, manage_platform: bool = True) -> FastAPI:
     )
     app.add_middleware(RequestMetrics)
 
-    @app.exception_handler(HTTPException)
+    @app.exception_handler(HTTPException)  # starlette's: routing's 404 and 405 too, not only our own
     async def http_error(_: Request, exc: HTTPException) -> JSON:
         return _error(exc.status_code, exc.detail, exc.headers)
 

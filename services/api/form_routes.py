@@ -84,8 +84,9 @@ def form_router(platform: Intake, limiter: RateLimiter) -> APIRouter:
             return _answer(form, wants_json, {"result": "accepted"}, headers)
         event = _event(form_id, form, fields)
         verdict = (await submit(platform, [event], "", settings.max_event_bytes))[0]
-        if verdict["result"] == "rejected":
-            return JSON(verdict, status_code=422, headers=headers)
+        if verdict["result"] == "rejected":  # the verdict, and the common error shape beside it
+            error = {"status": 422, "message": "the form was rejected", "errors": verdict["errors"]}
+            return JSON({**verdict, "error": error}, status_code=422, headers=headers)
         return _answer(form, wants_json, verdict, headers)
 
     return router

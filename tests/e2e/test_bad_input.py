@@ -587,3 +587,23 @@ def test_a_clock_tick_at_a_number_is_refused_naming_at(api: Api) -> None:
         response = api.client.post("/v1/clock/ticks", json={"at": at}, headers=bearer(api.runtime.keys.admin))
         assert response.status_code == 422, response.text
         assert error_paths(response) == ["at"]
+
+
+@HTTP_ONLY
+def test_routing_errors_come_in_the_one_error_shape(api: Api) -> None:
+    """An unknown path (404) and a method a path does not take (405) too, not only the
+    errors the routes raise themselves."""
+    missing = api.get("/v1/nothing/here")
+    assert missing.status_code == 404 and "detail" not in missing.json(), missing.text
+    error_of(missing)
+    wrong = api.client.delete("/v1/events", headers=bearer(api.runtime.keys.admin))
+    assert wrong.status_code == 405, wrong.text
+    error_of(wrong)
+    assert wrong.headers["allow"] == "POST"
+
+
+@HTTP_ONLY
+def test_a_rejected_form_answers_in_the_one_error_shape_with_its_field_path(api: Api) -> None:
+    response = api.post_form({"email": f"form.{unique()}@example.com", "_event_id": "a/b"})
+    assert response.status_code == 422, response.text
+    assert error_paths(response) == ["event_id"]
