@@ -27,6 +27,7 @@ from services.api.customer_routes import customer_router
 from services.api.form_routes import form_router
 from services.api.ingest_routes import ingest_router
 from services.api.lifecycle_routes import lifecycle_router
+from services.api.openapi import install_openapi
 from services.api.ops_routes import ops_router
 from services.api.responses import JSON
 from services.api.segment_routes import segment_router
@@ -147,5 +148,6 @@ def create_app(platform: Platform, *, manage_platform: bool = True) -> FastAPI:
     app.include_router(value_router(value, keys))
     app.include_router(segment_router(platform, keys))
     app.include_router(ops_router(platform))
+    install_openapi(app)
     app.state.platform = platform
     return app

@@ -70,7 +70,7 @@ def customer_router(platform: CustomerReads, keys: KeyRing, value: ValueService)
         position = await caught_up(min_position)
         return await answer(customer_id, position, at)
 
-    @router.get("/v1/customers")
+    @router.get("/v1/customers", responses={404: {"description": "no customer has this identifier"}})
     async def find_customer(email: Annotated[Text | None, Query(max_length=320)] = None,
                             phone: Annotated[Text | None, Query(max_length=40)] = None,
                             external_id: Annotated[Text | None, Query(description="system:id")] = None,

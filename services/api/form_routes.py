@@ -57,7 +57,13 @@ def form_router(platform: Intake, limiter: RateLimiter) -> APIRouter:
         return Response(status_code=204, headers=headers)
 
     @router.post("/v1/forms/{form_id}", status_code=303,
-                 responses={202: {"description": "stored (JSON clients)"}, 303: {"description": "stored"}})
+                 responses={202: {"description": "stored (JSON clients)"}, 303: {"description": "stored"},
+                            401: {"description": "wrong or missing form key"},
+                            403: {"description": "this origin may not post this form"},
+                            413: {"description": "the form is too large"},
+                            415: {"description": "not a form (urlencoded or multipart)"},
+                            422: {"description": "rejected, with field paths"},
+                            429: {"description": "too many submissions; retry after Retry-After"}})
     async def post_form(form_id: str, request: Request) -> Response:
         form = form_of(form_id)
         headers = cors(form, request)

@@ -30,7 +30,7 @@ def ops_router(platform: Health) -> APIRouter:
     async def healthz() -> JSON:
         return JSON({"status": "ok", "runtime": platform.runtime})
 
-    @router.get("/readyz")
+    @router.get("/readyz", responses={503: {"description": "not ready: see checks"}})
     async def readyz() -> JSON:
         started = time.perf_counter()
         state = await platform.readiness()

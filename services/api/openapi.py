@@ -1,0 +1,99 @@
+"""The OpenAPI 3.1 document clients and tools generate from (``GET /openapi.json``).
+
+FastAPI's own document is completed where it cannot see what the routes do:
+
+* every schema sits under ``components/schemas``: the touchpoint contract's definitions
+  are lifted out of the inline ``$defs`` pydantic emits, so each ``$ref`` resolves;
+* security: the API key as a bearer token (or ``X-API-Key``), each operation naming the
+  scope it needs (OpenAPI 3.1 lets a non-OAuth requirement list roles; ``KeyRing.require``
+  declares it, ingest's handler states it); routes without a key (operations, public
+  forms) say so with an empty requirement;
+* errors: every 4xx and 5xx answers the one error envelope (``Error``), documented in
+  place of the framework's ``HTTPValidationError``; 401, 403 and 429 on keyed routes, 404
+  on routes addressing something by path, 503 wherever storage is read or written.
+
+A unit test validates the result with ``openapi-spec-validator`` and resolves every ref.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import FastAPI
+
+from services.api.contracts import TOUCHPOINT_ADAPTER
+
+__all__ = ["install_openapi", "TOUCHPOINT_REF"]
+
+TOUCHPOINT_REF = {"$ref": "#/components/schemas/Touchpoint"}
+_ERROR_REF = {"$ref": "#/components/schemas/Error"}
+_ERRORS = {
+    "Error": {
+        "type": "object", "required": ["error"],
+        "description": "every error the API answers; event and form posts add their per-event verdicts beside it",
+        "properties": {"error": {
+            "type": "object", "required": ["status", "message"],
+            "properties": {
+                "status": {"type": "integer", "description": "the HTTP status, repeated"},
+                "message": {"type": "string"},
+                "errors": {"type": "array", "items": {"$ref": "#/components/schemas/FieldError"},
+                           "description": "one per field or parameter at fault (400, 413, 422)"},
+            },
+        }},
+    },
+    "FieldError": {
+        "type": "object", "required": ["path", "message"],
+        "properties": {"path": {"type": "string", "examples": ["events[3].amount", "after"]},
+                       "message": {"type": "string", "description": "the rule the value breaks"}},
+    },
+}
+_KEYED = {"401": "missing or unknown API key", "403": "the key lacks the scope this route needs",
+          "429": "rate limited; retry after Retry-After"}
+
+
+def _touchpoint_schemas() -> dict[str, Any]:
+    schema = TOUCHPOINT_ADAPTER.json_schema(ref_template="#/components/schemas/{model}")
+    definitions: dict[str, Any] = schema.pop("$defs", {})
+    return {**definitions, "Touchpoint": schema}
+
+
+def _complete(document: dict[str, Any]) -> dict[str, Any]:
+    components = document.setdefault("components", {})
+    schemas = components.setdefault("schemas", {})
+    for framework in ("HTTPValidationError", "ValidationError"):
+        schemas.pop(framework, None)
+    schemas.update(_touchpoint_schemas())
+    schemas.update(_ERRORS)
+    for path, operations in document.get("paths", {}).items():
+        for operation in operations.values():
+            responses = operation.setdefault("responses", {})
+            if operation.get("security"):
+                for status, description in _KEYED.items():
+                    responses.setdefault(status, {"description": description})
+            else:
+                operation.setdefault("security", [])
+            if "{" in path:
+                responses.setdefault("404", {"description": "nothing has this id"})
+            if path.startswith("/v1/"):
+                responses.setdefault("503", {"description": "storage unavailable; retry after Retry-After"})
+            for status, response in responses.items():
+                if status[0] in "45" and path.startswith("/v1/"):  # /readyz's 503 is its own report
+                    if status == "422":
+                        response["description"] = "invalid: each field or parameter at fault, and the rule"
+                    content = response.setdefault("content", {}).setdefault("application/json", {})
+                    if "schema" not in content or content["schema"].get("$ref", "").endswith("HTTPValidationError"):
+                        content["schema"] = _ERROR_REF
+    return document
+
+
+def install_openapi(app: FastAPI) -> None:
+    """Serve the completed document at ``/openapi.json`` (built once, on first request)."""
+
+    build = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            app.openapi_schema = _complete(build())
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
