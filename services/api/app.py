@@ -16,6 +16,7 @@ import structlog
 from eventsourcing.persistence import PersistenceError
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
+from fastapi_offline import FastAPIOffline
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -108,7 +109,9 @@ def create_app(platform: Platform, *, manage_platform: bool = True) -> FastAPI:
             if manage_platform:
                 await platform.close()
 
-    app = FastAPI(
+    # /docs (Swagger UI) and /redoc from assets the fastapi-offline package ships, served by
+    # this server: an offline or locked-down install has its docs too, and no page loads a CDN.
+    app = FastAPIOffline(
         title="Touchstream",
         version="1.0.0",
         summary="Event-sourced multichannel customer-interaction platform: touchpoints in, 360° views out.",
