@@ -83,10 +83,13 @@ def customer_router(platform: CustomerReads, keys: KeyRing, value: ValueService)
                 identifier = ("phone", normalise_phone(phone))
             elif external_id and ":" in external_id:
                 identifier = ("external_id", external_id)
+            elif external_id:
+                raise ValueError("an external id is given as system:id")
             else:
                 raise HTTPException(422, [{"path": "query", "message": "give email, phone or external_id=system:id"}])
         except ValueError as error:
-            raise HTTPException(422, [{"path": "query", "message": str(error)}]) from None
+            named = "email" if email else "phone" if phone else "external_id"
+            raise HTTPException(422, [{"path": named, "message": str(error)}]) from None
         position = await caught_up(min_position)
         owner = await platform.owner(identifier)
         if owner is None:

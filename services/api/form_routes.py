@@ -3,7 +3,7 @@
 Accepts ``application/x-www-form-urlencoded`` and ``multipart/form-data`` (text fields
 only). The form's public key (field ``_key`` or query ``key``) may only post that form,
 and only from the form's allowed origins (CORS allow-list, preflight answered here).
-Field ``_event_id`` makes a resubmission idempotent. A filled honeypot field (``_hp``)
+Field ``_event_id`` makes a resubmission idempotent. A field sent twice is refused (422). A filled honeypot field (``_hp``)
 is answered like a success but stored nowhere and counted as ``rejected/spam``.
 Answer: 303 to the form's thank-you URL, or JSON when the client asks for JSON (fetch).
 """
@@ -104,6 +104,8 @@ async def _fields(request: Request) -> dict[str, str]:
     for name, value in data.multi_items():
         if isinstance(value, UploadFile):
             raise HTTPException(422, [{"path": f"fields.{name}", "message": "file uploads are not accepted"}])
+        if name in fields:  # which copy a sender meant is unknowable: refused, like a JSON key given twice
+            raise HTTPException(422, [{"path": f"fields.{name}", "message": "a field may be sent only once"}])
         fields[name] = value
     return fields
 

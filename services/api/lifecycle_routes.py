@@ -16,14 +16,16 @@ import statistics
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, HTTPException, Query
-from pydantic import BaseModel, ConfigDict
+from fastapi import APIRouter, Depends, HTTPException, Query, Request
+from pydantic import BaseModel, ConfigDict, ValidationError
 
 from projections.codec import format_instant
 from projections.lifecycle.stages import STAGES
 from projections.view.state import micros
 from services.api.auth import KeyRing
+from services.api.body import read_json, read_limited
 from services.api.input_rules import Cursor, Identifier, Instant
+from services.api.intake import field_errors
 from services.api.responses import JSON
 from services.ports import LifecycleReads
 
@@ -51,14 +53,32 @@ def lifecycle_summary(stages: dict[str, int], moves: list[tuple[str, str, int]])
     }
 
 
+async def _tick_body(request: Request) -> TickRequest:
+    if not await read_limited(request, _TICK_BYTES):
+        return TickRequest()
+    try:
+        return TickRequest.model_validate(await read_json(request, _TICK_BYTES))
+    except ValidationError as error:
+        raise HTTPException(422, field_errors(error, "")) from None
+
+
+_TICK_BYTES = 4096
+
+
 def lifecycle_router(platform: LifecycleReads, keys: KeyRing) -> APIRouter:
     router = APIRouter(tags=["lifecycle"])
     ahead = timedelta(seconds=platform.settings.max_future_seconds)
 
-    @router.post("/v1/clock/ticks", status_code=202, dependencies=[Depends(keys.require("admin"))])
-    async def post_tick(body: TickRequest | None = None) -> JSON:
+    @router.post("/v1/clock/ticks", status_code=202, dependencies=[Depends(keys.require("admin"))],
+                 openapi_extra={"requestBody": {"required": False, "content": {"application/json": {
+                     "schema": TickRequest.model_json_schema()}}}},
+                 responses={400: {"description": "malformed or non-strict JSON"},
+                            415: {"description": "a body that is not application/json"}})
+    async def post_tick(request: Request) -> JSON:
+        """Append a tick at ``at`` (default: now). The body is read as strictly as an event's."""
+        body = await _tick_body(request)
         now = datetime.now(UTC)
-        at = (body.at if body is not None and body.at is not None else now).astimezone(UTC)
+        at = (body.at if body.at is not None else now).astimezone(UTC)
         if at > now + ahead:
             raise HTTPException(422, [{"path": "at", "message": f"a tick may not be more than "
                                        f"{int(ahead.total_seconds())} s ahead of the platform's clock"}])

@@ -21,7 +21,7 @@ from tests.support.api import (
     unique,
     wait_until,
 )
-from tests.support.server import FORM_ORIGIN, FORM_THANK_YOU_URL
+from tests.support.server import FORM_ID, FORM_ORIGIN, FORM_PUBLIC_KEY, FORM_THANK_YOU_URL
 
 pytestmark = pytest.mark.e2e
 
@@ -607,3 +607,34 @@ def test_a_rejected_form_answers_in_the_one_error_shape_with_its_field_path(api:
     response = api.post_form({"email": f"form.{unique()}@example.com", "_event_id": "a/b"})
     assert response.status_code == 422, response.text
     assert error_paths(response) == ["event_id"]
+
+
+@HTTP_ONLY
+def test_a_clock_tick_body_is_read_as_strictly_as_an_event(api: Api) -> None:
+    admin = {**bearer(api.runtime.keys.admin), "Content-Type": "application/json"}
+    twice = api.client.post("/v1/clock/ticks", content=b'{"at": "2026-04-01T12:00:00Z", "at": "1970-01-01T00:00:00Z"}',
+                            headers=admin)
+    assert twice.status_code == 400, twice.text
+    assert "duplicate key 'at'" in error_of(twice)["message"]
+    unknown = api.client.post("/v1/clock/ticks", json={"when": "2026-04-01T12:00:00Z"}, headers=admin)
+    assert unknown.status_code == 422 and error_paths(unknown) == ["when"], unknown.text
+    now = api.client.post("/v1/clock/ticks", headers=bearer(api.runtime.keys.admin))
+    assert now.status_code == 202, now.text
+
+
+@HTTP_ONLY
+def test_a_form_field_sent_twice_is_refused_naming_it(api: Api) -> None:
+    body = f"email=twice.{unique()}%40example.com&city=Nantes&city=Lyon&_key={FORM_PUBLIC_KEY}"
+    response = api.client.post(f"/v1/forms/{FORM_ID}", content=body.encode(), headers={
+        "Origin": FORM_ORIGIN, "Accept": "application/json", "Content-Type": "application/x-www-form-urlencoded"})
+    assert response.status_code == 422, response.text
+    assert error_paths(response) == ["fields.city"]
+
+
+@HTTP_ONLY
+def test_a_lookup_by_a_bad_identifier_names_the_parameter(api: Api) -> None:
+    for params, name in (({"email": "not-an-email"}, "email"), ({"email": ""}, "email"),
+                         ({"external_id": "no-system"}, "external_id"), ({"phone": "12"}, "phone")):
+        response = api.get("/v1/customers", **params)
+        assert response.status_code == 422, f"{params}: {response.text}"
+        assert error_paths(response) == [name], f"{params}: {response.text}"
