@@ -31,6 +31,12 @@ from services.settings import FormSettings
 __all__ = ["form_router"]
 
 _FORM_TYPES = ("application/x-www-form-urlencoded", "multipart/form-data")
+_FORM_BODY = {
+    "type": "object", "additionalProperties": {"type": "string", "maxLength": 5000},
+    "description": "the form's fields (text only, each once); the form's email and phone fields name the customer",
+    "properties": {"_key": {"type": "string", "description": "the form's public key (or query key=)"},
+                   "_event_id": {"type": "string", "description": "makes a resubmission idempotent"}},
+}
 
 
 def form_router(platform: Intake, limiter: RateLimiter) -> APIRouter:
@@ -56,7 +62,8 @@ def form_router(platform: Intake, limiter: RateLimiter) -> APIRouter:
                         "Access-Control-Max-Age": "600"})
         return Response(status_code=204, headers=headers)
 
-    @router.post("/v1/forms/{form_id}", status_code=303,
+    @router.post("/v1/forms/{form_id}", status_code=303, openapi_extra={"requestBody": {"required": True, "content": {
+                     media: {"schema": _FORM_BODY} for media in _FORM_TYPES}}},
                  responses={202: {"description": "stored (JSON clients)"}, 303: {"description": "stored"},
                             401: {"description": "wrong or missing form key"},
                             403: {"description": "this origin may not post this form"},

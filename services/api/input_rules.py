@@ -30,10 +30,11 @@ from decimal import Decimal
 from typing import Annotated, Any
 
 import pycountry
+from fastapi import Query
 from pydantic import AfterValidator, AwareDatetime, BeforeValidator, Field, WithJsonSchema
 
 __all__ = ["Instant", "Identifier", "SystemName", "Text", "FreeText", "Money", "Currency", "Position",
-           "Cursor", "CURRENCIES", "MAX_POSITION", "check_text"]
+           "Cursor", "WindowStart", "WindowEnd", "CURRENCIES", "MAX_POSITION", "check_text"]
 
 MAX_POSITION = 2**63 - 1
 _RFC3339 = re.compile(r"\d{4}-\d{2}-\d{2}[Tt]\d{2}:\d{2}:\d{2}(\.\d{1,9})?([Zz]|[+-]\d{2}:\d{2})")
@@ -110,3 +111,6 @@ Money = Annotated[Decimal, BeforeValidator(_money),
 Currency = Annotated[str, AfterValidator(_currency), WithJsonSchema({"type": "string", "enum": sorted(CURRENCIES)})]
 Position = Annotated[int, Field(ge=0, le=MAX_POSITION)]
 Cursor = Annotated[str, Field(min_length=1, max_length=512), AfterValidator(check_text)]
+WindowStart = Annotated[Instant | None, Query(alias="from", description="window start (default: 30 days before "
+                                                                      "to); must be before to")]
+WindowEnd = Annotated[Instant | None, Query(alias="to", description="window end (default: now)")]

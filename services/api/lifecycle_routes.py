@@ -24,7 +24,7 @@ from projections.lifecycle.stages import STAGES
 from projections.view.state import micros
 from services.api.auth import KeyRing
 from services.api.body import read_json, read_limited
-from services.api.input_rules import Cursor, Identifier, Instant
+from services.api.input_rules import Cursor, Identifier, Instant, WindowEnd, WindowStart
 from services.api.intake import field_errors
 from services.api.responses import JSON
 from services.ports import LifecycleReads
@@ -95,8 +95,7 @@ def lifecycle_router(platform: LifecycleReads, keys: KeyRing) -> APIRouter:
         return JSON({"transitions": page.transitions, "next_cursor": page.next_cursor})
 
     @router.get("/v1/analytics/lifecycle", dependencies=[Depends(keys.require("read"))])
-    async def analytics(start: Annotated[Instant | None, Query(alias="from")] = None,
-                        end: Annotated[Instant | None, Query(alias="to")] = None) -> JSON:
+    async def analytics(start: WindowStart = None, end: WindowEnd = None) -> JSON:
         end = end or datetime.now(UTC)
         start = start or end - timedelta(days=30)
         if start >= end:

@@ -27,7 +27,7 @@ from starlette.responses import StreamingResponse
 from projections.codec import format_instant
 from projections.view.state import instant_of, micros
 from services.api.auth import KeyRing
-from services.api.input_rules import Cursor, Instant, Text
+from services.api.input_rules import Cursor, Text, WindowEnd, WindowStart
 from services.api.responses import JSON
 from services.ports import SegmentReads
 
@@ -52,8 +52,7 @@ def segment_router(platform: SegmentReads, keys: KeyRing) -> APIRouter:
     source = platform.segments
 
     @router.get("/v1/analytics/segments", dependencies=[Depends(keys.require("read"))])
-    async def analytics(start: Annotated[Instant | None, Query(alias="from")] = None,
-                        end: Annotated[Instant | None, Query(alias="to")] = None) -> JSON:
+    async def analytics(start: WindowStart = None, end: WindowEnd = None) -> JSON:
         end = end or datetime.now(UTC)
         start = start or end - timedelta(days=30)
         if start >= end:
