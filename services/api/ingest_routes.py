@@ -18,7 +18,7 @@ from services import metrics
 from services.api.auth import KeyRing, security_of
 from services.api.body import read_json
 from services.api.intake import submit
-from services.api.openapi import TOUCHPOINT_REF
+from services.api.openapi import TOUCHPOINT_REF, VERDICTS_REF
 from services.api.responses import JSON
 from services.ports import Intake
 
@@ -46,12 +46,14 @@ def ingest_router(platform: Intake, keys: KeyRing) -> APIRouter:
             }
         },
         responses={
-            200: {"description": "batch results, or the event was a duplicate"},
+            200: {"description": "batch results, or the event was a duplicate",
+                  "content": {"application/json": {"schema": VERDICTS_REF}}},
             400: {"description": "malformed or non-strict JSON (a key twice, NaN, not UTF-8)"},
             401: {"description": "missing or unknown API key"},
             403: {"description": "the key lacks the ingest scope"},
             429: {"description": "rate limited; retry after Retry-After"},
-            202: {"description": "the event is durably in the log"},
+            202: {"description": "the event is durably in the log",
+                  "content": {"application/json": {"schema": VERDICTS_REF}}},
             413: {"description": "body or event too large"},
             415: {"description": "not application/json"},
             422: {"description": "rejected, with field paths"},

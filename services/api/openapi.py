@@ -23,9 +23,10 @@ from fastapi import FastAPI
 
 from services.api.contracts import TOUCHPOINT_ADAPTER
 
-__all__ = ["install_openapi", "TOUCHPOINT_REF"]
+__all__ = ["install_openapi", "TOUCHPOINT_REF", "VERDICTS_REF"]
 
 TOUCHPOINT_REF = {"$ref": "#/components/schemas/Touchpoint"}
+VERDICTS_REF = {"$ref": "#/components/schemas/Verdicts"}
 _ERROR_REF = {"$ref": "#/components/schemas/Error"}
 _ERRORS = {
     "Error": {
@@ -40,6 +41,27 @@ _ERRORS = {
                            "description": "one per field or parameter at fault (400, 413, 422)"},
             },
         }},
+    },
+    "Verdicts": {
+        "type": "object", "required": ["position", "accepted", "duplicate", "rejected", "results"],
+        "description": "one verdict per event posted, in order; position: the highest log position written",
+        "properties": {
+            "position": {"type": ["integer", "null"]},
+            "accepted": {"type": "integer"}, "duplicate": {"type": "integer"}, "rejected": {"type": "integer"},
+            "results": {"type": "array", "items": {"$ref": "#/components/schemas/Verdict"}},
+            "error": {"$ref": "#/components/schemas/Error/properties/error"},
+        },
+    },
+    "Verdict": {
+        "type": "object", "required": ["event_id", "type", "result"],
+        "properties": {
+            "event_id": {"type": ["string", "null"]},
+            "type": {"type": "string"},
+            "result": {"enum": ["accepted", "duplicate", "rejected"]},
+            "position": {"type": "integer", "description": "accepted: where it was written; duplicate: the copy's"},
+            "reason": {"enum": ["invalid", "unknown_type", "too_large"], "description": "rejected only"},
+            "errors": {"type": "array", "items": {"$ref": "#/components/schemas/FieldError"}},
+        },
     },
     "FieldError": {
         "type": "object", "required": ["path", "message"],

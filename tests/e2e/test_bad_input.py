@@ -10,6 +10,7 @@ from typing import Any
 
 import httpx
 import pytest
+from jsonschema import Draft202012Validator
 
 from tests.support.api import (
     Api,
@@ -638,3 +639,21 @@ def test_a_lookup_by_a_bad_identifier_names_the_parameter(api: Api) -> None:
         response = api.get("/v1/customers", **params)
         assert response.status_code == 422, f"{params}: {response.text}"
         assert error_paths(response) == [name], f"{params}: {response.text}"
+
+
+@HTTP_ONLY
+def test_ingest_answers_and_errors_match_the_schemas_the_openapi_document_states(api: Api) -> None:
+    components = api.client.get("/openapi.json").json()["components"]
+
+    def check(body: Any, name: str) -> None:
+        Draft202012Validator({"$ref": f"#/components/schemas/{name}", "components": components}).validate(body)
+
+    uid = unique()
+    mixed = api.post_events([_call(uid, 0), {**_call(uid, 1), "occurred_at": 0}])
+    assert mixed.status_code == 200, mixed.text
+    check(mixed.json(), "Verdicts")
+    refused = api.post_events({**_call(uid, 2), "source": "a\u0000b"})
+    assert refused.status_code == 422, refused.text
+    check(refused.json(), "Verdicts")
+    check(refused.json(), "Error")
+    check(api.get("/v1/dead-letters", after=-1).json(), "Error")
