@@ -8,6 +8,7 @@ FastAPI's own document is completed where it cannot see what the routes do:
   scope it needs (OpenAPI 3.1 lets a non-OAuth requirement list roles; ``KeyRing.require``
   declares it, ingest's handler states it); routes without a key (operations, public
   forms) say so with an empty requirement;
+* answers: each route's 200 (or 202) body, from ``services.api.answers``;
 * errors: every 4xx and 5xx answers the one error envelope (``Error``), documented in
   place of the framework's ``HTTPValidationError``; 401, 403 and 429 on keyed routes, 404
   on routes addressing something by path, 503 wherever storage is read or written.
@@ -21,6 +22,7 @@ from typing import Any
 
 from fastapi import FastAPI
 
+from services.api.answers import ANSWER_SCHEMAS, ANSWERS
 from services.api.contracts import TOUCHPOINT_ADAPTER
 
 __all__ = ["install_openapi", "TOUCHPOINT_REF", "VERDICTS_REF"]
@@ -86,9 +88,14 @@ def _complete(document: dict[str, Any]) -> dict[str, Any]:
         schemas.pop(framework, None)
     schemas.update(_touchpoint_schemas())
     schemas.update(_ERRORS)
+    schemas.update(ANSWER_SCHEMAS)
     for path, operations in document.get("paths", {}).items():
-        for operation in operations.values():
+        for method, operation in operations.items():
             responses = operation.setdefault("responses", {})
+            if (method, path) in ANSWERS:
+                ref = {"$ref": f"#/components/schemas/{ANSWERS[method, path]}"}
+                for status in [s for s in responses if s[0] == "2"] + (["503"] if path == "/readyz" else []):
+                    responses[status]["content"] = {"application/json": {"schema": ref}}
             if operation.get("security"):
                 for status, description in _KEYED.items():
                     responses.setdefault(status, {"description": description})

@@ -73,7 +73,11 @@ def segment_router(platform: SegmentReads, keys: KeyRing) -> APIRouter:
             raise HTTPException(422, [{"path": "after", "message": str(error)}]) from None
         return JSON({"changes": page.changes, "next_cursor": page.next_cursor})
 
-    @router.get("/v1/segments/{segment_id}/members", dependencies=[Depends(keys.require("read"))])
+    @router.get("/v1/segments/{segment_id}/members", dependencies=[Depends(keys.require("read"))],
+                response_class=StreamingResponse, responses={200: {"description": "every member, one row or line each",
+                                                                   "content": {"text/csv": {"schema": {"type": "string"}},
+                                                                               "application/x-ndjson": {
+                                                                                   "schema": {"type": "string"}}}}})
     async def members(segment_id: Text, format: Literal["csv", "jsonl"] = "jsonl") -> StreamingResponse:  # noqa: A002
         if segment_id not in source.definitions.by_id:
             raise HTTPException(404, f"no segment '{segment_id}'")

@@ -77,7 +77,8 @@ def trigger_router(platform: TriggerFeed, keys: KeyRing, *, poll_seconds: float 
 
     @router.get("/v1/triggers/stream", dependencies=[Depends(keys.require("read"))],
                 response_class=StreamingResponse,
-                responses={200: {"content": {"text/event-stream": {}}, "description": "one event per trigger"}})
+                responses={200: {"content": {"text/event-stream": {"schema": {"type": "string"}}},
+                                 "description": "one event per trigger"}})
     async def stream(request: Request, channel: str | None = None, customer_id: Identifier | None = None,
                      since: Cursor | None = None,
                      last_event_id: Annotated[Cursor | None, Header(alias="Last-Event-ID")] = None) -> StreamingResponse:

@@ -109,3 +109,12 @@ def test_a_query_parameter_documents_its_range(document: dict[str, Any]) -> None
     parameters = {p["name"]: p["schema"] for p in document["paths"]["/v1/dead-letters"]["get"]["parameters"]}
     assert (parameters["after"]["minimum"], parameters["after"]["maximum"]) == (0, 2**63 - 1)
 
+
+
+def test_every_successful_answer_states_its_schema(document: dict[str, Any]) -> None:
+    for path, method, operation in operations(document):
+        for status, response in operation["responses"].items():
+            if status[0] == "2":
+                assert response.get("content"), (method, path, status)
+                for media, content in response["content"].items():
+                    assert content.get("schema"), (method, path, status, media)
