@@ -1,8 +1,8 @@
 """The HTTP API (FastAPI): routes, error shapes, request metrics, platform lifecycle.
 
 Errors always come as ``{"error": {"status": 422, "message": "...", "errors": [{"path",
-"message"}]}}``, routing's own 404 and 405 included. Storage trouble is 503 with ``Retry-After``, never a 500 and never a
-hang (SQLite lock waits are bounded by settings).
+"message"}]}}``, routing's own 404 and 405 included. Storage trouble is 503 with
+``Retry-After``, never a 500 and never a hang (SQLite lock waits are bounded by settings).
 """
 
 from __future__ import annotations

@@ -3,8 +3,9 @@
 Accepts ``application/x-www-form-urlencoded`` and ``multipart/form-data`` (text fields
 only). The form's public key (field ``_key`` or query ``key``) may only post that form,
 and only from the form's allowed origins (CORS allow-list, preflight answered here).
-Field ``_event_id`` makes a resubmission idempotent. A field sent twice is refused (422). A filled honeypot field (``_hp``)
-is answered like a success but stored nowhere and counted as ``rejected/spam``.
+Field ``_event_id`` makes a resubmission idempotent; a field sent twice is refused (422).
+A filled honeypot field (``_hp``) is answered like a success but stored nowhere and
+counted as ``rejected/spam``.
 Answer: 303 to the form's thank-you URL, or JSON when the client asks for JSON (fetch).
 """
 

@@ -74,10 +74,11 @@ def segment_router(platform: SegmentReads, keys: KeyRing) -> APIRouter:
         return JSON({"changes": page.changes, "next_cursor": page.next_cursor})
 
     @router.get("/v1/segments/{segment_id}/members", dependencies=[Depends(keys.require("read"))],
-                response_class=StreamingResponse, responses={200: {"description": "every member, one row or line each",
-                                                                   "content": {"text/csv": {"schema": {"type": "string"}},
-                                                                               "application/x-ndjson": {
-                                                                                   "schema": {"type": "string"}}}}})
+                response_class=StreamingResponse, responses={200: {
+                    "description": "every member, one row or line each",
+                    "content": {media: {"schema": {"type": "string"}}
+                                for media in ("text/csv", "application/x-ndjson")},
+                }})
     async def members(segment_id: Text, format: Literal["csv", "jsonl"] = "jsonl") -> StreamingResponse:  # noqa: A002
         if segment_id not in source.definitions.by_id:
             raise HTTPException(404, f"no segment '{segment_id}'")

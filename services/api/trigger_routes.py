@@ -81,7 +81,8 @@ def trigger_router(platform: TriggerFeed, keys: KeyRing, *, poll_seconds: float 
                                  "description": "one event per trigger"}})
     async def stream(request: Request, channel: str | None = None, customer_id: Identifier | None = None,
                      since: Cursor | None = None,
-                     last_event_id: Annotated[Cursor | None, Header(alias="Last-Event-ID")] = None) -> StreamingResponse:
+                     last_event_id: Annotated[Cursor | None, Header(alias="Last-Event-ID")] = None,
+                     ) -> StreamingResponse:
         channel = _channel(channel)
         cursor = last_event_id or since
         first = await page(cursor, 1, channel, customer_id)  # a bad cursor is a 422, not a broken stream
