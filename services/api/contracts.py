@@ -22,6 +22,7 @@ import phonenumbers
 from email_validator import EmailNotValidError, validate_email
 from pydantic import (AfterValidator, BaseModel, ConfigDict, Field, TypeAdapter, ValidationInfo, field_validator,
                       model_validator)
+from pydantic.json_schema import JsonDict, JsonValue
 
 from projections.codec import format_instant, money
 from projections.touchpoints import TOUCHPOINT_TYPES, Channel
@@ -76,7 +77,16 @@ class ExternalIdIn(_Strict):
     id: Identifier
 
 
+# The rule of _names_someone, stated in the schema so generated clients know it.
+_ONE_OF_EACH: list[JsonValue] = [{"required": [name], "properties": {name: {"minItems": 1}}}
+                                 for name in ("emails", "phones", "external_ids")]
+_NAMES_SOMEONE: JsonDict = {"anyOf": [{"required": ["customer_id"], "properties": {"customer_id": {"type": "string"}}},
+                                      *_ONE_OF_EACH]}
+
+
 class CustomerRefIn(_Strict):
+    model_config = ConfigDict(extra="forbid", frozen=True, json_schema_extra=_NAMES_SOMEONE)
+
     customer_id: Identifier | None = None
     emails: list[Email] = Field(default_factory=list, max_length=20)
     phones: list[Phone] = Field(default_factory=list, max_length=20)

@@ -33,11 +33,16 @@ import pycountry
 from fastapi import Query
 from pydantic import AfterValidator, AwareDatetime, BeforeValidator, Field, WithJsonSchema
 
+from projections.predicates.facts import CONTACT_CHANNELS
+
 __all__ = ["Instant", "Identifier", "SystemName", "Text", "FreeText", "Money", "Currency", "Position",
-           "Cursor", "WindowStart", "WindowEnd", "CURRENCIES", "MAX_POSITION", "check_text"]
+           "Cursor", "ContactChannel", "WindowStart", "WindowEnd", "CURRENCIES", "MAX_POSITION", "check_text"]
 
 MAX_POSITION = 2**63 - 1
 _RFC3339 = re.compile(r"\d{4}-\d{2}-\d{2}[Tt]\d{2}:\d{2}:\d{2}(\.\d{1,9})?([Zz]|[+-]\d{2}:\d{2})")
+# What clients are told (JSON Schema): the same form with the years the rule accepts.
+_INSTANT_PATTERN = r"^(19\d\d|2\d{3})-\d{2}-\d{2}[Tt]\d{2}:\d{2}:\d{2}(\.\d{1,9})?([Zz]|[+-]\d{2}:\d{2})$"
+_NO_CONTROL = r"^[^\u0000-\u001f\u007f-\u009f]*$"  # JSON Schema (ECMA 262) form of check_text
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\ud800-\udfff]")
 _FREE_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")  # all but tab and line feed
 _MONEY = re.compile(r"-?(0|[1-9][0-9]{0,11})(\.[0-9]{1,4})?")
@@ -101,16 +106,20 @@ def _currency(value: str) -> str:
 
 
 Instant = Annotated[AwareDatetime, BeforeValidator(_rfc3339), AfterValidator(_plausible),
-                    WithJsonSchema({"type": "string", "format": "date-time", "pattern": f"^{_RFC3339.pattern}$"})]
+                    WithJsonSchema({"type": "string", "format": "date-time", "pattern": _INSTANT_PATTERN})]
 Identifier = _identifier(re.compile(r"[A-Za-z0-9][A-Za-z0-9._~:@-]*"), 128, " :")
 SystemName = _identifier(re.compile(r"[A-Za-z0-9][A-Za-z0-9._~@-]*"), 64, "")
-Text = Annotated[str, Field(min_length=1, max_length=200), AfterValidator(check_text)]
+Text = Annotated[str, Field(min_length=1, max_length=200, json_schema_extra={"pattern": _NO_CONTROL}),
+                 AfterValidator(check_text)]
 FreeText = Annotated[str, AfterValidator(_free_text)]
 Money = Annotated[Decimal, BeforeValidator(_money),
                   WithJsonSchema({"type": "string", "pattern": f"^{_MONEY.pattern}$", "examples": ["49.90"]})]
 Currency = Annotated[str, AfterValidator(_currency), WithJsonSchema({"type": "string", "enum": sorted(CURRENCIES)})]
 Position = Annotated[int, Field(ge=0, le=MAX_POSITION)]
-Cursor = Annotated[str, Field(min_length=1, max_length=512), AfterValidator(check_text)]
+Cursor = Annotated[str, Field(min_length=1, max_length=512, json_schema_extra={"pattern": _NO_CONTROL}),
+                   AfterValidator(check_text)]
+ContactChannel = Annotated[str | None, Query(json_schema_extra={"enum": list(CONTACT_CHANNELS)},
+                                             description="a contact channel (422 names the ones there are)")]
 WindowStart = Annotated[Instant | None, Query(alias="from", description="window start (default: 30 days before "
                                                                       "to); must be before to")]
 WindowEnd = Annotated[Instant | None, Query(alias="to", description="window end (default: now)")]

@@ -73,6 +73,8 @@ def lifecycle_router(platform: LifecycleReads, keys: KeyRing) -> APIRouter:
                  openapi_extra={"requestBody": {"required": False, "content": {"application/json": {
                      "schema": TickRequest.model_json_schema()}}}},
                  responses={400: {"description": "malformed or non-strict JSON"},
+                            413: {"description": "a body larger than a tick needs"},
+                            422: {"description": "invalid"},
                             415: {"description": "a body that is not application/json"}})
     async def post_tick(request: Request) -> JSON:
         """Append a tick at ``at`` (default: now). The body is read as strictly as an event's."""

@@ -30,7 +30,7 @@ from starlette.responses import StreamingResponse
 
 from projections.predicates.facts import CONTACT_CHANNELS
 from services.api.auth import KeyRing
-from services.api.input_rules import Cursor, Identifier
+from services.api.input_rules import ContactChannel, Cursor, Identifier
 from services.api.responses import JSON
 
 __all__ = ["TriggerFeed", "trigger_router", "sse_event"]
@@ -70,7 +70,7 @@ def trigger_router(platform: TriggerFeed, keys: KeyRing, *, poll_seconds: float 
             raise HTTPException(422, [{"path": "since", "message": str(error)}]) from None
 
     @router.get("/v1/triggers", dependencies=[Depends(keys.require("read"))])
-    async def feed(channel: str | None = None, customer_id: Identifier | None = None, since: Cursor | None = None,
+    async def feed(channel: ContactChannel = None, customer_id: Identifier | None = None, since: Cursor | None = None,
                    limit: Annotated[int, Query(ge=1, le=1000)] = 100) -> JSON:
         found = await page(since, limit, _channel(channel), customer_id)
         return JSON({"triggers": found.triggers, "next_cursor": found.next_cursor})
@@ -79,7 +79,7 @@ def trigger_router(platform: TriggerFeed, keys: KeyRing, *, poll_seconds: float 
                 response_class=StreamingResponse,
                 responses={200: {"content": {"text/event-stream": {"schema": {"type": "string"}}},
                                  "description": "one event per trigger"}})
-    async def stream(request: Request, channel: str | None = None, customer_id: Identifier | None = None,
+    async def stream(request: Request, channel: ContactChannel = None, customer_id: Identifier | None = None,
                      since: Cursor | None = None,
                      last_event_id: Annotated[Cursor | None, Header(alias="Last-Event-ID")] = None,
                      ) -> StreamingResponse:
