@@ -36,7 +36,7 @@ def ingest_router(platform: Intake, keys: KeyRing) -> APIRouter:
             "security": security_of("ingest"),  # authorized in the handler (off FastAPI's dependency solving)
             "requestBody": {
                 "required": True,
-                "content": {"application/json": {"schema": {"oneOf": [
+                "content": {"application/json": {"schema": {"anyOf": [  # exclusive: an object, a list, a wrapper
                     event_schema,
                     {"type": "array", "items": event_schema, "minItems": 1, "maxItems": settings.max_batch_events},
                     {"type": "object", "required": ["events"], "additionalProperties": False,
@@ -68,6 +68,9 @@ def ingest_router(platform: Intake, keys: KeyRing) -> APIRouter:
         raws: Any = [body] if single else (body["events"] if isinstance(body, dict) else body)
         if not isinstance(raws, list):
             raise HTTPException(422, [{"path": "events", "message": "expected a list of events"}])
+        if not single and isinstance(body, dict) and len(body) > 1:  # a typo beside "events" never passes unseen
+            raise HTTPException(422, [{"path": name, "message": "a batch is {\"events\": [...]} and nothing else"}
+                                      for name in sorted(body) if name != "events"])
         if len(raws) > settings.max_batch_events:
             raise HTTPException(413, f"a batch holds at most {settings.max_batch_events} events")
         if not raws:

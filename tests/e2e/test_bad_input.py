@@ -681,3 +681,12 @@ def test_every_json_answer_matches_the_schema_the_openapi_document_states(api: A
         status = str(response.status_code)  # a fresh server has no purchase model: 404, documented too
         documented = document["paths"][path][method]["responses"][status]["content"]["application/json"]["schema"]
         Draft202012Validator({**documented, "components": document["components"]}).validate(response.json())
+
+
+@HTTP_ONLY
+def test_a_batch_wrapper_holding_anything_beside_events_is_refused_naming_it(api: Api) -> None:
+    uid = unique()
+    response = api.post_events({"events": [_call(uid, 0)], "evnets": []})
+    assert response.status_code == 422, response.text
+    assert error_paths(response) == ["evnets"]
+    _absent(api, email=f"bad.{uid}@example.com")
