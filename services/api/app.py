@@ -1,21 +1,23 @@
 """The HTTP API (FastAPI): routes, error shapes, request metrics, platform lifecycle.
 
 Errors always come as ``{"error": {"status": 422, "message": "...", "errors": [{"path",
-"message"}]}}``. Storage trouble is 503 with ``Retry-After``, never a 500 and never a
-hang (SQLite lock waits are bounded by settings).
+"message"}]}}``, routing's own 404 and 405 included. Storage trouble is 503 with
+``Retry-After``, never a 500 and never a hang (SQLite lock waits are bounded by settings).
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
 
 import structlog
 from eventsourcing.persistence import PersistenceError
-from fastapi import FastAPI, HTTPException, Request
+from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
+from fastapi_offline import FastAPIOffline
+from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from services import metrics
@@ -26,6 +28,7 @@ from services.api.customer_routes import customer_router
 from services.api.form_routes import form_router
 from services.api.ingest_routes import ingest_router
 from services.api.lifecycle_routes import lifecycle_router
+from services.api.openapi import install_openapi
 from services.api.ops_routes import ops_router
 from services.api.responses import JSON
 from services.api.segment_routes import segment_router
@@ -77,6 +80,14 @@ def _error(status: int, detail: Any, headers: Mapping[str, str] | None = None) -
     return JSON({"error": body}, status_code=status, headers=headers)
 
 
+def _path(loc: Sequence[Any]) -> str:
+    """A parameter's own name (``to``, ``after``, ``customer_id``), a body field's path (``at``)."""
+    parts = [str(p) for p in loc]
+    if parts and parts[0] in ("query", "path", "header", "body", "cookie"):
+        parts = parts[1:]
+    return "".join(f"[{p}]" if p.isdigit() else f".{p}" for p in parts).lstrip(".") or str(loc[0])
+
+
 def create_app(platform: Platform, *, manage_platform: bool = True) -> FastAPI:
     settings = platform.settings
     set_phone_region(settings.default_phone_region)
@@ -98,7 +109,9 @@ def create_app(platform: Platform, *, manage_platform: bool = True) -> FastAPI:
             if manage_platform:
                 await platform.close()
 
-    app = FastAPI(
+    # /docs (Swagger UI) and /redoc from assets the fastapi-offline package ships, served by
+    # this server: an offline or locked-down install has its docs too, and no page loads a CDN.
+    app = FastAPIOffline(
         title="Touchstream",
         version="1.0.0",
         summary="Event-sourced multichannel customer-interaction platform: touchpoints in, 360° views out.",
@@ -107,14 +120,14 @@ def create_app(platform: Platform, *, manage_platform: bool = True) -> FastAPI:
     )
     app.add_middleware(RequestMetrics)
 
-    @app.exception_handler(HTTPException)
+    @app.exception_handler(HTTPException)  # starlette's: routing's 404 and 405 too, not only our own
     async def http_error(_: Request, exc: HTTPException) -> JSON:
         return _error(exc.status_code, exc.detail, exc.headers)
 
     @app.exception_handler(RequestValidationError)
     async def query_error(_: Request, exc: RequestValidationError) -> JSON:
-        errors = [{"path": ".".join(str(p) for p in e["loc"]), "message": e["msg"]} for e in exc.errors()]
-        return _error(422, errors)
+        return _error(422, [{"path": _path(e["loc"]), "message": e["msg"].removeprefix("Value error, ")}
+                            for e in exc.errors()])
 
     @app.exception_handler(StorageUnavailable)
     @app.exception_handler(PersistenceError)
@@ -138,5 +151,6 @@ def create_app(platform: Platform, *, manage_platform: bool = True) -> FastAPI:
     app.include_router(value_router(value, keys))
     app.include_router(segment_router(platform, keys))
     app.include_router(ops_router(platform))
+    install_openapi(app)
     app.state.platform = platform
     return app

@@ -16,11 +16,23 @@ from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from typing import Any
 
-from fastapi import HTTPException, Request
+from fastapi import HTTPException, Request, Security
+from fastapi.security import APIKeyHeader, HTTPBearer
 
 from services.settings import Scope, Settings
 
-__all__ = ["Principal", "KeyRing", "RateLimiter", "key_label"]
+__all__ = ["Principal", "KeyRing", "RateLimiter", "key_label", "BEARER", "API_KEY_HEADER", "security_of"]
+
+# The two ways to present a key, as OpenAPI security schemes. They only document: the
+# key is read and judged by ``KeyRing.authorize`` (auto_error off, so they never answer).
+BEARER = HTTPBearer(auto_error=False, scheme_name="bearer", description="an API key: Authorization: Bearer <key>")
+API_KEY_HEADER = APIKeyHeader(name="X-API-Key", auto_error=False, scheme_name="apiKey",
+                              description="the same key, as a header")
+
+
+def security_of(scope: Scope) -> list[dict[str, list[str]]]:
+    """The OpenAPI security requirement of a route needing ``scope`` (either scheme)."""
+    return [{"bearer": [scope]}, {"apiKey": [scope]}]
 
 
 def key_label(key: str) -> str:
@@ -81,10 +93,12 @@ class KeyRing:
             raise HTTPException(429, "rate limit exceeded", headers={"Retry-After": str(math.ceil(wait))})
         return principal
 
-    def require(self, scope: Scope) -> Callable[[Request], Coroutine[Any, Any, Principal]]:
-        """``authorize`` as a FastAPI dependency (for routes off the hot path)."""
+    def require(self, scope: Scope) -> Callable[..., Coroutine[Any, Any, Principal]]:
+        """``authorize`` as a FastAPI dependency (for routes off the hot path); the two
+        ``Security`` parameters put the route's scheme and scope in the OpenAPI document."""
 
-        async def dependency(request: Request) -> Principal:
+        async def dependency(request: Request, _bearer: object = Security(BEARER, scopes=[scope]),
+                             _header: object = Security(API_KEY_HEADER, scopes=[scope])) -> Principal:
             return self.authorize(request, scope)
 
         return dependency

@@ -15,6 +15,7 @@ from fastapi import APIRouter, Depends, HTTPException, Query
 
 from projections.predicates.facts import CONTACT_CHANNELS
 from services.api.auth import KeyRing
+from services.api.input_rules import ContactChannel
 from services.api.responses import JSON
 from services.nbc.figures import rule_figures
 from services.ports import TriggerFeed
@@ -32,7 +33,7 @@ def contact_analytics_router(platform: TriggerFeed, keys: KeyRing) -> APIRouter:
         return JSON({"rules": rules, "totals": totals})
 
     @router.get("/v1/triggers/dead-letters", dependencies=[Depends(keys.require("read"))])
-    async def dead_letters(channel: str | None = None, limit: Annotated[int, Query(ge=1, le=1000)] = 100) -> JSON:
+    async def dead_letters(channel: ContactChannel = None, limit: Annotated[int, Query(ge=1, le=1000)] = 100) -> JSON:
         """Triggers a channel's webhook gave up on (newest first), with the last status and
         the reason, for an operator to fix the receiver and replay them."""
         if channel is not None and channel not in CONTACT_CHANNELS:

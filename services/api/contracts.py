@@ -4,7 +4,10 @@ Mirrors ``schemas/touchpoint/*/v1.avsc`` field for field (a test holds them toge
 What a sender posts is the canonical form (``projections.codec``) without
 ``received_at``, which the platform stamps. Emails are lower-cased and checked, phones
 normalised to E.164 (``phonenumbers``, default region from settings). Unknown fields are
-refused, so a typo never silently loses data.
+refused, so a typo never silently loses data. Instants, identifiers, text, money and
+currencies follow ``services.api.input_rules``; purchase amounts and unit prices are never
+negative (money given back is a refund), a zero amount is a free order and counts as a
+purchase, and a margin never exceeds its amount.
 """
 
 from __future__ import annotations
@@ -17,10 +20,13 @@ from typing import Annotated, Any, Literal
 
 import phonenumbers
 from email_validator import EmailNotValidError, validate_email
-from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field, TypeAdapter, model_validator
+from pydantic import (AfterValidator, BaseModel, ConfigDict, Field, TypeAdapter, ValidationInfo, field_validator,
+                      model_validator)
+from pydantic.json_schema import JsonDict, JsonValue
 
 from projections.codec import format_instant, money
 from projections.touchpoints import TOUCHPOINT_TYPES, Channel
+from services.api.input_rules import Currency, FreeText, Identifier, Instant, Money, SystemName, Text, check_text
 
 __all__ = ["TouchpointIn", "TOUCHPOINT_ADAPTER", "to_canonical", "normalise_email", "normalise_phone", "set_phone_region"]
 
@@ -58,10 +64,8 @@ def normalise_phone(value: str) -> str:
     return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
 
 
-Text = Annotated[str, Field(min_length=1, max_length=200)]
-Email = Annotated[str, Field(max_length=320), AfterValidator(normalise_email)]
-Phone = Annotated[str, Field(max_length=40), AfterValidator(normalise_phone)]
-Money = Annotated[Decimal, Field(max_digits=20, decimal_places=4)]
+Email = Annotated[str, Field(max_length=320), AfterValidator(check_text), AfterValidator(normalise_email)]
+Phone = Annotated[str, Field(max_length=40), AfterValidator(check_text), AfterValidator(normalise_phone)]
 
 
 class _Strict(BaseModel):
@@ -69,12 +73,21 @@ class _Strict(BaseModel):
 
 
 class ExternalIdIn(_Strict):
-    system: Text
-    id: Text
+    system: SystemName
+    id: Identifier
+
+
+# The rule of _names_someone, stated in the schema so generated clients know it.
+_ONE_OF_EACH: list[JsonValue] = [{"required": [name], "properties": {name: {"minItems": 1}}}
+                                 for name in ("emails", "phones", "external_ids")]
+_NAMES_SOMEONE: JsonDict = {"anyOf": [{"required": ["customer_id"], "properties": {"customer_id": {"type": "string"}}},
+                                      *_ONE_OF_EACH]}
 
 
 class CustomerRefIn(_Strict):
-    customer_id: Text | None = None
+    model_config = ConfigDict(extra="forbid", frozen=True, json_schema_extra=_NAMES_SOMEONE)
+
+    customer_id: Identifier | None = None
     emails: list[Email] = Field(default_factory=list, max_length=20)
     phones: list[Phone] = Field(default_factory=list, max_length=20)
     external_ids: list[ExternalIdIn] = Field(default_factory=list, max_length=20)
@@ -86,21 +99,14 @@ class CustomerRefIn(_Strict):
         return self
 
 
-def _plausible(moment: datetime) -> datetime:
-    """Keep instants where every runtime can represent them (UTC conversion included)."""
-    if not 1900 <= moment.year <= 2999:
-        raise ValueError("occurred_at must be between the years 1900 and 2999")
-    return moment
-
-
 class _Envelope(_Strict):
-    event_id: Annotated[str, Field(min_length=1, max_length=128)]
-    occurred_at: Annotated[AwareDatetime, AfterValidator(_plausible)]
+    event_id: Identifier
+    occurred_at: Instant
     source: Text
     customer: CustomerRefIn
     channel: Channel
     trigger_id: Text | None = None
-    attributes: dict[Text, Annotated[str, Field(max_length=1000)]] = Field(default_factory=dict, max_length=100)
+    attributes: dict[Text, Annotated[FreeText, Field(max_length=1000)]] = Field(default_factory=dict, max_length=100)
 
 
 class CallIn(_Envelope):
@@ -130,23 +136,46 @@ class VisitIn(_Envelope):
 class WebFormIn(_Envelope):
     type: Literal["web_form"]
     form_id: Text
-    fields: dict[Text, Annotated[str, Field(max_length=5000)]] = Field(default_factory=dict, max_length=100)
+    fields: dict[Text, Annotated[FreeText, Field(max_length=5000)]] = Field(default_factory=dict, max_length=100)
+
+
+def _no_negative_price(price: Decimal) -> Decimal:
+    if price < 0:
+        raise ValueError("a unit price is never negative (a discount lowers the price, a refund is its own event)")
+    return price
+
+
+def _no_negative_purchase(amount: Decimal) -> Decimal:
+    # Zero is accepted: a free order (voucher, sample) is an order; it counts as a purchase
+    # and adds nothing to revenue.
+    if amount < 0:
+        raise ValueError("a purchase amount is never negative: money given back is a refund, "
+                         "sent as its own event, not a negative purchase")
+    return amount
 
 
 class PurchaseLineIn(_Strict):
     sku: Text
     quantity: Annotated[int, Field(ge=1, le=1_000_000)]
-    unit_price: Money
+    unit_price: Annotated[Money, AfterValidator(_no_negative_price)]
     category: Text | None = None
 
 
 class PurchaseIn(_Envelope):
     type: Literal["purchase"]
     order_id: Text
-    amount: Money
-    currency: Annotated[str, Field(pattern=r"^[A-Z]{3}$")]
+    amount: Annotated[Money, AfterValidator(_no_negative_purchase)]
+    currency: Currency
     margin: Money | None = None
     lines: list[PurchaseLineIn] = Field(default_factory=list, max_length=500)
+
+    @field_validator("margin")
+    @classmethod
+    def _margin_within_amount(cls, margin: Decimal | None, info: ValidationInfo) -> Decimal | None:
+        amount = info.data.get("amount")
+        if margin is not None and amount is not None and margin > amount:
+            raise ValueError("margin cannot exceed amount (margin is amount minus cost; it may be negative)")
+        return margin
 
 
 class ServiceCaseIn(_Envelope):

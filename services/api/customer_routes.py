@@ -14,8 +14,7 @@ from datetime import UTC, datetime
 from typing import Annotated, Any
 
 import orjson
-from fastapi import APIRouter, Depends, HTTPException, Query
-from pydantic import AwareDatetime
+from fastapi import APIRouter, Depends, HTTPException, Path, Query
 
 from projections.view.document import contact_document, from_state, to_document
 from projections.view.pressure import contact_pressure
@@ -23,6 +22,7 @@ from projections.view.state import micros
 from services import metrics
 from services.api.auth import KeyRing
 from services.api.contracts import normalise_email, normalise_phone
+from services.api.input_rules import Cursor, Identifier, Instant, Position, Text
 from services.api.responses import JSON
 from services.ports import CustomerReads
 from services.value.card import value_card
@@ -30,7 +30,9 @@ from services.value.service import ValueService
 
 __all__ = ["customer_router"]
 
-MinPosition = Annotated[int | None, Query(ge=0, description="wait until the views include this log position")]
+MinPosition = Annotated[Position | None, Query(description="wait until the views include this log position")]
+CustomerId = Annotated[Identifier, Path(description="the customer's id (input rules: identifier)")]
+At = Annotated[Instant | None, Query(description="RFC 3339 instant contact pressure is counted against")]
 
 
 def customer_router(platform: CustomerReads, keys: KeyRing, value: ValueService) -> APIRouter:
@@ -63,16 +65,16 @@ def customer_router(platform: CustomerReads, keys: KeyRing, value: ValueService)
         return JSON(document, headers={"X-Touchstream-Position": str(position)})
 
     @router.get("/v1/customers/{customer_id}")
-    async def get_customer(customer_id: str, min_position: MinPosition = None,
-                           at: AwareDatetime | None = None) -> JSON:
+    async def get_customer(customer_id: CustomerId, min_position: MinPosition = None, at: At = None) -> JSON:
         """The 360° view; ``at`` sets the time contact pressure is counted against."""
         position = await caught_up(min_position)
         return await answer(customer_id, position, at)
 
-    @router.get("/v1/customers")
-    async def find_customer(email: str | None = None, phone: str | None = None,
-                            external_id: Annotated[str | None, Query(description="system:id")] = None,
-                            min_position: MinPosition = None, at: AwareDatetime | None = None) -> JSON:
+    @router.get("/v1/customers", responses={404: {"description": "no customer has this identifier"}})
+    async def find_customer(email: Annotated[Text | None, Query(max_length=320)] = None,
+                            phone: Annotated[Text | None, Query(max_length=40)] = None,
+                            external_id: Annotated[Text | None, Query(description="system:id")] = None,
+                            min_position: MinPosition = None, at: At = None) -> JSON:
         """The 360° view of the customer an identifier belongs to."""
         try:
             if email:
@@ -81,10 +83,13 @@ def customer_router(platform: CustomerReads, keys: KeyRing, value: ValueService)
                 identifier = ("phone", normalise_phone(phone))
             elif external_id and ":" in external_id:
                 identifier = ("external_id", external_id)
+            elif external_id:
+                raise ValueError("an external id is given as system:id")
             else:
                 raise HTTPException(422, [{"path": "query", "message": "give email, phone or external_id=system:id"}])
         except ValueError as error:
-            raise HTTPException(422, [{"path": "query", "message": str(error)}]) from None
+            named = "email" if email else "phone" if phone else "external_id"
+            raise HTTPException(422, [{"path": named, "message": str(error)}]) from None
         position = await caught_up(min_position)
         owner = await platform.owner(identifier)
         if owner is None:
@@ -92,8 +97,8 @@ def customer_router(platform: CustomerReads, keys: KeyRing, value: ValueService)
         return await answer(owner, position, at)
 
     @router.get("/v1/customers/{customer_id}/timeline")
-    async def timeline(customer_id: str, limit: Annotated[int, Query(ge=1, le=500)] = 50,
-                       cursor: str | None = None, min_position: MinPosition = None) -> JSON:
+    async def timeline(customer_id: CustomerId, limit: Annotated[int, Query(ge=1, le=500)] = 50,
+                       cursor: Cursor | None = None, min_position: MinPosition = None) -> JSON:
         """Every touchpoint of the customer from the log, newest event time first, paginated."""
         position = await caught_up(min_position)
         try:
@@ -107,12 +112,12 @@ def customer_router(platform: CustomerReads, keys: KeyRing, value: ValueService)
         return JSON(payload, headers={"X-Touchstream-Position": str(position)})
 
     @router.get("/v1/identity/conflicts")
-    async def conflicts(after: int = 0, limit: Annotated[int, Query(ge=1, le=1000)] = 100) -> JSON:
+    async def conflicts(after: Position = 0, limit: Annotated[int, Query(ge=1, le=1000)] = 100) -> JSON:
         """Touchpoints whose identifiers belong to different customers (not merged)."""
         return JSON({"conflicts": await platform.conflicts(after, limit)})
 
     @router.get("/v1/dead-letters")
-    async def dead_letters(after: int = 0, limit: Annotated[int, Query(ge=1, le=1000)] = 100) -> JSON:
+    async def dead_letters(after: Position = 0, limit: Annotated[int, Query(ge=1, le=1000)] = 100) -> JSON:
         """Records the projection could not apply, with the reason (replayable)."""
         return JSON({"dead_letters": await platform.dead_letters(after, limit)})
 

@@ -3,8 +3,9 @@
 Accepts ``application/x-www-form-urlencoded`` and ``multipart/form-data`` (text fields
 only). The form's public key (field ``_key`` or query ``key``) may only post that form,
 and only from the form's allowed origins (CORS allow-list, preflight answered here).
-Field ``_event_id`` makes a resubmission idempotent. A filled honeypot field (``_hp``)
-is answered like a success but stored nowhere and counted as ``rejected/spam``.
+Field ``_event_id`` makes a resubmission idempotent; a field sent twice is refused (422).
+A filled honeypot field (``_hp``) is answered like a success but stored nowhere and
+counted as ``rejected/spam``.
 Answer: 303 to the form's thank-you URL, or JSON when the client asks for JSON (fetch).
 """
 
@@ -31,6 +32,12 @@ from services.settings import FormSettings
 __all__ = ["form_router"]
 
 _FORM_TYPES = ("application/x-www-form-urlencoded", "multipart/form-data")
+_FORM_BODY = {
+    "type": "object", "additionalProperties": {"type": "string", "maxLength": 5000},
+    "description": "the form's fields (text only, each once); the form's email and phone fields name the customer",
+    "properties": {"_key": {"type": "string", "description": "the form's public key (or query key=)"},
+                   "_event_id": {"type": "string", "description": "makes a resubmission idempotent"}},
+}
 
 
 def form_router(platform: Intake, limiter: RateLimiter) -> APIRouter:
@@ -56,8 +63,15 @@ def form_router(platform: Intake, limiter: RateLimiter) -> APIRouter:
                         "Access-Control-Max-Age": "600"})
         return Response(status_code=204, headers=headers)
 
-    @router.post("/v1/forms/{form_id}", status_code=303,
-                 responses={202: {"description": "stored (JSON clients)"}, 303: {"description": "stored"}})
+    @router.post("/v1/forms/{form_id}", status_code=303, openapi_extra={"requestBody": {"required": True, "content": {
+                     media: {"schema": _FORM_BODY} for media in _FORM_TYPES}}},
+                 responses={202: {"description": "stored (JSON clients)"}, 303: {"description": "stored"},
+                            401: {"description": "wrong or missing form key"},
+                            403: {"description": "this origin may not post this form"},
+                            413: {"description": "the form is too large"},
+                            415: {"description": "not a form (urlencoded or multipart)"},
+                            422: {"description": "rejected, with field paths"},
+                            429: {"description": "too many submissions; retry after Retry-After"}})
     async def post_form(form_id: str, request: Request) -> Response:
         form = form_of(form_id)
         headers = cors(form, request)
@@ -84,8 +98,9 @@ def form_router(platform: Intake, limiter: RateLimiter) -> APIRouter:
             return _answer(form, wants_json, {"result": "accepted"}, headers)
         event = _event(form_id, form, fields)
         verdict = (await submit(platform, [event], "", settings.max_event_bytes))[0]
-        if verdict["result"] == "rejected":
-            return JSON(verdict, status_code=422, headers=headers)
+        if verdict["result"] == "rejected":  # the verdict, and the common error shape beside it
+            error = {"status": 422, "message": "the form was rejected", "errors": verdict["errors"]}
+            return JSON({**verdict, "error": error}, status_code=422, headers=headers)
         return _answer(form, wants_json, verdict, headers)
 
     return router
@@ -97,6 +112,8 @@ async def _fields(request: Request) -> dict[str, str]:
     for name, value in data.multi_items():
         if isinstance(value, UploadFile):
             raise HTTPException(422, [{"path": f"fields.{name}", "message": "file uploads are not accepted"}])
+        if name in fields:  # which copy a sender meant is unknowable: refused, like a JSON key given twice
+            raise HTTPException(422, [{"path": f"fields.{name}", "message": "a field may be sent only once"}])
         fields[name] = value
     return fields
 

@@ -15,10 +15,10 @@ from typing import Any
 from fastapi import APIRouter, HTTPException, Request
 
 from services import metrics
-from services.api.auth import KeyRing
+from services.api.auth import KeyRing, security_of
 from services.api.body import read_json
-from services.api.contracts import TOUCHPOINT_ADAPTER
 from services.api.intake import submit
+from services.api.openapi import TOUCHPOINT_REF, VERDICTS_REF
 from services.api.responses import JSON
 from services.ports import Intake
 
@@ -28,26 +28,32 @@ __all__ = ["ingest_router"]
 def ingest_router(platform: Intake, keys: KeyRing) -> APIRouter:
     router = APIRouter(tags=["ingest"])
     settings = platform.settings
-    event_schema = TOUCHPOINT_ADAPTER.json_schema(ref_template="#/components/schemas/{model}")
+    event_schema = TOUCHPOINT_REF
 
     @router.post(
         "/v1/events",
         openapi_extra={
+            "security": security_of("ingest"),  # authorized in the handler (off FastAPI's dependency solving)
             "requestBody": {
                 "required": True,
-                "content": {"application/json": {"schema": {"oneOf": [
+                "content": {"application/json": {"schema": {"anyOf": [  # exclusive: an object, a list, a wrapper
                     event_schema,
-                    {"type": "array", "items": event_schema, "maxItems": settings.max_batch_events},
-                    {"type": "object", "properties": {"events": {"type": "array", "items": event_schema}}},
+                    {"type": "array", "items": event_schema, "minItems": 1, "maxItems": settings.max_batch_events},
+                    {"type": "object", "required": ["events"], "additionalProperties": False,
+                     "properties": {"events": {"type": "array", "items": event_schema, "minItems": 1,
+                                               "maxItems": settings.max_batch_events}}},
                 ]}}},
             }
         },
         responses={
-            200: {"description": "batch results, or the event was a duplicate"},
+            200: {"description": "batch results, or the event was a duplicate",
+                  "content": {"application/json": {"schema": VERDICTS_REF}}},
+            400: {"description": "malformed or non-strict JSON (a key twice, NaN, not UTF-8)"},
             401: {"description": "missing or unknown API key"},
             403: {"description": "the key lacks the ingest scope"},
             429: {"description": "rate limited; retry after Retry-After"},
-            202: {"description": "the event is durably in the log"},
+            202: {"description": "the event is durably in the log",
+                  "content": {"application/json": {"schema": VERDICTS_REF}}},
             413: {"description": "body or event too large"},
             415: {"description": "not application/json"},
             422: {"description": "rejected, with field paths"},
@@ -62,6 +68,9 @@ def ingest_router(platform: Intake, keys: KeyRing) -> APIRouter:
         raws: Any = [body] if single else (body["events"] if isinstance(body, dict) else body)
         if not isinstance(raws, list):
             raise HTTPException(422, [{"path": "events", "message": "expected a list of events"}])
+        if not single and isinstance(body, dict) and len(body) > 1:  # a typo beside "events" never passes unseen
+            raise HTTPException(422, [{"path": name, "message": "a batch is {\"events\": [...]} and nothing else"}
+                                      for name in sorted(body) if name != "events"])
         if len(raws) > settings.max_batch_events:
             raise HTTPException(413, f"a batch holds at most {settings.max_batch_events} events")
         if not raws:

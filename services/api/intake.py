@@ -33,8 +33,13 @@ def field_errors(error: ValidationError, prefix: str) -> list[dict[str, str]]:
         if loc and loc[0] in ("call", "email", "visit", "web_form", "purchase", "service_case", "survey", "consent"):
             loc = loc[1:]  # the discriminator's branch name is not a field of the message
         path = prefix + "".join(f"[{p}]" if p.isdigit() else f".{p}" for p in loc)
-        out.append({"path": path.lstrip("."), "message": item["msg"]})
+        out.append({"path": path.lstrip("."), "message": _sentence(item["msg"])})
     return out
+
+
+def _sentence(message: str) -> str:
+    """The rule's own sentence, without pydantic's "Value error, " label."""
+    return message.removeprefix("Value error, ")
 
 
 def judge(raw: Any, index_path: str, max_bytes: int, received_at: datetime,
@@ -46,8 +51,9 @@ def judge(raw: Any, index_path: str, max_bytes: int, received_at: datetime,
         return _rejected(event_id, event_type, "invalid", [{"path": index_path, "message": "an event is a JSON object"}])
     try:
         size = len(orjson.dumps(raw))
-    except orjson.JSONEncodeError:  # nested deeper than any touchpoint can be
-        return _rejected(event_id, event_type, "invalid", [{"path": index_path, "message": "nested too deeply"}])
+    except orjson.JSONEncodeError as error:  # nested deeper than any touchpoint can be, or not Unicode
+        problem = "holds a lone surrogate: not Unicode text" if "surrogate" in str(error) else "nested too deeply"
+        return _rejected(event_id, event_type, "invalid", [{"path": index_path, "message": problem}])
     if size > max_bytes:
         return _rejected(event_id, event_type, "too_large",
                          [{"path": index_path, "message": f"event larger than {max_bytes} bytes"}])

@@ -16,13 +16,16 @@ import statistics
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, HTTPException, Query
-from pydantic import AwareDatetime, BaseModel, ConfigDict
+from fastapi import APIRouter, Depends, HTTPException, Query, Request
+from pydantic import BaseModel, ConfigDict, ValidationError
 
 from projections.codec import format_instant
 from projections.lifecycle.stages import STAGES
 from projections.view.state import micros
 from services.api.auth import KeyRing
+from services.api.body import read_json, read_limited
+from services.api.input_rules import Cursor, Identifier, Instant, WindowEnd, WindowStart
+from services.api.intake import field_errors
 from services.api.responses import JSON
 from services.ports import LifecycleReads
 
@@ -31,7 +34,7 @@ __all__ = ["lifecycle_router", "lifecycle_summary"]
 
 class TickRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    at: AwareDatetime | None = None  # default: now
+    at: Instant | None = None  # default: now
 
 
 def lifecycle_summary(stages: dict[str, int], moves: list[tuple[str, str, int]]) -> dict[str, Any]:
@@ -50,14 +53,34 @@ def lifecycle_summary(stages: dict[str, int], moves: list[tuple[str, str, int]])
     }
 
 
+async def _tick_body(request: Request) -> TickRequest:
+    if not await read_limited(request, _TICK_BYTES):
+        return TickRequest()
+    try:
+        return TickRequest.model_validate(await read_json(request, _TICK_BYTES))
+    except ValidationError as error:
+        raise HTTPException(422, field_errors(error, "")) from None
+
+
+_TICK_BYTES = 4096
+
+
 def lifecycle_router(platform: LifecycleReads, keys: KeyRing) -> APIRouter:
     router = APIRouter(tags=["lifecycle"])
     ahead = timedelta(seconds=platform.settings.max_future_seconds)
 
-    @router.post("/v1/clock/ticks", status_code=202, dependencies=[Depends(keys.require("admin"))])
-    async def post_tick(body: TickRequest | None = None) -> JSON:
+    @router.post("/v1/clock/ticks", status_code=202, dependencies=[Depends(keys.require("admin"))],
+                 openapi_extra={"requestBody": {"required": False, "content": {"application/json": {
+                     "schema": TickRequest.model_json_schema()}}}},
+                 responses={400: {"description": "malformed or non-strict JSON"},
+                            413: {"description": "a body larger than a tick needs"},
+                            422: {"description": "invalid"},
+                            415: {"description": "a body that is not application/json"}})
+    async def post_tick(request: Request) -> JSON:
+        """Append a tick at ``at`` (default: now). The body is read as strictly as an event's."""
+        body = await _tick_body(request)
         now = datetime.now(UTC)
-        at = (body.at if body is not None and body.at is not None else now).astimezone(UTC)
+        at = (body.at if body.at is not None else now).astimezone(UTC)
         if at > now + ahead:
             raise HTTPException(422, [{"path": "at", "message": f"a tick may not be more than "
                                        f"{int(ahead.total_seconds())} s ahead of the platform's clock"}])
@@ -65,8 +88,8 @@ def lifecycle_router(platform: LifecycleReads, keys: KeyRing) -> APIRouter:
         return JSON({"at": format_instant(at), "position": position}, status_code=202)
 
     @router.get("/v1/lifecycle/transitions", dependencies=[Depends(keys.require("read"))])
-    async def feed(after: str | None = None, limit: Annotated[int, Query(ge=1, le=1000)] = 100,
-                   customer_id: str | None = None) -> JSON:
+    async def feed(after: Cursor | None = None, limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+                   customer_id: Identifier | None = None) -> JSON:
         try:
             page = await platform.transitions(after, limit, customer_id)
         except ValueError as error:
@@ -74,8 +97,7 @@ def lifecycle_router(platform: LifecycleReads, keys: KeyRing) -> APIRouter:
         return JSON({"transitions": page.transitions, "next_cursor": page.next_cursor})
 
     @router.get("/v1/analytics/lifecycle", dependencies=[Depends(keys.require("read"))])
-    async def analytics(start: Annotated[AwareDatetime | None, Query(alias="from")] = None,
-                        end: Annotated[AwareDatetime | None, Query(alias="to")] = None) -> JSON:
+    async def analytics(start: WindowStart = None, end: WindowEnd = None) -> JSON:
         end = end or datetime.now(UTC)
         start = start or end - timedelta(days=30)
         if start >= end:

@@ -18,7 +18,9 @@ __all__ = ["ops_router"]
 def ops_router(platform: Health) -> APIRouter:
     router = APIRouter(tags=["operations"])
 
-    @router.get("/metrics", response_class=Response)
+    @router.get("/metrics", response_class=Response, responses={200: {
+        "description": "Prometheus text exposition (docs/METRICS.md)",
+        "content": {"text/plain": {"schema": {"type": "string"}}}}})
     async def prometheus_metrics() -> Response:
         try:
             await platform.refresh_gauges()
@@ -30,7 +32,7 @@ def ops_router(platform: Health) -> APIRouter:
     async def healthz() -> JSON:
         return JSON({"status": "ok", "runtime": platform.runtime})
 
-    @router.get("/readyz")
+    @router.get("/readyz", responses={503: {"description": "not ready: see checks"}})
     async def readyz() -> JSON:
         started = time.perf_counter()
         state = await platform.readiness()

@@ -22,12 +22,12 @@ from typing import Annotated, Any, Literal
 
 import orjson
 from fastapi import APIRouter, Depends, HTTPException, Query
-from pydantic import AwareDatetime
 from starlette.responses import StreamingResponse
 
 from projections.codec import format_instant
 from projections.view.state import instant_of, micros
 from services.api.auth import KeyRing
+from services.api.input_rules import Cursor, Text, WindowEnd, WindowStart
 from services.api.responses import JSON
 from services.ports import SegmentReads
 
@@ -52,8 +52,7 @@ def segment_router(platform: SegmentReads, keys: KeyRing) -> APIRouter:
     source = platform.segments
 
     @router.get("/v1/analytics/segments", dependencies=[Depends(keys.require("read"))])
-    async def analytics(start: Annotated[AwareDatetime | None, Query(alias="from")] = None,
-                        end: Annotated[AwareDatetime | None, Query(alias="to")] = None) -> JSON:
+    async def analytics(start: WindowStart = None, end: WindowEnd = None) -> JSON:
         end = end or datetime.now(UTC)
         start = start or end - timedelta(days=30)
         if start >= end:
@@ -66,7 +65,7 @@ def segment_router(platform: SegmentReads, keys: KeyRing) -> APIRouter:
         return JSON({"from": format_instant(start), "to": format_instant(end), "segments": rows})
 
     @router.get("/v1/segments/changes", dependencies=[Depends(keys.require("read"))])
-    async def changes(after: str | None = None, segment: str | None = None,
+    async def changes(after: Cursor | None = None, segment: Text | None = None,
                       limit: Annotated[int, Query(ge=1, le=1000)] = 100) -> JSON:
         try:
             page = await source.changes(after, limit, segment)
@@ -74,8 +73,13 @@ def segment_router(platform: SegmentReads, keys: KeyRing) -> APIRouter:
             raise HTTPException(422, [{"path": "after", "message": str(error)}]) from None
         return JSON({"changes": page.changes, "next_cursor": page.next_cursor})
 
-    @router.get("/v1/segments/{segment_id}/members", dependencies=[Depends(keys.require("read"))])
-    async def members(segment_id: str, format: Literal["csv", "jsonl"] = "jsonl") -> StreamingResponse:  # noqa: A002
+    @router.get("/v1/segments/{segment_id}/members", dependencies=[Depends(keys.require("read"))],
+                response_class=StreamingResponse, responses={200: {
+                    "description": "every member, one row or line each",
+                    "content": {media: {"schema": {"type": "string"}}
+                                for media in ("text/csv", "application/x-ndjson")},
+                }})
+    async def members(segment_id: Text, format: Literal["csv", "jsonl"] = "jsonl") -> StreamingResponse:  # noqa: A002
         if segment_id not in source.definitions.by_id:
             raise HTTPException(404, f"no segment '{segment_id}'")
         rows = source.members(segment_id)

@@ -30,6 +30,7 @@ from starlette.responses import StreamingResponse
 
 from projections.predicates.facts import CONTACT_CHANNELS
 from services.api.auth import KeyRing
+from services.api.input_rules import ContactChannel, Cursor, Identifier
 from services.api.responses import JSON
 
 __all__ = ["TriggerFeed", "trigger_router", "sse_event"]
@@ -69,17 +70,19 @@ def trigger_router(platform: TriggerFeed, keys: KeyRing, *, poll_seconds: float 
             raise HTTPException(422, [{"path": "since", "message": str(error)}]) from None
 
     @router.get("/v1/triggers", dependencies=[Depends(keys.require("read"))])
-    async def feed(channel: str | None = None, customer_id: str | None = None, since: str | None = None,
+    async def feed(channel: ContactChannel = None, customer_id: Identifier | None = None, since: Cursor | None = None,
                    limit: Annotated[int, Query(ge=1, le=1000)] = 100) -> JSON:
         found = await page(since, limit, _channel(channel), customer_id)
         return JSON({"triggers": found.triggers, "next_cursor": found.next_cursor})
 
     @router.get("/v1/triggers/stream", dependencies=[Depends(keys.require("read"))],
                 response_class=StreamingResponse,
-                responses={200: {"content": {"text/event-stream": {}}, "description": "one event per trigger"}})
-    async def stream(request: Request, channel: str | None = None, customer_id: str | None = None,
-                     since: str | None = None,
-                     last_event_id: Annotated[str | None, Header(alias="Last-Event-ID")] = None) -> StreamingResponse:
+                responses={200: {"content": {"text/event-stream": {"schema": {"type": "string"}}},
+                                 "description": "one event per trigger"}})
+    async def stream(request: Request, channel: ContactChannel = None, customer_id: Identifier | None = None,
+                     since: Cursor | None = None,
+                     last_event_id: Annotated[Cursor | None, Header(alias="Last-Event-ID")] = None,
+                     ) -> StreamingResponse:
         channel = _channel(channel)
         cursor = last_event_id or since
         first = await page(cursor, 1, channel, customer_id)  # a bad cursor is a 422, not a broken stream

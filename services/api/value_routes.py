@@ -32,7 +32,8 @@ __all__ = ["value_router"]
 def value_router(value: ValueService, keys: KeyRing) -> APIRouter:
     router = APIRouter(tags=["value"])
 
-    @router.post("/v1/value/refit", dependencies=[Depends(keys.require("admin"))])
+    @router.post("/v1/value/refit", dependencies=[Depends(keys.require("admin"))],
+                 responses={409: {"description": "too few customers bought twice to fit the model"}})
     async def refit() -> JSON:
         try:
             model = await value.refit()
@@ -40,7 +41,8 @@ def value_router(value: ValueService, keys: KeyRing) -> APIRouter:
             raise HTTPException(409, f"the purchase model cannot be fitted yet: {error}") from None
         return JSON(model.summary())
 
-    @router.get("/v1/value/model", dependencies=[Depends(keys.require("read"))])
+    @router.get("/v1/value/model", dependencies=[Depends(keys.require("read"))],
+                responses={404: {"description": "no purchase model has been fitted yet"}})
     async def current() -> JSON:
         model = await value.current()
         if model is None:

@@ -10,6 +10,7 @@ from typing import Any
 
 import httpx
 import pytest
+from jsonschema import Draft202012Validator
 
 from tests.support.api import (
     Api,
@@ -21,7 +22,7 @@ from tests.support.api import (
     unique,
     wait_until,
 )
-from tests.support.server import FORM_ORIGIN, FORM_THANK_YOU_URL
+from tests.support.server import FORM_ID, FORM_ORIGIN, FORM_PUBLIC_KEY, FORM_THANK_YOU_URL
 
 pytestmark = pytest.mark.e2e
 
@@ -541,3 +542,151 @@ def test_an_event_dated_beyond_the_future_tolerance_is_refused_on_its_field(star
     response = api.post_events(call(f"future-{unique()}", tomorrow, {"emails": [f"f.{unique()}@example.com"]}))
     assert response.status_code == 422, response.text
     assert error_paths(response) == ["occurred_at"]
+
+
+# -- strict input rules over HTTP (the rules themselves: tests/unit/test_input_rules.py) --
+@HTTP_ONLY
+def test_a_body_naming_a_key_twice_is_refused_and_nothing_is_stored(api: Api) -> None:
+    uid = unique()
+    body = (b'{"event_id": "dup-%s", "type": "purchase", "occurred_at": "2026-04-01T12:00:00Z", "source": "shop",'
+            b' "customer": {"emails": ["dup.%s@example.com"]}, "channel": "web", "order_id": "o-1",'
+            b' "amount": "10.00", "amount": "-999", "currency": "EUR"}') % (uid.encode(), uid.encode())
+    response = api.client.post("/v1/events", content=body,
+                               headers={**bearer(api.runtime.keys.ingest), "Content-Type": "application/json"})
+    assert response.status_code == 400, response.text
+    assert "duplicate key 'amount'" in error_of(response)["message"]
+    _absent(api, email=f"dup.{uid}@example.com")
+
+
+@HTTP_ONLY
+def test_every_query_parameter_out_of_range_is_refused_naming_it(api: Api) -> None:
+    """What storage or the calendar cannot hold is a 422 on the parameter, never a 500."""
+    cases = [
+        ("/v1/dead-letters", {"after": "10000000000000000000"}, "after"),
+        ("/v1/identity/conflicts", {"after": "9223372036854775808"}, "after"),
+        ("/v1/identity/conflicts", {"after": "-1"}, "after"),
+        ("/v1/analytics/segments", {"to": "0001-01-04T00:00:00Z"}, "to"),
+        ("/v1/analytics/lifecycle", {"to": "0001-01-04T00:00:00Z"}, "to"),
+        ("/v1/analytics/lifecycle", {"to": "0.5"}, "to"),
+        ("/v1/analytics/lifecycle", {"from": "2026-04-01"}, "from"),
+        ("/v1/customers/c-1", {"min_position": "99999999999999999999"}, "min_position"),
+        ("/v1/customers/c-1", {"at": "2026-04-01T12:00:00"}, "at"),
+        ("/v1/customers/a b", {}, "customer_id"),
+        ("/v1/lifecycle/transitions", {"customer_id": "a/b"}, "customer_id"),
+        ("/v1/triggers", {"since": "x" * 600}, "since"),
+        ("/v1/segments/changes", {"after": "a\u0000b"}, "after"),
+    ]
+    for path, params, name in cases:
+        response = api.get(path, **params)
+        assert response.status_code == 422, f"{path} {params}: {response.status_code} {response.text[:500]}"
+        assert error_paths(response) == [name], f"{path} {params}: {response.text[:500]}"
+
+
+@HTTP_ONLY
+def test_a_clock_tick_at_a_number_is_refused_naming_at(api: Api) -> None:
+    for at in (0, "20261201", "2026-04-01T12:00:00"):
+        response = api.client.post("/v1/clock/ticks", json={"at": at}, headers=bearer(api.runtime.keys.admin))
+        assert response.status_code == 422, response.text
+        assert error_paths(response) == ["at"]
+
+
+@HTTP_ONLY
+def test_routing_errors_come_in_the_one_error_shape(api: Api) -> None:
+    """An unknown path (404) and a method a path does not take (405) too, not only the
+    errors the routes raise themselves."""
+    missing = api.get("/v1/nothing/here")
+    assert missing.status_code == 404 and "detail" not in missing.json(), missing.text
+    error_of(missing)
+    wrong = api.client.delete("/v1/events", headers=bearer(api.runtime.keys.admin))
+    assert wrong.status_code == 405, wrong.text
+    error_of(wrong)
+    assert wrong.headers["allow"] == "POST"
+
+
+@HTTP_ONLY
+def test_a_rejected_form_answers_in_the_one_error_shape_with_its_field_path(api: Api) -> None:
+    response = api.post_form({"email": f"form.{unique()}@example.com", "_event_id": "a/b"})
+    assert response.status_code == 422, response.text
+    assert error_paths(response) == ["event_id"]
+
+
+@HTTP_ONLY
+def test_a_clock_tick_body_is_read_as_strictly_as_an_event(api: Api) -> None:
+    admin = {**bearer(api.runtime.keys.admin), "Content-Type": "application/json"}
+    twice = api.client.post("/v1/clock/ticks", content=b'{"at": "2026-04-01T12:00:00Z", "at": "1970-01-01T00:00:00Z"}',
+                            headers=admin)
+    assert twice.status_code == 400, twice.text
+    assert "duplicate key 'at'" in error_of(twice)["message"]
+    unknown = api.client.post("/v1/clock/ticks", json={"when": "2026-04-01T12:00:00Z"}, headers=admin)
+    assert unknown.status_code == 422 and error_paths(unknown) == ["when"], unknown.text
+    now = api.client.post("/v1/clock/ticks", headers=bearer(api.runtime.keys.admin))
+    assert now.status_code == 202, now.text
+
+
+@HTTP_ONLY
+def test_a_form_field_sent_twice_is_refused_naming_it(api: Api) -> None:
+    body = f"email=twice.{unique()}%40example.com&city=Nantes&city=Lyon&_key={FORM_PUBLIC_KEY}"
+    response = api.client.post(f"/v1/forms/{FORM_ID}", content=body.encode(), headers={
+        "Origin": FORM_ORIGIN, "Accept": "application/json", "Content-Type": "application/x-www-form-urlencoded"})
+    assert response.status_code == 422, response.text
+    assert error_paths(response) == ["fields.city"]
+
+
+@HTTP_ONLY
+def test_a_lookup_by_a_bad_identifier_names_the_parameter(api: Api) -> None:
+    for params, name in (({"email": "not-an-email"}, "email"), ({"email": ""}, "email"),
+                         ({"external_id": "no-system"}, "external_id"), ({"phone": "12"}, "phone")):
+        response = api.get("/v1/customers", **params)
+        assert response.status_code == 422, f"{params}: {response.text}"
+        assert error_paths(response) == [name], f"{params}: {response.text}"
+
+
+@HTTP_ONLY
+def test_ingest_answers_and_errors_match_the_schemas_the_openapi_document_states(api: Api) -> None:
+    components = api.client.get("/openapi.json").json()["components"]
+
+    def check(body: Any, name: str) -> None:
+        Draft202012Validator({"$ref": f"#/components/schemas/{name}", "components": components}).validate(body)
+
+    uid = unique()
+    mixed = api.post_events([_call(uid, 0), {**_call(uid, 1), "occurred_at": 0}])
+    assert mixed.status_code == 200, mixed.text
+    check(mixed.json(), "Verdicts")
+    refused = api.post_events({**_call(uid, 2), "source": "a\u0000b"})
+    assert refused.status_code == 422, refused.text
+    check(refused.json(), "Verdicts")
+    check(refused.json(), "Error")
+    check(api.get("/v1/dead-letters", after=-1).json(), "Error")
+
+
+@HTTP_ONLY
+def test_every_json_answer_matches_the_schema_the_openapi_document_states(api: Api) -> None:
+    document = api.client.get("/openapi.json").json()
+    uid = unique()
+    customer = f"answers-{uid}"
+    position = api.ingest(purchase(f"answers-{uid}", T, {"customer_id": customer}, order_id="o-1",
+                                   amount="10.00"))["position"]
+    tick = api.client.post("/v1/clock/ticks", headers=bearer(api.runtime.keys.admin))
+    calls = [("post", "/v1/clock/ticks", tick)]
+    for path, methods in document["paths"].items():
+        schema = methods.get("get", {}).get("responses", {}).get("200", {}).get("content", {}).get("application/json")
+        if schema is None:
+            continue
+        concrete = path.replace("{customer_id}", customer)
+        if "{" in concrete:
+            continue
+        calls.append(("get", path, api.get(concrete, min_position=position if "customers" in path else None)))
+    assert len(calls) >= 15, [p for _, p, _ in calls]
+    for method, path, response in calls:
+        status = str(response.status_code)  # a fresh server has no purchase model: 404, documented too
+        documented = document["paths"][path][method]["responses"][status]["content"]["application/json"]["schema"]
+        Draft202012Validator({**documented, "components": document["components"]}).validate(response.json())
+
+
+@HTTP_ONLY
+def test_a_batch_wrapper_holding_anything_beside_events_is_refused_naming_it(api: Api) -> None:
+    uid = unique()
+    response = api.post_events({"events": [_call(uid, 0)], "evnets": []})
+    assert response.status_code == 422, response.text
+    assert error_paths(response) == ["evnets"]
+    _absent(api, email=f"bad.{uid}@example.com")

@@ -163,3 +163,15 @@ def test_cors_answers_only_the_form_endpoint(api: Api) -> None:
     response = api.client.options("/v1/events", headers={"Origin": FORM_ORIGIN,
                                                          "Access-Control-Request-Method": "POST"})
     assert "access-control-allow-origin" not in response.headers, response.headers
+
+
+@pytest.mark.only_runtimes("embedded")  # the HTTP layer is shared by both runtimes
+def test_the_api_docs_are_served_by_the_server_itself_never_from_a_cdn(api: Api) -> None:
+    for page in ("/docs", "/redoc"):
+        html = api.client.get(page)
+        assert html.status_code == 200, html.text
+        assets = re.findall(r'(?:src|href)="([^"]+)"', html.text)
+        assert assets and all(a.startswith("/") for a in assets), assets
+        for asset in assets:
+            assert api.client.get(asset).status_code == 200, asset
+        assert api.client.get("/openapi.json").json()["openapi"].startswith("3.1")
