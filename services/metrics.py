@@ -178,7 +178,7 @@ TICK_FAILURES = Counter(
 # -- customer value ------------------------------------------------------------------------
 VALUE_REFITS = Counter(
     "touchstream_value_refits_total",
-    "Purchase-model (BG/NBD) refits, by result (fitted, not_enough_history, failed).",
+    "Purchase-model (BG/NBD) refits, by result (fitted, not_enough_history, no_platform_time, failed).",
     ["result"],
 )
 VALUE_MODEL_CUSTOMERS = Gauge(

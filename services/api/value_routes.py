@@ -6,37 +6,63 @@ revenue (share of revenue against share of customers, largest first), the share 
 top 20% hold, and the lifetime-value distribution (``projections.value.ltv_distribution``). Both read the RFM cells the runners keep with the views.
 
 ``POST /v1/value/refit`` (admin) fits BG/NBD on every customer's purchase history and
-stores it (409 when too few customers bought twice); ``GET /v1/value/model`` (read)
+stores it, observed until ``observation_end`` (body ``{"observation_end": RFC 3339 with
+an offset}``, optional; default the platform's time, the latest clock tick folded; 409
+when too few customers bought twice or when no tick was folded and no end given); ``GET /v1/value/model`` (read)
 says which model the customer views use. Each customer's P(alive) and expected
 purchases are on the 360° view (``value``), computed at read time from that model.
 """
 
 from __future__ import annotations
 
+import re
+from datetime import datetime
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, HTTPException, Query
+from fastapi import APIRouter, Body, Depends, HTTPException, Query
+from pydantic import BaseModel, BeforeValidator, ConfigDict
 
 from projections.codec import format_instant
 from projections.value.ltv_distribution import ltv_distribution
 from projections.value.rfm_cells import grid, pareto
-from projections.view.state import instant_of
+from projections.view.state import instant_of, micros
 from services.api.auth import KeyRing
 from services.api.responses import JSON
 from services.value.job import NotEnoughHistory
-from services.value.service import ValueService
+from services.value.service import NoPlatformTime, ValueService
 
-__all__ = ["value_router"]
+__all__ = ["value_router", "RefitRequest"]
+
+_RFC3339 = re.compile(r"\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}:\d{2}(\.\d{1,9})?([Zz]|[+-]\d{2}:\d{2})")
+
+
+def _rfc3339(raw: object) -> datetime:
+    """An instant with its offset, as RFC 3339 writes it: a date alone, a naive time or a
+    number would leave the observation end to a guess."""
+    if not isinstance(raw, str) or (match := _RFC3339.fullmatch(raw)) is None:
+        raise ValueError("an RFC 3339 date-time with an offset, e.g. 1998-06-30T00:00:00Z")
+    fraction = "." + (match[1] or ".")[1:7].ljust(6, "0")  # microseconds: finer digits are dropped
+    text = f"{raw[:10]}T{raw[11:19]}{fraction}{match[2].upper().replace('Z', '+00:00')}"
+    moment = datetime.fromisoformat(text)
+    if not 1900 <= moment.year <= 2999:
+        raise ValueError("observation_end must be between the years 1900 and 2999")
+    return moment
+
+
+class RefitRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    observation_end: Annotated[datetime, BeforeValidator(_rfc3339)] | None = None
 
 
 def value_router(value: ValueService, keys: KeyRing) -> APIRouter:
     router = APIRouter(tags=["value"])
 
     @router.post("/v1/value/refit", dependencies=[Depends(keys.require("admin"))])
-    async def refit() -> JSON:
+    async def refit(body: Annotated[RefitRequest | None, Body()] = None) -> JSON:
+        end = body.observation_end if body is not None else None
         try:
-            model = await value.refit()
-        except NotEnoughHistory as error:
+            model = await value.refit(None if end is None else micros(end))
+        except (NotEnoughHistory, NoPlatformTime) as error:
             raise HTTPException(409, f"the purchase model cannot be fitted yet: {error}") from None
         return JSON(model.summary())
 

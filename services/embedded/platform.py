@@ -181,6 +181,9 @@ class EmbeddedPlatform:
     async def purchase_histories(self) -> list[tuple[int, int, int]]:
         return await asyncio.to_thread(self.views.purchase_histories)
 
+    async def platform_time(self) -> int | None:
+        return await asyncio.to_thread(self.views.clock)
+
     async def save_model(self, name: str, body: bytes) -> None:
         await asyncio.to_thread(self.views.save_model, name, body)
 

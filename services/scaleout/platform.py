@@ -322,6 +322,10 @@ class KafkaPlatform:
     async def purchase_histories(self) -> list[tuple[int, int, int]]:
         return await self.store.purchase_histories()
 
+    async def platform_time(self) -> int | None:
+        clocks = await asyncio.gather(*(self.store.clock(self.topic, p) for p in range(self.settings.kafka_partitions)))
+        return max((c for c in clocks if c is not None), default=None)
+
     async def save_model(self, name: str, body: bytes) -> None:
         await self.store.save_model(name, body)
 

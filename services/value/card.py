@@ -12,7 +12,10 @@
 * **predictive**: P(alive) and purchases expected over 90 days (``services.value.job``).
 
 Computed at read time because every figure but the history depends on the time it is
-read at or on the whole portfolio, which moves without this customer.
+read at or on the whole portfolio, which moves without this customer. Every figure is
+computed at one instant, ``time_base`` (the reader's ``at``, else the platform's time:
+the latest clock tick; the wall clock only before the first tick), and the card says
+which; the model says the observation end it was fitted to (``model_observation_end``).
 """
 
 from __future__ import annotations
@@ -20,27 +23,31 @@ from __future__ import annotations
 from decimal import Decimal
 from typing import Any
 
+from projections.codec import format_instant
 from projections.lifecycle.stages import DAY
 from projections.value.ltv import constant_margin_ltv
 from projections.value.rfm import segment
 from projections.value.rfm_cells import cell_of, rfm_figures, scores_of
 from projections.value.rfm_population import Quintiles
 from projections.view.fold import CustomerView
+from projections.view.state import instant_of
 from services.settings import Settings
 from services.value.job import ValueModel, value_section
+from services.value.service import TimeBase
 
 __all__ = ["value_card"]
 
 YEAR = 365 * DAY
 
 
-def value_card(view: CustomerView, model: ValueModel | None, cuts: Quintiles | None, at: int,
+def value_card(view: CustomerView, model: ValueModel | None, cuts: Quintiles | None, base: TimeBase,
                settings: Settings) -> dict[str, Any]:
-    currency = settings.value_currency
+    currency, at = settings.value_currency, base.at
     figures = rfm_figures(view, currency)
     totals = dict(view.currencies).get(currency)
     margin = totals.margin if totals is not None and totals.margin_count else None
     card: dict[str, Any] = {
+        "time_base": {"at": format_instant(instant_of(at)), "source": base.source},
         "currency": currency,
         "historical": {"revenue": str(figures.monetary), "margin": None if margin is None else str(margin)},
         "rfm": None,

@@ -8,13 +8,20 @@ day count twice, where a day-based summary would count one: the fit and the scor
 the same definition, so they agree.) Identical rows are fitted once with their weight, so
 a million customers fit in seconds (docs/BENCHMARKS.md, docs/VALUE.md).
 
-Output: ``ValueModel`` — the fitted parameters, when and on what, stored by the platform
-and read by the API, which gives each customer P(alive) and the purchases expected over
-the next 90 days at read time (the time is the reader's ``at``), so no score is stale.
+Observation time is data: ``end`` is the platform's time (the latest clock tick folded)
+or an instant the caller names, never the wall clock, so an imported or backfilled
+history gets the model of its own period.
+
+Output: ``ValueModel`` — the fitted parameters, the observation end and where it came
+from, the data window (first and last purchase seen) and a fingerprint of the inputs
+(two fits with the same fingerprint and end saw the same histories), stored by the
+platform and read by the API, which gives each customer P(alive) and the purchases
+expected over the next 90 days at read time, at the card's stated time base.
 """
 
 from __future__ import annotations
 
+import hashlib
 import time
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass
@@ -41,30 +48,55 @@ class NotEnoughHistory(ValueError):
 @dataclass(frozen=True, slots=True)
 class ValueModel:
     model: BgNbd
-    fitted_at: int  # µs: the end of the observation
+    observation_end: int  # µs: the end of the observation, T is measured to it
+    end_source: str  # "platform_clock" (the latest tick folded) or "explicit" (the caller's)
+    first_purchase: int  # µs: the data window, the earliest and latest purchase fitted on
+    last_purchase: int
+    inputs: str  # sha256 of the histories fitted on (sorted), so two fits can be compared
+    fitted_at: int  # µs, the wall clock when the job ran: an operational fact, never a model input
     customers: int
     repeat_buyers: int
+    purchases_after_end: int  # customers with purchases after the end, their repeat count includes them
     seconds: float
 
     def to_json(self) -> bytes:
         return orjson.dumps({**asdict(self), "model": self.model.to_dict()})
 
     @classmethod
-    def from_json(cls, raw: bytes) -> ValueModel:
+    def from_json(cls, raw: bytes) -> ValueModel | None:
+        """The stored model; None for one stored before observation time was recorded
+        (fitted to the wall clock: not worth reading, the next refit replaces it)."""
         d = orjson.loads(raw)
-        return cls(BgNbd.from_dict(d["model"]), d["fitted_at"], d["customers"], d["repeat_buyers"], d["seconds"])
+        if "observation_end" not in d:
+            return None
+        return cls(**{**d, "model": BgNbd.from_dict(d["model"])})
 
     def summary(self) -> dict[str, Any]:
         m = self.model
-        return {"fitted_at": format_instant(instant_of(self.fitted_at)), "customers": self.customers,
-                "repeat_buyers": self.repeat_buyers, "seconds": self.seconds, "converged": m.converged,
+        return {"observation_end": _iso(self.observation_end), "observation_end_source": self.end_source,
+                "data_window": {"first_purchase": _iso(self.first_purchase), "last_purchase": _iso(self.last_purchase)},
+                "inputs_fingerprint": self.inputs, "fitted_at": _iso(self.fitted_at), "customers": self.customers,
+                "repeat_buyers": self.repeat_buyers, "customers_with_purchases_after_end": self.purchases_after_end,
+                "seconds": self.seconds, "converged": m.converged,
                 "parameters": {"r": m.r, "alpha": m.alpha, "a": m.a, "b": m.b}, "unit": "week",
                 "log_likelihood": m.log_likelihood}
 
 
-def refit(histories: Iterable[tuple[int, int, int]], end: int) -> ValueModel:
+def _iso(us: int) -> str:
+    return format_instant(instant_of(us))
+
+
+def fingerprint(rows: np.ndarray) -> str:
+    """sha256 of the rows in a canonical order (whatever order the store read them in)."""
+    ordered = rows[np.lexsort(rows.T[::-1])] if len(rows) else rows
+    return hashlib.sha256(np.ascontiguousarray(ordered, dtype="<i8").tobytes()).hexdigest()
+
+
+def refit(histories: Iterable[tuple[int, int, int]], end: int, end_source: str = "explicit",
+          fitted_at: int = 0) -> ValueModel:
     """Fit on (first purchase µs, last purchase µs, purchases) of every customer who
-    bought, observed until ``end`` (µs). Raises ``NotEnoughHistory``."""
+    bought, observed until ``end`` (µs); customers whose first purchase is after ``end``
+    are left out. Raises ``NotEnoughHistory``."""
     started = time.perf_counter()
     rows = np.array([h for h in histories if h[2] > 0 and h[0] <= end], dtype=np.int64).reshape(-1, 3)
     first, last, count = rows[:, 0], np.minimum(rows[:, 1], end), rows[:, 2]
@@ -75,15 +107,16 @@ def refit(histories: Iterable[tuple[int, int, int]], end: int) -> ValueModel:
     if repeat < MIN_REPEAT_BUYERS:
         raise NotEnoughHistory(f"{repeat} customers with repeat purchases; the model needs {MIN_REPEAT_BUYERS}")
     model = fit(*distinct_rows(x, t_x, T), unit_us=WEEK_US)
-    return ValueModel(model, end, len(rows), repeat, round(time.perf_counter() - started, 3))
+    return ValueModel(model, end, end_source, int(first.min()), int(last.max()), fingerprint(rows), fitted_at,
+                      len(rows), repeat, int((rows[:, 1] > end).sum()), round(time.perf_counter() - started, 3))
 
 
 def value_section(model: ValueModel | None, purchases: int, first: int | None, last: int | None,
                   at: int) -> dict[str, Any]:
     """The predictive part of a customer's value at instant ``at``."""
+    end = None if model is None else _iso(model.observation_end)
     if model is None or not purchases or first is None or last is None or at < first:
-        return {"p_alive": None, "expected_purchases_90d": None, "model_fitted_at": None if model is None
-                else format_instant(instant_of(model.fitted_at))}
+        return {"p_alive": None, "expected_purchases_90d": None, "model_observation_end": end}
     m = model.model
     x = purchases - 1
     t_x = (min(last, at) - first) / m.unit_us if x else 0.0
@@ -91,5 +124,5 @@ def value_section(model: ValueModel | None, purchases: int, first: int | None, l
     return {
         "p_alive": round(float(m.p_alive(x, t_x, T)), 6),
         "expected_purchases_90d": round(float(m.expected_purchases_within(HORIZON_US, x, t_x, T)), 6),
-        "model_fitted_at": format_instant(instant_of(model.fitted_at)),
+        "model_observation_end": end,
     }

@@ -1,6 +1,12 @@
 """The refit job in the API process: on demand (``POST /v1/value/refit``) and every
 ``value_refit_seconds``; the current model for reads, cached a few seconds.
 
+The observation ends at the platform's time (the latest clock tick the views have
+folded) unless the caller names an instant; with neither, nothing is fitted
+(``NoPlatformTime``): the wall clock would give an imported history a model of a period
+it does not cover. ``time_base`` is the instant a value card is computed at when the
+reader names none: the platform's time too, the wall clock only before the first tick.
+
 The model is fitted in a worker thread (numpy/scipy release the GIL for most of it) on
 the purchase histories the platform reads from its view store, then stored there, so
 every API process of the scale-out runtime reads the same model.
@@ -11,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import time
 from datetime import UTC, datetime
+from typing import NamedTuple
 
 import structlog
 
@@ -22,12 +29,21 @@ from services.clock import Periodic
 from services.ports import ValueStore
 from services.value.job import NotEnoughHistory, ValueModel, refit
 
-__all__ = ["ValueService", "MODEL_NAME"]
+__all__ = ["ValueService", "MODEL_NAME", "NoPlatformTime", "TimeBase"]
 
 MODEL_NAME = "bgnbd"
 CACHE_SECONDS = 5.0
 
 log = structlog.get_logger("touchstream.value")
+
+
+class NoPlatformTime(LookupError):
+    """No clock tick folded yet and no observation end given."""
+
+
+class TimeBase(NamedTuple):
+    at: int  # µs
+    source: str  # "request", "platform_clock" or "wall_clock"
 
 
 class ValueService:
@@ -38,14 +54,21 @@ class ValueService:
         self._rounds = Periodic("value-refit", every_seconds, self._scheduled)
         self._lock = asyncio.Lock()
 
-    async def refit(self) -> ValueModel:
-        """Fit on every purchase history now and store the model; ``NotEnoughHistory``
-        when too few customers bought twice."""
+    async def refit(self, observation_end: int | None = None) -> ValueModel:
+        """Fit on every purchase history observed until ``observation_end`` (µs; default:
+        the platform's time) and store the model; ``NotEnoughHistory`` when too few
+        customers bought twice, ``NoPlatformTime`` when there is no end to observe to."""
         async with self._lock:
+            source = "explicit"
+            if observation_end is None:
+                observation_end, source = await self.platform.platform_time(), "platform_clock"
+            if observation_end is None:
+                metrics.child(metrics.VALUE_REFITS, "no_platform_time").inc()
+                raise NoPlatformTime("no clock tick has been folded yet: tick the clock or name the observation end")
             histories = await self.platform.purchase_histories()
-            end = micros(datetime.now(UTC))
             try:
-                model = await asyncio.to_thread(refit, histories, end)
+                model = await asyncio.to_thread(refit, histories, observation_end, source,
+                                                micros(datetime.now(UTC)))
             except NotEnoughHistory:
                 metrics.child(metrics.VALUE_REFITS, "not_enough_history").inc()
                 raise
@@ -54,7 +77,8 @@ class ValueService:
             metrics.child(metrics.VALUE_REFITS, "fitted").inc()
             metrics.VALUE_MODEL_CUSTOMERS.set(model.customers)
             log.info("value_model_fitted", customers=model.customers, repeat_buyers=model.repeat_buyers,
-                     seconds=model.seconds, converged=model.model.converged)
+                     observation_end=model.observation_end, end_source=source, seconds=model.seconds,
+                     converged=model.model.converged)
             return model
 
     async def current(self) -> ValueModel | None:
@@ -65,6 +89,15 @@ class ValueService:
         model = None if raw is None else ValueModel.from_json(raw)
         self._cached = (time.monotonic(), model)
         return model
+
+    async def time_base(self, at: int | None) -> TimeBase:
+        """The instant a value card is computed at: the reader's, else the platform's."""
+        if at is not None:
+            return TimeBase(at, "request")
+        clock = await self.platform.platform_time()
+        if clock is not None:
+            return TimeBase(clock, "platform_clock")
+        return TimeBase(micros(datetime.now(UTC)), "wall_clock")
 
     async def portfolio(self) -> tuple[dict[Cell, Change], Quintiles | None]:
         """The portfolio's RFM cells and their quintile cuts, read at most every few seconds."""
@@ -85,7 +118,7 @@ class ValueService:
     async def _scheduled(self) -> None:
         try:
             await self.refit()
-        except NotEnoughHistory as error:
+        except (NotEnoughHistory, NoPlatformTime) as error:
             log.info("value_model_not_fitted", reason=str(error))
         except Exception as error:  # noqa: BLE001 - storage trouble: the next round tries again
             metrics.child(metrics.VALUE_REFITS, "failed").inc()

@@ -175,6 +175,7 @@ class Journey:
                 }],
             },
             "value": {
+                "time_base": {"at": iso(self.at), "source": "request"},
                 "currency": "EUR", "historical": {"revenue": "149.9000", "margin": "41.2000"},
                 # one buyer in the portfolio: every quintile cut is hers, a value at a cut scores low
                 "rfm": {"recency_days": round((self.at - self.t_purchase).total_seconds() / 86_400, 3),
@@ -184,7 +185,7 @@ class Journey:
                 "lifetime_value": {"value": f"{41.2 * sum((0.8 / 1.1) ** t for t in range(1, 6)):.2f}",
                                    "margin_per_year": "41.20", "retention_rate": 0.8, "discount_rate": 0.1,
                                    "horizon_years": 5},
-                "p_alive": None, "expected_purchases_90d": None, "model_fitted_at": None,
+                "p_alive": None, "expected_purchases_90d": None, "model_observation_end": None,
             },
             "contact_pressure": {
                 window: {

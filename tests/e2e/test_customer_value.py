@@ -41,8 +41,14 @@ def simulated(tag: str, n: int = 150, seed: int = 3) -> list[dict[str, Any]]:
     return events
 
 
-def refit(api: Api) -> Any:
-    return api.client.post("/v1/value/refit", headers=bearer(api.runtime.keys.admin))
+def refit(api: Api, body: Any = None) -> Any:
+    return api.client.post("/v1/value/refit", json=body, headers=bearer(api.runtime.keys.admin))
+
+
+def tick(api: Api, at: datetime) -> int:
+    response = api.client.post("/v1/clock/ticks", json={"at": iso(at)}, headers=bearer(api.runtime.keys.admin))
+    assert response.status_code == 202, response.text
+    return int(response.json()["position"])
 
 
 def test_the_purchase_model_is_refitted_on_demand_and_every_view_carries_its_figures(api: Api) -> None:
@@ -59,13 +65,23 @@ def test_the_purchase_model_is_refitted_on_demand_and_every_view_carries_its_fig
     position = api.ingest(events)["position"]
     api.customer(f"{tag}-loyal-0", min_position=position)
 
+    position = tick(api, NOW)  # the platform's time is the observation end
+    api.customer(f"{tag}-loyal-0", min_position=position)
     answer = refit(api)
     assert answer.status_code == 200, answer.text
     model = answer.json()
     assert model["customers"] >= 165 and model["repeat_buyers"] >= 100 and model["converged"] is True
     assert all(v > 0 for v in model["parameters"].values())
-    assert api.get("/v1/value/model").json()["fitted_at"] == model["fitted_at"]
-    assert refit(api).status_code == 200  # refitting again is fine
+    assert model["observation_end"] == iso(NOW) and model["observation_end_source"] == "platform_clock"
+    assert model["data_window"]["last_purchase"] <= iso(NOW) and len(model["inputs_fingerprint"]) == 64
+    assert api.get("/v1/value/model").json() == model
+    again = refit(api, {"observation_end": iso(NOW)})  # the same end, named: the same model
+    assert again.status_code == 200 and again.json()["observation_end_source"] == "explicit"
+    assert {k: again.json()[k] for k in ("parameters", "inputs_fingerprint", "observation_end")} == \
+        {k: model[k] for k in ("parameters", "inputs_fingerprint", "observation_end")}
+    for bad in ("2026-01-01", "2026-01-01T00:00:00", 1767225600):
+        refused = refit(api, {"observation_end": bad})
+        assert refused.status_code == 422, (bad, refused.text)
 
     at = iso(NOW)
     loyal = api.customer(f"{tag}-loyal-3", at=at)["value"]
@@ -74,7 +90,9 @@ def test_the_purchase_model_is_refitted_on_demand_and_every_view_carries_its_fig
     assert 0.0 < gone["p_alive"] < loyal["p_alive"] <= 1.0
     assert loyal["expected_purchases_90d"] > gone["expected_purchases_90d"] > 0.0
     assert once["p_alive"] == 1.0  # no repeat purchase: the model cannot see them leave
-    assert loyal["model_fitted_at"] is not None
+    assert loyal["model_observation_end"] == iso(NOW)
+    assert loyal["time_base"] == {"at": iso(NOW), "source": "request"}
+    assert api.customer(f"{tag}-loyal-3")["value"]["time_base"] == {"at": iso(NOW), "source": "platform_clock"}
 
     forbidden = api.client.post("/v1/value/refit", headers=bearer(api.runtime.keys.read))
     assert forbidden.status_code == 403
