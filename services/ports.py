@@ -165,7 +165,7 @@ class ValueStore(Runtime, Protocol):
     """What the value model reads and keeps: purchase histories, RFM cells, fitted models."""
 
     async def purchase_histories(self) -> list[tuple[int, int, int]]:
-        """(first purchase µs, last purchase µs, purchases) of every customer who bought."""
+        """(first purchase µs, last purchase µs, distinct purchase days) of every customer who bought."""
         ...
 
     async def platform_time(self) -> int | None:

@@ -36,7 +36,7 @@ from projections.view.fold import (
     Score,
     instant_of,
 )
-from projections.view.state import mean_resolution_seconds
+from projections.view.state import PurchaseDays, mean_resolution_seconds
 
 __all__ = ["STATE_FORMAT", "StateFormatError", "to_state", "from_state", "to_document", "lifecycle_document", "transition_document", "contact_document", "facts_document"]
 
@@ -45,9 +45,10 @@ def _stamp(raw: list[Any] | None) -> tuple[int, str] | None:
     return None if raw is None else (raw[0], raw[1])
 
 
-STATE_FORMAT = 4
+STATE_FORMAT = 5
 """The stored form's version: 4 bounds the state (an idempotency window instead of every
-event id, resolved cases folded into totals beyond ``CASES_LIMIT``)."""
+event id, resolved cases folded into totals beyond ``CASES_LIMIT``); 5 adds the distinct
+purchase days (``projections.value.purchase_days``)."""
 
 
 class StateFormatError(ValueError):
@@ -70,6 +71,7 @@ def to_state(view: CustomerView) -> dict[str, Any]:
         "purchases": view.purchases,
         "first_purchase_at": view.first_purchase_at,
         "last_purchase_at": view.last_purchase_at,
+        "purchase_days": [view.purchase_days.count, view.purchase_days.first_day, format(view.purchase_days.bits, "x")],
         "currencies": [(k, c.count, str(c.revenue), str(c.margin), c.margin_count) for k, c in view.currencies],
         "cases": [(k, *c) for k, c in view.cases],
         "closed_cases": tuple(view.closed_cases),
@@ -113,6 +115,7 @@ def from_state(d: dict[str, Any]) -> CustomerView:
         purchases=d["purchases"],
         first_purchase_at=d["first_purchase_at"],
         last_purchase_at=d["last_purchase_at"],
+        purchase_days=PurchaseDays(d["purchase_days"][0], d["purchase_days"][1], int(d["purchase_days"][2], 16)),
         currencies=tuple(
             (k, CurrencyTotals(n, Decimal(r), Decimal(m), mc)) for k, n, r, m, mc in d["currencies"]
         ),

@@ -38,9 +38,9 @@ __all__ = ["ViewChanges", "ViewStore", "ViewSnapshot", "TRACKING_NAME", "VIEW_FO
 TRACKING_NAME = "touchstream"  # the log application's name, as in the tracking table
 # The stored view's format: bumped when the fold derives something new from the same log
 # (2: lifecycle stages and RFM cells; 3: next-best-contact state, triggers and figures; 4: bounded
-# states, see projections.view.document.STATE_FORMAT).
+# states, see projections.view.document.STATE_FORMAT; 5: distinct purchase days).
 # A store of an older format is rebuilt from the log.
-VIEW_FORMAT = 4
+VIEW_FORMAT = 5
 
 
 class _ViewConnections(SQLiteConnectionPool):
@@ -243,11 +243,11 @@ class ViewStore(SQLiteTrackingRecorder):
             return [(r[0], r[1]) for r in c.fetchall()]
 
     def purchase_histories(self) -> list[tuple[int, int, int]]:
-        """(first purchase µs, last purchase µs, purchases) of every customer who bought,
-        read by SQLite's JSON functions (no state is parsed in Python)."""
+        """(first purchase µs, last purchase µs, distinct purchase days) of every customer
+        who bought, read by SQLite's JSON functions (no state is parsed in Python)."""
         with self.datastore.transaction(commit=False) as c:
             c.execute("SELECT json_extract(s, '$.first_purchase_at'), json_extract(s, '$.last_purchase_at'), "
-                      "json_extract(s, '$.purchases') FROM (SELECT CAST(state AS TEXT) AS s FROM customer_views) "
+                      "json_extract(s, '$.purchase_days[0]') FROM (SELECT CAST(state AS TEXT) AS s FROM customer_views) "
                       "WHERE json_extract(s, '$.purchases') > 0")
             return [(r[0], r[1], r[2]) for r in c.fetchall()]
 

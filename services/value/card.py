@@ -9,7 +9,9 @@
   historical margin per year of relationship (at least one year); r and d are settings
   (configured, not estimated: the retention rate the data gives is a portfolio figure,
   and d is the cost of capital).
-* **predictive**: P(alive) and purchases expected over 90 days (``services.value.job``).
+* **predictive**: the customer's BG/NBD summary (``summary``: repeat purchase days,
+  recency and age in weeks, as ``lifetimes`` computes them), P(alive) and purchases
+  expected over 90 days (``services.value.job``).
 
 Computed at read time because every figure but the history depends on the time it is
 read at or on the whole portfolio, which moves without this customer. Every figure is
@@ -52,7 +54,7 @@ def value_card(view: CustomerView, model: ValueModel | None, cuts: Quintiles | N
         "historical": {"revenue": str(figures.monetary), "margin": None if margin is None else str(margin)},
         "rfm": None,
         "lifetime_value": None,
-        **value_section(model, view.purchases, view.first_purchase_at, view.last_purchase_at, at),
+        **value_section(model, view.purchase_days.count, view.first_purchase_at, view.last_purchase_at, at),
     }
     if figures.last_purchase_at is not None:
         rfm: dict[str, Any] = {"recency_days": round(max(0, at - figures.last_purchase_at) / DAY, 3),

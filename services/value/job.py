@@ -1,12 +1,12 @@
 """The purchase-model refit job: BG/NBD fitted on every customer's purchase history.
 
-Input: per customer who bought, (first purchase, last purchase, purchases) in µs and a
-count, read from the view store (both runtimes keep them on the view). BG/NBD counts
-*repeat* purchases from the first one: ``x = purchases - 1``, ``t_x = last - first``,
-``T = end - first``, in weeks. (The view counts purchase events; two purchases on one
-day count twice, where a day-based summary would count one: the fit and the scores use
-the same definition, so they agree.) Identical rows are fitted once with their weight, so
-a million customers fit in seconds (docs/BENCHMARKS.md, docs/VALUE.md).
+Input: per customer who bought, (first purchase, last purchase) in µs and the number of
+distinct purchase days, read from the view store (both runtimes keep them on the view).
+BG/NBD counts *repeat purchase days*: orders on one day are one purchase occasion, as in
+the literature and ``lifetimes``; ``services.value.summary.summaries`` turns the three
+figures into (x, t_x, T) in weeks, for the fit and for every card alike. Identical rows
+are fitted once with their weight, so a million customers fit in seconds
+(docs/BENCHMARKS.md, docs/VALUE.md).
 
 Observation time is data: ``end`` is the platform's time (the latest clock tick folded)
 or an instant the caller names, never the wall clock, so an imported or backfilled
@@ -33,7 +33,7 @@ import orjson
 from projections.codec import format_instant
 from projections.view.state import instant_of
 from services.value.bgnbd import WEEK_US, BgNbd, fit
-from services.value.summary import distinct_rows
+from services.value.summary import distinct_rows, summaries
 
 __all__ = ["ValueModel", "NotEnoughHistory", "refit", "MIN_REPEAT_BUYERS", "value_section", "HORIZON_US"]
 
@@ -94,15 +94,13 @@ def fingerprint(rows: np.ndarray) -> str:
 
 def refit(histories: Iterable[tuple[int, int, int]], end: int, end_source: str = "explicit",
           fitted_at: int = 0) -> ValueModel:
-    """Fit on (first purchase µs, last purchase µs, purchases) of every customer who
-    bought, observed until ``end`` (µs); customers whose first purchase is after ``end``
-    are left out. Raises ``NotEnoughHistory``."""
+    """Fit on (first purchase µs, last purchase µs, distinct purchase days) of every
+    customer who bought, observed until ``end`` (µs); customers whose first purchase is
+    after ``end`` are left out. Raises ``NotEnoughHistory``."""
     started = time.perf_counter()
     rows = np.array([h for h in histories if h[2] > 0 and h[0] <= end], dtype=np.int64).reshape(-1, 3)
-    first, last, count = rows[:, 0], np.minimum(rows[:, 1], end), rows[:, 2]
-    x = (count - 1).astype(np.float64)
-    t_x = np.where(x > 0, (last - first) / WEEK_US, 0.0)
-    T = (end - first) / WEEK_US
+    first, last = rows[:, 0], np.minimum(rows[:, 1], end)
+    x, t_x, T = summaries(first, last, rows[:, 2], end, WEEK_US)
     repeat = int((x > 0).sum())
     if repeat < MIN_REPEAT_BUYERS:
         raise NotEnoughHistory(f"{repeat} customers with repeat purchases; the model needs {MIN_REPEAT_BUYERS}")
@@ -111,17 +109,20 @@ def refit(histories: Iterable[tuple[int, int, int]], end: int, end_source: str =
                       len(rows), repeat, int((rows[:, 1] > end).sum()), round(time.perf_counter() - started, 3))
 
 
-def value_section(model: ValueModel | None, purchases: int, first: int | None, last: int | None,
+def value_section(model: ValueModel | None, days: int, first: int | None, last: int | None,
                   at: int) -> dict[str, Any]:
-    """The predictive part of a customer's value at instant ``at``."""
+    """The predictive part of a customer's value at instant ``at``, from their distinct
+    purchase days and first and last purchase (the summary the model is fitted on)."""
     end = None if model is None else _iso(model.observation_end)
-    if model is None or not purchases or first is None or last is None or at < first:
-        return {"p_alive": None, "expected_purchases_90d": None, "model_observation_end": end}
+    if not days or first is None or last is None or at < first:
+        return {"summary": None, "p_alive": None, "expected_purchases_90d": None, "model_observation_end": end}
+    x, t_x, T = (float(c[0]) for c in summaries([first], [last], [days], at, WEEK_US))
+    summary = {"frequency": x, "recency": t_x, "T": T, "unit": "week"}
+    if model is None:
+        return {"summary": summary, "p_alive": None, "expected_purchases_90d": None, "model_observation_end": end}
     m = model.model
-    x = purchases - 1
-    t_x = (min(last, at) - first) / m.unit_us if x else 0.0
-    T = (at - first) / m.unit_us
     return {
+        "summary": summary,
         "p_alive": round(float(m.p_alive(x, t_x, T)), 6),
         "expected_purchases_90d": round(float(m.expected_purchases_within(HORIZON_US, x, t_x, T)), 6),
         "model_observation_end": end,

@@ -185,6 +185,9 @@ class Journey:
                 "lifetime_value": {"value": f"{41.2 * sum((0.8 / 1.1) ** t for t in range(1, 6)):.2f}",
                                    "margin_per_year": "41.20", "retention_rate": 0.8, "discount_rate": 0.1,
                                    "horizon_years": 5},
+                # one purchase, no model yet: her BG/NBD summary, whole days in weeks
+                "summary": {"frequency": 0.0, "recency": 0.0, "unit": "week",
+                            "T": (self.at.date() - self.t_purchase.date()).days / 7},
                 "p_alive": None, "expected_purchases_90d": None, "model_observation_end": None,
             },
             "contact_pressure": {

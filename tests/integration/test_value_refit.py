@@ -15,7 +15,7 @@ from services.embedded.runner import ProjectionRunner
 from services.embedded.viewstore import ViewStore
 from services.value.bgnbd import WEEK_US, fit
 from services.value.job import NotEnoughHistory, refit, value_section
-from services.value.summary import distinct_rows
+from services.value.summary import DAY_US, distinct_rows
 from tools.traffic import TrafficOptions, generate
 
 END = 1_767_225_600_000_000  # 2026-01-01 (the traffic covers 2025)
@@ -31,21 +31,21 @@ def test_histories_fit_and_view_figures_agree(tmp_path: Path) -> None:
     with store.datastore.transaction(commit=False) as c:
         c.execute("SELECT state FROM customer_views")
         views = [from_state(orjson.loads(row[0])) for row in c.fetchall()]
-    expected = sorted((v.first_purchase_at, v.last_purchase_at, v.purchases) for v in views if v.purchases)
+    expected = sorted((v.first_purchase_at, v.last_purchase_at, v.purchase_days.count) for v in views if v.purchases)
     histories = store.purchase_histories()
     assert sorted(histories) == expected and len(expected) > 100
 
     model = refit(histories, END)
     x = [h[2] - 1 for h in expected]
-    t_x = [(h[1] - h[0]) / WEEK_US if h[2] > 1 else 0.0 for h in expected]
-    T = [(END - h[0]) / WEEK_US for h in expected]
+    t_x = [(h[1] // DAY_US - h[0] // DAY_US) * (DAY_US / WEEK_US) if h[2] > 1 else 0.0 for h in expected]
+    T = [(END // DAY_US - h[0] // DAY_US) * (DAY_US / WEEK_US) for h in expected]
     direct = fit(*distinct_rows(x, t_x, T))
     assert model.model == direct and model.customers == len(expected)
 
-    view = next(v for v in views if v.purchases >= 3)
-    shown = value_section(model, view.purchases, view.first_purchase_at, view.last_purchase_at, END)
-    args = (view.purchases - 1, (view.last_purchase_at - view.first_purchase_at) / WEEK_US,
-            (END - view.first_purchase_at) / WEEK_US)
+    view = next(v for v in views if v.purchase_days.count >= 3)
+    shown = value_section(model, view.purchase_days.count, view.first_purchase_at, view.last_purchase_at, END)
+    args = (view.purchase_days.count - 1, (view.last_purchase_at // DAY_US - view.first_purchase_at // DAY_US) / 7,
+            (END // DAY_US - view.first_purchase_at // DAY_US) / 7)
     assert shown["p_alive"] == round(float(direct.p_alive(*args)), 6)
     assert shown["expected_purchases_90d"] == round(float(direct.expected_purchases_within(90 * 86_400 * 10**6, *args)), 6)
     store.save_model("bgnbd", model.to_json())

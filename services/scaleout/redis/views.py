@@ -309,8 +309,8 @@ class RedisViewStore:
         return None if value is None else int(value)
 
     async def purchase_histories(self) -> list[tuple[int, int, int]]:
-        """(first purchase µs, last purchase µs, purchases) of every customer who bought:
-        every stored state is scanned and parsed, a thousand at a time."""
+        """(first purchase µs, last purchase µs, distinct purchase days) of every customer
+        who bought: every stored state is scanned and parsed, a thousand at a time."""
         start = self.keys.state("")
         out: list[tuple[int, int, int]] = []
         batch: list[bytes] = []
@@ -320,7 +320,7 @@ class RedisViewStore:
                 if raw is not None:
                     d = orjson.loads(raw)
                     if d["purchases"]:
-                        out.append((d["first_purchase_at"], d["last_purchase_at"], d["purchases"]))
+                        out.append((d["first_purchase_at"], d["last_purchase_at"], d["purchase_days"][0]))
             batch.clear()
 
         try:

@@ -1,0 +1,49 @@
+"""Purchase days: the distinct UTC calendar days on which a customer bought.
+
+BG/NBD (and the ``lifetimes`` package) count purchase *occasions*, not orders: two
+orders on one day are one purchase, so a customer whose orders all fell on their first
+day is a one-time buyer. With the first and last purchase instants the view already
+keeps, the number of distinct days is all the model needs: ``x = days − 1``,
+``t_x = last day − first day``, ``T = observation end's day − first day``.
+
+Kept as a set of days, so the count is exact whatever the arrival order (a union; a
+late order on a day already counted adds nothing): one bit per day from the first
+purchase day, held as an integer. The state grows with the length of the relationship,
+not with the number of purchases — 46 bytes a year, 8 characters a year as stored
+(hexadecimal) — and a purchase dated before the first shifts the bits.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+__all__ = ["DAY_US", "PurchaseDays", "add_purchase_day", "day_of"]
+
+DAY_US = 86_400 * 1_000_000
+
+
+class PurchaseDays(NamedTuple):
+    count: int = 0  # type: ignore[assignment]  # the field hides tuple.count: the name is the domain's
+    first_day: int | None = None  # the first purchase day (days since 1970-01-01, UTC)
+    bits: int = 0  # bit i set: a purchase on day first_day + i
+
+    def days(self) -> list[int]:
+        """The purchase days, ascending."""
+        first, bits = self.first_day, self.bits
+        return [] if first is None else [first + i for i in range(bits.bit_length()) if bits >> i & 1]
+
+
+def day_of(at: int) -> int:
+    """The UTC calendar day (days since 1970-01-01) of an instant in µs."""
+    return at // DAY_US
+
+
+def add_purchase_day(days: PurchaseDays, at: int) -> PurchaseDays:
+    """The purchase days after a purchase at ``at`` (µs)."""
+    day, first = day_of(at), days.first_day
+    if first is None:
+        return PurchaseDays(1, day, 1)
+    if day < first:
+        return PurchaseDays(days.count + 1, day, days.bits << (first - day) | 1)
+    bits = days.bits | 1 << (day - first)
+    return days if bits == days.bits else PurchaseDays(days.count + 1, first, bits)
