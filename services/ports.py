@@ -18,6 +18,7 @@ import base64
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from decimal import Decimal
 from typing import Any, NamedTuple, Protocol
 
 from projections.identity import Identifier
@@ -166,6 +167,10 @@ class ValueStore(Runtime, Protocol):
 
     async def purchase_histories(self) -> list[tuple[int, int, int]]:
         """(first purchase µs, last purchase µs, distinct purchase days) of every customer who bought."""
+        ...
+
+    async def purchases_by_currency(self) -> dict[str, tuple[int, int, Decimal]]:
+        """Per currency: (customers, purchases, spend) over every customer."""
         ...
 
     async def platform_time(self) -> int | None:

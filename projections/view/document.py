@@ -71,7 +71,7 @@ def to_state(view: CustomerView) -> dict[str, Any]:
         "purchases": view.purchases,
         "first_purchase_at": view.first_purchase_at,
         "last_purchase_at": view.last_purchase_at,
-        "purchase_days": [view.purchase_days.count, view.purchase_days.first_day, format(view.purchase_days.bits, "x")],
+        "purchase_days": _purchase_days_state(view.purchase_days),
         "currencies": [(k, c.count, str(c.revenue), str(c.margin), c.margin_count) for k, c in view.currencies],
         "cases": [(k, *c) for k, c in view.cases],
         "closed_cases": tuple(view.closed_cases),
@@ -83,6 +83,15 @@ def to_state(view: CustomerView) -> dict[str, Any]:
         "lifecycle": _lifecycle_state(view.lifecycle),
         "contact": contact_state(view.contact),
     }
+
+
+def _purchase_days_state(days: PurchaseDays) -> list[Any]:
+    return [days.count, days.first_day, format(days.bits, "x"), [(k, str(v)) for k, v in days.first_day_spend]]
+
+
+def _purchase_days_from(raw: list[Any]) -> PurchaseDays:
+    count, first_day, bits, spend = raw
+    return PurchaseDays(count, first_day, int(bits, 16), tuple((k, Decimal(v)) for k, v in spend))
 
 
 def _lifecycle_state(lc: Lifecycle) -> list[Any]:
@@ -115,7 +124,7 @@ def from_state(d: dict[str, Any]) -> CustomerView:
         purchases=d["purchases"],
         first_purchase_at=d["first_purchase_at"],
         last_purchase_at=d["last_purchase_at"],
-        purchase_days=PurchaseDays(d["purchase_days"][0], d["purchase_days"][1], int(d["purchase_days"][2], 16)),
+        purchase_days=_purchase_days_from(d["purchase_days"]),
         currencies=tuple(
             (k, CurrencyTotals(n, Decimal(r), Decimal(m), mc)) for k, n, r, m, mc in d["currencies"]
         ),

@@ -132,7 +132,7 @@ def evolve(view: CustomerView, event: Touchpoint,
     match event:
         case Purchase():
             purchases += 1
-            days = add_purchase_day(days, at)
+            days = add_purchase_day(days, at, event.currency, event.amount)
             first_purchase = _min(first_purchase, at)
             last_purchase = _max(last_purchase, at)
             currencies = _purchase(currencies, event)

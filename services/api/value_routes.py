@@ -1,7 +1,9 @@
 """Customer value over HTTP: the purchase model, and the portfolio's RFM grid and Pareto curve.
 
 ``GET /v1/analytics/rfm``: the quintile cuts and, per RFM segment and per (R, FM)
-square, the customers and their revenue; ``GET /v1/analytics/value``: the Pareto curve of
+square, the customers and their revenue; ``GET /v1/analytics/value``: the named spend figures in
+``value_currency`` (total spend, orders, average order value), the purchases in other
+currencies (counted, never dropped silently; read at most every minute), the Pareto curve of
 revenue (share of revenue against share of customers, largest first), the share the
 top 20% hold, and the lifetime-value distribution (``projections.value.ltv_distribution``). Both read the RFM cells the runners keep with the views.
 
@@ -17,6 +19,7 @@ from __future__ import annotations
 
 import re
 from datetime import datetime
+from decimal import Decimal
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, Depends, HTTPException, Query
@@ -31,7 +34,9 @@ from services.api.responses import JSON
 from services.value.job import NotEnoughHistory
 from services.value.service import NoPlatformTime, ValueService
 
-__all__ = ["value_router", "RefitRequest"]
+__all__ = ["value_router", "RefitRequest", "currency_figures"]
+
+MONEY = Decimal("0.0001")
 
 _RFC3339 = re.compile(r"\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}:\d{2}(\.\d{1,9})?([Zz]|[+-]\d{2}:\d{2})")
 
@@ -52,6 +57,22 @@ def _rfc3339(raw: object) -> datetime:
 class RefitRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
     observation_end: Annotated[datetime, BeforeValidator(_rfc3339)] | None = None
+
+
+def currency_figures(currency: str, found: dict[str, tuple[int, int, Decimal]]) -> dict[str, Any]:
+    """The portfolio's named spend figures in ``currency``, and what other currencies hold:
+    the value figures count one currency, so the rest is stated, never silently dropped."""
+    customers, orders, spend = found.get(currency, (0, 0, Decimal(0)))
+    other = {k: {"customers": c, "orders": n, "total_spend": str(v)} for k, (c, n, v) in sorted(found.items())
+             if k != currency}
+    return {
+        "monetary": {"customers": customers, "orders": orders, "total_spend": str(spend),
+                     "average_order_value": str((spend / orders).quantize(MONEY)) if orders else None,
+                     "average_spend_per_customer": str((spend / customers).quantize(MONEY)) if customers else None},
+        "other_currencies": {"orders": sum(o["orders"] for o in other.values()), "by_currency": other,
+                             "note": f"value figures count purchases in {currency} only (setting value_currency, "
+                                     "TOUCHSTREAM_VALUE_CURRENCY, default EUR)"},
+    }
 
 
 def value_router(value: ValueService, keys: KeyRing) -> APIRouter:
@@ -92,7 +113,9 @@ def value_router(value: ValueService, keys: KeyRing) -> APIRouter:
     async def portfolio(points: Annotated[int, Query(ge=2, le=1000)] = 20) -> JSON:
         cells, _ = await value.portfolio()
         settings = value.platform.settings
-        return JSON({"currency": settings.value_currency, "pareto": pareto(cells, points),
+        return JSON({"currency": settings.value_currency, **currency_figures(settings.value_currency,
+                                                                            await value.currencies()),
+                     "pareto": pareto(cells, points),
                      "lifetime_value": ltv_distribution(cells, settings.value_retention_rate,
                                                         settings.value_discount_rate, settings.value_horizon_years)})
 

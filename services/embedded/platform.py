@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 from datetime import UTC, datetime
+from decimal import Decimal
 from typing import Any
 
 import orjson
@@ -180,6 +181,9 @@ class EmbeddedPlatform:
 
     async def purchase_histories(self) -> list[tuple[int, int, int]]:
         return await asyncio.to_thread(self.views.purchase_histories)
+
+    async def purchases_by_currency(self) -> dict[str, tuple[int, int, Decimal]]:
+        return await asyncio.to_thread(self.views.purchases_by_currency)
 
     async def platform_time(self) -> int | None:
         return await asyncio.to_thread(self.views.clock)

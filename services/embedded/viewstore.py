@@ -17,6 +17,7 @@ import sqlite3
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -250,6 +251,18 @@ class ViewStore(SQLiteTrackingRecorder):
                       "json_extract(s, '$.purchase_days[0]') FROM (SELECT CAST(state AS TEXT) AS s FROM customer_views) "
                       "WHERE json_extract(s, '$.purchases') > 0")
             return [(r[0], r[1], r[2]) for r in c.fetchall()]
+
+    def purchases_by_currency(self) -> dict[str, tuple[int, int, Decimal]]:
+        """Per currency: (customers, purchases, spend) over every stored view (SQLite's JSON
+        functions; the spend summed exactly in Python, one row per customer and currency)."""
+        out: dict[str, tuple[int, int, Decimal]] = {}
+        with self.datastore.transaction(commit=False) as c:
+            c.execute("SELECT json_extract(t.value, '$[0]'), json_extract(t.value, '$[1]'), json_extract(t.value, '$[2]') "
+                      "FROM customer_views, json_each(CAST(state AS TEXT), '$.currencies') AS t")
+            for currency, count, revenue in c.fetchall():
+                customers, purchases, spend = out.get(currency, (0, 0, Decimal(0)))
+                out[currency] = (customers + 1, purchases + count, spend + Decimal(revenue))
+        return out
 
     def save_model(self, name: str, body: bytes) -> None:
         with self.datastore.transaction(commit=True) as c:

@@ -33,6 +33,7 @@ import re
 import time
 from collections.abc import Awaitable, Callable
 from datetime import datetime
+from decimal import Decimal
 from typing import Any
 
 import orjson
@@ -321,6 +322,9 @@ class KafkaPlatform:
     # -- customer value --------------------------------------------------------------------
     async def purchase_histories(self) -> list[tuple[int, int, int]]:
         return await self.store.purchase_histories()
+
+    async def purchases_by_currency(self) -> dict[str, tuple[int, int, Decimal]]:
+        return await self.store.purchases_by_currency()
 
     async def platform_time(self) -> int | None:
         clocks = await asyncio.gather(*(self.store.clock(self.topic, p) for p in range(self.settings.kafka_partitions)))

@@ -4,6 +4,13 @@
   (purchases), monetary (revenue in ``value_currency``), their 1–5 scores against the
   portfolio's quintiles (``projections.value.rfm_cells``, kept with the views) and the segment.
 * **historical value**: revenue and margin in ``value_currency``.
+* **monetary**: the spend figures, each named for what it is, in ``value_currency``:
+  ``total_spend`` (what RFM's *monetary* is), ``orders``, ``average_order_value`` (total
+  spend / orders) and ``mean_repeat_purchase_value`` (the spend model's *monetary*: the
+  spend of each purchase day after the first, averaged over those days; None without a
+  repeat day, or when some purchases are in another currency, which it cannot add).
+  Purchases in other currencies are never dropped silently: ``other_currencies`` gives
+  their orders and spend, per currency.
 * **lifetime value**: the seed formula ``Σ_t margin_t · r^t / (1 + d)^t`` over
   ``value_horizon_years`` yearly periods, the margin of a period being the customer's
   historical margin per year of relationship (at least one year); r and d are settings
@@ -37,9 +44,25 @@ from services.settings import Settings
 from services.value.job import ValueModel, value_section
 from services.value.service import TimeBase
 
-__all__ = ["value_card"]
+__all__ = ["value_card", "monetary_figures"]
 
 YEAR = 365 * DAY
+MONEY = Decimal("0.0001")
+
+
+def monetary_figures(view: CustomerView, currency: str) -> dict[str, Any]:
+    totals = dict(view.currencies).get(currency)
+    orders, spend = (totals.count, totals.revenue) if totals is not None else (0, Decimal(0))
+    days = view.purchase_days.count
+    repeat = None
+    if days > 1 and orders == view.purchases:
+        first_day = dict(view.purchase_days.first_day_spend).get(currency, Decimal(0))
+        repeat = str(((spend - first_day) / (days - 1)).quantize(MONEY))
+    return {"total_spend": str(spend), "orders": orders,
+            "average_order_value": str((spend / orders).quantize(MONEY)) if orders else None,
+            "mean_repeat_purchase_value": repeat,
+            "other_currencies": {k: {"orders": t.count, "total_spend": str(t.revenue)}
+                                 for k, t in view.currencies if k != currency}}
 
 
 def value_card(view: CustomerView, model: ValueModel | None, cuts: Quintiles | None, base: TimeBase,
@@ -52,6 +75,7 @@ def value_card(view: CustomerView, model: ValueModel | None, cuts: Quintiles | N
         "time_base": {"at": format_instant(instant_of(at)), "source": base.source},
         "currency": currency,
         "historical": {"revenue": str(figures.monetary), "margin": None if margin is None else str(margin)},
+        "monetary": monetary_figures(view, currency),
         "rfm": None,
         "lifetime_value": None,
         **value_section(model, view.purchase_days.count, view.first_purchase_at, view.last_purchase_at, at),

@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import time
 from datetime import UTC, datetime
+from decimal import Decimal
 from typing import NamedTuple
 
 import structlog
@@ -33,6 +34,7 @@ __all__ = ["ValueService", "MODEL_NAME", "NoPlatformTime", "TimeBase"]
 
 MODEL_NAME = "bgnbd"
 CACHE_SECONDS = 5.0
+CURRENCIES_CACHE_SECONDS = 60.0  # a scan of every view: not at every read
 
 log = structlog.get_logger("touchstream.value")
 
@@ -51,6 +53,7 @@ class ValueService:
         self.platform = platform
         self._cached: tuple[float, ValueModel | None] | None = None
         self._cells: tuple[float, dict[Cell, Change], Quintiles | None] | None = None
+        self._currencies: tuple[float, dict[str, tuple[int, int, Decimal]]] | None = None
         self._rounds = Periodic("value-refit", every_seconds, self._scheduled)
         self._lock = asyncio.Lock()
 
@@ -73,6 +76,7 @@ class ValueService:
                 metrics.child(metrics.VALUE_REFITS, "not_enough_history").inc()
                 raise
             await self.platform.save_model(MODEL_NAME, model.to_json())
+            await self.currencies(fresh=True)
             self._cached = (time.monotonic(), model)
             metrics.child(metrics.VALUE_REFITS, "fitted").inc()
             metrics.VALUE_MODEL_CUSTOMERS.set(model.customers)
@@ -98,6 +102,19 @@ class ValueService:
         if clock is not None:
             return TimeBase(clock, "platform_clock")
         return TimeBase(micros(datetime.now(UTC)), "wall_clock")
+
+    async def currencies(self, fresh: bool = False) -> dict[str, tuple[int, int, Decimal]]:
+        """Per currency: (customers, purchases, spend), read at most every minute; sets the
+        gauge of purchases the value figures leave out (another currency than ``value_currency``)."""
+        cached = self._currencies
+        if not fresh and cached is not None and time.monotonic() - cached[0] < CURRENCIES_CACHE_SECONDS:
+            return cached[1]
+        found = await self.platform.purchases_by_currency()
+        self._currencies = (time.monotonic(), found)
+        for currency, (_, purchases, _) in found.items():
+            if currency != self.platform.settings.value_currency:
+                metrics.child(metrics.VALUE_OTHER_CURRENCY_PURCHASES, currency).set(purchases)
+        return found
 
     async def portfolio(self) -> tuple[dict[Cell, Change], Quintiles | None]:
         """The portfolio's RFM cells and their quintile cuts, read at most every few seconds."""

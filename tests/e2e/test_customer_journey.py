@@ -177,6 +177,8 @@ class Journey:
             "value": {
                 "time_base": {"at": iso(self.at), "source": "request"},
                 "currency": "EUR", "historical": {"revenue": "149.9000", "margin": "41.2000"},
+                "monetary": {"total_spend": "149.9000", "orders": 1, "average_order_value": "149.9000",
+                             "mean_repeat_purchase_value": None, "other_currencies": {}},
                 # one buyer in the portfolio: every quintile cut is hers, a value at a cut scores low
                 "rfm": {"recency_days": round((self.at - self.t_purchase).total_seconds() / 86_400, 3),
                         "frequency": 1, "monetary": "149.9000", "scores": {"r": 1, "f": 1, "m": 1},

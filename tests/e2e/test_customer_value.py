@@ -142,3 +142,31 @@ def test_rfm_scores_segments_and_the_pareto_curve_follow_the_portfolio(api: Api)
     assert ltv["quantiles"]["p10"] <= ltv["quantiles"]["p50"] <= ltv["quantiles"]["p90"]
     assert sum(c["customers"] for c in ltv["histogram"]) == 40 and ltv["zero_or_less"] == 0
     assert ltv["histogram"][0]["from"] == pytest.approx(revenues[0] * factor, rel=0.011)
+
+
+def test_spend_figures_are_named_and_purchases_in_other_currencies_are_counted_not_dropped(api: Api) -> None:
+    tag = unique()
+    day = datetime(2025, 3, 3, 9, tzinfo=UTC)
+    orders = [(0, "10.00"), (0, "20.00"), (5, "30.00"), (9, "15.00"), (9, "25.00")]  # three purchase days
+    events = [purchase(f"{tag}-e{i}", day + timedelta(days=d, hours=i), {"customer_id": f"{tag}-eur"},
+                       order_id=f"{tag}-oe{i}", amount=amount) for i, (d, amount) in enumerate(orders)]
+    events.append(purchase(f"{tag}-u0", day, {"customer_id": f"{tag}-usd"}, order_id=f"{tag}-ou0", amount="50.00",
+                           currency="USD"))
+    position = api.ingest(events)["position"]
+
+    eur = api.customer(f"{tag}-eur", min_position=position, at=iso(day + timedelta(days=10)))["value"]
+    assert eur["monetary"] == {"total_spend": "100.0000", "orders": 5, "average_order_value": "20.0000",
+                               "mean_repeat_purchase_value": "35.0000",  # (100 − 30 on the first day) / 2 days
+                               "other_currencies": {}}
+    assert eur["summary"] == {"frequency": 2.0, "recency": pytest.approx(9 / 7), "T": pytest.approx(10 / 7), "unit": "week"}
+    usd = api.customer(f"{tag}-usd", at=iso(day + timedelta(days=10)))["value"]
+    assert usd["monetary"]["total_spend"] == "0" and usd["monetary"]["average_order_value"] is None
+    assert usd["monetary"]["other_currencies"] == {"USD": {"orders": 1, "total_spend": "50.0000"}}
+
+    portfolio = api.get("/v1/analytics/value").json()
+    assert portfolio["monetary"] == {"customers": 1, "orders": 5, "total_spend": "100.0000",
+                                     "average_order_value": "20.0000", "average_spend_per_customer": "100.0000"}
+    others = portfolio["other_currencies"]
+    assert others["orders"] == 1 and others["by_currency"] == {
+        "USD": {"customers": 1, "orders": 1, "total_spend": "50.0000"}}
+    assert "value_currency" in others["note"]

@@ -11,7 +11,9 @@ and P(alive) on the customers' cards agrees within 1e-3."""
 from __future__ import annotations
 
 import random
+from collections.abc import Callable
 from datetime import UTC, datetime
+from decimal import Decimal
 from importlib.resources import files
 from typing import Any
 
@@ -46,7 +48,8 @@ def events_of(frame: pd.DataFrame) -> list[dict[str, Any]]:
             for i, (c, at, amount) in enumerate(zip(frame["customer"], frame["at"], frame["amount"], strict=True))]
 
 
-def test_the_cdnow_history_gives_lifetimes_model_and_summaries_through_the_api(api: Api) -> None:
+def test_the_cdnow_history_gives_lifetimes_model_and_summaries_through_the_api(start_runtime: Callable[..., Any]) -> None:
+    api = Api(start_runtime({"TOUCHSTREAM_VALUE_CURRENCY": "USD"}))  # CDNOW's purchases are in dollars
     frame = cdnow()
     assert len(frame) == 69_659
     events = events_of(frame)
@@ -64,9 +67,13 @@ def test_the_cdnow_history_gives_lifetimes_model_and_summaries_through_the_api(a
     assert model["observation_end"] == iso(END) and model["observation_end_source"] == "platform_clock"
     assert model["customers"] == 23_570 and model["customers_with_purchases_after_end"] == 0
 
-    days = pd.DataFrame({"customer": frame["customer"], "day": frame["at"].dt.tz_localize(None)})
-    theirs = summary_data_from_transaction_data(days, "customer", "day", observation_period_end="1998-06-30",
-                                                freq="D", freq_multiplier=7)
+    days = pd.DataFrame({"customer": frame["customer"], "day": frame["at"].dt.tz_localize(None),
+                         "amount": frame["amount"]})
+    theirs = summary_data_from_transaction_data(days, "customer", "day", monetary_value_col="amount",
+                                                observation_period_end="1998-06-30", freq="D", freq_multiplier=7)
+    portfolio = api.get("/v1/analytics/value").json()
+    assert portfolio["monetary"]["orders"] == 69_659 and portfolio["other_currencies"]["orders"] == 0
+    assert Decimal(portfolio["monetary"]["total_spend"]) == sum(Decimal(f"{a:.2f}") for a in frame["amount"])
     # every customer's inputs, exactly: the fitted rows' fingerprint is the history's
     us = (frame["at"] - pd.Timestamp(0, tz=UTC)) // pd.Timedelta(microseconds=1)
     grouped = pd.DataFrame({"customer": frame["customer"], "us": us, "day": us // DAY_US}).groupby("customer")
@@ -98,3 +105,6 @@ def test_the_cdnow_history_gives_lifetimes_model_and_summaries_through_the_api(a
         assert card["summary"]["T"] == pytest.approx(row["T"], abs=1e-12), customer
         assert card["p_alive"] == pytest.approx(alive[customer], abs=1e-3), customer
         assert card["expected_purchases_90d"] == pytest.approx(expected_90d[customer], abs=1e-3), customer
+        repeat_value = card["monetary"]["mean_repeat_purchase_value"]  # lifetimes' monetary_value
+        assert (0.0 if repeat_value is None else float(repeat_value)) == pytest.approx(row["monetary_value"],
+                                                                                       abs=1e-4), customer

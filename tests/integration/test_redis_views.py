@@ -7,6 +7,7 @@ import asyncio
 import socket
 import time
 from collections.abc import Awaitable, Callable
+from decimal import Decimal
 from typing import Any
 
 import orjson
@@ -364,3 +365,21 @@ def test_a_batch_folded_on_a_position_that_moved_on_is_refused_even_if_it_reache
     assert run(redis_url, redis_prefix, body) == [True, False, True]
     r, p = raw(redis_url), redis_prefix
     assert r.get(f"{p}:state:c-1") == b"w2b" and r.xlen(f"{p}:deadletters") == 1  # never appended twice
+
+
+def test_the_value_scans_read_purchase_days_and_spend_per_currency_from_the_stored_states(
+        redis_url: str, redis_prefix: str) -> None:
+    ref = CustomerRef(customer_id="c-v")
+    view = initial_view("c-v")
+    for event in (purchase("v1", at(0), "10.00", ref=ref), purchase("v2", at(0, hours=3), "5.00", ref=ref),
+                  purchase("v3", at(4), "7.50", "USD", ref=ref)):
+        view = evolve(view, event)
+    states = {"c-v": orjson.dumps(to_state(view)), "c-1": folded("c-1")[0]}
+
+    async def body(store: RedisViewStore) -> tuple[Any, ...]:
+        assert await store.commit(TOPIC, 0, 0, states, {}, [])
+        return await store.purchase_histories(), await store.purchases_by_currency()
+
+    histories, currencies = run(redis_url, redis_prefix, body)
+    assert (view.first_purchase_at, view.last_purchase_at, 2) in histories and len(histories) == 2
+    assert currencies == {"EUR": (2, 3, Decimal("115.00")), "USD": (1, 1, Decimal("7.50"))}

@@ -4,6 +4,7 @@ counted exactly whatever the arrival order."""
 from __future__ import annotations
 
 import random
+from decimal import Decimal
 from functools import reduce
 
 from projections.value.purchase_days import PurchaseDays, add_purchase_day, day_of
@@ -41,10 +42,15 @@ def test_any_arrival_order_of_a_long_history_gives_the_same_days() -> None:
     for _ in range(10):
         rng.shuffle(events)
         assert fold(events).purchase_days == in_order
+    first = min(days)
+    assert in_order.first_day_spend == (("EUR", Decimal("100.00") * sum(1 for e in events if e.occurred_at.date()
+                                                                         == at(first).date())),)
 
 
-def test_a_purchase_before_the_first_day_moves_the_first_day() -> None:
-    days = add_purchase_day(add_purchase_day(PurchaseDays(), 10 * DAY), 12 * DAY)
-    earlier = add_purchase_day(days, 7 * DAY + 5)
-    assert earlier == PurchaseDays(3, 7, 0b101001) and earlier.days() == [7, 10, 12]
-    assert add_purchase_day(earlier, 10 * DAY + 1) is earlier  # a day already counted adds nothing
+def test_a_purchase_before_the_first_day_moves_the_first_day_and_its_spend() -> None:
+    days = add_purchase_day(add_purchase_day(PurchaseDays(), 10 * DAY, "EUR", Decimal(5)), 12 * DAY, "EUR", Decimal(1))
+    earlier = add_purchase_day(days, 7 * DAY + 5, "USD", Decimal(3))
+    assert earlier == PurchaseDays(3, 7, 0b101001, (("USD", Decimal(3)),)) and earlier.days() == [7, 10, 12]
+    assert add_purchase_day(earlier, 10 * DAY + 1, "EUR", Decimal(2)) is earlier  # a day already counted adds nothing
+    same_day = add_purchase_day(earlier, 7 * DAY + 9, "EUR", Decimal(2))
+    assert same_day.count == 3 and same_day.first_day_spend == (("EUR", Decimal(2)), ("USD", Decimal(3)))

@@ -27,8 +27,9 @@ applied batch would answer False); other calls are retried once, without delay.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
+from decimal import Decimal
 from typing import Any, Literal
 
 import orjson
@@ -311,16 +312,36 @@ class RedisViewStore:
     async def purchase_histories(self) -> list[tuple[int, int, int]]:
         """(first purchase µs, last purchase µs, distinct purchase days) of every customer
         who bought: every stored state is scanned and parsed, a thousand at a time."""
-        start = self.keys.state("")
         out: list[tuple[int, int, int]] = []
+
+        def take(d: dict[str, Any]) -> None:
+            if d["purchases"]:
+                out.append((d["first_purchase_at"], d["last_purchase_at"], d["purchase_days"][0]))
+
+        await self._each_state(take)
+        return out
+
+    async def purchases_by_currency(self) -> dict[str, tuple[int, int, Decimal]]:
+        """Per currency: (customers, purchases, spend) over every stored state."""
+        out: dict[str, tuple[int, int, Decimal]] = {}
+
+        def take(d: dict[str, Any]) -> None:
+            for currency, count, revenue, *_ in d["currencies"]:
+                customers, purchases, spend = out.get(currency, (0, 0, Decimal(0)))
+                out[currency] = (customers + 1, purchases + count, spend + Decimal(revenue))
+
+        await self._each_state(take)
+        return out
+
+    async def _each_state(self, take: Callable[[dict[str, Any]], None]) -> None:
+        """Every stored state, parsed, a thousand at a time."""
+        start = self.keys.state("")
         batch: list[bytes] = []
 
         async def flush() -> None:
             for raw in await self._call(self._redis.mget(batch)):
                 if raw is not None:
-                    d = orjson.loads(raw)
-                    if d["purchases"]:
-                        out.append((d["first_purchase_at"], d["last_purchase_at"], d["purchase_days"][0]))
+                    take(orjson.loads(raw))
             batch.clear()
 
         try:
@@ -332,7 +353,6 @@ class RedisViewStore:
             raise ViewStoreUnavailable(f"redis at {self._where} unavailable: {type(error).__name__}") from error
         if batch:
             await flush()
-        return out
 
     async def rfm_cells(self, topic: str, partitions: int) -> dict[Cell, Change]:
         """The RFM cells of every partition, merged."""
