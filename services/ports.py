@@ -22,13 +22,14 @@ from decimal import Decimal
 from typing import Any, NamedTuple, Protocol
 
 from projections.identity import Identifier
+from projections.value.purchase_days import mean_repeat_purchase_value
 from projections.value.rfm_cells import Cell, Change
 from services.segments.changes import SegmentSource
 from services.settings import Settings
 
 __all__ = ["Runtime", "Intake", "CustomerReads", "LifecycleReads", "Health", "ValueStore", "TriggerFeed",
            "DeliveryLedger", "SegmentReads", "Platform", "Caught", "TimelinePage", "Readiness", "TransitionPage",
-           "TriggerPage", "LifecycleFigures", "StorageUnavailable", "cursor_out", "cursor_in"]
+           "TriggerPage", "LifecycleFigures", "StorageUnavailable", "cursor_out", "cursor_in", "History", "history"]
 
 
 class StorageUnavailable(Exception):
@@ -162,11 +163,23 @@ class Health(Runtime, Protocol):
     async def refresh_gauges(self) -> None: ...
 
 
+History = tuple[int, int, int, float | None]
+"""(first purchase µs, last purchase µs, distinct purchase days, mean repeat-purchase value
+in the value currency or None): what the value model is fitted on, per customer."""
+
+
+def history(first: int, last: int, days: int, purchases: int, orders: int, spent: str, first_day: str) -> History:
+    repeat = mean_repeat_purchase_value(days, purchases, orders, Decimal(spent), Decimal(first_day))
+    return first, last, days, None if repeat is None else float(repeat)
+
+
+
 class ValueStore(Runtime, Protocol):
     """What the value model reads and keeps: purchase histories, RFM cells, fitted models."""
 
-    async def purchase_histories(self) -> list[tuple[int, int, int]]:
-        """(first purchase µs, last purchase µs, distinct purchase days) of every customer who bought."""
+    async def purchase_histories(self, currency: str) -> list[History]:
+        """Every customer who bought: first and last purchase, purchase days, mean
+        repeat-purchase value in ``currency`` (``History``)."""
         ...
 
     async def purchases_by_currency(self) -> dict[str, tuple[int, int, Decimal]]:

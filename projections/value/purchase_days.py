@@ -23,7 +23,7 @@ from __future__ import annotations
 from decimal import Decimal
 from typing import NamedTuple
 
-__all__ = ["DAY_US", "PurchaseDays", "add_purchase_day", "day_of"]
+__all__ = ["DAY_US", "PurchaseDays", "add_purchase_day", "day_of", "mean_repeat_purchase_value"]
 
 DAY_US = 86_400 * 1_000_000
 
@@ -58,3 +58,13 @@ def add_purchase_day(days: PurchaseDays, at: int, currency: str, amount: Decimal
         return days._replace(first_day_spend=tuple(sorted(spend.items())))
     bits = days.bits | 1 << (day - first)
     return days if bits == days.bits else days._replace(count=days.count + 1, bits=bits)
+
+
+def mean_repeat_purchase_value(days: int, purchases: int, orders: int, spend: Decimal,
+                               first_day_spend: Decimal) -> Decimal | None:
+    """``(spend − first day's spend) / (days − 1)`` in one currency: None without a repeat
+    day, or when some of the ``purchases`` are not among the ``orders`` in that currency
+    (their days cannot be told apart from the others')."""
+    if days < 2 or orders != purchases:
+        return None
+    return (spend - first_day_spend) / (days - 1)

@@ -34,6 +34,7 @@ from services.gauges import set_segment_gauges, set_stage_gauges
 from services.gc_tuning import tune_gc
 from services.ports import (
     Caught,
+    History,
     LifecycleFigures,
     Readiness,
     TimelinePage,
@@ -179,8 +180,8 @@ class EmbeddedPlatform:
         page = [transition_row_document(r) for r in rows]
         return TransitionPage(page, cursor_out(rows[-1]["feed"]) if rows else after)
 
-    async def purchase_histories(self) -> list[tuple[int, int, int]]:
-        return await asyncio.to_thread(self.views.purchase_histories)
+    async def purchase_histories(self, currency: str) -> list[History]:
+        return await asyncio.to_thread(self.views.purchase_histories, currency)
 
     async def purchases_by_currency(self) -> dict[str, tuple[int, int, Decimal]]:
         return await asyncio.to_thread(self.views.purchases_by_currency)

@@ -32,6 +32,7 @@ from projections.nbc.document import trigger_document
 from projections.nbc.state import Fired, Outcome
 from projections.segments.membership import Change as SegmentChange
 from projections.value.rfm_cells import Cell, Change
+from services.ports import History, history
 from services.embedded import segment_store
 
 __all__ = ["ViewChanges", "ViewStore", "ViewSnapshot", "TRACKING_NAME", "VIEW_FORMAT", "open_current", "digest_row"]
@@ -243,14 +244,21 @@ class ViewStore(SQLiteTrackingRecorder):
                       "ORDER BY due_at, customer_id LIMIT ?", (at, limit))
             return [(r[0], r[1]) for r in c.fetchall()]
 
-    def purchase_histories(self) -> list[tuple[int, int, int]]:
-        """(first purchase µs, last purchase µs, distinct purchase days) of every customer
-        who bought, read by SQLite's JSON functions (no state is parsed in Python)."""
+    def purchase_histories(self, currency: str) -> list[History]:
+        """(first purchase µs, last purchase µs, distinct purchase days, mean repeat-purchase
+        value in ``currency``) of every customer who bought, read by SQLite's JSON functions
+        (no state is parsed in Python)."""
+        spend = ("(SELECT json_extract(t.value, '$[{i}]') FROM json_each(s, '{path}') AS t "
+                 "WHERE json_extract(t.value, '$[0]') = :currency)")
         with self.datastore.transaction(commit=False) as c:
             c.execute("SELECT json_extract(s, '$.first_purchase_at'), json_extract(s, '$.last_purchase_at'), "
-                      "json_extract(s, '$.purchase_days[0]') FROM (SELECT CAST(state AS TEXT) AS s FROM customer_views) "
-                      "WHERE json_extract(s, '$.purchases') > 0")
-            return [(r[0], r[1], r[2]) for r in c.fetchall()]
+                      "json_extract(s, '$.purchase_days[0]'), json_extract(s, '$.purchases'), "
+                      f"{spend.format(i=1, path='$.currencies')}, {spend.format(i=2, path='$.currencies')}, "
+                      f"{spend.format(i=1, path='$.purchase_days[3]')} "
+                      "FROM (SELECT CAST(state AS TEXT) AS s FROM customer_views) WHERE json_extract(s, '$.purchases') > 0",
+                      {"currency": currency})
+            return [history(first, last, days, purchases, orders or 0, spent or "0", first_day or "0")
+                    for first, last, days, purchases, orders, spent, first_day in c.fetchall()]
 
     def purchases_by_currency(self) -> dict[str, tuple[int, int, Decimal]]:
         """Per currency: (customers, purchases, spend) over every stored view (SQLite's JSON

@@ -52,6 +52,7 @@ from services.gauges import set_segment_gauges, set_stage_gauges
 from services.gc_tuning import tune_gc
 from services.ports import (
     Caught,
+    History,
     LifecycleFigures,
     Readiness,
     StorageUnavailable,
@@ -320,8 +321,8 @@ class KafkaPlatform:
         return LifecycleFigures(stages, moves)
 
     # -- customer value --------------------------------------------------------------------
-    async def purchase_histories(self) -> list[tuple[int, int, int]]:
-        return await self.store.purchase_histories()
+    async def purchase_histories(self, currency: str) -> list[History]:
+        return await self.store.purchase_histories(currency)
 
     async def purchases_by_currency(self) -> dict[str, tuple[int, int, Decimal]]:
         return await self.store.purchases_by_currency()

@@ -16,6 +16,10 @@
   historical margin per year of relationship (at least one year); r and d are settings
   (configured, not estimated: the retention rate the data gives is a portfolio figure,
   and d is the cost of capital).
+* **model_lifetime_value**: BG/NBD + Gamma-Gamma, discounted as ``lifetimes``'
+  ``customer_lifetime_value`` (``services.value.gamma_gamma``), on the terms recorded with
+  the model; None before a spend model was fitted. The seed formula stays beside it as
+  ``lifetime_value`` (``method: seed_formula``).
 * **predictive**: the customer's BG/NBD summary (``summary``: repeat purchase days,
   recency and age in weeks, as ``lifetimes`` computes them), P(alive) and purchases
   expected over 90 days (``services.value.job``).
@@ -35,6 +39,7 @@ from typing import Any
 from projections.codec import format_instant
 from projections.lifecycle.stages import DAY
 from projections.value.ltv import constant_margin_ltv
+from projections.value.purchase_days import mean_repeat_purchase_value
 from projections.value.rfm import segment
 from projections.value.rfm_cells import cell_of, rfm_figures, scores_of
 from projections.value.rfm_population import Quintiles
@@ -50,17 +55,21 @@ YEAR = 365 * DAY
 MONEY = Decimal("0.0001")
 
 
+def mean_repeat_value(view: CustomerView, currency: str) -> Decimal | None:
+    totals = dict(view.currencies).get(currency)
+    orders, spend = (totals.count, totals.revenue) if totals is not None else (0, Decimal(0))
+    days = view.purchase_days
+    return mean_repeat_purchase_value(days.count, view.purchases, orders, spend,
+                                      dict(days.first_day_spend).get(currency, Decimal(0)))
+
+
 def monetary_figures(view: CustomerView, currency: str) -> dict[str, Any]:
     totals = dict(view.currencies).get(currency)
     orders, spend = (totals.count, totals.revenue) if totals is not None else (0, Decimal(0))
-    days = view.purchase_days.count
-    repeat = None
-    if days > 1 and orders == view.purchases:
-        first_day = dict(view.purchase_days.first_day_spend).get(currency, Decimal(0))
-        repeat = str(((spend - first_day) / (days - 1)).quantize(MONEY))
+    repeat = mean_repeat_value(view, currency)
     return {"total_spend": str(spend), "orders": orders,
             "average_order_value": str((spend / orders).quantize(MONEY)) if orders else None,
-            "mean_repeat_purchase_value": repeat,
+            "mean_repeat_purchase_value": None if repeat is None else str(repeat.quantize(MONEY)),
             "other_currencies": {k: {"orders": t.count, "total_spend": str(t.revenue)}
                                  for k, t in view.currencies if k != currency}}
 
@@ -68,6 +77,7 @@ def monetary_figures(view: CustomerView, currency: str) -> dict[str, Any]:
 def value_card(view: CustomerView, model: ValueModel | None, cuts: Quintiles | None, base: TimeBase,
                settings: Settings) -> dict[str, Any]:
     currency, at = settings.value_currency, base.at
+    repeat = mean_repeat_value(view, currency)
     figures = rfm_figures(view, currency)
     totals = dict(view.currencies).get(currency)
     margin = totals.margin if totals is not None and totals.margin_count else None
@@ -78,7 +88,8 @@ def value_card(view: CustomerView, model: ValueModel | None, cuts: Quintiles | N
         "monetary": monetary_figures(view, currency),
         "rfm": None,
         "lifetime_value": None,
-        **value_section(model, view.purchase_days.count, view.first_purchase_at, view.last_purchase_at, at),
+        **value_section(model, view.purchase_days.count, view.first_purchase_at, view.last_purchase_at, at,
+                        None if repeat is None else float(repeat)),
     }
     if figures.last_purchase_at is not None:
         rfm: dict[str, Any] = {"recency_days": round(max(0, at - figures.last_purchase_at) / DAY, 3),
@@ -95,7 +106,7 @@ def value_card(view: CustomerView, model: ValueModel | None, cuts: Quintiles | N
         yearly = Decimal(margin) / Decimal(repr(years))
         ltv = constant_margin_ltv(yearly, settings.value_retention_rate, settings.value_discount_rate,
                                   settings.value_horizon_years)
-        card["lifetime_value"] = {"value": str(Decimal(repr(ltv)).quantize(Decimal("0.01"))),
+        card["lifetime_value"] = {"method": "seed_formula", "value": str(Decimal(repr(ltv)).quantize(Decimal("0.01"))),
                                   "margin_per_year": str(yearly.quantize(Decimal("0.01"))),
                                   "retention_rate": settings.value_retention_rate,
                                   "discount_rate": settings.value_discount_rate,

@@ -33,9 +33,11 @@ import orjson
 from projections.codec import format_instant
 from projections.view.state import instant_of
 from services.value.bgnbd import WEEK_US, BgNbd, fit
+from services.ports import History
+from services.value.gamma_gamma import GammaGamma, fit_spend, lifetime_value
 from services.value.summary import distinct_rows, summaries
 
-__all__ = ["ValueModel", "NotEnoughHistory", "refit", "MIN_REPEAT_BUYERS", "value_section", "HORIZON_US"]
+__all__ = ["ValueModel", "ClvTerms", "NotEnoughHistory", "refit", "MIN_REPEAT_BUYERS", "value_section", "HORIZON_US"]
 
 MIN_REPEAT_BUYERS = 20  # below this the four parameters are not identifiable
 HORIZON_US = 90 * 86_400 * 1_000_000
@@ -43,6 +45,16 @@ HORIZON_US = 90 * 86_400 * 1_000_000
 
 class NotEnoughHistory(ValueError):
     """Too few customers with repeat purchases to fit the model."""
+
+
+@dataclass(frozen=True, slots=True)
+class ClvTerms:
+    """How the model-based lifetime value is discounted (settings ``value_clv_*``,
+    ``value_margin_ratio``), recorded with the model so every card uses the same terms."""
+
+    months: int = 12
+    monthly_discount_rate: float = 0.01
+    margin_ratio: float = 1.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,9 +70,13 @@ class ValueModel:
     repeat_buyers: int
     purchases_after_end: int  # customers with purchases after the end, their repeat count includes them
     seconds: float
+    spend: GammaGamma | None = None  # None: too few repeat buyers with a spend, or q <= 1
+    clv: ClvTerms = ClvTerms()
+    portfolio_clv: float | None = None  # every customer's model-based lifetime value at the end, summed
 
     def to_json(self) -> bytes:
-        return orjson.dumps({**asdict(self), "model": self.model.to_dict()})
+        return orjson.dumps({**asdict(self), "model": self.model.to_dict(),
+                             "spend": None if self.spend is None else self.spend.to_dict()})
 
     @classmethod
     def from_json(cls, raw: bytes) -> ValueModel | None:
@@ -69,7 +85,9 @@ class ValueModel:
         d = orjson.loads(raw)
         if "observation_end" not in d:
             return None
-        return cls(**{**d, "model": BgNbd.from_dict(d["model"])})
+        spend = d.get("spend")
+        return cls(**{**d, "model": BgNbd.from_dict(d["model"]), "clv": ClvTerms(**d.get("clv", {})),
+                      "spend": None if spend is None else GammaGamma.from_dict(spend)})
 
     def summary(self) -> dict[str, Any]:
         m = self.model
@@ -79,7 +97,21 @@ class ValueModel:
                 "repeat_buyers": self.repeat_buyers, "customers_with_purchases_after_end": self.purchases_after_end,
                 "seconds": self.seconds, "converged": m.converged,
                 "parameters": {"r": m.r, "alpha": m.alpha, "a": m.a, "b": m.b}, "unit": "week",
-                "log_likelihood": m.log_likelihood}
+                "log_likelihood": m.log_likelihood, "spend_model": self._spend_summary(),
+                "lifetime_value": {"method": "bgnbd_gamma_gamma", "months": self.clv.months, "month_days": 30,
+                                   "monthly_discount_rate": self.clv.monthly_discount_rate,
+                                   "margin_ratio": self.clv.margin_ratio,
+                                   "portfolio": None if self.portfolio_clv is None else round(self.portfolio_clv, 2)}}
+
+    def _spend_summary(self) -> dict[str, Any] | None:
+        s = self.spend
+        if s is None:
+            return None
+        return {"model": "gamma_gamma", "parameters": {"p": s.p, "q": s.q, "v": s.v}, "customers": s.customers,
+                "log_likelihood": s.log_likelihood, "converged": s.converged,
+                "independence": {"correlation_frequency_spend": s.independence,
+                                 "note": "the spend model assumes spend does not depend on purchase frequency: "
+                                         "a correlation near 0 supports it"}}
 
 
 def _iso(us: int) -> str:
@@ -92,38 +124,76 @@ def fingerprint(rows: np.ndarray) -> str:
     return hashlib.sha256(np.ascontiguousarray(ordered, dtype="<i8").tobytes()).hexdigest()
 
 
-def refit(histories: Iterable[tuple[int, int, int]], end: int, end_source: str = "explicit",
-          fitted_at: int = 0) -> ValueModel:
-    """Fit on (first purchase µs, last purchase µs, distinct purchase days) of every
-    customer who bought, observed until ``end`` (µs); customers whose first purchase is
-    after ``end`` are left out. Raises ``NotEnoughHistory``."""
+def refit(histories: Iterable[History], end: int, end_source: str = "explicit",
+          fitted_at: int = 0, terms: ClvTerms = ClvTerms()) -> ValueModel:
+    """Fit BG/NBD on (first purchase µs, last purchase µs, distinct purchase days) of every
+    customer who bought, observed until ``end`` (µs), and Gamma-Gamma on the repeat
+    buyers' mean repeat-purchase value; customers whose first purchase is after ``end``
+    are left out. Raises ``NotEnoughHistory``."""
     started = time.perf_counter()
-    rows = np.array([h for h in histories if h[2] > 0 and h[0] <= end], dtype=np.int64).reshape(-1, 3)
+    kept = [h for h in histories if h[2] > 0 and h[0] <= end]
+    rows = np.array([h[:3] for h in kept], dtype=np.int64).reshape(-1, 3)
+    value = np.array([np.nan if h[3] is None else h[3] for h in kept], dtype=np.float64)
     first, last = rows[:, 0], np.minimum(rows[:, 1], end)
     x, t_x, T = summaries(first, last, rows[:, 2], end, WEEK_US)
     repeat = int((x > 0).sum())
     if repeat < MIN_REPEAT_BUYERS:
         raise NotEnoughHistory(f"{repeat} customers with repeat purchases; the model needs {MIN_REPEAT_BUYERS}")
     model = fit(*distinct_rows(x, t_x, T), unit_us=WEEK_US)
+    spend, total = _spend(model, x, t_x, T, value, terms)
     return ValueModel(model, end, end_source, int(first.min()), int(last.max()), fingerprint(rows), fitted_at,
-                      len(rows), repeat, int((rows[:, 1] > end).sum()), round(time.perf_counter() - started, 3))
+                      len(rows), repeat, int((rows[:, 1] > end).sum()), round(time.perf_counter() - started, 3),
+                      spend, terms, total)
+
+
+def _spend(model: BgNbd, x: np.ndarray, t_x: np.ndarray, T: np.ndarray, value: np.ndarray,
+           terms: ClvTerms) -> tuple[GammaGamma | None, float | None]:
+    """The spend model on the repeat buyers with a spend, and the portfolio's lifetime value."""
+    known = ~np.isnan(value)
+    try:
+        spend = fit_spend(x[known], value[known])
+    except ValueError:
+        return None, None
+    if spend.q <= 1:  # the population mean v·p/(q − 1) does not exist
+        return None, None
+    seen = np.where(known, x, 0.0)  # without a spend in the value currency: the portfolio's mean
+    clv = lifetime_value(model, spend, x, t_x, T, np.nan_to_num(value), terms.months, terms.monthly_discount_rate,
+                         terms.margin_ratio, spend_x=seen)
+    return spend, float(clv.sum())
 
 
 def value_section(model: ValueModel | None, days: int, first: int | None, last: int | None,
-                  at: int) -> dict[str, Any]:
+                  at: int, repeat_value: float | None = None) -> dict[str, Any]:
     """The predictive part of a customer's value at instant ``at``, from their distinct
-    purchase days and first and last purchase (the summary the model is fitted on)."""
+    purchase days and first and last purchase (the summary the model is fitted on) and
+    their mean repeat-purchase value (None: no repeat day, or not all in one currency)."""
     end = None if model is None else _iso(model.observation_end)
+    empty = {"summary": None, "p_alive": None, "expected_purchases_90d": None, "model_lifetime_value": None,
+             "model_observation_end": end}
     if not days or first is None or last is None or at < first:
-        return {"summary": None, "p_alive": None, "expected_purchases_90d": None, "model_observation_end": end}
+        return empty
     x, t_x, T = (float(c[0]) for c in summaries([first], [last], [days], at, WEEK_US))
     summary = {"frequency": x, "recency": t_x, "T": T, "unit": "week"}
     if model is None:
-        return {"summary": summary, "p_alive": None, "expected_purchases_90d": None, "model_observation_end": end}
+        return {**empty, "summary": summary}
     m = model.model
     return {
         "summary": summary,
         "p_alive": round(float(m.p_alive(x, t_x, T)), 6),
         "expected_purchases_90d": round(float(m.expected_purchases_within(HORIZON_US, x, t_x, T)), 6),
+        "model_lifetime_value": _model_ltv(model, x, t_x, T, repeat_value),
         "model_observation_end": end,
     }
+
+
+def _model_ltv(model: ValueModel, x: float, t_x: float, T: float, repeat_value: float | None) -> dict[str, Any] | None:
+    spend, terms = model.spend, model.clv
+    if spend is None:
+        return None
+    seen = x if repeat_value is not None else 0.0  # no spend known in the value currency: the portfolio's mean
+    m = repeat_value or 0.0
+    value = lifetime_value(model.model, spend, x, t_x, T, m, terms.months, terms.monthly_discount_rate,
+                           terms.margin_ratio, spend_x=seen)
+    return {"value": round(float(value), 2), "expected_spend_per_purchase": round(float(spend.expected_spend(seen, m)), 4),
+            "method": "bgnbd_gamma_gamma", "months": terms.months,
+            "monthly_discount_rate": terms.monthly_discount_rate, "margin_ratio": terms.margin_ratio}

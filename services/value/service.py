@@ -28,7 +28,7 @@ from projections.view.state import micros
 from services import metrics
 from services.clock import Periodic
 from services.ports import ValueStore
-from services.value.job import NotEnoughHistory, ValueModel, refit
+from services.value.job import ClvTerms, NotEnoughHistory, ValueModel, refit
 
 __all__ = ["ValueService", "MODEL_NAME", "NoPlatformTime", "TimeBase"]
 
@@ -68,10 +68,13 @@ class ValueService:
             if observation_end is None:
                 metrics.child(metrics.VALUE_REFITS, "no_platform_time").inc()
                 raise NoPlatformTime("no clock tick has been folded yet: tick the clock or name the observation end")
-            histories = await self.platform.purchase_histories()
+            settings = self.platform.settings
+            histories = await self.platform.purchase_histories(settings.value_currency)
+            terms = ClvTerms(settings.value_clv_months, settings.value_clv_monthly_discount_rate,
+                             settings.value_margin_ratio)
             try:
                 model = await asyncio.to_thread(refit, histories, observation_end, source,
-                                                micros(datetime.now(UTC)))
+                                                micros(datetime.now(UTC)), terms)
             except NotEnoughHistory:
                 metrics.child(metrics.VALUE_REFITS, "not_enough_history").inc()
                 raise

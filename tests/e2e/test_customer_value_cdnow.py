@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import pytest
-from lifetimes import BetaGeoFitter
+from lifetimes import BetaGeoFitter, GammaGammaFitter
 from lifetimes.utils import summary_data_from_transaction_data
 
 from services.value.job import fingerprint
@@ -88,6 +88,21 @@ def test_the_cdnow_history_gives_lifetimes_model_and_summaries_through_the_api(s
     reference = BetaGeoFitter().fit(theirs["frequency"], theirs["recency"], theirs["T"])
     assert model["parameters"] == pytest.approx(dict(reference.params_), rel=0.01)
 
+    # the spend model and the discounted lifetime value, as lifetimes computes them with the same terms
+    repeat = theirs[(theirs["frequency"] > 0) & (theirs["monetary_value"] > 0)]
+    spend = GammaGammaFitter().fit(repeat["frequency"], repeat["monetary_value"])
+    fitted = model["spend_model"]
+    assert fitted["parameters"] == pytest.approx(dict(spend.params_), rel=0.01)
+    assert fitted["customers"] == len(repeat)
+    assert fitted["independence"]["correlation_frequency_spend"] == pytest.approx(
+        np.corrcoef(repeat["frequency"], repeat["monetary_value"])[0, 1], abs=1e-9)
+    terms = model["lifetime_value"]
+    assert (terms["months"], terms["monthly_discount_rate"], terms["margin_ratio"], terms["month_days"]) == (12, 0.01, 1.0, 30)
+    in_days = BetaGeoFitter().fit(theirs["frequency"], theirs["recency"] * 7, theirs["T"] * 7)  # freq="D" terms
+    clv = spend.customer_lifetime_value(in_days, theirs["frequency"], theirs["recency"] * 7, theirs["T"] * 7,
+                                        theirs["monetary_value"], time=12, discount_rate=0.01, freq="D")
+    assert terms["portfolio"] == pytest.approx(clv.sum(), rel=0.01)
+
     # the cards, at the platform's time: the same summary, P(alive) and expected purchases as the reference
     args = (theirs["frequency"], theirs["recency"], theirs["T"])
     alive = pd.Series(np.asarray(reference.conditional_probability_alive(*args)), index=theirs.index)
@@ -105,6 +120,7 @@ def test_the_cdnow_history_gives_lifetimes_model_and_summaries_through_the_api(s
         assert card["summary"]["T"] == pytest.approx(row["T"], abs=1e-12), customer
         assert card["p_alive"] == pytest.approx(alive[customer], abs=1e-3), customer
         assert card["expected_purchases_90d"] == pytest.approx(expected_90d[customer], abs=1e-3), customer
+        assert card["model_lifetime_value"]["value"] == pytest.approx(clv[customer], rel=0.01, abs=0.01), customer
         repeat_value = card["monetary"]["mean_repeat_purchase_value"]  # lifetimes' monetary_value
         assert (0.0 if repeat_value is None else float(repeat_value)) == pytest.approx(row["monetary_value"],
                                                                                        abs=1e-4), customer

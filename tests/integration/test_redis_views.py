@@ -374,12 +374,19 @@ def test_the_value_scans_read_purchase_days_and_spend_per_currency_from_the_stor
     for event in (purchase("v1", at(0), "10.00", ref=ref), purchase("v2", at(0, hours=3), "5.00", ref=ref),
                   purchase("v3", at(4), "7.50", "USD", ref=ref)):
         view = evolve(view, event)
-    states = {"c-v": orjson.dumps(to_state(view)), "c-1": folded("c-1")[0]}
+    euros = initial_view("c-w")
+    for event in (purchase("w1", at(0), "10.00", ref=CustomerRef(customer_id="c-w")),
+                  purchase("w2", at(3), "20.00", ref=CustomerRef(customer_id="c-w")),
+                  purchase("w3", at(3, hours=2), "5.00", ref=CustomerRef(customer_id="c-w"))):
+        euros = evolve(euros, event)
+    states = {"c-v": orjson.dumps(to_state(view)), "c-1": folded("c-1")[0], "c-w": orjson.dumps(to_state(euros))}
 
     async def body(store: RedisViewStore) -> tuple[Any, ...]:
         assert await store.commit(TOPIC, 0, 0, states, {}, [])
-        return await store.purchase_histories(), await store.purchases_by_currency()
+        return await store.purchase_histories("EUR"), await store.purchases_by_currency()
 
     histories, currencies = run(redis_url, redis_prefix, body)
-    assert (view.first_purchase_at, view.last_purchase_at, 2) in histories and len(histories) == 2
-    assert currencies == {"EUR": (2, 3, Decimal("115.00")), "USD": (1, 1, Decimal("7.50"))}
+    # two purchase days, one of them in dollars: no mean repeat-purchase value in euros
+    assert (view.first_purchase_at, view.last_purchase_at, 2, None) in histories and len(histories) == 3
+    assert (euros.first_purchase_at, euros.last_purchase_at, 2, 25.0) in histories  # (35 − 10) / 1 repeat day
+    assert currencies == {"EUR": (3, 6, Decimal("150.00")), "USD": (1, 1, Decimal("7.50"))}

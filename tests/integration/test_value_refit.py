@@ -32,8 +32,8 @@ def test_histories_fit_and_view_figures_agree(tmp_path: Path) -> None:
         c.execute("SELECT state FROM customer_views")
         views = [from_state(orjson.loads(row[0])) for row in c.fetchall()]
     expected = sorted((v.first_purchase_at, v.last_purchase_at, v.purchase_days.count) for v in views if v.purchases)
-    histories = store.purchase_histories()
-    assert sorted(histories) == expected and len(expected) > 100
+    histories = store.purchase_histories("EUR")
+    assert sorted(h[:3] for h in histories) == expected and len(expected) > 100
 
     model = refit(histories, END)
     x = [h[2] - 1 for h in expected]
@@ -54,5 +54,5 @@ def test_histories_fit_and_view_figures_agree(tmp_path: Path) -> None:
 
 def test_too_few_repeat_buyers_is_said_not_fitted() -> None:
     with pytest.raises(NotEnoughHistory, match="repeat purchases"):
-        refit([(0, 10, 2)] * 5 + [(0, 0, 1)] * 100, END)
+        refit([(0, 10, 2, 5.0)] * 5 + [(0, 0, 1, None)] * 100, END)
     assert value_section(None, 3, 0, 10, END)["p_alive"] is None

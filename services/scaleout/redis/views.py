@@ -42,6 +42,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from projections.identity import Identifier
 from projections.value.rfm_cells import Cell, Change
+from services.ports import History, history
 from services.scaleout.redis import commit as redis_commit
 from services.scaleout.redis.commit import PartitionCommit
 from services.scaleout.redis.keys import STREAM_FIELD, RedisKeys
@@ -309,14 +310,17 @@ class RedisViewStore:
         value = await self._call(self._redis.get(self.keys.clock(topic, partition)))
         return None if value is None else int(value)
 
-    async def purchase_histories(self) -> list[tuple[int, int, int]]:
-        """(first purchase µs, last purchase µs, distinct purchase days) of every customer
-        who bought: every stored state is scanned and parsed, a thousand at a time."""
-        out: list[tuple[int, int, int]] = []
+    async def purchase_histories(self, currency: str) -> list[History]:
+        """Every customer who bought (``History``): every stored state is scanned and
+        parsed, a thousand at a time."""
+        out: list[History] = []
 
         def take(d: dict[str, Any]) -> None:
             if d["purchases"]:
-                out.append((d["first_purchase_at"], d["last_purchase_at"], d["purchase_days"][0]))
+                totals = next((t for t in d["currencies"] if t[0] == currency), (currency, 0, "0"))
+                first_day = next((v for k, v in d["purchase_days"][3] if k == currency), "0")
+                out.append(history(d["first_purchase_at"], d["last_purchase_at"], d["purchase_days"][0],
+                                   d["purchases"], totals[1], totals[2], first_day))
 
         await self._each_state(take)
         return out
