@@ -22,6 +22,7 @@ expected over the next 90 days at read time, at the card's stated time base.
 from __future__ import annotations
 
 import hashlib
+import math
 import time
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass
@@ -159,7 +160,8 @@ def _spend(model: BgNbd, x: np.ndarray, t_x: np.ndarray, T: np.ndarray, value: n
     seen = np.where(known, x, 0.0)  # without a spend in the value currency: the portfolio's mean
     clv = lifetime_value(model, spend, x, t_x, T, np.nan_to_num(value), terms.months, terms.monthly_discount_rate,
                          terms.margin_ratio, spend_x=seen)
-    return spend, float(clv.sum())
+    total = float(clv.sum())
+    return spend, total if math.isfinite(total) else None  # a degenerate purchase model: no figure, not NaN
 
 
 def value_section(model: ValueModel | None, days: int, first: int | None, last: int | None,
@@ -194,6 +196,6 @@ def _model_ltv(model: ValueModel, x: float, t_x: float, T: float, repeat_value: 
     m = repeat_value or 0.0
     value = lifetime_value(model.model, spend, x, t_x, T, m, terms.months, terms.monthly_discount_rate,
                            terms.margin_ratio, spend_x=seen)
-    return {"value": round(float(value), 2), "expected_spend_per_purchase": round(float(spend.expected_spend(seen, m)), 4),
+    return {"value": round(float(value), 2) if np.isfinite(value) else None, "expected_spend_per_purchase": round(float(spend.expected_spend(seen, m)), 4),
             "method": "bgnbd_gamma_gamma", "months": terms.months,
             "monthly_discount_rate": terms.monthly_discount_rate, "margin_ratio": terms.margin_ratio}
