@@ -27,7 +27,7 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict
 
 from projections.codec import format_instant
 from projections.value.ltv_distribution import ltv_distribution
-from projections.value.rfm_cells import grid, pareto
+from projections.value.rfm_cells import TIE_RULE, cut_values, grid, pareto
 from projections.view.state import instant_of, micros
 from services.api.auth import KeyRing
 from services.api.responses import JSON
@@ -101,10 +101,12 @@ def value_router(value: ValueService, keys: KeyRing) -> APIRouter:
                                 "customers": sum(c.customers for c in cells.values()), "cuts": None,
                                 "segments": {}, "squares": []}
         if cuts is not None:
+            values = cut_values(cells, cuts)
             body["cuts"] = {
-                "last_purchase_day": [format_instant(instant_of(int(v))) for v in cuts.last_purchase_at.values],
-                "frequency": [round(v, 2) for v in cuts.frequency.values],
-                "monetary": [round(v, 2) for v in cuts.monetary.values],
+                "last_purchase_day": [format_instant(instant_of(v)) for v in values["last_purchase_day"]],
+                "frequency": values["frequency"], "monetary": values["monetary"], "exact": values["exact"],
+                "monetary_is": "the mean total spend of the customers in the cut's bucket (their spends within ±1%)",
+                "tie_rule": TIE_RULE,
             }
             body.update(grid(cells, cuts))
         return JSON(body)

@@ -122,6 +122,12 @@ def test_rfm_scores_segments_and_the_pareto_curve_follow_the_portfolio(api: Api)
     spent = sum((k + 1) * 10 * (k % 5 + 1) for k in range(40))
     assert sum(float(s["revenue"]) for s in grid["segments"].values()) == spent
     assert sum(q["customers"] for q in grid["squares"]) == 40 and len(grid["cuts"]["frequency"]) == 4
+    # the cuts are data values: purchase counts as counts, spend as the customers' spend (within 1%)
+    assert grid["cuts"]["frequency"] == [1, 2, 3, 4] and grid["cuts"]["exact"]["frequency"] == [True] * 4
+    totals = sorted((k + 1) * 10 * (k % 5 + 1) for k in range(40))
+    exact = [totals[int(q * 39)] for q in (0.2, 0.4, 0.6, 0.8)]  # the lower quantile
+    assert [float(v) for v in grid["cuts"]["monetary"]] == pytest.approx(exact, rel=0.01)
+    assert "strictly below" in grid["cuts"]["tie_rule"]
 
     value = api.get("/v1/analytics/value", points=10).json()["pareto"]
     assert value["customers"] == 40 and float(value["revenue"]) == spent

@@ -71,6 +71,9 @@ def test_the_cdnow_history_gives_lifetimes_model_and_summaries_through_the_api(s
                          "amount": frame["amount"]})
     theirs = summary_data_from_transaction_data(days, "customer", "day", monetary_value_col="amount",
                                                 observation_period_end="1998-06-30", freq="D", freq_multiplier=7)
+    orders = frame.groupby("customer").size().sort_values().to_numpy()
+    cuts = api.get("/v1/analytics/rfm").json()["cuts"]  # purchase counts' lower quintiles, as data values
+    assert cuts["frequency"] == [int(orders[int(q * (len(orders) - 1))]) for q in (0.2, 0.4, 0.6, 0.8)] == [1, 1, 2, 4]
     portfolio = api.get("/v1/analytics/value").json()
     assert portfolio["monetary"]["orders"] == 69_659 and portfolio["other_currencies"]["orders"] == 0
     assert Decimal(portfolio["monetary"]["total_spend"]) == sum(Decimal(f"{a:.2f}") for a in frame["amount"])
