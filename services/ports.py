@@ -15,7 +15,7 @@ is a ``ValueError``. Storage that cannot take events raises ``StorageUnavailable
 from __future__ import annotations
 
 import base64
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
@@ -184,6 +184,10 @@ class ValueStore(Runtime, Protocol):
 
     async def purchases_by_currency(self) -> dict[str, tuple[int, int, Decimal]]:
         """Per currency: (customers, purchases, spend) over every customer."""
+        ...
+
+    def every_state(self) -> AsyncIterator[tuple[str, bytes]]:
+        """(customer id, stored state) of every customer, streamed (embedded: in customer-id order)."""
         ...
 
     async def platform_time(self) -> int | None:

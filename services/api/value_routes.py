@@ -11,7 +11,8 @@ top 20% hold, and the lifetime-value distribution (``projections.value.ltv_distr
 stores it, observed until ``observation_end`` (body ``{"observation_end": RFC 3339 with
 an offset}``, optional; default the platform's time, the latest clock tick folded; 409
 when too few customers bought twice or when no tick was folded and no end given); ``GET /v1/value/model`` (read)
-says which model the customer views use. Each customer's P(alive) and expected
+says which model the customer views use; ``GET /v1/value/cards?format=jsonl|csv&at=``
+(read) streams every customer's value card (``services.value.export``). Each customer's P(alive) and expected
 purchases are on the 360° view (``value``), computed at read time from that model.
 """
 
@@ -20,10 +21,11 @@ from __future__ import annotations
 import re
 from datetime import datetime
 from decimal import Decimal
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Body, Depends, HTTPException, Query
-from pydantic import BaseModel, BeforeValidator, ConfigDict
+from fastapi.responses import StreamingResponse
+from pydantic import AwareDatetime, BaseModel, BeforeValidator, ConfigDict
 
 from projections.codec import format_instant
 from projections.value.ltv_distribution import ltv_distribution
@@ -31,6 +33,7 @@ from projections.value.rfm_cells import TIE_RULE, cut_values, grid, pareto
 from projections.view.state import instant_of, micros
 from services.api.auth import KeyRing
 from services.api.responses import JSON
+from services.value.export import cards, csv_rows, jsonl
 from services.value.job import NotEnoughHistory
 from services.value.service import NoPlatformTime, ValueService
 
@@ -86,6 +89,18 @@ def value_router(value: ValueService, keys: KeyRing) -> APIRouter:
         except (NotEnoughHistory, NoPlatformTime) as error:
             raise HTTPException(409, f"the purchase model cannot be fitted yet: {error}") from None
         return JSON(model.summary())
+
+    @router.get("/v1/value/cards", dependencies=[Depends(keys.require("read"))])
+    async def export(format: Literal["csv", "jsonl"] = "jsonl",  # noqa: A002 - the query parameter's name
+                     at: AwareDatetime | None = None) -> StreamingResponse:
+        """Every customer's value card, streamed, all at one time base (``at``, else the platform's time)."""
+        _, cuts = await value.portfolio()
+        base = await value.time_base(None if at is None else micros(at))
+        rows = cards(value.platform.every_state(), await value.current(), cuts, base, value.platform.settings)
+        body = csv_rows(rows) if format == "csv" else jsonl(rows)
+        media = "text/csv; charset=utf-8" if format == "csv" else "application/x-ndjson"
+        return StreamingResponse(body, media_type=media,
+                                 headers={"Content-Disposition": f'attachment; filename="value-cards.{format}"'})
 
     @router.get("/v1/value/model", dependencies=[Depends(keys.require("read"))])
     async def current() -> JSON:

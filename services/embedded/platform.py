@@ -10,6 +10,7 @@ then stops the runner.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
@@ -182,6 +183,13 @@ class EmbeddedPlatform:
 
     async def purchase_histories(self, currency: str) -> list[History]:
         return await asyncio.to_thread(self.views.purchase_histories, currency)
+
+    async def every_state(self) -> AsyncIterator[tuple[str, bytes]]:
+        after = ""
+        while page := await asyncio.to_thread(self.views.states_after, after, 2000):
+            for row in page:
+                yield row
+            after = page[-1][0]
 
     async def purchases_by_currency(self) -> dict[str, tuple[int, int, Decimal]]:
         return await asyncio.to_thread(self.views.purchases_by_currency)

@@ -260,6 +260,13 @@ class ViewStore(SQLiteTrackingRecorder):
             return [history(first, last, days, purchases, orders or 0, spent or "0", first_day or "0")
                     for first, last, days, purchases, orders, spent, first_day in c.fetchall()]
 
+    def states_after(self, after: str, limit: int) -> list[tuple[str, bytes]]:
+        """(customer id, stored state) of the customers after ``after``, in customer-id order."""
+        with self.datastore.transaction(commit=False) as c:
+            c.execute("SELECT customer_id, state FROM customer_views WHERE customer_id > ? ORDER BY customer_id LIMIT ?",
+                      (after, limit))
+            return [(r[0], bytes(r[1])) for r in c.fetchall()]
+
     def purchases_by_currency(self) -> dict[str, tuple[int, int, Decimal]]:
         """Per currency: (customers, purchases, spend) over every stored view (SQLite's JSON
         functions; the spend summed exactly in Python, one row per customer and currency)."""

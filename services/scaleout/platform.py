@@ -31,7 +31,7 @@ from __future__ import annotations
 import asyncio
 import re
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import datetime
 from decimal import Decimal
 from typing import Any
@@ -323,6 +323,9 @@ class KafkaPlatform:
     # -- customer value --------------------------------------------------------------------
     async def purchase_histories(self, currency: str) -> list[History]:
         return await self.store.purchase_histories(currency)
+
+    def every_state(self) -> AsyncIterator[tuple[str, bytes]]:
+        return self.store.every_state()
 
     async def purchases_by_currency(self) -> dict[str, tuple[int, int, Decimal]]:
         return await self.store.purchases_by_currency()

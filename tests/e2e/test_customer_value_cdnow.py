@@ -10,7 +10,9 @@ and P(alive) on the customers' cards agrees within 1e-3."""
 
 from __future__ import annotations
 
+import io
 import random
+import time
 from collections.abc import Callable
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -105,13 +107,30 @@ def test_the_cdnow_history_gives_lifetimes_model_and_summaries_through_the_api(s
     clv = spend.customer_lifetime_value(in_days, theirs["frequency"], theirs["recency"] * 7, theirs["T"] * 7,
                                         theirs["monetary_value"], time=12, discount_rate=0.01, freq="D")
     assert terms["portfolio"] == pytest.approx(clv.sum(), rel=0.01)
-
-    # the cards, at the platform's time: the same summary, P(alive) and expected purchases as the reference
     args = (theirs["frequency"], theirs["recency"], theirs["T"])
     alive = pd.Series(np.asarray(reference.conditional_probability_alive(*args)), index=theirs.index)
     expected_90d = pd.Series(np.asarray(reference.conditional_expected_number_of_purchases_up_to_time(90 / 7, *args)),
                              index=theirs.index)
-    sample = random.Random(15).sample(theirs.index.tolist(), 150)
+
+    # every customer's card, exported in one stream at the platform's time
+    started = time.perf_counter()
+    exported = api.get("/v1/value/cards", format="csv")
+    seconds = time.perf_counter() - started
+    assert exported.status_code == 200 and exported.headers["content-type"].startswith("text/csv")
+    table = pd.read_csv(io.StringIO(exported.text), dtype={"customer_id": str}).set_index("customer_id")
+    table.index = table.index.str.removeprefix("cdnow-")
+    table = table.loc[theirs.index]
+    print(f"exported {len(table)} value cards in {seconds:.2f} s ({len(table) / seconds:,.0f} cards/s)")
+    assert (table["at"] == iso(END)).all() and len(table) == 23_570
+    assert np.array_equal(table["repeat_purchase_days"].to_numpy(), theirs["frequency"].to_numpy())
+    assert table["recency_weeks"].to_numpy() == pytest.approx(theirs["recency"].to_numpy(), abs=1e-9)
+    assert table["age_weeks"].to_numpy() == pytest.approx(theirs["T"].to_numpy(), abs=1e-9)
+    assert np.abs(table["p_alive"].to_numpy() - alive.to_numpy()).max() < 1e-3
+    assert np.abs(table["expected_purchases_90d"].to_numpy() - expected_90d.to_numpy()).max() < 1e-3
+    assert np.abs(table["model_lifetime_value"].to_numpy() / clv.to_numpy() - 1)[clv.to_numpy() > 1].max() < 0.01
+
+    # the cards, one by one, at the platform's time: the same summary, P(alive) and expected purchases
+    sample = random.Random(15).sample(theirs.index.tolist(), 50)
     same_day = theirs.index[(theirs["frequency"] == 0)].intersection(
         frame.groupby("customer").size().loc[lambda n: n > 1].index)
     for customer in sample + same_day[:30].tolist():

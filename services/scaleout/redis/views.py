@@ -27,7 +27,7 @@ applied batch would answer False); other calls are retried once, without delay.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any, Literal
@@ -338,25 +338,33 @@ class RedisViewStore:
         return out
 
     async def _each_state(self, take: Callable[[dict[str, Any]], None]) -> None:
-        """Every stored state, parsed, a thousand at a time."""
+        """Every stored state, parsed."""
+        async for _, raw in self.every_state():
+            take(orjson.loads(raw))
+
+    async def every_state(self) -> AsyncIterator[tuple[str, bytes]]:
+        """(customer id, stored state) of every customer, scanned a thousand at a time
+        (Redis' scan order)."""
         start = self.keys.state("")
         batch: list[bytes] = []
 
-        async def flush() -> None:
-            for raw in await self._call(self._redis.mget(batch)):
-                if raw is not None:
-                    take(orjson.loads(raw))
+        async def flush() -> list[tuple[str, bytes]]:
+            values = await self._call(self._redis.mget(batch))
+            found = [(name.decode()[len(start):], raw) for name, raw in zip(batch, values, strict=True) if raw is not None]
             batch.clear()
+            return found
 
         try:
             async for name in self._redis.scan_iter(match=start.replace("*", r"\*") + "*", count=2000):
                 batch.append(name)
                 if len(batch) >= 1000:
-                    await flush()
+                    for row in await flush():
+                        yield row
+            if batch:
+                for row in await flush():
+                    yield row
         except _UNAVAILABLE as error:
             raise ViewStoreUnavailable(f"redis at {self._where} unavailable: {type(error).__name__}") from error
-        if batch:
-            await flush()
 
     async def rfm_cells(self, topic: str, partitions: int) -> dict[Cell, Change]:
         """The RFM cells of every partition, merged."""
