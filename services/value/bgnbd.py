@@ -66,9 +66,10 @@ class BgNbd:
         x, t_x, T = _arrays(x, t_x, T)
         return np.where(x > 0, expit(-self._log_dead_odds(x, t_x, T)), 1.0)
 
-    def expected_purchases(self, t: float, x: ArrayLike, t_x: ArrayLike, T: ArrayLike) -> Floats:
-        """Expected purchases in (T, T + t] of customers with this history (FHL eq. 10)."""
-        x, t_x, T = _arrays(x, t_x, T)
+    def expected_purchases(self, t: ArrayLike, x: ArrayLike, t_x: ArrayLike, T: ArrayLike) -> Floats:
+        """Expected purchases in (T, T + t] of customers with this history (FHL eq. 10);
+        ``t`` broadcasts against the customers (a column of horizons gives one row each)."""
+        t, x, t_x, T = _arrays(t, x, t_x, T)
         r, alpha, a, b = self.r, self.alpha, self.a, self.b
         ahead = (alpha + T) / (alpha + T + t)
         bracket = 1 - ahead ** (a - 1) * hyp2f1(a + b - 1 - r, a - 1, a + b + x - 1, t / (alpha + T + t))

@@ -30,6 +30,7 @@ from services.value.bgnbd import BgNbd
 __all__ = ["GammaGamma", "fit_spend", "lifetime_value", "MONTH_US"]
 
 MONTH_US = 30 * 86_400 * 1_000_000  # lifetimes' month for day-based data
+CHUNK = 50_000  # customers valued at once
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,11 +96,14 @@ def lifetime_value(bgnbd: BgNbd, spend: GammaGamma, x: ArrayLike, t_x: ArrayLike
     (x, t_x, T) in the model's unit and mean repeat-purchase value m (``spend_x``: the
     repeat days m is the mean of, when not x: 0 for a spend not known)."""
     expected = spend.expected_spend(x if spend_x is None else spend_x, m)
-    month = month_us / bgnbd.unit_us
-    total = np.zeros_like(expected)
-    previous = np.zeros_like(expected)
-    for i in range(1, months + 1):
-        upto = np.asarray(bgnbd.expected_purchases(i * month, x, t_x, T), dtype=np.float64)
-        total += expected * (upto - previous) / (1 + monthly_discount) ** i
-        previous = upto
-    return total * margin_ratio
+    x_, t_x_, T_ = (np.broadcast_to(np.asarray(c, dtype=np.float64), expected.shape).ravel() for c in (x, t_x, T))
+    steps = np.arange(1, months + 1)
+    ends = (steps * (month_us / bgnbd.unit_us))[:, None]  # every month at once: one call, not one per month
+    discount = ((1 + monthly_discount) ** -steps.astype(np.float64))[:, None]
+    flat = expected.ravel()
+    total = np.empty_like(flat)
+    for start in range(0, flat.size, CHUNK):  # bounded memory: months x CHUNK at a time
+        part = slice(start, start + CHUNK)
+        upto = np.asarray(bgnbd.expected_purchases(ends, x_[part], t_x_[part], T_[part]), dtype=np.float64)
+        total[part] = flat[part] * (discount * np.diff(upto, axis=0, prepend=0.0)).sum(axis=0)
+    return (total * margin_ratio).reshape(expected.shape)
