@@ -38,7 +38,7 @@ from projections.view.fold import (
 )
 from projections.view.state import PurchaseDays, mean_resolution_seconds
 
-__all__ = ["STATE_FORMAT", "StateFormatError", "to_state", "from_state", "to_document", "lifecycle_document", "transition_document", "contact_document", "facts_document"]
+__all__ = ["STATE_FORMAT", "StateFormatError", "to_state", "from_state", "value_view", "to_document", "lifecycle_document", "transition_document", "contact_document", "facts_document"]
 
 
 def _stamp(raw: list[Any] | None) -> tuple[int, str] | None:
@@ -83,6 +83,24 @@ def to_state(view: CustomerView) -> dict[str, Any]:
         "lifecycle": _lifecycle_state(view.lifecycle),
         "contact": contact_state(view.contact),
     }
+
+
+def value_view(d: dict[str, Any]) -> CustomerView:
+    """The part of a stored view the value card reads (purchases, their days, currencies),
+    decoded alone: an export of every card need not decode every view's contacts, cases
+    and lifecycle. ``value_card`` gives the same card from it as from ``from_state``."""
+    if d.get("format") != STATE_FORMAT:
+        raise StateFormatError(f"stored state format {d.get('format', 'before 4')}, expected {STATE_FORMAT}")
+    return CustomerView(
+        customer_id=d["customer_id"],
+        purchases=d["purchases"],
+        first_purchase_at=d["first_purchase_at"],
+        last_purchase_at=d["last_purchase_at"],
+        purchase_days=_purchase_days_from(d["purchase_days"]),
+        currencies=tuple(
+            (k, CurrencyTotals(n, Decimal(r), Decimal(m), mc)) for k, n, r, m, mc in d["currencies"]
+        ),
+    )
 
 
 def _purchase_days_state(days: PurchaseDays) -> list[Any]:

@@ -46,10 +46,11 @@ from projections.value.rfm_population import Quintiles
 from projections.view.fold import CustomerView
 from projections.view.state import instant_of
 from services.settings import Settings
-from services.value.job import ValueModel, value_section
+from services.value.job import ValueModel
+from services.value.predictive import Inputs, value_sections
 from services.value.service import TimeBase
 
-__all__ = ["value_card", "monetary_figures"]
+__all__ = ["value_card", "value_cards", "monetary_figures"]
 
 YEAR = 365 * DAY
 MONEY = Decimal("0.0001")
@@ -74,10 +75,27 @@ def monetary_figures(view: CustomerView, currency: str) -> dict[str, Any]:
                                  for k, t in view.currencies if k != currency}}
 
 
+def value_cards(views: list[CustomerView], model: ValueModel | None, cuts: Quintiles | None, base: TimeBase,
+                settings: Settings) -> list[dict[str, Any]]:
+    """The cards of many customers at one time base, the model evaluated once for all."""
+    currency = settings.value_currency
+    inputs: list[Inputs] = []
+    for view in views:
+        repeat = mean_repeat_value(view, currency)
+        inputs.append((view.purchase_days.count, view.first_purchase_at, view.last_purchase_at,
+                       None if repeat is None else float(repeat)))
+    sections = value_sections(model, inputs, base.at)
+    return [_card(view, cuts, base, settings, section) for view, section in zip(views, sections, strict=True)]
+
+
 def value_card(view: CustomerView, model: ValueModel | None, cuts: Quintiles | None, base: TimeBase,
                settings: Settings) -> dict[str, Any]:
+    return value_cards([view], model, cuts, base, settings)[0]
+
+
+def _card(view: CustomerView, cuts: Quintiles | None, base: TimeBase, settings: Settings,
+          section: dict[str, Any]) -> dict[str, Any]:
     currency, at = settings.value_currency, base.at
-    repeat = mean_repeat_value(view, currency)
     figures = rfm_figures(view, currency)
     totals = dict(view.currencies).get(currency)
     margin = totals.margin if totals is not None and totals.margin_count else None
@@ -88,8 +106,7 @@ def value_card(view: CustomerView, model: ValueModel | None, cuts: Quintiles | N
         "monetary": monetary_figures(view, currency),
         "rfm": None,
         "lifetime_value": None,
-        **value_section(model, view.purchase_days.count, view.first_purchase_at, view.last_purchase_at, at,
-                        None if repeat is None else float(repeat)),
+        **section,
     }
     if figures.last_purchase_at is not None:
         rfm: dict[str, Any] = {"recency_days": round(max(0, at - figures.last_purchase_at) / DAY, 3),

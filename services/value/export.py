@@ -18,9 +18,9 @@ from typing import Any
 import orjson
 
 from projections.value.rfm_population import Quintiles
-from projections.view.document import from_state
+from projections.view.document import value_view
 from services.settings import Settings
-from services.value.card import value_card
+from services.value.card import value_cards
 from services.value.job import ValueModel
 from services.value.service import TimeBase
 
@@ -32,10 +32,27 @@ FIELDS = ["customer_id", "at", "currency", "total_spend", "orders", "average_ord
           "model_lifetime_value", "seed_lifetime_value"]
 
 
+PAGE = 2000  # cards computed together: the model is evaluated once per page
+
+
 async def cards(states: AsyncIterator[tuple[str, bytes]], model: ValueModel | None, cuts: Quintiles | None,
                 base: TimeBase, settings: Settings) -> AsyncIterator[tuple[str, dict[str, Any]]]:
-    async for customer_id, raw in states:
-        yield customer_id, value_card(from_state(orjson.loads(raw)), model, cuts, base, settings)
+    page: list[tuple[str, bytes]] = []
+    async for row in states:
+        page.append(row)
+        if len(page) >= PAGE:
+            for found in _page(page, model, cuts, base, settings):
+                yield found
+            page.clear()
+    for found in _page(page, model, cuts, base, settings):
+        yield found
+
+
+def _page(page: list[tuple[str, bytes]], model: ValueModel | None, cuts: Quintiles | None, base: TimeBase,
+          settings: Settings) -> list[tuple[str, dict[str, Any]]]:
+    views = [value_view(orjson.loads(raw)) for _, raw in page]
+    return [(customer_id, card) for (customer_id, _), card in
+            zip(page, value_cards(views, model, cuts, base, settings), strict=True)]
 
 
 def flat(customer_id: str, card: dict[str, Any]) -> dict[str, Any]:

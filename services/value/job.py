@@ -15,8 +15,9 @@ history gets the model of its own period.
 Output: ``ValueModel`` — the fitted parameters, the observation end and where it came
 from, the data window (first and last purchase seen) and a fingerprint of the inputs
 (two fits with the same fingerprint and end saw the same histories), stored by the
-platform and read by the API, which gives each customer P(alive) and the purchases
-expected over the next 90 days at read time, at the card's stated time base.
+platform and read by the API, which gives each customer P(alive), the purchases
+expected over the next 90 days and a lifetime value at read time, at the card's stated
+time base (``services.value.predictive``).
 """
 
 from __future__ import annotations
@@ -33,15 +34,14 @@ import orjson
 
 from projections.codec import format_instant
 from projections.view.state import instant_of
-from services.value.bgnbd import WEEK_US, BgNbd, fit
 from services.ports import History
+from services.value.bgnbd import WEEK_US, BgNbd, fit
 from services.value.gamma_gamma import GammaGamma, fit_spend, lifetime_value
 from services.value.summary import distinct_rows, summaries
 
-__all__ = ["ValueModel", "ClvTerms", "NotEnoughHistory", "refit", "MIN_REPEAT_BUYERS", "value_section", "HORIZON_US"]
+__all__ = ["ValueModel", "ClvTerms", "NotEnoughHistory", "refit", "MIN_REPEAT_BUYERS"]
 
 MIN_REPEAT_BUYERS = 20  # below this the four parameters are not identifiable
-HORIZON_US = 90 * 86_400 * 1_000_000
 
 
 class NotEnoughHistory(ValueError):
@@ -162,40 +162,3 @@ def _spend(model: BgNbd, x: np.ndarray, t_x: np.ndarray, T: np.ndarray, value: n
                          terms.margin_ratio, spend_x=seen)
     total = float(clv.sum())
     return spend, total if math.isfinite(total) else None  # a degenerate purchase model: no figure, not NaN
-
-
-def value_section(model: ValueModel | None, days: int, first: int | None, last: int | None,
-                  at: int, repeat_value: float | None = None) -> dict[str, Any]:
-    """The predictive part of a customer's value at instant ``at``, from their distinct
-    purchase days and first and last purchase (the summary the model is fitted on) and
-    their mean repeat-purchase value (None: no repeat day, or not all in one currency)."""
-    end = None if model is None else _iso(model.observation_end)
-    empty = {"summary": None, "p_alive": None, "expected_purchases_90d": None, "model_lifetime_value": None,
-             "model_observation_end": end}
-    if not days or first is None or last is None or at < first:
-        return empty
-    x, t_x, T = (float(c[0]) for c in summaries([first], [last], [days], at, WEEK_US))
-    summary = {"frequency": x, "recency": t_x, "T": T, "unit": "week"}
-    if model is None:
-        return {**empty, "summary": summary}
-    m = model.model
-    return {
-        "summary": summary,
-        "p_alive": round(float(m.p_alive(x, t_x, T)), 6),
-        "expected_purchases_90d": round(float(m.expected_purchases_within(HORIZON_US, x, t_x, T)), 6),
-        "model_lifetime_value": _model_ltv(model, x, t_x, T, repeat_value),
-        "model_observation_end": end,
-    }
-
-
-def _model_ltv(model: ValueModel, x: float, t_x: float, T: float, repeat_value: float | None) -> dict[str, Any] | None:
-    spend, terms = model.spend, model.clv
-    if spend is None:
-        return None
-    seen = x if repeat_value is not None else 0.0  # no spend known in the value currency: the portfolio's mean
-    m = repeat_value or 0.0
-    value = lifetime_value(model.model, spend, x, t_x, T, m, terms.months, terms.monthly_discount_rate,
-                           terms.margin_ratio, spend_x=seen)
-    return {"value": round(float(value), 2) if np.isfinite(value) else None, "expected_spend_per_purchase": round(float(spend.expected_spend(seen, m)), 4),
-            "method": "bgnbd_gamma_gamma", "months": terms.months,
-            "monthly_discount_rate": terms.monthly_discount_rate, "margin_ratio": terms.margin_ratio}

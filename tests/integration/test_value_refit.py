@@ -9,12 +9,13 @@ from pathlib import Path
 import orjson
 import pytest
 
-from projections.view.document import from_state
+from projections.view.document import from_state, value_view
 from services.embedded.eventlog import TouchpointLog
 from services.embedded.runner import ProjectionRunner
 from services.embedded.viewstore import ViewStore
 from services.value.bgnbd import WEEK_US, fit
-from services.value.job import NotEnoughHistory, refit, value_section
+from services.value.job import NotEnoughHistory, ValueModel, refit
+from services.value.predictive import value_section
 from services.value.summary import DAY_US, distinct_rows
 from tools.traffic import TrafficOptions, generate
 
@@ -56,3 +57,22 @@ def test_too_few_repeat_buyers_is_said_not_fitted() -> None:
     with pytest.raises(NotEnoughHistory, match="repeat purchases"):
         refit([(0, 10, 2, 5.0)] * 5 + [(0, 0, 1, None)] * 100, END)
     assert value_section(None, 3, 0, 10, END)["p_alive"] is None
+
+
+def test_an_exported_page_of_cards_is_each_card_read_alone(tmp_path: Path) -> None:
+    from services.settings import Settings
+    from services.value.card import value_card, value_cards
+    from services.value.service import TimeBase
+
+    log, store = TouchpointLog(tmp_path / "log.sqlite"), ViewStore(tmp_path / "views.sqlite")
+    log.append([{"received_at": e["occurred_at"], **e}
+                for e in generate(TrafficOptions(customers=300, events=5000, duplicate_rate=0.0))])
+    ProjectionRunner(log, store, batch=1000).catch_up()
+    model = refit(store.purchase_histories("EUR"), END)
+    states = [orjson.loads(raw) for _, raw in store.states_after("", 10_000)]
+    assert len(states) > 200 and model.spend is not None
+    assert ValueModel.from_json(model.to_json()) == model  # what another API process reads back
+    settings, base = Settings(value_currency="EUR"), TimeBase(END, "request")
+    alone = [value_card(from_state(d), model, None, base, settings) for d in states]
+    assert value_cards([value_view(d) for d in states], model, None, base, settings) == alone
+    assert any(card["model_lifetime_value"] and card["model_lifetime_value"]["value"] for card in alone)
