@@ -25,7 +25,7 @@ from numpy.typing import ArrayLike, NDArray
 from scipy.optimize import minimize
 from scipy.special import digamma, gammaln
 
-from services.value.bgnbd import BgNbd
+from services.value.bgnbd import BgNbd, standard_errors
 
 __all__ = ["GammaGamma", "fit_spend", "lifetime_value", "MONTH_US"]
 
@@ -42,6 +42,7 @@ class GammaGamma:
     customers: int
     converged: bool
     independence: float | None  # Pearson correlation of x and m over the customers fitted on
+    standard_errors: tuple[float, ...] | None = None  # of (p, q, v); None: not estimable
 
     def expected_spend(self, x: ArrayLike, m: ArrayLike) -> NDArray[np.float64]:
         """Expected spend per future purchase day of customers with (x, m); x = 0 gives the
@@ -55,7 +56,8 @@ class GammaGamma:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> GammaGamma:
-        return cls(**d)
+        errors = d.get("standard_errors")
+        return cls(**{**d, "standard_errors": None if errors is None else tuple(errors)})
 
 
 def _negative_mean_log_likelihood(log_params: NDArray[np.float64], x: NDArray[np.float64], m: NDArray[np.float64],
@@ -85,8 +87,9 @@ def fit_spend(x: ArrayLike, m: ArrayLike, weights: ArrayLike | None = None) -> G
                       options={"maxiter": 2000, "ftol": 1e-15, "gtol": 1e-10})
     p, q, v = np.exp(result.x)
     corr = float(np.corrcoef(x_, m_)[0, 1]) if x_.size > 2 and np.std(x_) > 0 and np.std(m_) > 0 else None
+    errors = standard_errors(lambda t: _negative_mean_log_likelihood(t, x_, m_, w_)[1], result.x, float(w_.sum()))
     return GammaGamma(float(p), float(q), float(v), -float(result.fun) * float(w_.sum()), int(round(w_.sum())),
-                      bool(result.success), corr)
+                      bool(result.success), corr, errors)
 
 
 def lifetime_value(bgnbd: BgNbd, spend: GammaGamma, x: ArrayLike, t_x: ArrayLike, T: ArrayLike, m: ArrayLike,

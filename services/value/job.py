@@ -98,6 +98,7 @@ class ValueModel:
                 "repeat_buyers": self.repeat_buyers, "customers_with_purchases_after_end": self.purchases_after_end,
                 "seconds": self.seconds, "converged": m.converged,
                 "parameters": {"r": m.r, "alpha": m.alpha, "a": m.a, "b": m.b}, "unit": "week",
+                "standard_errors": _named(("r", "alpha", "a", "b"), m.standard_errors),
                 "log_likelihood": m.log_likelihood, "spend_model": self._spend_summary(),
                 "lifetime_value": {"method": "bgnbd_gamma_gamma", "months": self.clv.months, "month_days": 30,
                                    "monthly_discount_rate": self.clv.monthly_discount_rate,
@@ -108,11 +109,16 @@ class ValueModel:
         s = self.spend
         if s is None:
             return None
-        return {"model": "gamma_gamma", "parameters": {"p": s.p, "q": s.q, "v": s.v}, "customers": s.customers,
+        return {"model": "gamma_gamma", "parameters": {"p": s.p, "q": s.q, "v": s.v},
+                "standard_errors": _named(("p", "q", "v"), s.standard_errors), "customers": s.customers,
                 "log_likelihood": s.log_likelihood, "converged": s.converged,
                 "independence": {"correlation_frequency_spend": s.independence,
                                  "note": "the spend model assumes spend does not depend on purchase frequency: "
                                          "a correlation near 0 supports it"}}
+
+
+def _named(names: tuple[str, ...], values: tuple[float, ...] | None) -> dict[str, float] | None:
+    return None if values is None else dict(zip(names, values, strict=True))
 
 
 def _iso(us: int) -> str:

@@ -92,12 +92,14 @@ def test_the_cdnow_history_gives_lifetimes_model_and_summaries_through_the_api(s
 
     reference = BetaGeoFitter().fit(theirs["frequency"], theirs["recency"], theirs["T"])
     assert model["parameters"] == pytest.approx(dict(reference.params_), rel=0.01)
+    assert model["standard_errors"] == pytest.approx(dict(reference.summary["se(coef)"]), rel=0.01)
 
     # the spend model and the discounted lifetime value, as lifetimes computes them with the same terms
     repeat = theirs[(theirs["frequency"] > 0) & (theirs["monetary_value"] > 0)]
     spend = GammaGammaFitter().fit(repeat["frequency"], repeat["monetary_value"])
     fitted = model["spend_model"]
     assert fitted["parameters"] == pytest.approx(dict(spend.params_), rel=0.01)
+    assert fitted["standard_errors"] == pytest.approx(dict(spend.summary["se(coef)"]), rel=0.01)
     assert fitted["customers"] == len(repeat)
     assert fitted["independence"]["correlation_frequency_spend"] == pytest.approx(
         np.corrcoef(repeat["frequency"], repeat["monetary_value"])[0, 1], abs=1e-9)
