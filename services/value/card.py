@@ -22,7 +22,7 @@
   ``lifetime_value`` (``method: seed_formula``).
 * **predictive**: the customer's BG/NBD summary (``summary``: repeat purchase days,
   recency and age in weeks, as ``lifetimes`` computes them), P(alive) and purchases
-  expected over 90 days (``services.value.job``).
+  expected over 90 days (``services.value.predictive``, for a page of customers at once).
 
 Computed at read time because every figure but the history depends on the time it is
 read at or on the whole portfolio, which moves without this customer. Every figure is
