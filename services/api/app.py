@@ -135,7 +135,7 @@ def create_app(platform: Platform, *, manage_platform: bool = True) -> FastAPI:
     app.include_router(lifecycle_router(platform, keys))
     app.include_router(contact_analytics_router(platform, keys))
     app.include_router(trigger_router(platform, keys))
-    app.include_router(value_router(value, keys))
+    app.include_router(value_router(value, keys, platform.segments))
     app.include_router(segment_router(platform, keys))
     app.include_router(ops_router(platform))
     app.state.platform = platform

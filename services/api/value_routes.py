@@ -11,14 +11,15 @@ top 20% hold, and the lifetime-value distribution (``projections.value.ltv_distr
 stores it, observed until ``observation_end`` (body ``{"observation_end": RFC 3339 with
 an offset}``, optional; default the platform's time, the latest clock tick folded; 409
 when too few customers bought twice or when no tick was folded and no end given); ``GET /v1/value/model`` (read)
-says which model the customer views use; ``GET /v1/value/cards?format=jsonl|csv&at=``
-(read) streams every customer's value card (``services.value.export``). Each customer's P(alive) and expected
+says which model the customer views use; ``GET /v1/value/cards?format=jsonl|csv&at=&segment=``
+(read) streams every customer's value card, or every member's of a segment (``services.value.export``). Each customer's P(alive) and expected
 purchases are on the 360° view (``value``), computed at read time from that model.
 """
 
 from __future__ import annotations
 
 import re
+from collections.abc import AsyncIterator
 from datetime import datetime
 from decimal import Decimal
 from typing import Annotated, Any, Literal
@@ -33,6 +34,7 @@ from projections.value.rfm_cells import TIE_RULE, cut_values, grid, pareto
 from projections.view.state import instant_of, micros
 from services.api.auth import KeyRing
 from services.api.responses import JSON
+from services.segments.changes import SegmentSource
 from services.value.export import cards, csv_rows, jsonl
 from services.value.job import NotEnoughHistory
 from services.value.service import NoPlatformTime, ValueService
@@ -78,7 +80,12 @@ def currency_figures(currency: str, found: dict[str, tuple[int, int, Decimal]]) 
     }
 
 
-def value_router(value: ValueService, keys: KeyRing) -> APIRouter:
+async def _members(rows: AsyncIterator[tuple[str, int | None, bytes]]) -> AsyncIterator[tuple[str, bytes]]:
+    async for customer_id, _, state in rows:
+        yield customer_id, state
+
+
+def value_router(value: ValueService, keys: KeyRing, segments: SegmentSource | None = None) -> APIRouter:
     router = APIRouter(tags=["value"])
 
     @router.post("/v1/value/refit", dependencies=[Depends(keys.require("admin"))])
@@ -92,11 +99,16 @@ def value_router(value: ValueService, keys: KeyRing) -> APIRouter:
 
     @router.get("/v1/value/cards", dependencies=[Depends(keys.require("read"))])
     async def export(format: Literal["csv", "jsonl"] = "jsonl",  # noqa: A002 - the query parameter's name
-                     at: AwareDatetime | None = None) -> StreamingResponse:
-        """Every customer's value card, streamed, all at one time base (``at``, else the platform's time)."""
+                     at: AwareDatetime | None = None, segment: str | None = None) -> StreamingResponse:
+        """Every customer's value card (or every member's of ``segment``), streamed, all at one
+        time base (``at``, else the platform's time)."""
+        if segment is not None and (segments is None or segment not in segments.definitions.by_id):
+            raise HTTPException(404, f"no segment '{segment}'")
+        states = value.platform.every_state() if segment is None or segments is None else \
+            _members(segments.members(segment))
         _, cuts = await value.portfolio()
         base = await value.time_base(None if at is None else micros(at))
-        rows = cards(value.platform.every_state(), await value.current(), cuts, base, value.platform.settings)
+        rows = cards(states, await value.current(), cuts, base, value.platform.settings)
         body = csv_rows(rows) if format == "csv" else jsonl(rows)
         media = "text/csv; charset=utf-8" if format == "csv" else "application/x-ndjson"
         return StreamingResponse(body, media_type=media,

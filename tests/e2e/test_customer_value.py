@@ -4,6 +4,9 @@ they are still a customer and how many purchases to expect in the next 90 days."
 
 from __future__ import annotations
 
+import csv
+import io
+import json
 import random
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -176,3 +179,26 @@ def test_spend_figures_are_named_and_purchases_in_other_currencies_are_counted_n
     assert others["orders"] == 1 and others["by_currency"] == {
         "USD": {"customers": 1, "orders": 1, "total_spend": "50.0000"}}
     assert "value_currency" in others["note"]
+
+
+def test_every_value_card_or_a_segment_s_is_exported_in_one_stream_at_one_time_base(api: Api) -> None:
+    tag = unique()
+    day = datetime(2025, 3, 3, 9, tzinfo=UTC)
+    events = [purchase(f"{tag}-a{i}", day + timedelta(days=3 * i), {"customer_id": f"{tag}-repeat"},
+                       order_id=f"{tag}-oa{i}", amount="20.00") for i in range(3)]
+    events.append(purchase(f"{tag}-b0", day, {"customer_id": f"{tag}-once"}, order_id=f"{tag}-ob0", amount="70.00"))
+    position = api.ingest(events)["position"]
+    api.customer(f"{tag}-once", min_position=position)
+    at = iso(day + timedelta(days=30))
+
+    lines = [json.loads(line) for line in api.get("/v1/value/cards", at=at).text.splitlines()]
+    exported = {line["customer_id"]: line["value"] for line in lines}
+    assert exported[f"{tag}-repeat"] == api.customer(f"{tag}-repeat", at=at)["value"]  # the card read alone
+    assert {card["time_base"]["at"] for card in exported.values()} == {at}
+
+    members = api.get("/v1/value/cards", format="csv", segment="one_time_buyers", at=at)
+    assert members.status_code == 200 and members.headers["content-type"].startswith("text/csv")
+    rows = list(csv.DictReader(io.StringIO(members.text)))
+    assert [r["customer_id"] for r in rows] == [f"{tag}-once"]
+    assert rows[0]["total_spend"] == "70.0000" and rows[0]["repeat_purchase_days"] == "0.0"
+    assert api.get("/v1/value/cards", segment="no_such_segment").status_code == 404
