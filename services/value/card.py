@@ -64,10 +64,10 @@ def mean_repeat_value(view: CustomerView, currency: str) -> Decimal | None:
                                       dict(days.first_day_spend).get(currency, Decimal(0)))
 
 
-def monetary_figures(view: CustomerView, currency: str) -> dict[str, Any]:
+def monetary_figures(view: CustomerView, currency: str, repeat: Decimal | None) -> dict[str, Any]:
+    """The named spend figures; ``repeat``: ``mean_repeat_value(view, currency)``."""
     totals = dict(view.currencies).get(currency)
     orders, spend = (totals.count, totals.revenue) if totals is not None else (0, Decimal(0))
-    repeat = mean_repeat_value(view, currency)
     return {"total_spend": str(spend), "orders": orders,
             "average_order_value": str((spend / orders).quantize(MONEY)) if orders else None,
             "mean_repeat_purchase_value": None if repeat is None else str(repeat.quantize(MONEY)),
@@ -79,13 +79,13 @@ def value_cards(views: list[CustomerView], model: ValueModel | None, cuts: Quint
                 settings: Settings) -> list[dict[str, Any]]:
     """The cards of many customers at one time base, the model evaluated once for all."""
     currency = settings.value_currency
-    inputs: list[Inputs] = []
-    for view in views:
-        repeat = mean_repeat_value(view, currency)
-        inputs.append((view.purchase_days.count, view.first_purchase_at, view.last_purchase_at,
-                       None if repeat is None else float(repeat)))
+    repeats = [mean_repeat_value(view, currency) for view in views]
+    inputs: list[Inputs] = [(view.purchase_days.count, view.first_purchase_at, view.last_purchase_at,
+                             None if repeat is None else float(repeat)) for view, repeat in zip(views, repeats, strict=True)]
     sections = value_sections(model, inputs, base.at)
-    return [_card(view, cuts, base, settings, section) for view, section in zip(views, sections, strict=True)]
+    when = format_instant(instant_of(base.at))
+    return [_card(view, cuts, base, when, settings, section, repeat)
+            for view, section, repeat in zip(views, sections, repeats, strict=True)]
 
 
 def value_card(view: CustomerView, model: ValueModel | None, cuts: Quintiles | None, base: TimeBase,
@@ -93,17 +93,17 @@ def value_card(view: CustomerView, model: ValueModel | None, cuts: Quintiles | N
     return value_cards([view], model, cuts, base, settings)[0]
 
 
-def _card(view: CustomerView, cuts: Quintiles | None, base: TimeBase, settings: Settings,
-          section: dict[str, Any]) -> dict[str, Any]:
+def _card(view: CustomerView, cuts: Quintiles | None, base: TimeBase, when: str, settings: Settings,
+          section: dict[str, Any], repeat: Decimal | None) -> dict[str, Any]:
     currency, at = settings.value_currency, base.at
     figures = rfm_figures(view, currency)
     totals = dict(view.currencies).get(currency)
     margin = totals.margin if totals is not None and totals.margin_count else None
     card: dict[str, Any] = {
-        "time_base": {"at": format_instant(instant_of(at)), "source": base.source},
+        "time_base": {"at": when, "source": base.source},
         "currency": currency,
         "historical": {"revenue": str(figures.monetary), "margin": None if margin is None else str(margin)},
-        "monetary": monetary_figures(view, currency),
+        "monetary": monetary_figures(view, currency, repeat),
         "rfm": None,
         "lifetime_value": None,
         **section,
