@@ -331,8 +331,7 @@ class KafkaPlatform:
         return await self.store.purchases_by_currency()
 
     async def platform_time(self) -> int | None:
-        clocks = await asyncio.gather(*(self.store.clock(self.topic, p) for p in range(self.settings.kafka_partitions)))
-        return max((c for c in clocks if c is not None), default=None)
+        return await self.store.latest_clock(self.topic, self.settings.kafka_partitions)
 
     async def save_model(self, name: str, body: bytes) -> None:
         await self.store.save_model(name, body)

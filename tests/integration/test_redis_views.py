@@ -390,3 +390,16 @@ def test_the_value_scans_read_purchase_days_and_spend_per_currency_from_the_stor
     assert (view.first_purchase_at, view.last_purchase_at, 2, None) in histories and len(histories) == 3
     assert (euros.first_purchase_at, euros.last_purchase_at, 2, 25.0) in histories  # (35 − 10) / 1 repeat day
     assert currencies == {"EUR": (3, 6, Decimal("150.00")), "USD": (1, 1, Decimal("7.50"))}
+
+
+def test_the_platform_s_time_is_the_latest_clock_folded_on_any_partition(redis_url: str, redis_prefix: str) -> None:
+    client = raw(redis_url)
+
+    async def latest(store: RedisViewStore) -> int | None:
+        return await store.latest_clock(TOPIC, 3)
+
+    assert run(redis_url, redis_prefix, latest) is None  # no tick folded yet
+    keys = RedisViewStore(redis_url, redis_prefix).keys
+    client.set(keys.clock(TOPIC, 0), 1_000)
+    client.set(keys.clock(TOPIC, 2), 5_000)
+    assert run(redis_url, redis_prefix, latest) == 5_000

@@ -310,6 +310,11 @@ class RedisViewStore:
         value = await self._call(self._redis.get(self.keys.clock(topic, partition)))
         return None if value is None else int(value)
 
+    async def latest_clock(self, topic: str, partitions: int) -> int | None:
+        """The latest clock tick folded on any partition of ``topic``, in one MGET."""
+        values = await self._call(self._redis.mget([self.keys.clock(topic, p) for p in range(partitions)]))
+        return max((int(v) for v in values if v is not None), default=None)
+
     async def purchase_histories(self, currency: str) -> list[History]:
         """Every customer who bought (``History``): every stored state is scanned and
         parsed, a thousand at a time."""
