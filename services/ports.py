@@ -19,7 +19,7 @@ from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
-from typing import Any, NamedTuple, Protocol
+from typing import Any, NamedTuple, Protocol, runtime_checkable
 
 from projections.identity import Identifier
 from projections.value.purchase_days import mean_repeat_purchase_value
@@ -29,7 +29,8 @@ from services.settings import Settings
 
 __all__ = ["Runtime", "Intake", "CustomerReads", "LifecycleReads", "Health", "ValueStore", "TriggerFeed",
            "DeliveryLedger", "SegmentReads", "Platform", "Caught", "TimelinePage", "Readiness", "TransitionPage",
-           "TriggerPage", "LifecycleFigures", "StorageUnavailable", "cursor_out", "cursor_in", "History", "history"]
+           "TriggerPage", "LifecycleFigures", "StorageUnavailable", "cursor_out", "cursor_in", "History", "history",
+           "PurchaseLog"]
 
 
 class StorageUnavailable(Exception):
@@ -201,6 +202,17 @@ class ValueStore(Runtime, Protocol):
 
     async def rfm_cells(self) -> dict[Cell, Change]:
         """The portfolio's RFM cells (every partition's, merged)."""
+        ...
+
+
+@runtime_checkable
+class PurchaseLog(Protocol):
+    """Every purchase the views have folded, per customer: what the purchase model's
+    validation refits on. Embedded only: the scale-out log is Kafka's, kept for a
+    retention period, and scanning it is not an API request's work."""
+
+    async def purchase_log(self) -> tuple[list[str], list[int]]:
+        """(customer id, purchase instant µs) of every purchase."""
         ...
 
 

@@ -18,6 +18,7 @@ purchases are on the 360° view (``value``), computed at read time from that mod
 
 from __future__ import annotations
 
+import asyncio
 import re
 from collections.abc import AsyncIterator
 from datetime import datetime
@@ -25,7 +26,7 @@ from decimal import Decimal
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Body, Depends, HTTPException, Query
-from fastapi.responses import StreamingResponse
+from fastapi.responses import Response, StreamingResponse
 from pydantic import AwareDatetime, BaseModel, BeforeValidator, ConfigDict
 
 from projections.codec import format_instant
@@ -34,10 +35,12 @@ from projections.value.rfm_cells import TIE_RULE, cut_values, grid, pareto
 from projections.view.state import instant_of, micros
 from services.api.auth import KeyRing
 from services.api.responses import JSON
+from services.ports import PurchaseLog
 from services.segments.changes import SegmentSource
 from services.value.export import cards, csv_rows, jsonl
 from services.value.job import NotEnoughHistory
 from services.value.service import NoPlatformTime, ValueService
+from services.value.validation import chart, customer_numbers, holdout
 
 __all__ = ["value_router", "RefitRequest", "currency_figures"]
 
@@ -85,8 +88,32 @@ async def _members(rows: AsyncIterator[tuple[str, int | None, bytes]]) -> AsyncI
         yield customer_id, state
 
 
-def value_router(value: ValueService, keys: KeyRing, segments: SegmentSource | None = None) -> APIRouter:
+def value_router(value: ValueService, keys: KeyRing, segments: SegmentSource | None = None,
+                 purchases: PurchaseLog | None = None) -> APIRouter:
     router = APIRouter(tags=["value"])
+
+    @router.get("/v1/value/validation", dependencies=[Depends(keys.require("read"))])
+    async def validation(calibration_end: AwareDatetime, observation_end: AwareDatetime | None = None,
+                         format: Literal["json", "svg"] = "json") -> Response:  # noqa: A002 - the query parameter
+        """The calibration/holdout table (``services.value.validation``): fitted on the
+        purchases up to ``calibration_end``, checked on those after, up to
+        ``observation_end`` (default: the platform's time); ``format=svg``: the chart."""
+        if purchases is None:
+            raise HTTPException(501, "the validation reads the log: embedded runtime only")
+        end = micros(observation_end) if observation_end is not None else await value.platform.platform_time()
+        start = micros(calibration_end)
+        if end is None or start >= end:
+            raise HTTPException(422, [{"path": "calibration_end", "message":
+                                       "the calibration must end before the observation (and a clock tick, "
+                                       "or observation_end, must say when that is)"}])
+        who, at = await purchases.purchase_log()
+        try:
+            table = await asyncio.to_thread(holdout, customer_numbers(who), at, start, end)
+        except ValueError as error:
+            raise HTTPException(409, f"the purchase model cannot be validated on this history: {error}") from None
+        if format == "svg":
+            return Response(chart(table.rows), media_type="image/svg+xml")
+        return JSON(table.to_dict())
 
     @router.post("/v1/value/refit", dependencies=[Depends(keys.require("admin"))])
     async def refit(body: Annotated[RefitRequest | None, Body()] = None) -> JSON:

@@ -28,6 +28,7 @@ from services.clock import ClockScheduler
 from services.embedded import segment_store
 from services.embedded.eventlog import Appended, TouchpointLog, tick_document
 from services.embedded.ingest import GroupCommitter
+from services.embedded.purchase_log import purchases
 from services.embedded.runner import ProjectionRunner
 from services.embedded.segment_reads import EmbeddedSegments
 from services.embedded.viewstore import open_current
@@ -183,6 +184,9 @@ class EmbeddedPlatform:
 
     async def purchase_histories(self, currency: str) -> list[History]:
         return await asyncio.to_thread(self.views.purchase_histories, currency)
+
+    async def purchase_log(self) -> tuple[list[str], list[int]]:
+        return await asyncio.to_thread(purchases, self.log, self.views)
 
     async def every_state(self) -> AsyncIterator[tuple[str, bytes]]:
         after = ""

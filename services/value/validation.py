@@ -20,7 +20,7 @@ from numpy.typing import ArrayLike
 from services.value.bgnbd import WEEK_US, BgNbd, fit
 from services.value.summary import DAY_US, distinct_rows, summarise
 
-__all__ = ["Holdout", "holdout"]
+__all__ = ["Holdout", "holdout", "customer_numbers", "chart"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,6 +36,13 @@ class Holdout:
         return {"parameters": {"r": m.r, "alpha": m.alpha, "a": m.a, "b": m.b}, "unit": "week",
                 "customers": m.customers, "holdout_weeks": self.holdout_weeks, "rows": self.rows,
                 "actual": self.actual, "predicted": round(self.predicted, 2)}
+
+
+def customer_numbers(customer_ids: list[str]) -> np.ndarray:
+    """Integer customer numbers for customer ids (the same id, the same number)."""
+    if not customer_ids:
+        return np.zeros(0, dtype=np.int64)
+    return np.unique(np.array(customer_ids, dtype=object), return_inverse=True)[1].astype(np.int64)
 
 
 def holdout(customers: ArrayLike, at: ArrayLike, calibration_end: int, observation_end: int,
@@ -58,3 +65,21 @@ def holdout(customers: ArrayLike, at: ArrayLike, calibration_end: int, observati
              "actual": round(float(actual[group == k].mean()), 4), "predicted": round(float(predicted[group == k].mean()), 4)}
             for k in range(censor + 1) if (group == k).any()]
     return Holdout(model, weeks, rows, float(actual.sum()), float(predicted.sum()))
+
+
+def chart(rows: list[dict[str, object]], width: int = 480, height: int = 300) -> str:
+    """Actual and predicted mean holdout purchases per calibration frequency, as SVG."""
+    top = max(max(float(r["actual"]), float(r["predicted"])) for r in rows) or 1.0  # type: ignore[arg-type]
+    step = (width - 60) / max(len(rows) - 1, 1)
+
+    def line(key: str) -> str:
+        return " ".join(f"{40 + i * step:.1f},{height - 30 - float(r[key]) / top * (height - 50):.1f}"  # type: ignore[arg-type]
+                        for i, r in enumerate(rows))
+
+    labels = "".join(f'<text x="{40 + i * step:.1f}" y="{height - 10}" font-size="11" text-anchor="middle">'
+                     f'{r["frequency"]}</text>' for i, r in enumerate(rows))
+    return (f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}">'
+            f'<polyline points="{line("actual")}" fill="none" stroke="black" stroke-width="2"/>'
+            f'<polyline points="{line("predicted")}" fill="none" stroke="steelblue" stroke-width="2" stroke-dasharray="6 4"/>'
+            f'{labels}<text x="40" y="16" font-size="12">holdout purchases per customer: actual (solid), '
+            f'BG/NBD (dashed), by calibration repeat purchases</text></svg>')

@@ -11,6 +11,7 @@ and P(alive) on the customers' cards agrees within 1e-3."""
 from __future__ import annotations
 
 import io
+import json
 import random
 import time
 from collections.abc import Callable
@@ -27,11 +28,13 @@ from lifetimes.utils import summary_data_from_transaction_data
 
 from services.value.job import fingerprint
 from services.value.summary import DAY_US, summaries
+from services.value.validation import holdout
 from tests.support.api import Api, bearer, iso, wait_until
 
 pytestmark = [pytest.mark.e2e, pytest.mark.only_runtimes("embedded")]
 
 END = datetime(1998, 6, 30, tzinfo=UTC)
+CALIBRATION_END = datetime(1997, 9, 30, tzinfo=UTC)
 END_US = int(END.timestamp()) * 1_000_000
 BATCH = 1000  # events per request: the ingest's limit
 
@@ -148,3 +151,14 @@ def test_the_cdnow_history_gives_lifetimes_model_and_summaries_through_the_api(s
         repeat_value = card["monetary"]["mean_repeat_purchase_value"]  # lifetimes' monetary_value
         assert (0.0 if repeat_value is None else float(repeat_value)) == pytest.approx(row["monetary_value"],
                                                                                        abs=1e-4), customer
+
+    # the calibration/holdout table, through the API, on the platform's own history
+    answer = api.get("/v1/value/validation", calibration_end="1997-09-30T00:00:00Z")
+    assert answer.status_code == 200, answer.text
+    table = answer.json()
+    direct = holdout(frame["customer"].astype(int).to_numpy(), us.to_numpy(), int(CALIBRATION_END.timestamp()) * 10**6,
+                     END_US)
+    assert table == json.loads(json.dumps(direct.to_dict()))
+    assert [r["customers"] for r in table["rows"]] == [14_119, 4_442, 2_064, 1_084, 605, 348, 272, 636]
+    drawn = api.get("/v1/value/validation", calibration_end="1997-09-30T00:00:00Z", format="svg")
+    assert drawn.headers["content-type"].startswith("image/svg+xml") and drawn.text.startswith("<svg")

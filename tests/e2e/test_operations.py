@@ -31,6 +31,7 @@ V1_ROUTES = {
     ("post", "/v1/value/refit"),
     ("get", "/v1/value/model"),
     ("get", "/v1/value/cards"),
+    ("get", "/v1/value/validation"),
     ("get", "/v1/analytics/rfm"),
     ("get", "/v1/analytics/value"),
     ("get", "/v1/analytics/segments"),
