@@ -22,7 +22,7 @@ from decimal import Decimal
 from typing import Any, NamedTuple, Protocol, runtime_checkable
 
 from projections.identity import Identifier
-from projections.value.purchase_days import mean_repeat_purchase_value
+from projections.value.purchase_days import DAY_US, mean_repeat_purchase_value
 from projections.value.rfm_cells import Cell, Change
 from services.segments.changes import SegmentSource
 from services.settings import Settings
@@ -169,9 +169,16 @@ History = tuple[int, int, int, float | None]
 in the value currency or None): what the value model is fitted on, per customer."""
 
 
-def history(first: int, last: int, days: int, purchases: int, orders: int, spent: str, first_day: str) -> History:
-    repeat = mean_repeat_purchase_value(days, purchases, orders, Decimal(spent), Decimal(first_day))
-    return first, last, days, None if repeat is None else float(repeat)
+def history(days: int, first_day: int | None, bits: str, purchases: int, orders: int, spent: str,
+            first_day_spend: str) -> History:
+    """A customer's ``History`` from their stored purchase days (``PurchaseDays``: count,
+    first day, days as hexadecimal bits) and totals; first and last purchase are taken at
+    the start of their day (all BG/NBD reads of them), refunds being no purchase day."""
+    if not days or first_day is None:
+        return 0, 0, 0, None
+    repeat = mean_repeat_purchase_value(days, purchases, orders, Decimal(spent), Decimal(first_day_spend))
+    last_day = first_day + int(bits, 16).bit_length() - 1
+    return first_day * DAY_US, last_day * DAY_US, days, None if repeat is None else float(repeat)
 
 
 

@@ -251,14 +251,14 @@ class ViewStore(SQLiteTrackingRecorder):
         spend = ("(SELECT json_extract(t.value, '$[{i}]') FROM json_each(s, '{path}') AS t "
                  "WHERE json_extract(t.value, '$[0]') = :currency)")
         with self.datastore.transaction(commit=False) as c:
-            c.execute("SELECT json_extract(s, '$.first_purchase_at'), json_extract(s, '$.last_purchase_at'), "
-                      "json_extract(s, '$.purchase_days[0]'), json_extract(s, '$.purchases'), "
+            c.execute("SELECT json_extract(s, '$.purchase_days[0]'), json_extract(s, '$.purchase_days[1]'), "
+                      "json_extract(s, '$.purchase_days[2]'), json_extract(s, '$.purchases'), "
                       f"{spend.format(i=1, path='$.currencies')}, {spend.format(i=2, path='$.currencies')}, "
                       f"{spend.format(i=1, path='$.purchase_days[3]')} "
                       "FROM (SELECT CAST(state AS TEXT) AS s FROM customer_views) WHERE json_extract(s, '$.purchases') > 0",
                       {"currency": currency})
-            return [history(first, last, days, purchases, orders or 0, spent or "0", first_day or "0")
-                    for first, last, days, purchases, orders, spent, first_day in c.fetchall()]
+            return [history(days, first_day, bits, purchases, orders or 0, spent or "0", first_spend or "0")
+                    for days, first_day, bits, purchases, orders, spent, first_spend in c.fetchall()]
 
     def states_after(self, after: str, limit: int) -> list[tuple[str, bytes]]:
         """(customer id, stored state) of the customers after ``after``, in customer-id order."""

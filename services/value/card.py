@@ -39,7 +39,7 @@ from typing import Any
 from projections.codec import format_instant
 from projections.lifecycle.stages import DAY
 from projections.value.ltv import constant_margin_ltv
-from projections.value.purchase_days import mean_repeat_purchase_value
+from projections.value.purchase_days import DAY_US, PurchaseDays, mean_repeat_purchase_value
 from projections.value.rfm import segment
 from projections.value.rfm_cells import cell_of, rfm_figures, scores_of
 from projections.value.rfm_population import Quintiles
@@ -80,12 +80,18 @@ def value_cards(views: list[CustomerView], model: ValueModel | None, cuts: Quint
     """The cards of many customers at one time base, the model evaluated once for all."""
     currency = settings.value_currency
     repeats = [mean_repeat_value(view, currency) for view in views]
-    inputs: list[Inputs] = [(view.purchase_days.count, view.first_purchase_at, view.last_purchase_at,
-                             None if repeat is None else float(repeat)) for view, repeat in zip(views, repeats, strict=True)]
+    inputs: list[Inputs] = [_inputs(view.purchase_days, repeat) for view, repeat in zip(views, repeats, strict=True)]
     sections = value_sections(model, inputs, base.at)
     when = format_instant(instant_of(base.at))
     return [_card(view, cuts, base, when, settings, section, repeat)
             for view, section, repeat in zip(views, sections, repeats, strict=True)]
+
+
+def _inputs(days: PurchaseDays, repeat: Decimal | None) -> Inputs:
+    """BG/NBD reads purchase days (refunds are none), taken at the start of the day."""
+    first, last = days.first_day, days.last_day
+    return (days.count, None if first is None else first * DAY_US, None if last is None else last * DAY_US,
+            None if repeat is None else float(repeat))
 
 
 def value_card(view: CustomerView, model: ValueModel | None, cuts: Quintiles | None, base: TimeBase,

@@ -387,8 +387,10 @@ def test_the_value_scans_read_purchase_days_and_spend_per_currency_from_the_stor
 
     histories, currencies = run(redis_url, redis_prefix, body)
     # two purchase days, one of them in dollars: no mean repeat-purchase value in euros
-    assert (view.first_purchase_at, view.last_purchase_at, 2, None) in histories and len(histories) == 3
-    assert (euros.first_purchase_at, euros.last_purchase_at, 2, 25.0) in histories  # (35 − 10) / 1 repeat day
+    day = 86_400_000_000  # first and last purchase are read as their days
+    assert (view.first_purchase_at // day * day, view.last_purchase_at // day * day, 2, None) in histories
+    assert (euros.first_purchase_at // day * day, euros.last_purchase_at // day * day, 2, 25.0) in histories
+    assert len(histories) == 3  # (35 − 10) / 1 repeat day is the euro buyer's mean repeat-purchase value
     assert currencies == {"EUR": (3, 6, Decimal("150.00")), "USD": (1, 1, Decimal("7.50"))}
 
 

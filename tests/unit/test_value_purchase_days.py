@@ -54,3 +54,11 @@ def test_a_purchase_before_the_first_day_moves_the_first_day_and_its_spend() -> 
     assert add_purchase_day(earlier, 10 * DAY + 1, "EUR", Decimal(2)) is earlier  # a day already counted adds nothing
     same_day = add_purchase_day(earlier, 7 * DAY + 9, "EUR", Decimal(2))
     assert same_day.count == 3 and same_day.first_day_spend == (("EUR", Decimal(2)), ("USD", Decimal(3)))
+
+
+def test_a_refund_is_no_purchase_day_and_moves_neither_the_first_nor_the_last() -> None:
+    view = fold([purchase("a", at(2), "50.00"), purchase("b", at(5), "30.00"), purchase("r", at(9), "-30.00"),
+                 purchase("r0", at(0), "-5.00")])
+    days = view.purchase_days
+    assert days.count == 2 and days.days() == [days.first_day, days.first_day + 3] and days.last_day == days.first_day + 3
+    assert days.first_day == day_of(int(at(2).timestamp()) * 1_000_000) and view.purchases == 4

@@ -324,8 +324,8 @@ class RedisViewStore:
             if d["purchases"]:
                 totals = next((t for t in d["currencies"] if t[0] == currency), (currency, 0, "0"))
                 first_day = next((v for k, v in d["purchase_days"][3] if k == currency), "0")
-                out.append(history(d["first_purchase_at"], d["last_purchase_at"], d["purchase_days"][0],
-                                   d["purchases"], totals[1], totals[2], first_day))
+                count, first, bits, _ = d["purchase_days"]
+                out.append(history(count, first, bits, d["purchases"], totals[1], totals[2], first_day))
 
         await self._each_state(take)
         return out
