@@ -38,7 +38,8 @@ from projections.view.fold import (
 )
 from projections.view.state import PurchaseDays, mean_resolution_seconds
 
-__all__ = ["STATE_FORMAT", "StateFormatError", "to_state", "from_state", "value_view", "to_document", "lifecycle_document", "transition_document", "contact_document", "facts_document"]
+__all__ = ["STATE_FORMAT", "StateFormatError", "to_state", "from_state", "value_view", "to_document",
+           "lifecycle_document", "transition_document", "contact_document", "facts_document"]
 
 
 def _stamp(raw: list[Any] | None) -> tuple[int, str] | None:

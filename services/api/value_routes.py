@@ -1,19 +1,23 @@
 """Customer value over HTTP: the purchase model, and the portfolio's RFM grid and Pareto curve.
 
-``GET /v1/analytics/rfm``: the quintile cuts and, per RFM segment and per (R, FM)
-square, the customers and their revenue; ``GET /v1/analytics/value``: the named spend figures in
-``value_currency`` (total spend, orders, average order value), the purchases in other
-currencies (counted, never dropped silently; read at most every minute), the Pareto curve of
-revenue (share of revenue against share of customers, largest first), the share the
-top 20% hold, and the lifetime-value distribution (``projections.value.ltv_distribution``). Both read the RFM cells the runners keep with the views.
+``GET /v1/analytics/rfm``: the quintile cuts (as data values, with the tie rule) and, per
+RFM segment and per (R, FM) square, the customers and their revenue; ``GET
+/v1/analytics/value``: the named spend figures in ``value_currency`` (total spend, orders,
+average order value), the purchases in other currencies (counted, never dropped
+silently; read at most every minute), the Pareto curve of revenue (share of revenue
+against share of customers, largest first), the share the top 20% hold, and the
+lifetime-value distribution (``projections.value.ltv_distribution``). Both read the RFM
+cells the runners keep with the views.
 
-``POST /v1/value/refit`` (admin) fits BG/NBD on every customer's purchase history and
-stores it, observed until ``observation_end`` (body ``{"observation_end": RFC 3339 with
-an offset}``, optional; default the platform's time, the latest clock tick folded; 409
-when too few customers bought twice or when no tick was folded and no end given); ``GET /v1/value/model`` (read)
-says which model the customer views use; ``GET /v1/value/cards?format=jsonl|csv&at=&segment=``
-(read) streams every customer's value card, or every member's of a segment (``services.value.export``). Each customer's P(alive) and expected
-purchases are on the 360° view (``value``), computed at read time from that model.
+``POST /v1/value/refit`` (admin) fits the purchase and spend models on every customer's
+history, observed until ``observation_end`` (body ``{"observation_end": RFC 3339 with an
+offset}``, optional; default the platform's time, the latest clock tick folded; 409 when
+too few customers bought on two days or when no tick was folded and no end given); ``GET
+/v1/value/model`` (read) says which model the customer views use; ``GET
+/v1/value/cards?format=jsonl|csv&at=&segment=`` (read) streams every customer's value
+card, or every member's of a segment (``services.value.export``); ``GET
+/v1/value/validation`` (read, embedded) the calibration/holdout table or its chart. Each
+customer's card is on the 360° view (``value``), computed at read time from that model.
 """
 
 from __future__ import annotations

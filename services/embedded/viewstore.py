@@ -255,7 +255,8 @@ class ViewStore(SQLiteTrackingRecorder):
                       "json_extract(s, '$.purchase_days[2]'), json_extract(s, '$.purchases'), "
                       f"{spend.format(i=1, path='$.currencies')}, {spend.format(i=2, path='$.currencies')}, "
                       f"{spend.format(i=1, path='$.purchase_days[3]')} "
-                      "FROM (SELECT CAST(state AS TEXT) AS s FROM customer_views) WHERE json_extract(s, '$.purchases') > 0",
+                      "FROM (SELECT CAST(state AS TEXT) AS s FROM customer_views) "
+                      "WHERE json_extract(s, '$.purchases') > 0",
                       {"currency": currency})
             return [history(days, first_day, bits, purchases, orders or 0, spent or "0", first_spend or "0")
                     for days, first_day, bits, purchases, orders, spent, first_spend in c.fetchall()]
@@ -263,8 +264,8 @@ class ViewStore(SQLiteTrackingRecorder):
     def states_after(self, after: str, limit: int) -> list[tuple[str, bytes]]:
         """(customer id, stored state) of the customers after ``after``, in customer-id order."""
         with self.datastore.transaction(commit=False) as c:
-            c.execute("SELECT customer_id, state FROM customer_views WHERE customer_id > ? ORDER BY customer_id LIMIT ?",
-                      (after, limit))
+            c.execute("SELECT customer_id, state FROM customer_views WHERE customer_id > ? "
+                      "ORDER BY customer_id LIMIT ?", (after, limit))
             return [(r[0], bytes(r[1])) for r in c.fetchall()]
 
     def purchases_by_currency(self) -> dict[str, tuple[int, int, Decimal]]:
@@ -272,7 +273,8 @@ class ViewStore(SQLiteTrackingRecorder):
         functions; the spend summed exactly in Python, one row per customer and currency)."""
         out: dict[str, tuple[int, int, Decimal]] = {}
         with self.datastore.transaction(commit=False) as c:
-            c.execute("SELECT json_extract(t.value, '$[0]'), json_extract(t.value, '$[1]'), json_extract(t.value, '$[2]') "
+            c.execute("SELECT json_extract(t.value, '$[0]'), json_extract(t.value, '$[1]'), "
+                      "json_extract(t.value, '$[2]') "
                       "FROM customer_views, json_each(CAST(state AS TEXT), '$.currencies') AS t")
             for currency, count, revenue in c.fetchall():
                 customers, purchases, spend = out.get(currency, (0, 0, Decimal(0)))

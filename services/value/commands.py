@@ -24,8 +24,10 @@ value_app = typer.Typer(help="Customer value: the purchase model (docs/VALUE.md)
 
 @value_app.command("validate")
 def validate(
-    calibration_end: Annotated[datetime, typer.Option(help="fit on purchases up to this instant (YYYY-MM-DD or YYYY-MM-DDTHH:MM:SS, UTC)")],
-    observation_end: Annotated[datetime | None, typer.Option(help="end of the holdout (default: the platform's time)")] = None,
+    calibration_end: Annotated[datetime, typer.Option(
+        help="fit on purchases up to this instant (YYYY-MM-DD or YYYY-MM-DDTHH:MM:SS, UTC)")],
+    observation_end: Annotated[datetime | None, typer.Option(
+        help="end of the holdout (default: the platform's time)")] = None,
     chart_file: Annotated[Path | None, typer.Option("--chart", help="write the table as an SVG chart")] = None,
 ) -> None:
     """Fit BG/NBD on the calibration period and compare its predictions with the purchases
@@ -49,7 +51,8 @@ def validate(
     if end is None:
         typer.echo("no platform time yet: give --observation-end", err=True)
         raise typer.Exit(2)
-    table = holdout(customer_numbers(who), at, micros(calibration_end.replace(tzinfo=calibration_end.tzinfo or UTC)), end)
+    start = micros(calibration_end.replace(tzinfo=calibration_end.tzinfo or UTC))
+    table = holdout(customer_numbers(who), at, start, end)
     if chart_file is not None:
         chart_file.write_text(chart(table.rows))
     typer.echo(json.dumps(table.to_dict(), indent=2))

@@ -39,8 +39,8 @@ def value_section(model: ValueModel | None, days: int, first: int | None, last: 
 def value_sections(model: ValueModel | None, customers: Sequence[Inputs], at: int) -> list[dict[str, Any]]:
     """The predictive part of each customer's card at instant ``at``."""
     end = None if model is None else format_instant(instant_of(model.observation_end))
-    empty: dict[str, Any] = {"summary": None, "p_alive": None, "expected_purchases_90d": None, "model_lifetime_value": None,
-             "model_observation_end": end}
+    empty: dict[str, Any] = {"summary": None, "p_alive": None, "expected_purchases_90d": None,
+                             "model_lifetime_value": None, "model_observation_end": end}
     known = [i for i, (days, first, last, _) in enumerate(customers)
              if days and first is not None and last is not None and at >= first]
     out = [dict(empty) for _ in customers]

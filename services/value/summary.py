@@ -54,7 +54,8 @@ def summaries(
     last_p = np.minimum(np.asarray(last, dtype=np.int64), end) // period_us
     per_unit = np.float64(period_us / unit_us)  # a float64 scalar: the columns stay float64 to mypy too
     x = np.asarray(days, dtype=np.int64) - 1
-    return x.astype(np.float64), np.where(x > 0, last_p - first_p, 0) * per_unit, (end // period_us - first_p) * per_unit
+    t_x = np.where(x > 0, last_p - first_p, 0) * per_unit
+    return x.astype(np.float64), t_x, (end // period_us - first_p) * per_unit
 
 
 def summarise(

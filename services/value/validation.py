@@ -56,13 +56,15 @@ def holdout(customers: ArrayLike, at: ArrayLike, calibration_end: int, observati
     buyers, days = np.unique(pairs[:, 0], return_counts=True) if len(pairs) else (np.zeros(0, np.int64),) * 2
     actual = np.zeros(calibration.customers.size)
     found = np.searchsorted(calibration.customers, buyers)
-    known = (found < calibration.customers.size) & (calibration.customers[np.minimum(found, max(calibration.customers.size - 1, 0))] == buyers)
+    size = calibration.customers.size
+    known = (found < size) & (calibration.customers[np.minimum(found, max(size - 1, 0))] == buyers)
     actual[found[known]] = days[known]
     weeks = (observation_end // DAY_US - calibration_end // DAY_US) * DAY_US / WEEK_US
     predicted = model.expected_purchases(weeks, calibration.x, calibration.t_x, calibration.T)
     group = np.minimum(calibration.x, censor).astype(np.int64)
     rows = [{"frequency": f"{k}+" if k == censor else str(k), "customers": int((group == k).sum()),
-             "actual": round(float(actual[group == k].mean()), 4), "predicted": round(float(predicted[group == k].mean()), 4)}
+             "actual": round(float(actual[group == k].mean()), 4),
+             "predicted": round(float(predicted[group == k].mean()), 4)}
             for k in range(censor + 1) if (group == k).any()]
     return Holdout(model, weeks, rows, float(actual.sum()), float(predicted.sum()))
 
@@ -73,13 +75,15 @@ def chart(rows: list[dict[str, object]], width: int = 480, height: int = 300) ->
     step = (width - 60) / max(len(rows) - 1, 1)
 
     def line(key: str) -> str:
-        return " ".join(f"{40 + i * step:.1f},{height - 30 - float(r[key]) / top * (height - 50):.1f}"  # type: ignore[arg-type]
-                        for i, r in enumerate(rows))
+        points = ((40 + i * step, height - 30 - float(r[key]) / top * (height - 50))  # type: ignore[arg-type]
+                  for i, r in enumerate(rows))
+        return " ".join(f"{x:.1f},{y:.1f}" for x, y in points)
 
     labels = "".join(f'<text x="{40 + i * step:.1f}" y="{height - 10}" font-size="11" text-anchor="middle">'
                      f'{r["frequency"]}</text>' for i, r in enumerate(rows))
     return (f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}">'
             f'<polyline points="{line("actual")}" fill="none" stroke="black" stroke-width="2"/>'
-            f'<polyline points="{line("predicted")}" fill="none" stroke="steelblue" stroke-width="2" stroke-dasharray="6 4"/>'
+            f'<polyline points="{line("predicted")}" fill="none" stroke="steelblue" stroke-width="2" '
+            f'stroke-dasharray="6 4"/>'
             f'{labels}<text x="40" y="16" font-size="12">holdout purchases per customer: actual (solid), '
             f'BG/NBD (dashed), by calibration repeat purchases</text></svg>')

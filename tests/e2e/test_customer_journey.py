@@ -184,7 +184,8 @@ class Journey:
                         "frequency": 1, "monetary": "149.9000", "scores": {"r": 1, "f": 1, "m": 1},
                         "segment": "lost"},
                 # 41.20 a year (less than a year of relationship counts as one), r 0.8, d 0.1, 5 years
-                "lifetime_value": {"method": "seed_formula", "value": f"{41.2 * sum((0.8 / 1.1) ** t for t in range(1, 6)):.2f}",
+                "lifetime_value": {"method": "seed_formula",
+                                   "value": f"{41.2 * sum((0.8 / 1.1) ** t for t in range(1, 6)):.2f}",
                                    "margin_per_year": "41.20", "retention_rate": 0.8, "discount_rate": 0.1,
                                    "horizon_years": 5},
                 # one purchase, no model yet: her BG/NBD summary, whole days in weeks

@@ -167,7 +167,8 @@ def test_spend_figures_are_named_and_purchases_in_other_currencies_are_counted_n
     assert eur["monetary"] == {"total_spend": "100.0000", "orders": 5, "average_order_value": "20.0000",
                                "mean_repeat_purchase_value": "35.0000",  # (100 − 30 on the first day) / 2 days
                                "other_currencies": {}}
-    assert eur["summary"] == {"frequency": 2.0, "recency": pytest.approx(9 / 7), "T": pytest.approx(10 / 7), "unit": "week"}
+    assert eur["summary"] == {"frequency": 2.0, "recency": pytest.approx(9 / 7), "T": pytest.approx(10 / 7),
+                              "unit": "week"}
     usd = api.customer(f"{tag}-usd", at=iso(day + timedelta(days=10)))["value"]
     assert usd["monetary"]["total_spend"] == "0" and usd["monetary"]["average_order_value"] is None
     assert usd["monetary"]["other_currencies"] == {"USD": {"orders": 1, "total_spend": "50.0000"}}

@@ -26,7 +26,8 @@ def test_the_validation_reads_the_platform_s_purchases_and_gives_the_holdout_tab
                "received_at": day.isoformat(timespec="microseconds"), "source": "cdnow",
                "customer": {"customer_id": f"c-{c}", "emails": [], "phones": [], "external_ids": []},
                "channel": "web", "trigger_id": None, "attributes": {}, "order_id": f"o-{i}", "amount": "10.00",
-               "currency": "USD", "margin": None, "lines": []} for i, (c, day) in enumerate(zip(rows[:, 0], days, strict=True))]
+               "currency": "USD", "margin": None, "lines": []}
+              for i, (c, day) in enumerate(zip(rows[:, 0], days, strict=True))]
     log, store = TouchpointLog(tmp_path / "log.sqlite"), ViewStore(tmp_path / "views.sqlite")
     log.append(events)
     ProjectionRunner(log, store, batch=2000).catch_up()

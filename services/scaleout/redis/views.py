@@ -355,7 +355,8 @@ class RedisViewStore:
 
         async def flush() -> list[tuple[str, bytes]]:
             values = await self._call(self._redis.mget(batch))
-            found = [(name.decode()[len(start):], raw) for name, raw in zip(batch, values, strict=True) if raw is not None]
+            found = [(name.decode()[len(start):], raw)
+                     for name, raw in zip(batch, values, strict=True) if raw is not None]
             batch.clear()
             return found
 
