@@ -249,6 +249,10 @@ from services.segments.commands import segments_app  # noqa: E402 - customer seg
 
 app.add_typer(segments_app, name="segments")
 
+from services.value.commands import value_app  # noqa: E402 - the purchase model's validation
+
+app.add_typer(value_app, name="value")
+
 
 if __name__ == "__main__":
     app()

@@ -35,6 +35,7 @@ __all__ = [
     "VIEWS_WRITTEN",
     "VALUE_REFITS",
     "VALUE_MODEL_CUSTOMERS",
+    "VALUE_OTHER_CURRENCY_PURCHASES",
     "LIFECYCLE_CUSTOMERS",
     "LIFECYCLE_TRANSITIONS",
     "LIFECYCLE_TICK_DUE",
@@ -178,11 +179,17 @@ TICK_FAILURES = Counter(
 # -- customer value ------------------------------------------------------------------------
 VALUE_REFITS = Counter(
     "touchstream_value_refits_total",
-    "Purchase-model (BG/NBD) refits, by result (fitted, not_enough_history, failed).",
+    "Purchase-model (BG/NBD) refits, by result (fitted, not_enough_history, no_platform_time, failed).",
     ["result"],
 )
 VALUE_MODEL_CUSTOMERS = Gauge(
     "touchstream_value_model_customers", "Customers with a purchase the current purchase model was fitted on."
+)
+VALUE_OTHER_CURRENCY_PURCHASES = Gauge(
+    "touchstream_value_other_currency_purchases",
+    "Purchases in a currency other than value_currency, by currency: the spend figures leave them out "
+    "(counted when /v1/analytics/value is read and at each refit).",
+    ["currency"],
 )
 
 # -- next best contact -----------------------------------------------------------------------

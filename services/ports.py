@@ -15,19 +15,22 @@ is a ``ValueError``. Storage that cannot take events raises ``StorageUnavailable
 from __future__ import annotations
 
 import base64
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, NamedTuple, Protocol
+from decimal import Decimal
+from typing import Any, NamedTuple, Protocol, runtime_checkable
 
 from projections.identity import Identifier
+from projections.value.purchase_days import DAY_US, mean_repeat_purchase_value
 from projections.value.rfm_cells import Cell, Change
 from services.segments.changes import SegmentSource
 from services.settings import Settings
 
 __all__ = ["Runtime", "Intake", "CustomerReads", "LifecycleReads", "Health", "ValueStore", "TriggerFeed",
            "DeliveryLedger", "SegmentReads", "Platform", "Caught", "TimelinePage", "Readiness", "TransitionPage",
-           "TriggerPage", "LifecycleFigures", "StorageUnavailable", "cursor_out", "cursor_in"]
+           "TriggerPage", "LifecycleFigures", "StorageUnavailable", "cursor_out", "cursor_in", "History", "history",
+           "PurchaseLog"]
 
 
 class StorageUnavailable(Exception):
@@ -161,11 +164,43 @@ class Health(Runtime, Protocol):
     async def refresh_gauges(self) -> None: ...
 
 
+History = tuple[int, int, int, float | None]
+"""(first purchase µs, last purchase µs, distinct purchase days, mean repeat-purchase value
+in the value currency or None): what the value model is fitted on, per customer."""
+
+
+def history(days: int, first_day: int | None, bits: str, purchases: int, orders: int, spent: str,
+            first_day_spend: str) -> History:
+    """A customer's ``History`` from their stored purchase days (``PurchaseDays``: count,
+    first day, days as hexadecimal bits) and totals; first and last purchase are taken at
+    the start of their day (all BG/NBD reads of them), refunds being no purchase day."""
+    if not days or first_day is None:
+        return 0, 0, 0, None
+    repeat = mean_repeat_purchase_value(days, purchases, orders, Decimal(spent), Decimal(first_day_spend))
+    last_day = first_day + int(bits, 16).bit_length() - 1
+    return first_day * DAY_US, last_day * DAY_US, days, None if repeat is None else float(repeat)
+
+
+
 class ValueStore(Runtime, Protocol):
     """What the value model reads and keeps: purchase histories, RFM cells, fitted models."""
 
-    async def purchase_histories(self) -> list[tuple[int, int, int]]:
-        """(first purchase µs, last purchase µs, purchases) of every customer who bought."""
+    async def purchase_histories(self, currency: str) -> list[History]:
+        """Every customer who bought: first and last purchase, purchase days, mean
+        repeat-purchase value in ``currency`` (``History``)."""
+        ...
+
+    async def purchases_by_currency(self) -> dict[str, tuple[int, int, Decimal]]:
+        """Per currency: (customers, purchases, spend) over every customer."""
+        ...
+
+    def every_state(self) -> AsyncIterator[tuple[str, bytes]]:
+        """(customer id, stored state) of every customer, streamed (embedded: in customer-id order)."""
+        ...
+
+    async def platform_time(self) -> int | None:
+        """The platform's time (µs): the latest clock tick the views have folded (scale-out:
+        the latest over the partitions); None before the first tick."""
         ...
 
     async def save_model(self, name: str, body: bytes) -> None: ...
@@ -174,6 +209,17 @@ class ValueStore(Runtime, Protocol):
 
     async def rfm_cells(self) -> dict[Cell, Change]:
         """The portfolio's RFM cells (every partition's, merged)."""
+        ...
+
+
+@runtime_checkable
+class PurchaseLog(Protocol):
+    """Every purchase the views have folded, per customer: what the purchase model's
+    validation refits on. Embedded only: the scale-out log is Kafka's, kept for a
+    retention period, and scanning it is not an API request's work."""
+
+    async def purchase_log(self) -> tuple[list[str], list[int]]:
+        """(customer id, purchase instant µs) of every purchase."""
         ...
 
 

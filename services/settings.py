@@ -141,6 +141,12 @@ class Settings(BaseSettings):
     value_retention_rate: float = Field(default=0.8, ge=0, le=1)
     value_discount_rate: float = Field(default=0.1, gt=-1)
     value_horizon_years: int = Field(default=5, ge=1, le=100)
+    # model-based lifetime value (BG/NBD + Gamma-Gamma, discounted as lifetimes'
+    # customer_lifetime_value): horizon in months of 30 days, monthly discount rate, and
+    # the share of spend that is margin (1: the value is revenue)
+    value_clv_months: int = Field(default=12, ge=1, le=1200)
+    value_clv_monthly_discount_rate: float = Field(default=0.01, gt=-1)
+    value_margin_ratio: float = Field(default=1.0, ge=0, le=1)
     # customer segments (docs/VALUE.md): the definitions file; changing a definition
     # re-evaluates its membership over every view (embedded: at start; scale-out:
     # `touchstream segments rebuild`)

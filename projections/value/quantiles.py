@@ -81,6 +81,11 @@ class LogBuckets:
         mid = 2 * math.exp((abs(key) - _SHIFT) * self._log_gamma) / (gamma + 1)
         return mid if key > 0 else -mid
 
+    def bounds(self, key: int) -> tuple[float, float]:
+        """The magnitudes a positive bucket holds: ``(g^(k−1), g^k]``."""
+        k = abs(key) - _SHIFT
+        return math.exp((k - 1) * self._log_gamma), math.exp(k * self._log_gamma)
+
     def to_dict(self) -> dict[str, Any]:
         return {"kind": "log", "alpha": self.alpha}
 

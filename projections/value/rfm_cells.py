@@ -27,7 +27,11 @@ from projections.value.rfm_population import DAY_US, QUINTILE_CUTS, Cuts, Quinti
 from projections.view.state import CustomerView
 
 __all__ = ["Cell", "Change", "rfm_figures", "cell_of", "changes", "quintiles", "scores_of", "grid", "pareto", "RECENCY", "FREQUENCY",
-           "MONETARY"]
+           "MONETARY", "cut_values", "TIE_RULE"]
+
+TIE_RULE = ("score = 1 + the number of the four cuts strictly below the figure: a figure equal to a cut takes "
+            "the lower score; equal cuts (ties, as when most customers bought once) leave some scores unused, "
+            "e.g. frequency cuts [1, 1, 2, 4] give one-time buyers F=1 and two purchases F=3, never F=2")
 
 RECENCY = LinearBuckets(DAY_US)
 FREQUENCY = LogBuckets(0.01)
@@ -136,3 +140,25 @@ def pareto(cells: Mapping[Cell, Change], points: int = 20) -> dict[str, Any]:
     curve = [{"customers": round(k / points, 4), "revenue": round(at(k / points), 4)} for k in range(points + 1)]
     return {"customers": customers, "revenue": str(Decimal(revenue).scaleb(-4)), "curve": curve,
             "top_20_share": round(at(0.2), 4)}
+
+
+def cut_values(cells: Mapping[Cell, Change], cuts: Quintiles) -> dict[str, Any]:
+    """The cuts as data values: the last purchase day (exact); the purchase count the
+    frequency bucket holds (exact when it holds one integer, as every count below 50
+    does); the mean total spend of the customers in the monetary bucket (exact when they
+    spent the same; their spends lie within the bucket, ±1%). ``exact`` says which."""
+    days = [int(k) * DAY_US for k in cuts.last_purchase_at.keys]
+    frequency, exact_f = [], []
+    for key in cuts.frequency.keys:
+        low, high = FREQUENCY.bounds(key) if key > 0 else (0.0, 0.0)
+        one = key > 0 and int(high) - int(low) == 1
+        frequency.append(int(high) if one else round(FREQUENCY.value(key), 2))
+        exact_f.append(one)
+    spend: dict[int, list[int]] = {}
+    for cell, held in cells.items():
+        row = spend.setdefault(cell[2], [0, 0])
+        row[0], row[1] = row[0] + held.customers, row[1] + held.revenue
+    monetary = [str((Decimal(spend[k][1]).scaleb(-4) / spend[k][0]).quantize(Decimal("0.01")))
+                if spend.get(k, [0])[0] else str(round(MONETARY.value(k), 2)) for k in cuts.monetary.keys]
+    return {"last_purchase_day": days, "frequency": frequency, "monetary": monetary,
+            "exact": {"last_purchase_day": True, "frequency": exact_f}}

@@ -36,18 +36,20 @@ from projections.view.fold import (
     Score,
     instant_of,
 )
-from projections.view.state import mean_resolution_seconds
+from projections.view.state import PurchaseDays, mean_resolution_seconds
 
-__all__ = ["STATE_FORMAT", "StateFormatError", "to_state", "from_state", "to_document", "lifecycle_document", "transition_document", "contact_document", "facts_document"]
+__all__ = ["STATE_FORMAT", "StateFormatError", "to_state", "from_state", "value_view", "to_document",
+           "lifecycle_document", "transition_document", "contact_document", "facts_document"]
 
 
 def _stamp(raw: list[Any] | None) -> tuple[int, str] | None:
     return None if raw is None else (raw[0], raw[1])
 
 
-STATE_FORMAT = 4
+STATE_FORMAT = 5
 """The stored form's version: 4 bounds the state (an idempotency window instead of every
-event id, resolved cases folded into totals beyond ``CASES_LIMIT``)."""
+event id, resolved cases folded into totals beyond ``CASES_LIMIT``); 5 adds the distinct
+purchase days (``projections.value.purchase_days``)."""
 
 
 class StateFormatError(ValueError):
@@ -70,6 +72,7 @@ def to_state(view: CustomerView) -> dict[str, Any]:
         "purchases": view.purchases,
         "first_purchase_at": view.first_purchase_at,
         "last_purchase_at": view.last_purchase_at,
+        "purchase_days": _purchase_days_state(view.purchase_days),
         "currencies": [(k, c.count, str(c.revenue), str(c.margin), c.margin_count) for k, c in view.currencies],
         "cases": [(k, *c) for k, c in view.cases],
         "closed_cases": tuple(view.closed_cases),
@@ -81,6 +84,33 @@ def to_state(view: CustomerView) -> dict[str, Any]:
         "lifecycle": _lifecycle_state(view.lifecycle),
         "contact": contact_state(view.contact),
     }
+
+
+def value_view(d: dict[str, Any]) -> CustomerView:
+    """The part of a stored view the value card reads (purchases, their days, currencies),
+    decoded alone: an export of every card need not decode every view's contacts, cases
+    and lifecycle. ``value_card`` gives the same card from it as from ``from_state``."""
+    if d.get("format") != STATE_FORMAT:
+        raise StateFormatError(f"stored state format {d.get('format', 'before 4')}, expected {STATE_FORMAT}")
+    return CustomerView(
+        customer_id=d["customer_id"],
+        purchases=d["purchases"],
+        first_purchase_at=d["first_purchase_at"],
+        last_purchase_at=d["last_purchase_at"],
+        purchase_days=_purchase_days_from(d["purchase_days"]),
+        currencies=tuple(
+            (k, CurrencyTotals(n, Decimal(r), Decimal(m), mc)) for k, n, r, m, mc in d["currencies"]
+        ),
+    )
+
+
+def _purchase_days_state(days: PurchaseDays) -> list[Any]:
+    return [days.count, days.first_day, format(days.bits, "x"), [(k, str(v)) for k, v in days.first_day_spend]]
+
+
+def _purchase_days_from(raw: list[Any]) -> PurchaseDays:
+    count, first_day, bits, spend = raw
+    return PurchaseDays(count, first_day, int(bits, 16), tuple((k, Decimal(v)) for k, v in spend))
 
 
 def _lifecycle_state(lc: Lifecycle) -> list[Any]:
@@ -113,6 +143,7 @@ def from_state(d: dict[str, Any]) -> CustomerView:
         purchases=d["purchases"],
         first_purchase_at=d["first_purchase_at"],
         last_purchase_at=d["last_purchase_at"],
+        purchase_days=_purchase_days_from(d["purchase_days"]),
         currencies=tuple(
             (k, CurrencyTotals(n, Decimal(r), Decimal(m), mc)) for k, n, r, m, mc in d["currencies"]
         ),

@@ -29,6 +29,7 @@ from projections.touchpoints import (
     Touchpoint,
     WebForm,
 )
+from projections.value.purchase_days import add_purchase_day
 from projections.view.state import (
     CASES_LIMIT,
     PRESSURE_MARKS_LIMIT,
@@ -124,13 +125,14 @@ def evolve(view: CustomerView, event: Touchpoint,
             now = at if clock is None or at >= clock else clock
             if now >= lc.deadline:
                 lc = advance(lc, now, lifecycle)
-    purchases, first_purchase, last_purchase, currencies = (
-        view.purchases, view.first_purchase_at, view.last_purchase_at, view.currencies,
+    purchases, first_purchase, last_purchase, days, currencies = (
+        view.purchases, view.first_purchase_at, view.last_purchase_at, view.purchase_days, view.currencies,
     )
     cases, closed, csat, nps, consents = view.cases, view.closed_cases, view.csat, view.nps, view.consents
     match event:
         case Purchase():
             purchases += 1
+            days = add_purchase_day(days, at, event.currency, event.amount)
             first_purchase = _min(first_purchase, at)
             last_purchase = _max(last_purchase, at)
             currencies = _purchase(currencies, event)
@@ -164,6 +166,7 @@ def evolve(view: CustomerView, event: Touchpoint,
         purchases=purchases,
         first_purchase_at=first_purchase,
         last_purchase_at=last_purchase,
+        purchase_days=days,
         currencies=currencies,
         cases=cases,
         closed_cases=closed,

@@ -15,6 +15,7 @@ from typing import NamedTuple
 
 from projections.lifecycle.stages import Lifecycle
 from projections.nbc.state import ContactState
+from projections.value.purchase_days import PurchaseDays
 
 __all__ = [
     "RECENT_LIMIT",
@@ -27,6 +28,7 @@ __all__ = [
     "Attribute",
     "ChannelStats",
     "CurrencyTotals",
+    "PurchaseDays",
     "CaseState",
     "Score",
     "ConsentState",
@@ -149,6 +151,7 @@ class CustomerView(NamedTuple):
     purchases: int = 0
     first_purchase_at: int | None = None
     last_purchase_at: int | None = None
+    purchase_days: PurchaseDays = PurchaseDays()  # distinct purchase days (projections.value.purchase_days)
     currencies: tuple[tuple[str, CurrencyTotals], ...] = ()
     cases: tuple[tuple[str, CaseState], ...] = ()  # at most CASES_LIMIT, by case id
     closed_cases: ClosedCases = ClosedCases()  # resolved cases folded out of ``cases``

@@ -36,7 +36,7 @@ from services.api.trigger_routes import trigger_router
 from services.api.value_routes import value_router
 from services.contracts.confluent import RegistryUnavailable
 from services.nbc.delivery import Webhooks
-from services.ports import Platform, StorageUnavailable
+from services.ports import Platform, PurchaseLog, StorageUnavailable
 from services.scaleout.redis.views import ViewStoreUnavailable
 from services.value.service import ValueService
 
@@ -148,7 +148,8 @@ def create_app(platform: Platform, *, manage_platform: bool = True) -> FastAPI:
     app.include_router(lifecycle_router(platform, keys))
     app.include_router(contact_analytics_router(platform, keys))
     app.include_router(trigger_router(platform, keys))
-    app.include_router(value_router(value, keys))
+    app.include_router(value_router(value, keys, platform.segments,
+                                    platform if isinstance(platform, PurchaseLog) else None))
     app.include_router(segment_router(platform, keys))
     app.include_router(ops_router(platform))
     install_openapi(app)

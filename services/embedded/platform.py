@@ -10,7 +10,9 @@ then stops the runner.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime
+from decimal import Decimal
 from typing import Any
 
 import orjson
@@ -25,6 +27,7 @@ from services import metrics
 from services.clock import ClockScheduler
 from services.embedded.eventlog import Appended, TouchpointLog, tick_document
 from services.embedded.ingest import GroupCommitter
+from services.embedded.purchase_log import purchases
 from services.embedded.runner import ProjectionRunner
 from services.embedded.segment_reads import EmbeddedSegments
 from services.embedded.storage.unit import open_current
@@ -32,6 +35,7 @@ from services.gauges import set_segment_gauges, set_stage_gauges
 from services.gc_tuning import tune_gc
 from services.ports import (
     Caught,
+    History,
     LifecycleFigures,
     Readiness,
     TimelinePage,
@@ -179,8 +183,24 @@ class EmbeddedPlatform:
         page = [transition_row_document(r) for r in rows]
         return TransitionPage(page, cursor_out(rows[-1]["feed"]) if rows else after)
 
-    async def purchase_histories(self) -> list[tuple[int, int, int]]:
-        return await asyncio.to_thread(self.views.customers.purchase_histories)
+    async def purchase_histories(self, currency: str) -> list[History]:
+        return await asyncio.to_thread(self.views.customers.purchase_histories, currency)
+
+    async def purchase_log(self) -> tuple[list[str], list[int]]:
+        return await asyncio.to_thread(purchases, self.log, self.views)
+
+    async def every_state(self) -> AsyncIterator[tuple[str, bytes]]:
+        after = ""
+        while page := await asyncio.to_thread(self.views.customers.states_after, after, 2000):
+            for row in page:
+                yield row
+            after = page[-1][0]
+
+    async def purchases_by_currency(self) -> dict[str, tuple[int, int, Decimal]]:
+        return await asyncio.to_thread(self.views.customers.purchases_by_currency)
+
+    async def platform_time(self) -> int | None:
+        return await asyncio.to_thread(self.views.clock)
 
     async def save_model(self, name: str, body: bytes) -> None:
         await asyncio.to_thread(self.views.value.save_model, name, body)

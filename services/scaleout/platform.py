@@ -31,8 +31,9 @@ from __future__ import annotations
 import asyncio
 import re
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import datetime
+from decimal import Decimal
 from typing import Any
 
 import orjson
@@ -51,6 +52,7 @@ from services.gauges import set_segment_gauges, set_stage_gauges
 from services.gc_tuning import tune_gc
 from services.ports import (
     Caught,
+    History,
     LifecycleFigures,
     Readiness,
     StorageUnavailable,
@@ -319,8 +321,17 @@ class KafkaPlatform:
         return LifecycleFigures(stages, moves)
 
     # -- customer value --------------------------------------------------------------------
-    async def purchase_histories(self) -> list[tuple[int, int, int]]:
-        return await self.store.purchase_histories()
+    async def purchase_histories(self, currency: str) -> list[History]:
+        return await self.store.purchase_histories(currency)
+
+    def every_state(self) -> AsyncIterator[tuple[str, bytes]]:
+        return self.store.every_state()
+
+    async def purchases_by_currency(self) -> dict[str, tuple[int, int, Decimal]]:
+        return await self.store.purchases_by_currency()
+
+    async def platform_time(self) -> int | None:
+        return await self.store.latest_clock(self.topic, self.settings.kafka_partitions)
 
     async def save_model(self, name: str, body: bytes) -> None:
         await self.store.save_model(name, body)

@@ -27,6 +27,7 @@ buyers (x in the thousands); Euler's transformation turns it into the equal, ben
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -35,7 +36,7 @@ from numpy.typing import ArrayLike, NDArray
 from scipy.optimize import minimize
 from scipy.special import digamma, expit, gammaln, hyp2f1
 
-__all__ = ["BgNbd", "fit", "log_likelihood", "WEEK_US"]
+__all__ = ["standard_errors", "BgNbd", "fit", "log_likelihood", "WEEK_US"]
 
 WEEK_US = 7 * 86_400 * 1_000_000
 
@@ -54,21 +55,24 @@ class BgNbd:
     customers: int
     converged: bool = True
     unit_us: int = WEEK_US  # the time unit of x, t_x and T, in microseconds
+    standard_errors: tuple[float, ...] | None = None  # of (r, alpha, a, b); None: not estimable
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> BgNbd:
-        return cls(**d)
+        errors = d.get("standard_errors")
+        return cls(**{**d, "standard_errors": None if errors is None else tuple(errors)})
 
     def p_alive(self, x: ArrayLike, t_x: ArrayLike, T: ArrayLike) -> Floats:
         x, t_x, T = _arrays(x, t_x, T)
         return np.where(x > 0, expit(-self._log_dead_odds(x, t_x, T)), 1.0)
 
-    def expected_purchases(self, t: float, x: ArrayLike, t_x: ArrayLike, T: ArrayLike) -> Floats:
-        """Expected purchases in (T, T + t] of customers with this history (FHL eq. 10)."""
-        x, t_x, T = _arrays(x, t_x, T)
+    def expected_purchases(self, t: ArrayLike, x: ArrayLike, t_x: ArrayLike, T: ArrayLike) -> Floats:
+        """Expected purchases in (T, T + t] of customers with this history (FHL eq. 10);
+        ``t`` broadcasts against the customers (a column of horizons gives one row each)."""
+        t, x, t_x, T = _arrays(t, x, t_x, T)
         r, alpha, a, b = self.r, self.alpha, self.a, self.b
         ahead = (alpha + T) / (alpha + T + t)
         bracket = 1 - ahead ** (a - 1) * hyp2f1(a + b - 1 - r, a - 1, a + b + x - 1, t / (alpha + T + t))
@@ -145,4 +149,29 @@ def fit(
     r, alpha, a, b = np.exp(result.x)
     alpha /= scale
     total = float(w @ log_likelihood((r, alpha, a, b), x, t_x, T))
-    return BgNbd(float(r), float(alpha), float(a), float(b), total, int(round(w.sum())), bool(result.success), unit_us)
+    errors = standard_errors(lambda p: _objective(p, x, t_x * scale, T * scale, w)[1], result.x, float(w.sum()))
+    if errors is not None:
+        errors = (errors[0], float(errors[1] / scale), errors[2], errors[3])
+    return BgNbd(float(r), float(alpha), float(a), float(b), total, int(round(w.sum())), bool(result.success), unit_us,
+                 errors)
+
+
+def standard_errors(gradient: Callable[[Floats], Floats], log_theta: Floats, n: float) -> tuple[float, ...] | None:
+    """Asymptotic standard errors of the parameters at the optimum ``log_theta`` of a mean
+    negative log-likelihood over ``n`` customers: the Hessian in log-parameters by central
+    differences of the analytic gradient, inverted, mapped to the parameters by the delta
+    method (as ``lifetimes`` reports them); None when the Hessian is singular."""
+    k, h = log_theta.size, 1e-5
+    hessian = np.empty((k, k))
+    for j in range(k):
+        step = np.zeros(k)
+        step[j] = h
+        hessian[:, j] = (gradient(log_theta + step) - gradient(log_theta - step)) / (2 * h)
+    try:
+        covariance = np.linalg.inv((hessian + hessian.T) / 2) / n
+    except np.linalg.LinAlgError:
+        return None
+    variances = np.diag(covariance)
+    if np.any(variances < 0) or not np.all(np.isfinite(variances)):
+        return None
+    return tuple(float(v) for v in np.exp(log_theta) * np.sqrt(variances))

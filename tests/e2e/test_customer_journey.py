@@ -175,16 +175,24 @@ class Journey:
                 }],
             },
             "value": {
+                "time_base": {"at": iso(self.at), "source": "request"},
                 "currency": "EUR", "historical": {"revenue": "149.9000", "margin": "41.2000"},
+                "monetary": {"total_spend": "149.9000", "orders": 1, "average_order_value": "149.9000",
+                             "mean_repeat_purchase_value": None, "other_currencies": {}},
                 # one buyer in the portfolio: every quintile cut is hers, a value at a cut scores low
                 "rfm": {"recency_days": round((self.at - self.t_purchase).total_seconds() / 86_400, 3),
                         "frequency": 1, "monetary": "149.9000", "scores": {"r": 1, "f": 1, "m": 1},
                         "segment": "lost"},
                 # 41.20 a year (less than a year of relationship counts as one), r 0.8, d 0.1, 5 years
-                "lifetime_value": {"value": f"{41.2 * sum((0.8 / 1.1) ** t for t in range(1, 6)):.2f}",
+                "lifetime_value": {"method": "seed_formula",
+                                   "value": f"{41.2 * sum((0.8 / 1.1) ** t for t in range(1, 6)):.2f}",
                                    "margin_per_year": "41.20", "retention_rate": 0.8, "discount_rate": 0.1,
                                    "horizon_years": 5},
-                "p_alive": None, "expected_purchases_90d": None, "model_fitted_at": None,
+                # one purchase, no model yet: her BG/NBD summary, whole days in weeks
+                "summary": {"frequency": 0.0, "recency": 0.0, "unit": "week",
+                            "T": (self.at.date() - self.t_purchase.date()).days / 7},
+                "p_alive": None, "expected_purchases_90d": None, "model_lifetime_value": None,
+                "model_observation_end": None,
             },
             "contact_pressure": {
                 window: {

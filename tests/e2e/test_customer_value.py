@@ -4,6 +4,9 @@ they are still a customer and how many purchases to expect in the next 90 days."
 
 from __future__ import annotations
 
+import csv
+import io
+import json
 import random
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -41,8 +44,14 @@ def simulated(tag: str, n: int = 150, seed: int = 3) -> list[dict[str, Any]]:
     return events
 
 
-def refit(api: Api) -> Any:
-    return api.client.post("/v1/value/refit", headers=bearer(api.runtime.keys.admin))
+def refit(api: Api, body: Any = None) -> Any:
+    return api.client.post("/v1/value/refit", json=body, headers=bearer(api.runtime.keys.admin))
+
+
+def tick(api: Api, at: datetime) -> int:
+    response = api.client.post("/v1/clock/ticks", json={"at": iso(at)}, headers=bearer(api.runtime.keys.admin))
+    assert response.status_code == 202, response.text
+    return int(response.json()["position"])
 
 
 def test_the_purchase_model_is_refitted_on_demand_and_every_view_carries_its_figures(api: Api) -> None:
@@ -59,13 +68,23 @@ def test_the_purchase_model_is_refitted_on_demand_and_every_view_carries_its_fig
     position = api.ingest(events)["position"]
     api.customer(f"{tag}-loyal-0", min_position=position)
 
+    position = tick(api, NOW)  # the platform's time is the observation end
+    api.customer(f"{tag}-loyal-0", min_position=position)
     answer = refit(api)
     assert answer.status_code == 200, answer.text
     model = answer.json()
     assert model["customers"] >= 165 and model["repeat_buyers"] >= 100 and model["converged"] is True
     assert all(v > 0 for v in model["parameters"].values())
-    assert api.get("/v1/value/model").json()["fitted_at"] == model["fitted_at"]
-    assert refit(api).status_code == 200  # refitting again is fine
+    assert model["observation_end"] == iso(NOW) and model["observation_end_source"] == "platform_clock"
+    assert model["data_window"]["last_purchase"] <= iso(NOW) and len(model["inputs_fingerprint"]) == 64
+    assert api.get("/v1/value/model").json() == model
+    again = refit(api, {"observation_end": iso(NOW)})  # the same end, named: the same model
+    assert again.status_code == 200 and again.json()["observation_end_source"] == "explicit"
+    assert {k: again.json()[k] for k in ("parameters", "inputs_fingerprint", "observation_end")} == \
+        {k: model[k] for k in ("parameters", "inputs_fingerprint", "observation_end")}
+    for bad in ("2026-01-01", "2026-01-01T00:00:00", 1767225600):
+        refused = refit(api, {"observation_end": bad})
+        assert refused.status_code == 422, (bad, refused.text)
 
     at = iso(NOW)
     loyal = api.customer(f"{tag}-loyal-3", at=at)["value"]
@@ -74,7 +93,9 @@ def test_the_purchase_model_is_refitted_on_demand_and_every_view_carries_its_fig
     assert 0.0 < gone["p_alive"] < loyal["p_alive"] <= 1.0
     assert loyal["expected_purchases_90d"] > gone["expected_purchases_90d"] > 0.0
     assert once["p_alive"] == 1.0  # no repeat purchase: the model cannot see them leave
-    assert loyal["model_fitted_at"] is not None
+    assert loyal["model_observation_end"] == iso(NOW)
+    assert loyal["time_base"] == {"at": iso(NOW), "source": "request"}
+    assert api.customer(f"{tag}-loyal-3")["value"]["time_base"] == {"at": iso(NOW), "source": "platform_clock"}
 
     forbidden = api.client.post("/v1/value/refit", headers=bearer(api.runtime.keys.read))
     assert forbidden.status_code == 403
@@ -104,6 +125,12 @@ def test_rfm_scores_segments_and_the_pareto_curve_follow_the_portfolio(api: Api)
     spent = sum((k + 1) * 10 * (k % 5 + 1) for k in range(40))
     assert sum(float(s["revenue"]) for s in grid["segments"].values()) == spent
     assert sum(q["customers"] for q in grid["squares"]) == 40 and len(grid["cuts"]["frequency"]) == 4
+    # the cuts are data values: purchase counts as counts, spend as the customers' spend (within 1%)
+    assert grid["cuts"]["frequency"] == [1, 2, 3, 4] and grid["cuts"]["exact"]["frequency"] == [True] * 4
+    totals = sorted((k + 1) * 10 * (k % 5 + 1) for k in range(40))
+    exact = [totals[int(q * 39)] for q in (0.2, 0.4, 0.6, 0.8)]  # the lower quantile
+    assert [float(v) for v in grid["cuts"]["monetary"]] == pytest.approx(exact, rel=0.01)
+    assert "strictly below" in grid["cuts"]["tie_rule"]
 
     value = api.get("/v1/analytics/value", points=10).json()["pareto"]
     assert value["customers"] == 40 and float(value["revenue"]) == spent
@@ -124,3 +151,55 @@ def test_rfm_scores_segments_and_the_pareto_curve_follow_the_portfolio(api: Api)
     assert ltv["quantiles"]["p10"] <= ltv["quantiles"]["p50"] <= ltv["quantiles"]["p90"]
     assert sum(c["customers"] for c in ltv["histogram"]) == 40 and ltv["zero_or_less"] == 0
     assert ltv["histogram"][0]["from"] == pytest.approx(revenues[0] * factor, rel=0.011)
+
+
+def test_spend_figures_are_named_and_purchases_in_other_currencies_are_counted_not_dropped(api: Api) -> None:
+    tag = unique()
+    day = datetime(2025, 3, 3, 9, tzinfo=UTC)
+    orders = [(0, "10.00"), (0, "20.00"), (5, "30.00"), (9, "15.00"), (9, "25.00")]  # three purchase days
+    events = [purchase(f"{tag}-e{i}", day + timedelta(days=d, hours=i), {"customer_id": f"{tag}-eur"},
+                       order_id=f"{tag}-oe{i}", amount=amount) for i, (d, amount) in enumerate(orders)]
+    events.append(purchase(f"{tag}-u0", day, {"customer_id": f"{tag}-usd"}, order_id=f"{tag}-ou0", amount="50.00",
+                           currency="USD"))
+    position = api.ingest(events)["position"]
+
+    eur = api.customer(f"{tag}-eur", min_position=position, at=iso(day + timedelta(days=10)))["value"]
+    assert eur["monetary"] == {"total_spend": "100.0000", "orders": 5, "average_order_value": "20.0000",
+                               "mean_repeat_purchase_value": "35.0000",  # (100 − 30 on the first day) / 2 days
+                               "other_currencies": {}}
+    assert eur["summary"] == {"frequency": 2.0, "recency": pytest.approx(9 / 7), "T": pytest.approx(10 / 7),
+                              "unit": "week"}
+    usd = api.customer(f"{tag}-usd", at=iso(day + timedelta(days=10)))["value"]
+    assert usd["monetary"]["total_spend"] == "0" and usd["monetary"]["average_order_value"] is None
+    assert usd["monetary"]["other_currencies"] == {"USD": {"orders": 1, "total_spend": "50.0000"}}
+
+    portfolio = api.get("/v1/analytics/value").json()
+    assert portfolio["monetary"] == {"customers": 1, "orders": 5, "total_spend": "100.0000",
+                                     "average_order_value": "20.0000", "average_spend_per_customer": "100.0000"}
+    others = portfolio["other_currencies"]
+    assert others["orders"] == 1 and others["by_currency"] == {
+        "USD": {"customers": 1, "orders": 1, "total_spend": "50.0000"}}
+    assert "value_currency" in others["note"]
+
+
+def test_every_value_card_or_a_segment_s_is_exported_in_one_stream_at_one_time_base(api: Api) -> None:
+    tag = unique()
+    day = datetime(2025, 3, 3, 9, tzinfo=UTC)
+    events = [purchase(f"{tag}-a{i}", day + timedelta(days=3 * i), {"customer_id": f"{tag}-repeat"},
+                       order_id=f"{tag}-oa{i}", amount="20.00") for i in range(3)]
+    events.append(purchase(f"{tag}-b0", day, {"customer_id": f"{tag}-once"}, order_id=f"{tag}-ob0", amount="70.00"))
+    position = api.ingest(events)["position"]
+    api.customer(f"{tag}-once", min_position=position)
+    at = iso(day + timedelta(days=30))
+
+    lines = [json.loads(line) for line in api.get("/v1/value/cards", at=at).text.splitlines()]
+    exported = {line["customer_id"]: line["value"] for line in lines}
+    assert exported[f"{tag}-repeat"] == api.customer(f"{tag}-repeat", at=at)["value"]  # the card read alone
+    assert {card["time_base"]["at"] for card in exported.values()} == {at}
+
+    members = api.get("/v1/value/cards", format="csv", segment="one_time_buyers", at=at)
+    assert members.status_code == 200 and members.headers["content-type"].startswith("text/csv")
+    rows = list(csv.DictReader(io.StringIO(members.text)))
+    assert [r["customer_id"] for r in rows] == [f"{tag}-once"]
+    assert rows[0]["total_spend"] == "70.0000" and rows[0]["repeat_purchase_days"] == "0.0"
+    assert api.get("/v1/value/cards", segment="no_such_segment").status_code == 404

@@ -30,6 +30,8 @@ V1_ROUTES = {
     ("get", "/v1/analytics/lifecycle"),
     ("post", "/v1/value/refit"),
     ("get", "/v1/value/model"),
+    ("get", "/v1/value/cards"),
+    ("get", "/v1/value/validation"),
     ("get", "/v1/analytics/rfm"),
     ("get", "/v1/analytics/value"),
     ("get", "/v1/analytics/segments"),

@@ -7,6 +7,7 @@ import asyncio
 import socket
 import time
 from collections.abc import Awaitable, Callable
+from decimal import Decimal
 from typing import Any
 
 import orjson
@@ -364,3 +365,43 @@ def test_a_batch_folded_on_a_position_that_moved_on_is_refused_even_if_it_reache
     assert run(redis_url, redis_prefix, body) == [True, False, True]
     r, p = raw(redis_url), redis_prefix
     assert r.get(f"{p}:state:c-1") == b"w2b" and r.xlen(f"{p}:deadletters") == 1  # never appended twice
+
+
+def test_the_value_scans_read_purchase_days_and_spend_per_currency_from_the_stored_states(
+        redis_url: str, redis_prefix: str) -> None:
+    ref = CustomerRef(customer_id="c-v")
+    view = initial_view("c-v")
+    for event in (purchase("v1", at(0), "10.00", ref=ref), purchase("v2", at(0, hours=3), "5.00", ref=ref),
+                  purchase("v3", at(4), "7.50", "USD", ref=ref)):
+        view = evolve(view, event)
+    euros = initial_view("c-w")
+    for event in (purchase("w1", at(0), "10.00", ref=CustomerRef(customer_id="c-w")),
+                  purchase("w2", at(3), "20.00", ref=CustomerRef(customer_id="c-w")),
+                  purchase("w3", at(3, hours=2), "5.00", ref=CustomerRef(customer_id="c-w"))):
+        euros = evolve(euros, event)
+    states = {"c-v": orjson.dumps(to_state(view)), "c-1": folded("c-1")[0], "c-w": orjson.dumps(to_state(euros))}
+
+    async def body(store: RedisViewStore) -> tuple[Any, ...]:
+        assert await store.commit(TOPIC, 0, 0, states, {}, [])
+        return await store.purchase_histories("EUR"), await store.purchases_by_currency()
+
+    histories, currencies = run(redis_url, redis_prefix, body)
+    # two purchase days, one of them in dollars: no mean repeat-purchase value in euros
+    day = 86_400_000_000  # first and last purchase are read as their days
+    assert (view.first_purchase_at // day * day, view.last_purchase_at // day * day, 2, None) in histories
+    assert (euros.first_purchase_at // day * day, euros.last_purchase_at // day * day, 2, 25.0) in histories
+    assert len(histories) == 3  # (35 − 10) / 1 repeat day is the euro buyer's mean repeat-purchase value
+    assert currencies == {"EUR": (3, 6, Decimal("150.00")), "USD": (1, 1, Decimal("7.50"))}
+
+
+def test_the_platform_s_time_is_the_latest_clock_folded_on_any_partition(redis_url: str, redis_prefix: str) -> None:
+    client = raw(redis_url)
+
+    async def latest(store: RedisViewStore) -> int | None:
+        return await store.latest_clock(TOPIC, 3)
+
+    assert run(redis_url, redis_prefix, latest) is None  # no tick folded yet
+    keys = RedisViewStore(redis_url, redis_prefix).keys
+    client.set(keys.clock(TOPIC, 0), 1_000)
+    client.set(keys.clock(TOPIC, 2), 5_000)
+    assert run(redis_url, redis_prefix, latest) == 5_000

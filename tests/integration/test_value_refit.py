@@ -9,13 +9,14 @@ from pathlib import Path
 import orjson
 import pytest
 
-from projections.view.document import from_state
+from projections.view.document import from_state, value_view
 from services.embedded.eventlog import TouchpointLog
 from services.embedded.runner import ProjectionRunner
 from services.embedded.storage.unit import ViewStore
 from services.value.bgnbd import WEEK_US, fit
-from services.value.job import NotEnoughHistory, refit, value_section
-from services.value.summary import distinct_rows
+from services.value.job import NotEnoughHistory, ValueModel, refit
+from services.value.predictive import value_section
+from services.value.summary import DAY_US, distinct_rows
 from tools.traffic import TrafficOptions, generate
 
 END = 1_767_225_600_000_000  # 2026-01-01 (the traffic covers 2025)
@@ -31,28 +32,49 @@ def test_histories_fit_and_view_figures_agree(tmp_path: Path) -> None:
     with store.datastore.transaction(commit=False) as c:
         c.execute("SELECT state FROM customer_views")
         views = [from_state(orjson.loads(row[0])) for row in c.fetchall()]
-    expected = sorted((v.first_purchase_at, v.last_purchase_at, v.purchases) for v in views if v.purchases)
-    histories = store.customers.purchase_histories()
-    assert sorted(histories) == expected and len(expected) > 100
+    expected = sorted((v.purchase_days.first_day * DAY_US, v.purchase_days.last_day * DAY_US, v.purchase_days.count)
+                      for v in views if v.purchase_days.count)  # refunds are no purchase day
+    histories = store.customers.purchase_histories("EUR")
+    assert sorted(h[:3] for h in histories) == expected and len(expected) > 100
 
     model = refit(histories, END)
     x = [h[2] - 1 for h in expected]
-    t_x = [(h[1] - h[0]) / WEEK_US if h[2] > 1 else 0.0 for h in expected]
-    T = [(END - h[0]) / WEEK_US for h in expected]
+    t_x = [(h[1] // DAY_US - h[0] // DAY_US) * (DAY_US / WEEK_US) if h[2] > 1 else 0.0 for h in expected]
+    T = [(END // DAY_US - h[0] // DAY_US) * (DAY_US / WEEK_US) for h in expected]
     direct = fit(*distinct_rows(x, t_x, T))
     assert model.model == direct and model.customers == len(expected)
 
-    view = next(v for v in views if v.purchases >= 3)
-    shown = value_section(model, view.purchases, view.first_purchase_at, view.last_purchase_at, END)
-    args = (view.purchases - 1, (view.last_purchase_at - view.first_purchase_at) / WEEK_US,
-            (END - view.first_purchase_at) / WEEK_US)
+    view = next(v for v in views if v.purchase_days.count >= 3)
+    shown = value_section(model, view.purchase_days.count, view.first_purchase_at, view.last_purchase_at, END)
+    args = (view.purchase_days.count - 1, (view.last_purchase_at // DAY_US - view.first_purchase_at // DAY_US) / 7,
+            (END // DAY_US - view.first_purchase_at // DAY_US) / 7)
     assert shown["p_alive"] == round(float(direct.p_alive(*args)), 6)
-    assert shown["expected_purchases_90d"] == round(float(direct.expected_purchases_within(90 * 86_400 * 10**6, *args)), 6)
+    expected = direct.expected_purchases_within(90 * 86_400 * 10**6, *args)
+    assert shown["expected_purchases_90d"] == round(float(expected), 6)
     store.value.save_model("bgnbd", model.to_json())
     assert store.value.model("bgnbd") == model.to_json()
 
 
 def test_too_few_repeat_buyers_is_said_not_fitted() -> None:
     with pytest.raises(NotEnoughHistory, match="repeat purchases"):
-        refit([(0, 10, 2)] * 5 + [(0, 0, 1)] * 100, END)
+        refit([(0, 10, 2, 5.0)] * 5 + [(0, 0, 1, None)] * 100, END)
     assert value_section(None, 3, 0, 10, END)["p_alive"] is None
+
+
+def test_an_exported_page_of_cards_is_each_card_read_alone(tmp_path: Path) -> None:
+    from services.settings import Settings
+    from services.value.card import value_card, value_cards
+    from services.value.service import TimeBase
+
+    log, store = TouchpointLog(tmp_path / "log.sqlite"), ViewStore(tmp_path / "views.sqlite")
+    log.append([{"received_at": e["occurred_at"], **e}
+                for e in generate(TrafficOptions(customers=300, events=5000, duplicate_rate=0.0))])
+    ProjectionRunner(log, store, batch=1000).catch_up()
+    model = refit(store.customers.purchase_histories("EUR"), END)
+    states = [orjson.loads(raw) for _, raw in store.customers.states_after("", 10_000)]
+    assert len(states) > 200 and model.spend is not None
+    assert ValueModel.from_json(model.to_json()) == model  # what another API process reads back
+    settings, base = Settings(value_currency="EUR"), TimeBase(END, "request")
+    alone = [value_card(from_state(d), model, None, base, settings) for d in states]
+    assert value_cards([value_view(d) for d in states], model, None, base, settings) == alone
+    assert any(card["model_lifetime_value"] and card["model_lifetime_value"]["value"] for card in alone)

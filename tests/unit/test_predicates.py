@@ -217,9 +217,10 @@ def test_the_catalogue_states_a_type_and_a_description_for_every_fact() -> None:
 def test_value_card_facts_read_the_card_the_shell_computes_when_a_view_is_read() -> None:
     from services.settings import Settings
     from services.value.card import value_card
+    from services.value.service import TimeBase
 
     view = fold(purchase("p1", at(0), "300.00", margin="90.00"), purchase("p2", at(30), "200.00", margin="60.00"))
-    card = value_card(view, None, None, micros(at(40)), Settings(value_currency="EUR"))
+    card = value_card(view, None, None, TimeBase(micros(at(40)), "request"), Settings(value_currency="EUR"))
     facts = facts_of(to_document(view), {"value": card})
     assert holds({"fact": "value.historical.revenue", "eq": 500}, facts)
     assert holds({"fact": "value.rfm.recency_days", "eq": 10}, facts)

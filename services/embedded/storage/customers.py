@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from decimal import Decimal
 from typing import Any
 
 from services.embedded.storage.base import Concern, ViewChanges
+from services.ports import History, history
 
 __all__ = ["Customers"]
 
@@ -62,11 +64,39 @@ class Customers(Concern):
             c.execute(sql, [*params, limit])
             return [(r[0], r[1]) for r in c.fetchall()]
 
-    def purchase_histories(self) -> list[tuple[int, int, int]]:
-        """(first purchase µs, last purchase µs, purchases) of every customer who bought,
-        read by SQLite's JSON functions (no state is parsed in Python)."""
+    def purchase_histories(self, currency: str) -> list[History]:
+        """(first purchase µs, last purchase µs, distinct purchase days, mean repeat-purchase
+        value in ``currency``) of every customer who bought, read by SQLite's JSON functions
+        (no state is parsed in Python)."""
+        spend = ("(SELECT json_extract(t.value, '$[{i}]') FROM json_each(s, '{path}') AS t "
+                 "WHERE json_extract(t.value, '$[0]') = :currency)")
         with self.reading() as c:
-            c.execute("SELECT json_extract(s, '$.first_purchase_at'), json_extract(s, '$.last_purchase_at'), "
-                      "json_extract(s, '$.purchases') FROM (SELECT CAST(state AS TEXT) AS s FROM customer_views) "
-                      "WHERE json_extract(s, '$.purchases') > 0")
-            return [(r[0], r[1], r[2]) for r in c.fetchall()]
+            c.execute("SELECT json_extract(s, '$.purchase_days[0]'), json_extract(s, '$.purchase_days[1]'), "
+                      "json_extract(s, '$.purchase_days[2]'), json_extract(s, '$.purchases'), "
+                      f"{spend.format(i=1, path='$.currencies')}, {spend.format(i=2, path='$.currencies')}, "
+                      f"{spend.format(i=1, path='$.purchase_days[3]')} "
+                      "FROM (SELECT CAST(state AS TEXT) AS s FROM customer_views) "
+                      "WHERE json_extract(s, '$.purchases') > 0",
+                      {"currency": currency})
+            return [history(days, first_day, bits, purchases, orders or 0, spent or "0", first_spend or "0")
+                    for days, first_day, bits, purchases, orders, spent, first_spend in c.fetchall()]
+
+    def states_after(self, after: str, limit: int) -> list[tuple[str, bytes]]:
+        """(customer id, stored state) of the customers after ``after``, in customer-id order."""
+        with self.reading() as c:
+            c.execute("SELECT customer_id, state FROM customer_views WHERE customer_id > ? "
+                      "ORDER BY customer_id LIMIT ?", (after, limit))
+            return [(r[0], bytes(r[1])) for r in c.fetchall()]
+
+    def purchases_by_currency(self) -> dict[str, tuple[int, int, Decimal]]:
+        """Per currency: (customers, purchases, spend) over every stored view (SQLite's JSON
+        functions; the spend summed exactly in Python, one row per customer and currency)."""
+        out: dict[str, tuple[int, int, Decimal]] = {}
+        with self.reading() as c:
+            c.execute("SELECT json_extract(t.value, '$[0]'), json_extract(t.value, '$[1]'), "
+                      "json_extract(t.value, '$[2]') "
+                      "FROM customer_views, json_each(CAST(state AS TEXT), '$.currencies') AS t")
+            for currency, count, revenue in c.fetchall():
+                customers, purchases, spend = out.get(currency, (0, 0, Decimal(0)))
+                out[currency] = (customers + 1, purchases + count, spend + Decimal(revenue))
+        return out

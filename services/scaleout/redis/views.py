@@ -27,8 +27,9 @@ applied batch would answer False); other calls are retried once, without delay.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
+from decimal import Decimal
 from typing import Any, Literal
 
 import orjson
@@ -41,6 +42,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from projections.identity import Identifier
 from projections.value.rfm_cells import Cell, Change
+from services.ports import History, history
 from services.scaleout.redis import commit as redis_commit
 from services.scaleout.redis.commit import PartitionCommit
 from services.scaleout.redis.keys import STREAM_FIELD, RedisKeys
@@ -308,31 +310,67 @@ class RedisViewStore:
         value = await self._call(self._redis.get(self.keys.clock(topic, partition)))
         return None if value is None else int(value)
 
-    async def purchase_histories(self) -> list[tuple[int, int, int]]:
-        """(first purchase µs, last purchase µs, purchases) of every customer who bought:
-        every stored state is scanned and parsed, a thousand at a time."""
+    async def latest_clock(self, topic: str, partitions: int) -> int | None:
+        """The latest clock tick folded on any partition of ``topic``, in one MGET."""
+        values = await self._call(self._redis.mget([self.keys.clock(topic, p) for p in range(partitions)]))
+        return max((int(v) for v in values if v is not None), default=None)
+
+    async def purchase_histories(self, currency: str) -> list[History]:
+        """Every customer who bought (``History``): every stored state is scanned and
+        parsed, a thousand at a time."""
+        out: list[History] = []
+
+        def take(d: dict[str, Any]) -> None:
+            if d["purchases"]:
+                totals = next((t for t in d["currencies"] if t[0] == currency), (currency, 0, "0"))
+                first_day = next((v for k, v in d["purchase_days"][3] if k == currency), "0")
+                count, first, bits, _ = d["purchase_days"]
+                out.append(history(count, first, bits, d["purchases"], totals[1], totals[2], first_day))
+
+        await self._each_state(take)
+        return out
+
+    async def purchases_by_currency(self) -> dict[str, tuple[int, int, Decimal]]:
+        """Per currency: (customers, purchases, spend) over every stored state."""
+        out: dict[str, tuple[int, int, Decimal]] = {}
+
+        def take(d: dict[str, Any]) -> None:
+            for currency, count, revenue, *_ in d["currencies"]:
+                customers, purchases, spend = out.get(currency, (0, 0, Decimal(0)))
+                out[currency] = (customers + 1, purchases + count, spend + Decimal(revenue))
+
+        await self._each_state(take)
+        return out
+
+    async def _each_state(self, take: Callable[[dict[str, Any]], None]) -> None:
+        """Every stored state, parsed."""
+        async for _, raw in self.every_state():
+            take(orjson.loads(raw))
+
+    async def every_state(self) -> AsyncIterator[tuple[str, bytes]]:
+        """(customer id, stored state) of every customer, scanned a thousand at a time
+        (Redis' scan order)."""
         start = self.keys.state("")
-        out: list[tuple[int, int, int]] = []
         batch: list[bytes] = []
 
-        async def flush() -> None:
-            for raw in await self._call(self._redis.mget(batch)):
-                if raw is not None:
-                    d = orjson.loads(raw)
-                    if d["purchases"]:
-                        out.append((d["first_purchase_at"], d["last_purchase_at"], d["purchases"]))
+        async def flush() -> list[tuple[str, bytes]]:
+            values = await self._call(self._redis.mget(batch))
+            found = [(name.decode()[len(start):], raw)
+                     for name, raw in zip(batch, values, strict=True) if raw is not None]
             batch.clear()
+            return found
 
         try:
             async for name in self._redis.scan_iter(match=start.replace("*", r"\*") + "*", count=2000):
                 batch.append(name)
                 if len(batch) >= 1000:
-                    await flush()
+                    for row in await flush():
+                        yield row
+            if batch:
+                for row in await flush():
+                    yield row
         except _UNAVAILABLE as error:
             raise ViewStoreUnavailable(f"redis at {self._where} unavailable: {type(error).__name__}") from error
-        if batch:
-            await flush()
-        return out
 
     async def rfm_cells(self, topic: str, partitions: int) -> dict[Cell, Change]:
         """The RFM cells of every partition, merged."""
