@@ -47,6 +47,12 @@ ANSWER_SCHEMAS: dict[str, dict[str, Any]] = {
                               "per rule and version: fired, suppressed, delivered, reached, converted"),
     "TriggersPage": _object({"triggers": _LIST, "next_cursor": _CURSOR}, "triggers, oldest first (docs/TRIGGERS.md)"),
     "PurchaseModel": {"type": "object", "description": "the fitted BG/NBD model the views use (docs/VALUE.md)"},
+    "ValueValidation": _object({
+        "parameters": {"type": "object"}, "unit": {"const": "week"}, "customers": _COUNT,
+        "holdout_weeks": {"type": "number"}, "rows": _LIST, "actual": {"type": "number"},
+        "predicted": {"type": "number"},
+    }, "the calibration/holdout table: repeat purchases predicted and seen in the holdout, per number of "
+       "calibration repeat purchases (docs/VALUE.md); format=svg answers its chart"),
     "RfmGrid": _object({"currency": {"type": "string"}, "customers": _COUNT, "cuts": {"type": ["object", "null"]},
                         "segments": {"type": "object"}, "squares": _LIST},
                        "the portfolio's RFM cuts, segments and squares (docs/VALUE.md)"),
@@ -77,6 +83,7 @@ ANSWERS: dict[tuple[str, str], str] = {
     ("get", "/v1/triggers"): "TriggersPage",
     ("get", "/v1/value/model"): "PurchaseModel",
     ("post", "/v1/value/refit"): "PurchaseModel",
+    ("get", "/v1/value/validation"): "ValueValidation",
     ("get", "/v1/analytics/rfm"): "RfmGrid",
     ("get", "/v1/analytics/value"): "ValueFigures",
     ("get", "/v1/analytics/segments"): "SegmentFigures",

@@ -98,7 +98,8 @@ def _complete(document: dict[str, Any]) -> dict[str, Any]:
             if (method, path) in ANSWERS:
                 ref = {"$ref": f"#/components/schemas/{ANSWERS[method, path]}"}
                 for status in [s for s in responses if s[0] == "2"] + (["503"] if path == "/readyz" else []):
-                    responses[status]["content"] = {"application/json": {"schema": ref}}
+                    content = responses[status].setdefault("content", {})  # other media a route declares stay
+                    content["application/json"] = {"schema": ref}
             if operation.get("security"):
                 for status, description in _KEYED.items():
                     responses.setdefault(status, {"description": description})

@@ -79,7 +79,10 @@ def value_router(value: ValueService, keys: KeyRing, segments: SegmentSource | N
                  purchases: PurchaseLog | None = None) -> APIRouter:
     router = APIRouter(tags=["value"])
 
-    @router.get("/v1/value/validation", dependencies=[Depends(keys.require("read"))])
+    @router.get("/v1/value/validation", dependencies=[Depends(keys.require("read"))],
+                responses={200: {"content": {"image/svg+xml": {"schema": {"type": "string"}}}},
+                           409: {"description": "too little history on either side of calibration_end"},
+                           501: {"description": "the scale-out runtime does not validate (it would scan the log)"}})
     async def validation(calibration_end: Instant, observation_end: Instant | None = None,
                          format: Literal["json", "svg"] = "json") -> Response:  # noqa: A002 - the query parameter
         """The calibration/holdout table (``services.value.validation``): fitted on the
@@ -113,7 +116,11 @@ def value_router(value: ValueService, keys: KeyRing, segments: SegmentSource | N
             raise HTTPException(409, f"the purchase model cannot be fitted yet: {error}") from None
         return JSON(model.summary())
 
-    @router.get("/v1/value/cards", dependencies=[Depends(keys.require("read"))])
+    @router.get("/v1/value/cards", dependencies=[Depends(keys.require("read"))], response_class=StreamingResponse,
+                responses={200: {"description": "one value card per customer, streamed", "content": {
+                    "application/x-ndjson": {"schema": {"type": "string"}},
+                    "text/csv": {"schema": {"type": "string"}}}},
+                    404: {"description": "no such segment"}})
     async def export(format: Literal["csv", "jsonl"] = "jsonl",  # noqa: A002 - the query parameter's name
                      at: Instant | None = None,
                      segment: Annotated[str | None, Query(max_length=128)] = None) -> StreamingResponse:
