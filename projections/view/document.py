@@ -90,18 +90,24 @@ def value_view(d: dict[str, Any]) -> CustomerView:
     """The part of a stored view the value card reads (purchases, their days, currencies),
     decoded alone: an export of every card need not decode every view's contacts, cases
     and lifecycle. ``value_card`` gives the same card from it as from ``from_state``."""
+    _check_format(d)
+    return CustomerView(customer_id=d["customer_id"], **_value_fields(d))
+
+
+def _check_format(d: dict[str, Any]) -> None:
     if d.get("format") != STATE_FORMAT:
         raise StateFormatError(f"stored state format {d.get('format', 'before 4')}, expected {STATE_FORMAT}")
-    return CustomerView(
-        customer_id=d["customer_id"],
-        purchases=d["purchases"],
-        first_purchase_at=d["first_purchase_at"],
-        last_purchase_at=d["last_purchase_at"],
-        purchase_days=_purchase_days_from(d["purchase_days"]),
-        currencies=tuple(
-            (k, CurrencyTotals(n, Decimal(r), Decimal(m), mc)) for k, n, r, m, mc in d["currencies"]
-        ),
-    )
+
+
+def _value_fields(d: dict[str, Any]) -> dict[str, Any]:
+    """The stored purchases, their days and currencies, as ``CustomerView`` fields."""
+    return {
+        "purchases": d["purchases"],
+        "first_purchase_at": d["first_purchase_at"],
+        "last_purchase_at": d["last_purchase_at"],
+        "purchase_days": _purchase_days_from(d["purchase_days"]),
+        "currencies": tuple((k, CurrencyTotals(n, Decimal(r), Decimal(m), mc)) for k, n, r, m, mc in d["currencies"]),
+    }
 
 
 def _purchase_days_state(days: PurchaseDays) -> list[Any]:
@@ -127,8 +133,7 @@ def _lifecycle_from(raw: list[Any] | None) -> Lifecycle:
 
 
 def from_state(d: dict[str, Any]) -> CustomerView:
-    if d.get("format") != STATE_FORMAT:
-        raise StateFormatError(f"stored state format {d.get('format', 'before 4')}, expected {STATE_FORMAT}")
+    _check_format(d)
     return CustomerView(
         customer_id=d["customer_id"],
         emails=frozenset(d["emails"]),
@@ -140,13 +145,7 @@ def from_state(d: dict[str, Any]) -> CustomerView:
         profile=tuple((k, Attribute(v, _stamp(s))) for k, v, s in d["profile"]),  # type: ignore[arg-type]
         channels=tuple((k, ChannelStats(n, f, la, o, _stamp(s))) for k, n, f, la, o, s in d["channels"]),
         recent=tuple(Recent(*r) for r in d["recent"]),
-        purchases=d["purchases"],
-        first_purchase_at=d["first_purchase_at"],
-        last_purchase_at=d["last_purchase_at"],
-        purchase_days=_purchase_days_from(d["purchase_days"]),
-        currencies=tuple(
-            (k, CurrencyTotals(n, Decimal(r), Decimal(m), mc)) for k, n, r, m, mc in d["currencies"]
-        ),
+        **_value_fields(d),
         cases=tuple(
             (k, CaseState(o, st, _stamp(ss), sev, cat, _stamp(cs)))  # type: ignore[arg-type]
             for k, o, st, ss, sev, cat, cs in d["cases"]

@@ -58,6 +58,20 @@ class Concern:
         with self.datastore.transaction(commit=False) as c:
             yield c
 
+    def after(self, table: str, columns: str, cursor: str, after: int, limit: int,
+              **equal: str | None) -> list[Any]:
+        """Rows of ``table`` whose ``cursor`` column is beyond ``after``, in cursor order, at
+        most ``limit``; each keyword a column that must equal its value (None: any)."""
+        sql = f"SELECT {columns} FROM {table} WHERE {cursor} > ?"
+        params: list[Any] = [after]
+        for column, value in equal.items():
+            if value is not None:
+                sql += f" AND {column} = ?"
+                params.append(value)
+        with self.reading() as c:
+            c.execute(f"{sql} ORDER BY {cursor} LIMIT ?", (*params, limit))
+            return list(c.fetchall())
+
     @contextmanager
     def writing(self) -> Iterator[SQLiteCursor]:
         """A transaction of its own, for writes made outside runner batches."""

@@ -58,17 +58,9 @@ class Contacts(Concern):
     def triggers(self, *, after: int = 0, limit: int = 100, channel: str | None = None,
                  customer_id: str | None = None) -> list[tuple[int, bytes]]:
         """(feed, document JSON) of triggers after the feed cursor ``after``, oldest first."""
-        sql = "SELECT feed, document FROM nbc_triggers WHERE feed > ? "
-        params: list[Any] = [after]
-        if channel is not None:
-            sql += "AND channel = ? "
-            params.append(channel)
-        if customer_id is not None:
-            sql += "AND customer_id = ? "
-            params.append(customer_id)
-        with self.reading() as c:
-            c.execute(sql + "ORDER BY feed LIMIT ?", (*params, limit))
-            return [(r[0], bytes(r[1])) for r in c.fetchall()]
+        rows = self.after("nbc_triggers", "feed, document", "feed", after, limit, channel=channel,
+                          customer_id=customer_id)
+        return [(r[0], bytes(r[1])) for r in rows]
 
     def figures(self) -> dict[tuple[str, int, str, str], int]:
         with self.reading() as c:

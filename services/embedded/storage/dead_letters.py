@@ -18,9 +18,7 @@ class DeadLetters(Concern):
 
     def rows(self, *, after: int = 0, limit: int = 100) -> list[dict[str, Any]]:
         """Dead letters after the log position ``after``, oldest first."""
-        with self.reading() as c:
-            c.execute("SELECT * FROM dead_letters WHERE position > ? ORDER BY position LIMIT ?", (after, limit))
-            return [dict(r) for r in c.fetchall()]
+        return [dict(r) for r in self.after("dead_letters", "*", "position", after, limit)]
 
     def count(self) -> int:
         with self.reading() as c:

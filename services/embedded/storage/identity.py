@@ -42,9 +42,7 @@ class IdentityIndex(Concern):
 
     def conflicts(self, *, after: int = 0, limit: int = 100) -> list[dict[str, Any]]:
         """Conflict rows after the log position ``after``, oldest first."""
-        with self.reading() as c:
-            c.execute("SELECT * FROM identity_conflicts WHERE position > ? ORDER BY position LIMIT ?", (after, limit))
-            return [dict(r) for r in c.fetchall()]
+        return [dict(r) for r in self.after("identity_conflicts", "*", "position", after, limit)]
 
     def count(self) -> int:
         with self.reading() as c:

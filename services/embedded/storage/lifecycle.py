@@ -54,14 +54,8 @@ class Lifecycle(Concern):
             return {r[0]: r[1] for r in c.fetchall()}
 
     def transitions(self, *, after: int = 0, limit: int = 100, customer_id: str | None = None) -> list[dict[str, Any]]:
-        sql = "SELECT * FROM lifecycle_transitions WHERE feed > ? "
-        params: list[Any] = [after]
-        if customer_id is not None:
-            sql += "AND customer_id = ? "
-            params.append(customer_id)
-        with self.reading() as c:
-            c.execute(sql + "ORDER BY feed LIMIT ?", (*params, limit))
-            return [dict(r) for r in c.fetchall()]
+        rows = self.after("lifecycle_transitions", "*", "feed", after, limit, customer_id=customer_id)
+        return [dict(r) for r in rows]
 
     def transitions_between(self, start: int, end: int) -> list[tuple[str, str, int]]:
         """(from, to, dwell µs) of transitions with ``start <= at < end``."""

@@ -125,14 +125,9 @@ class Segments(Concern):
             return [(r[0], r[1], bytes(r[2])) for r in c.fetchall()]
 
     def feed(self, *, after: int = 0, limit: int = 100, segment: str | None = None) -> list[dict[str, Any]]:
-        sql = "SELECT feed, change_id, segment, version, customer_id, kind, at, cause FROM segment_changes WHERE feed > ? "
-        params: list[Any] = [after]
-        if segment is not None:
-            sql += "AND segment = ? "
-            params.append(segment)
-        with self.reading() as c:
-            c.execute(sql + "ORDER BY feed LIMIT ?", (*params, limit))
-            return [dict(r) for r in c.fetchall()]
+        rows = self.after("segment_changes", "feed, change_id, segment, version, customer_id, kind, at, cause", "feed",
+                          after, limit, segment=segment)
+        return [dict(r) for r in rows]
 
     def window(self, start: int, end: int) -> dict[str, dict[str, int]]:
         """Entries and exits per segment with ``start <= at < end``."""
