@@ -24,15 +24,24 @@ services:
 	@command -v promtool >/dev/null && command -v prometheus >/dev/null || \
 	  (apt-get update -qq && apt-get install -y -qq prometheus >/dev/null)
 
-$(STAMP): pyproject.toml constraints.txt
+RUN_STAMP := $(VENV)/.installed-run
+
+# What running needs (make run); the test extras come with make test / make install.
+$(RUN_STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
+	@echo "Installing Touchstream into $(VENV) (about a minute the first time)..."
+	$(BIN)/python -m pip install --quiet -c constraints.txt -e .
+	touch $(RUN_STAMP)
+
+$(STAMP): $(RUN_STAMP)
+	@echo "Installing the test tools into $(VENV)..."
 	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[test]'
 	touch $(STAMP)
 
 install: $(STAMP)
 
-run: install
+run: $(RUN_STAMP)
 	$(BIN)/touchstream run
 
 up: install services

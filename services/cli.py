@@ -59,7 +59,21 @@ def run(
         from services.embedded.platform import EmbeddedPlatform
 
         platform = EmbeddedPlatform(settings)
-    serve(create_app(platform), platform, host or settings.host, port or settings.port)
+    host, port = host or settings.host, port or settings.port
+    serve(create_app(platform), platform, host, port, banner=_banner(settings, host, port))
+
+
+def _banner(settings: Settings, host: str, port: int) -> str:
+    """Where a newcomer goes once the platform listens: the API, its docs, the key."""
+    shown = "127.0.0.1" if host in ("0.0.0.0", "::", "") else host  # noqa: S104 - naming, not binding
+    url = f"http://{shown}:{port}"
+    key = settings.data_dir / "dev-api-key"
+    where_key = (f"the admin key is in {key} (send it as: Authorization: Bearer $(cat {key}))"
+                 if key.exists() and len(settings.api_keys) == 1 else "API keys: from TOUCHSTREAM_API_KEYS")
+    return (f"\nTouchstream ({settings.runtime}) is listening on {url}\n"
+            f"  API docs:  {url}/docs  (OpenAPI: {url}/openapi.json)\n"
+            f"  {where_key}\n"
+            f"  health:    {url}/readyz   metrics: {url}/metrics\n")
 
 
 @app.command()

@@ -11,7 +11,10 @@ during the delay stops at once, as uvicorn's own handling does.
 
 from __future__ import annotations
 
+import socket
+import sys
 import time
+from collections.abc import Callable
 from types import FrameType
 
 import structlog
@@ -28,10 +31,16 @@ log = structlog.get_logger("touchstream.api")
 class DrainingServer(uvicorn.Server):
     """uvicorn's server, not ready from the first signal, closing after a delay."""
 
-    def __init__(self, config: uvicorn.Config, platform: Runtime, delay_seconds: float):
+    def __init__(self, config: uvicorn.Config, platform: Runtime, delay_seconds: float,
+                 on_ready: Callable[[], None] | None = None):
         super().__init__(config)
-        self.platform, self.delay_seconds = platform, delay_seconds
+        self.platform, self.delay_seconds, self.on_ready = platform, delay_seconds, on_ready
         self._exit_at: float | None = None
+
+    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+        await super().startup(sockets)
+        if self.started and self.on_ready is not None:
+            self.on_ready()
 
     def handle_exit(self, sig: int, frame: FrameType | None) -> None:
         first = not self.platform.draining
@@ -49,9 +58,15 @@ class DrainingServer(uvicorn.Server):
         return await super().on_tick(counter)
 
 
-def serve(api: FastAPI, platform: Runtime, host: str, port: int) -> None:
-    """Run until SIGTERM/SIGINT; return once the platform is closed."""
+def serve(api: FastAPI, platform: Runtime, host: str, port: int, *, banner: str | None = None) -> None:
+    """Run until SIGTERM/SIGINT; return once the platform is closed. ``banner``: printed
+    on standard error once the server listens (where to go, for a person at a terminal)."""
     settings = platform.settings
     config = uvicorn.Config(api, host=host, port=port, log_config=None, access_log=False, loop="uvloop",
                             http="httptools", timeout_graceful_shutdown=settings.shutdown_grace_seconds)
-    DrainingServer(config, platform, settings.shutdown_delay_seconds).run()
+
+    def ready() -> None:
+        if banner:
+            print(banner, file=sys.stderr, flush=True)
+
+    DrainingServer(config, platform, settings.shutdown_delay_seconds, on_ready=ready).run()
