@@ -70,7 +70,7 @@ def test_ticks_move_only_the_customers_due_and_every_transition_is_published_onc
                 for p in range(PARTITIONS):  # lost customers have no deadline left
                     assert await platform.store.due("touchstream.touchpoints.v1", p, 10**18, 10) == []
 
-            # the lifecycle topic: each transition once, Avro, ce_id = its deterministic id
+            # the lifecycle topic: each transition once, Avro, ce_id = its deterministic id, ce_time its instant
             records = await read_topic(settings.kafka_bootstrap, LIFECYCLE_TOPIC, 4 * len(buyers))
             assert len(records) == 4 * len(buyers)
             ids = set()
@@ -78,6 +78,7 @@ def test_ticks_move_only_the_customers_due_and_every_transition_is_published_onc
                 family, document = decode_record(record.value)
                 assert family == "lifecycle/stage_changed"
                 assert dict(record.headers)["ce_id"] == document["transition_id"].encode()
+                assert dict(record.headers)["ce_time"] == document["at"].encode()
                 assert record.key == document["customer_id"].encode()
                 ids.add(document["transition_id"])
             assert ids == {t["transition_id"] for t in page.transitions}

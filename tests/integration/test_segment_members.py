@@ -142,6 +142,7 @@ def test_workers_keep_members_in_redis_and_publish_each_change_once(settings: Se
                 family, document = decode_record(record.value)
                 assert family == "segment/membership_changed"
                 assert dict(record.headers)["ce_id"] == document["change_id"].encode()
+                assert dict(record.headers).get("ce_time") == (None if document["at"] is None else document["at"].encode())
             assert {decode_record(r.value)[1]["change_id"] for r in records} == ids
 
             # a new definition: the rebuild re-evaluates the stored views (workers stopped)

@@ -348,18 +348,19 @@ class ViewWorker:
         """Derived events of the poll, acknowledged before the views commit: a crash in
         between re-publishes them under the same deterministic ids."""
         views = [(customer_id.encode(), document,
-                  view_event_headers(customer_id, b.topic, b.partition, b.view_offsets[customer_id]))
+                  view_event_headers(customer_id, b.topic, b.partition, b.view_offsets[customer_id],
+                                     max(b.views[customer_id].last_seen or 0, b.lifecycle.clock or 0) or None))
                  for b in batches for customer_id, document in b.documents.items()]
         dead = [record for b in batches for record in b.dead_records]
-        moves = [(customer_id.encode(), value, transition_headers(transition_id))
-                 for b in batches for customer_id, transition_id, value in b.transitions]
+        moves = [(customer_id.encode(), value, transition_headers(transition_id, at))
+                 for b in batches for customer_id, transition_id, at, value in b.transitions]
         contacts: dict[str, list[tuple[bytes | None, bytes | None, Any]]] = {}
         for b in batches:
-            for channel, customer_id, trigger_id, value in b.triggers:
+            for channel, customer_id, trigger_id, at, value in b.triggers:
                 contacts.setdefault(trigger_topic(channel), []).append(
-                    (customer_id.encode(), value, trigger_headers(trigger_id)))
-        segment_moves = [(customer_id.encode(), value, segment_headers(change_id))
-                         for b in batches for customer_id, change_id, value in b.segment_events]
+                    (customer_id.encode(), value, trigger_headers(trigger_id, at)))
+        segment_moves = [(customer_id.encode(), value, segment_headers(change_id, at))
+                         for b in batches for customer_id, change_id, at, value in b.segment_events]
         async with asyncio.timeout(self.settings.kafka_request_timeout_ms / 1000):
             await asyncio.gather(self._send_all(CUSTOMER_VIEWS_TOPIC, views), self._send_all(DEAD_LETTERS_TOPIC, dead),
                                  self._send_all(LIFECYCLE_TOPIC, moves), self._send_all(SEGMENTS_TOPIC, segment_moves),
@@ -475,7 +476,7 @@ def _count(batch: Folded) -> None:
             metrics.child(metrics.LIFECYCLE_TRANSITIONS, from_stage, to_stage).inc()
     if batch.visited:
         metrics.LIFECYCLE_TICK_DUE.inc(batch.visited)
-    for channel, _, _, _ in batch.triggers:
+    for channel, *_ in batch.triggers:
         metrics.child(metrics.DERIVED_EVENTS, trigger_topic(channel)).inc()
     count_contact_figures(batch.lifecycle.figures)
     if batch.segment_events:

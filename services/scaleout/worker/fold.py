@@ -23,9 +23,11 @@ import orjson
 
 from projections.batch import BatchResult, FoldConfig, Rejected, Tick, Touch, fold_batch
 from projections.batch import Record as CoreRecord
+from projections.codec import format_instant
 from projections.nbc.document import trigger_document
 from projections.view.document import to_document, to_state, transition_document
 from projections.view.fold import CustomerView, micros
+from projections.view.state import instant_of
 from services.contracts import encode_record
 from services.scaleout.kafka.records import BadRecord, ReadTick, read_record
 from services.scaleout.redis.keys import conflict_record, dead_letter_record
@@ -33,7 +35,7 @@ from services.scaleout.redis.views import LifecycleWrites
 from services.scaleout.worker.segment_fold import segment_writes
 
 __all__ = ["Record", "Decoded", "Folded", "decode", "fold", "due_fetch_size", "derived_id", "view_event_headers",
-           "transition_headers", "trigger_headers", "trigger_record"]
+           "transition_headers", "trigger_headers", "trigger_record", "ce_time"]
 
 REASON_HEADER = "touchstream-dead-letter-reason"
 
@@ -84,12 +86,12 @@ class Folded:
     folded: int = 0
     duplicates: int = 0
     lifecycle: LifecycleWrites = field(default_factory=LifecycleWrites)
-    transitions: list[tuple[str, str, bytes]] = field(default_factory=list)  # (customer, id, Avro) to publish
+    transitions: list[tuple[str, str, int, bytes]] = field(default_factory=list)  # (customer, id, at µs, Avro) to publish
     stage_moves: list[tuple[str, str]] = field(default_factory=list)  # (from, to) of each transition, for metrics
-    triggers: list[tuple[str, str, str, bytes]] = field(default_factory=list)  # (channel, customer, id, Avro) to publish
+    triggers: list[tuple[str, str, str, int, bytes]] = field(default_factory=list)  # (channel, customer, id, at µs, Avro)
     visited: int = 0  # customers the batch's ticks re-evaluated
     tick_failures: int = 0  # customers a tick could not move (their state did not load): left due
-    segment_events: list[tuple[str, str, bytes]] = field(default_factory=list)  # (customer, change id, Avro)
+    segment_events: list[tuple[str, str, int | None, bytes]] = field(default_factory=list)  # (customer, change id, at µs, Avro)
 
 
 def decode(records: Sequence[Record], partitions: int | None = None) -> Decoded:
@@ -145,14 +147,14 @@ def folded(topic: str, partition: int, decoded: Decoded, result: BatchResult, co
     for customer_id, transition, dwell_us in result.transitions:
         document = transition_document(customer_id, transition, dwell_us)
         out.lifecycle.transitions.append(orjson.dumps(document))
-        out.transitions.append((customer_id, document["transition_id"],
+        out.transitions.append((customer_id, document["transition_id"], transition.at,
                                 encode_record("lifecycle/stage_changed", document)))
         out.stage_moves.append((transition.from_stage, transition.to_stage))
     out.lifecycle.stages, out.lifecycle.deadlines, out.lifecycle.rfm = result.stages, result.deadlines, result.rfm
     for fired in result.triggers:
         document = trigger_document(fired)
         out.lifecycle.triggers.append((fired.channel, orjson.dumps(document)))
-        out.triggers.append((fired.channel, fired.customer_id, fired.trigger_id,
+        out.triggers.append((fired.channel, fired.customer_id, fired.trigger_id, fired.at,
                              encode_record("nbc/trigger", trigger_record(document))))
     out.lifecycle.figures = result.figures
     if config.segments is not None:
@@ -214,11 +216,18 @@ _VIEW_STATIC = [("ce_specversion", b"1.0"), ("ce_type", b"touchstream.customer_v
                 ("content-type", b"application/json")]
 
 
-def view_event_headers(customer_id: str, topic: str, partition: int, offset: int) -> list[tuple[str, bytes]]:
+def ce_time(at: int | None) -> list[tuple[str, bytes]]:
+    """The CloudEvents ``ce_time`` header of an occurrence at ``at`` (µs; None: none known)."""
+    return [] if at is None else [("ce_time", format_instant(instant_of(at)).encode())]
+
+
+def view_event_headers(customer_id: str, topic: str, partition: int, offset: int,
+                       at: int | None) -> list[tuple[str, bytes]]:
     """CloudEvents headers of a customer-view change: the id names the customer and the
-    offset of the record that last changed the view in this batch."""
+    offset of the record that last changed the view in this batch; the time is the
+    platform's when it changed (its latest event, or the tick that moved it)."""
     return [*_VIEW_STATIC, ("ce_id", f"customer-view/{customer_id}/{topic}/{partition}/{offset}".encode()),
-            ("ce_source", b"touchstream/view-worker")]
+            ("ce_source", b"touchstream/view-worker"), *ce_time(at)]
 
 
 _TRANSITION_STATIC = [("ce_specversion", b"1.0"), ("ce_type", b"touchstream.lifecycle.stage_changed"),
@@ -229,12 +238,14 @@ _TRIGGER_STATIC = [("ce_specversion", b"1.0"), ("ce_type", b"touchstream.nbc.tri
                    ("ce_source", b"touchstream/view-worker"), ("content-type", b"application/avro")]
 
 
-def trigger_headers(trigger_id: str) -> list[tuple[str, bytes]]:
-    """CloudEvents headers of a trigger: ce_id is its deterministic id (consumers dedupe on it)."""
-    return [*_TRIGGER_STATIC, ("ce_id", trigger_id.encode())]
+def trigger_headers(trigger_id: str, at: int) -> list[tuple[str, bytes]]:
+    """CloudEvents headers of a trigger: ce_id is its deterministic id (consumers dedupe on
+    it), ce_time the instant it is actionable from."""
+    return [*_TRIGGER_STATIC, ("ce_id", trigger_id.encode()), *ce_time(at)]
 
 
-def transition_headers(transition_id: str) -> list[tuple[str, bytes]]:
+def transition_headers(transition_id: str, at: int) -> list[tuple[str, bytes]]:
     """CloudEvents headers of a lifecycle transition: ce_id is its deterministic id, so a
-    batch published again after a crash carries the same ids (consumers dedupe on it)."""
-    return [*_TRANSITION_STATIC, ("ce_id", transition_id.encode())]
+    batch published again after a crash carries the same ids (consumers dedupe on it);
+    ce_time the instant of the move."""
+    return [*_TRANSITION_STATIC, ("ce_id", transition_id.encode()), *ce_time(at)]

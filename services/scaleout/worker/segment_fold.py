@@ -13,7 +13,9 @@ from collections.abc import Mapping, Sequence
 
 import orjson
 
+from projections.codec import format_instant
 from projections.segments.membership import ENTERED, Change
+from projections.view.state import instant_of
 from services.contracts import encode_record
 from services.scaleout.redis.segments import SegmentWrites
 from services.segments.changes import change_document, change_id
@@ -22,8 +24,8 @@ __all__ = ["segment_writes", "segment_headers"]
 
 
 def segment_writes(changes: Sequence[Change], topic: str, partition: int,
-                   offsets: Mapping[str, int]) -> tuple[SegmentWrites, list[tuple[str, str, bytes]]]:
-    """(the commit's writes, the events to publish: (customer, change id, Avro))."""
+                   offsets: Mapping[str, int]) -> tuple[SegmentWrites, list[tuple[str, str, int | None, bytes]]]:
+    """(the commit's writes, the events to publish: (customer, change id, at µs, Avro))."""
     writes, events = SegmentWrites(), []
     for ch in changes:
         cause = f"{topic}/{partition}/{offsets[ch.customer_id]}"
@@ -31,7 +33,8 @@ def segment_writes(changes: Sequence[Change], topic: str, partition: int,
                                    cause)
         writes.members.append((ch.segment, ch.customer_id, (ch.at or 0) if ch.kind == ENTERED else None))
         writes.feed.append(orjson.dumps(document))
-        events.append((ch.customer_id, document["change_id"], encode_record("segment/membership_changed", document)))
+        events.append((ch.customer_id, document["change_id"], ch.at,
+                       encode_record("segment/membership_changed", document)))
     return writes, events
 
 
@@ -39,5 +42,7 @@ _STATIC = [("ce_specversion", b"1.0"), ("ce_type", b"touchstream.segment.members
            ("ce_source", b"touchstream/view-worker"), ("content-type", b"application/avro")]
 
 
-def segment_headers(change_id_: str) -> list[tuple[str, bytes]]:
-    return [*_STATIC, ("ce_id", change_id_.encode())]
+def segment_headers(change_id_: str, at: int | None) -> list[tuple[str, bytes]]:
+    """CloudEvents headers of an entry or exit: its deterministic id, and its instant."""
+    time = [] if at is None else [("ce_time", format_instant(instant_of(at)).encode())]
+    return [*_STATIC, ("ce_id", change_id_.encode()), *time]
