@@ -75,6 +75,7 @@ __all__ = ["KafkaPlatform", "ResolutionRace"]
 log = structlog.get_logger("touchstream.kafka_platform")
 
 RESOLUTION_ROUNDS = 5
+READINESS_KAFKA_SECONDS = 1.0  # a broker slower than this to answer metadata is not ready for ingest
 STREAM_SCAN_LIMIT = 100_000  # conflicts / dead letters / transitions listed from at most this many entries
 _STREAM_ID = re.compile(r"[0-9]+-[0-9]+")
 
@@ -238,7 +239,8 @@ class KafkaPlatform:
                 await self.publisher.start()
             except StorageUnavailable:
                 pass
-        checks["kafka"] = "ok" if self.publisher.idempotent is not None else "failing: not connected"
+        problem = await self.publisher.probe(READINESS_KAFKA_SECONDS)
+        checks["kafka"] = "ok" if problem is None else f"failing: {problem}"
         return Readiness(checks, head, mark)
 
     # -- lifecycle ----------------------------------------------------------------------------

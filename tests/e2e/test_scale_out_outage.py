@@ -123,12 +123,21 @@ def test_views_equal_a_replay_after_the_broker_is_frozen_under_load_with_ticks_a
         try:
             wait_until(lambda: len(sender.acknowledged) >= 1_500, timeout=60, what="traffic acknowledged")
             frozen_at = time.time()
+            readiness: list[tuple[int, str]] = []
             with runtime.storage_unavailable():  # SIGSTOP: the broker keeps its log, answers nothing
-                time.sleep(FROZEN_SECONDS)
+                with httpx.Client(base_url=runtime.base_url, timeout=5.0) as probe:
+                    while time.time() - frozen_at < FROZEN_SECONDS:
+                        answer = probe.get("/readyz")
+                        readiness.append((answer.status_code, answer.json()["checks"]["kafka"]))
+                        time.sleep(0.5)
             sender.join(timeout=150)  # it retries what was refused, then sends the rest
         finally:
             sender.stop()
             scraper.stop()
+        # readiness tells a load balancer the truth about a broker that stopped answering:
+        # after the first probes, not ready, naming Kafka
+        late = readiness[2:]
+        assert late and all(code == 503 and kafka.startswith("failing") for code, kafka in late), readiness
         # under load and through the outage, every scrape of every worker was answered in time
         assert scraper.answered >= 20 and scraper.failed == [], (scraper.answered, scraper.failed[:5])
         assert len(sender.acknowledged) == len({e["event_id"] for _, e in events}), "not every event acknowledged"

@@ -128,6 +128,21 @@ class TouchpointPublisher:
         self._producer, self.idempotent = producer, idempotent
         log.info("producer_started", idempotent=idempotent, reason=reason, topic=self.topic)
 
+    async def probe(self, timeout: float) -> str | None:
+        """None when the cluster answers a metadata request within ``timeout`` seconds, else
+        why not. A connected producer says nothing of a broker that stopped answering (a
+        frozen or partitioned broker keeps its sockets open): readiness asks each time."""
+        producer = self._producer
+        if producer is None:
+            return "not connected"
+        try:
+            answered = await asyncio.wait_for(producer.client.fetch_all_metadata(), timeout)
+        except TimeoutError:
+            return f"no metadata answer within {timeout:g} s"
+        except KafkaError as error:
+            return type(error).__name__
+        return None if answered.brokers() else "no broker in the metadata"
+
     async def stop(self) -> None:
         if self.schema_registry is not None:
             await self.schema_registry.aclose()
