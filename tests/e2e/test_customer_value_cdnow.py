@@ -6,7 +6,8 @@ compared with the reference implementation, ``lifetimes``, on the same history.
 Repeat purchases are purchase days (orders on one day are one occasion) and T runs to
 the platform's time, so the parameters agree with ``BetaGeoFitter`` within 1%, every
 customer's (frequency, recency, T) is exactly ``summary_data_from_transaction_data``'s,
-and P(alive) on the customers' cards agrees within 1e-3."""
+and P(alive) on the customers' cards agrees within 1e-3 — on both runtimes: the same
+history folded by the scale-out workers gives the same model."""
 
 from __future__ import annotations
 
@@ -31,7 +32,7 @@ from services.value.summary import DAY_US, summaries
 from services.value.validation import holdout
 from tests.support.api import Api, bearer, iso, wait_until
 
-pytestmark = [pytest.mark.e2e, pytest.mark.only_runtimes("embedded")]
+pytestmark = [pytest.mark.e2e]
 
 END = datetime(1998, 6, 30, tzinfo=UTC)
 CALIBRATION_END = datetime(1997, 9, 30, tzinfo=UTC)
@@ -154,8 +155,12 @@ def test_the_cdnow_history_gives_lifetimes_models_and_summaries_through_the_api(
         assert (0.0 if repeat_value is None else float(repeat_value)) == pytest.approx(row["monetary_value"],
                                                                                        abs=1e-4), customer
 
-    # the calibration/holdout table, through the API, on the platform's own history
+    # the calibration/holdout table, through the API, on the platform's own history: the
+    # embedded runtime reads it from its log; the scale-out API says it does not
     answer = api.get("/v1/value/validation", calibration_end="1997-09-30T00:00:00Z")
+    if api.runtime.name == "kafka":
+        assert answer.status_code == 501 and "embedded runtime only" in answer.json()["error"]["message"]
+        return
     assert answer.status_code == 200, answer.text
     table = answer.json()
     direct = holdout(frame["customer"].astype(int).to_numpy(), us.to_numpy(), int(CALIBRATION_END.timestamp()) * 10**6,
