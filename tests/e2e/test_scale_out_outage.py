@@ -159,9 +159,23 @@ def test_views_equal_a_replay_after_the_broker_is_frozen_under_load_with_ticks_a
                                              "commits_fenced": fenced}
         assert report["exit_code"] == 0 and report["ahead"] == {} and report["unsettled"] == [], report
         assert report["records_dead"] == 0, report
+        # through the outage, the rebalance and the stop, every worker log line is one JSON
+        # object: faust's and aiokafka's lines included, tracebacks as a field
+        for worker in stack.workers:
+            text = [line for line in worker.log_path.read_text(errors="replace").splitlines()
+                    if line.strip() and not line.startswith(f"--- {worker.name} started ")]  # the stack's own marker
+            not_json = [line for line in text if not _is_json_object(line)]
+            assert text and not_json == [], (worker.name, len(text), not_json[:5])
     finally:
         runtime._drop_client()
         stack.stop()
+
+
+def _is_json_object(line: str) -> bool:
+    try:
+        return isinstance(json.loads(line), dict)
+    except ValueError:
+        return False
 
 
 def _iso(epoch: float) -> str:

@@ -28,7 +28,7 @@ import structlog
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from services.gc_tuning import tune_gc
-from services.logging import quiet_payload_loggers
+from services.logging import quiet_payload_loggers, stdlib_config
 from services.scaleout.kafka.faust_transport import make_app
 from services.scaleout.kafka.topics import TopicCreationFailed, ensure_topics
 from services.scaleout.worker.consumer import ViewWorker
@@ -124,4 +124,5 @@ def run_worker(settings: Settings) -> None:
     """Run until SIGTERM/SIGINT (the production entry point)."""
     app, worker = create_worker_app(settings)
     DrainingWorker(app, worker, settings.worker_shutdown_delay_seconds,
-                   loglevel=settings.log_level.upper(), quiet=True).execute_from_commandline()
+                   loglevel=settings.log_level.upper(), quiet=True,
+                   logging_config=stdlib_config(settings.log_level, settings.log_format)).execute_from_commandline()
