@@ -87,6 +87,33 @@ def worker() -> None:
 
 
 @app.command()
+def tail(
+    topic: Annotated[str, typer.Argument(help="e.g. touchstream.touchpoints.v1, touchstream.customer-views.v1")],
+    new: Annotated[bool, typer.Option("--new", help="only records arriving from now on (default: from the start)")] = False,
+    limit: Annotated[int | None, typer.Option(help="stop after this many records")] = None,
+    follow: Annotated[bool, typer.Option("--follow", "-f", help="keep waiting for records (default: stop "
+                                                                 "after 2 s without one)")] = False,
+) -> None:
+    """Print a topic's records as JSON lines, decoded (Avro contracts, JSON documents), from
+    TOUCHSTREAM_KAFKA_BOOTSTRAP. Works with the bundled broker, which librdkafka before 2.1
+    (Debian's kcat) cannot talk to. Reads without a consumer group: commits nothing."""
+    from aiokafka.errors import KafkaConnectionError
+
+    from services.scaleout.kafka.tail import run as run_tail
+
+    settings = Settings()
+    configure_logging("warning", settings.log_format)
+    try:
+        run_tail(settings.kafka_bootstrap, topic, from_beginning=not new, limit=limit, follow=follow)
+    except LookupError as error:
+        typer.echo(str(error), err=True)
+        raise typer.Exit(1) from None
+    except KafkaConnectionError as error:
+        typer.echo(f"Kafka unreachable at {settings.kafka_bootstrap}: {error}", err=True)
+        raise typer.Exit(2) from None
+
+
+@app.command()
 def replay(
     into: Annotated[Path | None, typer.Option(help="rebuild into this file (default: a temporary one)")] = None,
 ) -> None:
