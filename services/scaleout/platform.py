@@ -29,6 +29,7 @@ acknowledged, the sender's retry produces another copy, which the worker drops.
 from __future__ import annotations
 
 import asyncio
+import heapq
 import re
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -76,7 +77,8 @@ log = structlog.get_logger("touchstream.kafka_platform")
 
 RESOLUTION_ROUNDS = 5
 READINESS_KAFKA_SECONDS = 1.0  # a broker slower than this to answer metadata is not ready for ingest
-STREAM_SCAN_LIMIT = 100_000  # conflicts / dead letters / transitions listed from at most this many entries
+STREAM_SCAN_LIMIT = 100_000  # a feed filtered by customer reads at most this many entries per page
+STREAM_CHUNK = 10_000  # conflicts / dead letters are read this many stream entries at a time
 _STREAM_ID = re.compile(r"[0-9]+-[0-9]+")
 
 
@@ -215,15 +217,7 @@ class KafkaPlatform:
                  "partition": r["partition"], "offset": r["offset"]} for r in rows]
 
     async def _stream_rows(self, stream: Any, after: int, limit: int) -> list[dict[str, Any]]:
-        """Stream entries with the position ingest gave their event, by position; entries
-        whose record never went through ingest (no position) come first, when after=0."""
-        entries = [orjson.loads(e) for e in await self.store.records(stream, count=STREAM_SCAN_LIMIT)]
-        positions = await self.store.event_positions([e["event_id"] for e in entries if e.get("event_id")])
-        for entry in entries:
-            entry["position"] = positions.get(entry.get("event_id") or "")
-        rows = [e for e in entries if (e["position"] or 0) > after or (e["position"] is None and after == 0)]
-        rows.sort(key=lambda e: (e["position"] or 0, e["topic"], e["partition"], e["offset"]))
-        return rows[:limit]
+        return await stream_rows(self.store, stream, after, limit)
 
     # -- operations ------------------------------------------------------------------------
     async def readiness(self) -> Readiness:
@@ -351,6 +345,31 @@ class KafkaPlatform:
         metrics.LOG_POSITION.set(head)
         metrics.PROJECTION_POSITION.set(mark)
         metrics.PROJECTION_LAG_EVENTS.set(max(0, head - mark))
+
+
+async def stream_rows(store: RedisViewStore, stream: Any, after: int, limit: int,
+                  chunk_size: int = STREAM_CHUNK) -> list[dict[str, Any]]:
+    """Stream entries with the position ingest gave their event, by position; entries
+    whose record never went through ingest (no position) come first, when after=0.
+    Workers append in commit order, not position order, so the whole stream is read,
+    a chunk at a time, keeping only the ``limit`` first rows: every entry can be
+    listed, however long the stream, in memory bounded by the page."""
+    def order(e: dict[str, Any]) -> tuple[int, str, int, int]:
+        return (e["position"] or 0, e["topic"], e["partition"], e["offset"])
+
+    best: list[dict[str, Any]] = []
+    cursor: str | None = None
+    while chunk := await store.records_after(stream, cursor, chunk_size):
+        cursor = chunk[-1][0]
+        entries = [orjson.loads(record) for _, record in chunk]
+        positions = await store.event_positions([e["event_id"] for e in entries if e.get("event_id")])
+        for entry in entries:
+            entry["position"] = positions.get(entry.get("event_id") or "")
+        rows = [e for e in entries if (e["position"] or 0) > after or (e["position"] is None and after == 0)]
+        best = heapq.nsmallest(limit, best + rows, key=order)
+        if len(chunk) < chunk_size:
+            break
+    return best
 
 
 async def _stream_page(read: Callable[[str | None, int], Awaitable[list[tuple[str, bytes]]]], after: str | None,

@@ -252,9 +252,16 @@ class RedisViewStore:
 
     async def records(self, stream: Literal["conflicts", "deadletters"], *, count: int = 100) -> list[bytes]:
         """The oldest ``count`` entries of the conflicts or dead-letters stream."""
+        return [record for _, record in await self.records_after(stream, None, count)]
+
+    async def records_after(self, stream: Literal["conflicts", "deadletters"], after: str | None,
+                            count: int) -> list[tuple[str, bytes]]:
+        """(entry id, record) of at most ``count`` entries of the conflicts or dead-letters
+        stream after the entry id ``after`` (None: from the start), oldest first."""
         key = self.keys.conflicts if stream == "conflicts" else self.keys.deadletters
-        entries = await self._call(self._redis.xrange(key, count=count))
-        return [fields[STREAM_FIELD] for _, fields in entries]
+        entries = await self._call(self._redis.xrange(key, min="-" if after is None else f"({after}", count=count))
+        return [(entry_id.decode() if isinstance(entry_id, bytes) else entry_id, fields[STREAM_FIELD])
+                for entry_id, fields in entries]
 
     # -- writing -------------------------------------------------------------------------
     async def claim(self, identifier: Identifier, customer_id: str) -> str:
