@@ -34,7 +34,12 @@ __all__ = ["Runtime", "Intake", "CustomerReads", "LifecycleReads", "Health", "Va
 
 
 class StorageUnavailable(Exception):
-    """The log could not durably store the events (locked, full, I/O error, broker down)."""
+    """The log could not durably store the events (locked, full, I/O error, broker down).
+    ``retry_after``: seconds after which trying again makes sense (None: at once)."""
+
+    def __init__(self, message: str = "", *, retry_after: float | None = None) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
 
 
 class Caught(NamedTuple):

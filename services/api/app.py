@@ -7,6 +7,7 @@ Errors always come as ``{"error": {"status": 422, "message": "...", "errors": [{
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import asynccontextmanager
@@ -135,7 +136,8 @@ def create_app(platform: Platform, *, manage_platform: bool = True) -> FastAPI:
     @app.exception_handler(RegistryUnavailable)
     async def storage_error(_: Request, exc: Exception) -> JSON:
         log.warning("storage_unavailable", runtime=platform.runtime, error=type(exc).__name__)
-        return _error(503, f"storage unavailable: {type(exc).__name__}", {"Retry-After": "1"})
+        wait = max(1, math.ceil(getattr(exc, "retry_after", None) or 1))
+        return _error(503, f"storage unavailable: {type(exc).__name__}", {"Retry-After": str(wait)})
 
     @app.exception_handler(Exception)
     async def unexpected_error(_: Request, exc: Exception) -> JSON:

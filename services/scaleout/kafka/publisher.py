@@ -75,6 +75,10 @@ class TouchpointPublisher:
         self.schema_registry = schema_registry
         self._registry_ids: dict[str, int] | None = None  # family -> id, once registered
         self._starting = asyncio.Lock()
+        # the circuit breaker: after the broker failed to answer, requests are refused at
+        # once until this instant (monotonic), instead of each waiting the full timeout
+        self.breaker_seconds = max(2.0, 2 * request_timeout_ms / 1000)
+        self._refuse_until = 0.0
 
     @classmethod
     def from_settings(cls, settings: Settings) -> TouchpointPublisher:
@@ -141,7 +145,10 @@ class TouchpointPublisher:
             return f"no metadata answer within {timeout:g} s"
         except KafkaError as error:
             return type(error).__name__
-        return None if answered.brokers() else "no broker in the metadata"
+        if not answered.brokers():
+            return "no broker in the metadata"
+        self._refuse_until = 0.0  # answering again: ingest goes through at once, not after the window
+        return None
 
     async def stop(self) -> None:
         if self.schema_registry is not None:
@@ -183,6 +190,10 @@ class TouchpointPublisher:
         ack; (partition, offset) of each, or StorageUnavailable within request_timeout_ms."""
         assert self._producer is not None
         started = time.monotonic()
+        if started < self._refuse_until:
+            wait = self._refuse_until - started
+            raise StorageUnavailable(f"Kafka at {self.bootstrap} did not answer a moment ago; not asking it again "
+                                     f"for {wait:.1f} s", retry_after=wait)
         deliveries: list[asyncio.Future[Any]] = []
         try:
             # aiokafka bounds each step by request_timeout_ms; the outer bound makes the
@@ -198,11 +209,24 @@ class TouchpointPublisher:
         except (KafkaError, TimeoutError) as error:
             waited_ms = round((time.monotonic() - started) * 1000)
             detail = "no acknowledgement" if isinstance(error, TimeoutError) else repr(error)
+            self._open_breaker()
             raise StorageUnavailable(
                 f"Kafka did not store {len(records)} {what} on {self.topic} at {self.bootstrap} "
-                f"(after {waited_ms} ms, timeout {self.request_timeout_ms} ms): {detail}"
+                f"(after {waited_ms} ms, timeout {self.request_timeout_ms} ms): {detail}",
+                retry_after=self.breaker_seconds,
             ) from error
+        self._refuse_until = 0.0  # the broker answered: closed
         return [(ack.partition, ack.offset) for ack in acks]
+
+    def _open_breaker(self) -> None:
+        if time.monotonic() >= self._refuse_until:
+            log.warning("kafka_breaker_open", seconds=self.breaker_seconds, bootstrap=self.bootstrap)
+        self._refuse_until = time.monotonic() + self.breaker_seconds
+
+    @property
+    def refusing(self) -> bool:
+        """Whether ingest is being refused at once because the broker did not answer."""
+        return time.monotonic() < self._refuse_until
 
     @staticmethod
     def _record(document: dict[str, Any], decision: Decision | None,
