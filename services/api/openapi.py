@@ -34,15 +34,16 @@ _ERRORS = {
     "Error": {
         "type": "object", "required": ["error"],
         "description": "every error the API answers; event and form posts add their per-event verdicts beside it",
-        "properties": {"error": {
-            "type": "object", "required": ["status", "message"],
-            "properties": {
-                "status": {"type": "integer", "description": "the HTTP status, repeated"},
-                "message": {"type": "string"},
-                "errors": {"type": "array", "items": {"$ref": "#/components/schemas/FieldError"},
-                           "description": "one per field or parameter at fault (400, 413, 422)"},
-            },
-        }},
+        "properties": {"error": {"$ref": "#/components/schemas/ErrorDetail"}},
+    },
+    "ErrorDetail": {
+        "type": "object", "required": ["status", "message"],
+        "properties": {
+            "status": {"type": "integer", "description": "the HTTP status, repeated"},
+            "message": {"type": "string"},
+            "errors": {"type": "array", "items": {"$ref": "#/components/schemas/FieldError"},
+                       "description": "one per field or parameter at fault (400, 413, 422)"},
+        },
     },
     "Verdicts": {
         "type": "object", "required": ["position", "accepted", "duplicate", "rejected", "results"],
@@ -51,7 +52,7 @@ _ERRORS = {
             "position": {"type": ["integer", "null"]},
             "accepted": {"type": "integer"}, "duplicate": {"type": "integer"}, "rejected": {"type": "integer"},
             "results": {"type": "array", "items": {"$ref": "#/components/schemas/Verdict"}},
-            "error": {"$ref": "#/components/schemas/Error/properties/error"},
+            "error": {"$ref": "#/components/schemas/ErrorDetail"},
         },
     },
     "Verdict": {
