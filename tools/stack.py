@@ -134,7 +134,7 @@ class Stack:
         try:
             for process in (*self.workers, self.api):
                 process.spawn()
-            self._write_manifest()  # before the wait: `touchstream down` can stop a start gone wrong
+            self.write_manifest()  # before the wait: `touchstream down` can stop a start gone wrong
             self._wait_ready()
         except BaseException:
             self.kill_processes()
@@ -210,7 +210,7 @@ class Stack:
         return sorted(owned) == list(range(self.partitions))
 
     # -- stack.json --------------------------------------------------------------------------
-    def _write_manifest(self) -> None:
+    def write_manifest(self) -> None:
         entries: Iterable[tuple[str, int | None, int, Path]] = (
             (self.api.name, self.api.pid, self.api.port, self.api.log_path),
             *((w.name, w.pid, w.port, w.log_path) for w in self.workers),

@@ -126,24 +126,41 @@ def _signals_interrupt() -> None:
     signal.signal(signal.SIGTERM, interrupt)
 
 
+RESTART_BACKOFF = (1.0, 2.0, 4.0, 8.0, 16.0, 30.0)  # seconds before each further restart of one process
+
+
 def _serve_until_stopped(stack: Stack) -> None:
-    """Until Ctrl-C, SIGTERM or a process of the stack exits; then stop the stack in order."""
-    dead: list[StackProcess] = []
+    """Until Ctrl-C, SIGTERM or a process of the stack stopped from outside (`touchstream
+    down`); then stop the stack in order. A process that dies (a crash, a SIGKILL, an OOM
+    kill) is restarted, after a backoff growing with its restarts, and said so."""
+    restarts: dict[str, int] = {}
+    due: dict[str, float] = {}  # process name -> when to start it again
+    stopped: list[StackProcess] = []
     try:
-        while not dead:
+        while not stopped:
             time.sleep(0.5)
             dead = stack.exited()
+            stopped = [p for p in dead if p.process is not None and p.process.returncode in (0, -signal.SIGTERM)]
+            for process in dead:
+                if process in stopped or process.process is None:
+                    continue
+                if process.name not in due:
+                    wait = RESTART_BACKOFF[min(restarts.get(process.name, 0), len(RESTART_BACKOFF) - 1)]
+                    due[process.name] = time.monotonic() + wait
+                    typer.echo(f"touchstream up: {process.name} exited with {process.process.returncode}; restarting "
+                               f"it in {wait:g} s. Last lines of {process.log_path}:\n{process.tail()}", err=True)
+                elif time.monotonic() >= due[process.name]:
+                    process.spawn()
+                    restarts[process.name] = restarts.get(process.name, 0) + 1
+                    del due[process.name]
+                    stack.write_manifest()  # `touchstream down` and status name the new pid
+                    typer.echo(f"touchstream up: {process.name} restarted (restart {restarts[process.name]})", err=True)
     except KeyboardInterrupt:
         pass
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, signal.SIG_IGN)  # the stop is bounded: let it finish
-    crashed = [p for p in dead if p.process is not None and p.process.returncode not in (0, -signal.SIGTERM)]
-    for process in crashed:
-        typer.echo(f"touchstream up: {process.name} exited with {process.process.returncode if process.process else None}; "
-                   f"last lines of {process.log_path}:\n{process.tail()}", err=True)
-    if dead and not crashed:
-        typer.echo(f"touchstream up: {', '.join(p.name for p in dead)} stopped from outside (touchstream down?)", err=True)
+    if stopped:
+        typer.echo(f"touchstream up: {', '.join(p.name for p in stopped)} stopped from outside (touchstream down?)",
+                   err=True)
     typer.echo("Stopping the stack (API, workers, broker, Redis) ...", err=True)
     stack.stop()
-    if crashed:
-        raise typer.Exit(1)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import signal
 import subprocess
 import sys
 from datetime import UTC, datetime
@@ -14,7 +15,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.support.api import bearer, call, unique
+from tests.support.api import bearer, call, unique, wait_until
 from tests.support.server import port_is_free
 from tools.bench.server import free_port
 from tools.stack_process import alive
@@ -70,3 +71,44 @@ def test_up_serves_ingest_and_reads_with_two_workers_and_down_leaves_nothing_run
     taken = [p["port"] for p in processes if not port_is_free(p["port"])]  # type: ignore[arg-type]
     assert not taken, taken
     assert not (data / "stack" / "stack.json").exists()
+
+
+def test_up_restarts_a_worker_that_was_killed_and_ctrl_c_stops_everything(tmp_path: Path) -> None:
+    """Supervision: SIGKILL a worker of a foreground `touchstream up`; it is started again
+    (stack.json names its new pid, it owns partitions again) and the stack serves on."""
+    data = tmp_path / "data"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TOUCHSTREAM_")}
+    env |= {"TOUCHSTREAM_DATA_DIR": str(data), "TOUCHSTREAM_LOG_LEVEL": "warning",
+            # the killed member leaves the group when its session expires: a short one
+            "TOUCHSTREAM_KAFKA_SESSION_TIMEOUT_SECONDS": "3", "TOUCHSTREAM_KAFKA_HEARTBEAT_SECONDS": "0.3"}
+    manifest_file = data / "stack" / "stack.json"
+    up = subprocess.Popen([str(TOUCHSTREAM), "up", "--workers", "1", "--port", str(free_port())], env=env,
+                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    processes: list[dict[str, object]] = []
+    try:
+        def ready_worker() -> dict[str, object] | None:
+            if not manifest_file.exists():
+                return None
+            manifest = json.loads(manifest_file.read_text())
+            worker = next(p for p in manifest["processes"] if p["name"] == "worker-1")
+            try:
+                answer = httpx.get(f"{manifest['workers'][0]}/readyz", timeout=2)
+            except httpx.HTTPError:
+                return None
+            return worker if answer.status_code == 200 and answer.json().get("partitions") else None
+
+        wait_until(lambda: ready_worker() is not None, timeout=90, what="the stack up")
+        first = ready_worker()
+        assert first is not None
+        os.kill(int(first["pid"]), signal.SIGKILL)  # type: ignore[call-overload]
+        wait_until(lambda: (w := ready_worker()) is not None and w["pid"] != first["pid"], timeout=120,
+                   what="the killed worker started again and ready")
+        processes = json.loads(manifest_file.read_text())["processes"]
+        assert all(alive(p["pid"], p["started_at"]) for p in processes), processes  # type: ignore[arg-type]
+    finally:
+        up.send_signal(signal.SIGINT)
+        _, err = up.communicate(timeout=120)
+    assert "worker-1 exited with -9; restarting it" in err and "worker-1 restarted (restart 1)" in err, err
+    assert up.returncode == 0, err
+    still = [p for p in processes if alive(p["pid"], p["started_at"])]  # type: ignore[arg-type]
+    assert not still, still

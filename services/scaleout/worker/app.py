@@ -103,6 +103,9 @@ class DrainingWorker(faust.Worker):
 
     def __init__(self, app: faust.App, view_worker: ViewWorker, delay_seconds: float, **options: Any):
         super().__init__(app, **options)
+        # faust's progress spinner writes terminal escape codes to the log even when it is a
+        # file: every log line is JSON, so no spinner
+        self.spinner = None
         self.view_worker, self.delay_seconds = view_worker, delay_seconds
         self._hurry = asyncio.Event()
 
