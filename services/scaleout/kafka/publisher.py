@@ -45,6 +45,8 @@ __all__ = ["TouchpointPublisher", "Decision", "customer_key", "cloudevents_heade
 
 log = structlog.get_logger("touchstream.kafka.publisher")
 
+BREAKER_PROBE_SECONDS = 0.25  # while the breaker is open: how long a request waits to learn the broker is back
+
 Decision = tuple[str, Sequence[tuple[Identifier, str]]]  # (customer id, conflicts) from identity.resolve
 
 
@@ -79,6 +81,7 @@ class TouchpointPublisher:
         # once until this instant (monotonic), instead of each waiting the full timeout
         self.breaker_seconds = max(2.0, 2 * request_timeout_ms / 1000)
         self._refuse_until = 0.0
+        self._breaker_probe: asyncio.Future[str | None] | None = None
 
     @classmethod
     def from_settings(cls, settings: Settings) -> TouchpointPublisher:
@@ -189,11 +192,8 @@ class TouchpointPublisher:
         """Send (partition or None for the key's, key, value, headers) and wait for every
         ack; (partition, offset) of each, or StorageUnavailable within request_timeout_ms."""
         assert self._producer is not None
+        await self._through_breaker()
         started = time.monotonic()
-        if started < self._refuse_until:
-            wait = self._refuse_until - started
-            raise StorageUnavailable(f"Kafka at {self.bootstrap} did not answer a moment ago; not asking it again "
-                                     f"for {wait:.1f} s", retry_after=wait)
         deliveries: list[asyncio.Future[Any]] = []
         try:
             # aiokafka bounds each step by request_timeout_ms; the outer bound makes the
@@ -217,6 +217,22 @@ class TouchpointPublisher:
             ) from error
         self._refuse_until = 0.0  # the broker answered: closed
         return [(ack.partition, ack.offset) for ack in acks]
+
+    async def _through_breaker(self) -> None:
+        """While the breaker is open (the broker did not answer a write a moment ago), one
+        quick metadata request, shared by every request arriving meanwhile, says whether
+        the broker answers again: if so the breaker closes and the write goes ahead; if not
+        the request is refused at once, with the rest of the window as Retry-After."""
+        if time.monotonic() >= self._refuse_until:
+            return
+        if self._breaker_probe is None or self._breaker_probe.done():
+            self._breaker_probe = asyncio.ensure_future(self.probe(BREAKER_PROBE_SECONDS))
+        problem = await asyncio.shield(self._breaker_probe)
+        if problem is None:
+            return
+        wait = max(0.0, self._refuse_until - time.monotonic())
+        raise StorageUnavailable(f"Kafka at {self.bootstrap} does not answer ({problem}); refused at once for "
+                                 f"{wait:.1f} s more", retry_after=wait)
 
     def _open_breaker(self) -> None:
         if time.monotonic() >= self._refuse_until:
