@@ -163,6 +163,6 @@ def test_the_worker_and_the_replay_fold_as_the_core_does(log: list[Record], size
         index.update({c: d for c, d in batch.lifecycle.deadlines.items() if d is not None})
         for c in [c for c, d in batch.lifecycle.deadlines.items() if d is None]:
             index.pop(c, None)
-        triggers += [trigger_id for _, _, trigger_id, _ in batch.triggers]
+        triggers += [trigger_id for _, _, trigger_id, _, _ in batch.triggers]
     assert stored == expected
     assert triggers == decided(results)["triggers"]
