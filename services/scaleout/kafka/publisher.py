@@ -239,11 +239,6 @@ class TouchpointPublisher:
             log.warning("kafka_breaker_open", seconds=self.breaker_seconds, bootstrap=self.bootstrap)
         self._refuse_until = time.monotonic() + self.breaker_seconds
 
-    @property
-    def refusing(self) -> bool:
-        """Whether ingest is being refused at once because the broker did not answer."""
-        return time.monotonic() < self._refuse_until
-
     @staticmethod
     def _record(document: dict[str, Any], decision: Decision | None,
                 registry_ids: dict[str, int] | None = None) -> tuple[bytes, bytes, Headers]:

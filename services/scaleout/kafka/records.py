@@ -39,10 +39,11 @@ from aiokafka.partitioner import murmur2
 from projections.codec import format_instant, instant
 from projections.identity import Identifier, identifiers_of
 from projections.touchpoints import Touchpoint
-from projections.view.state import micros
+from projections.view.state import instant_of, micros
 from services.contracts import decode, decode_record, encode_record
 
 __all__ = [
+    "ce_time",
     "RESOLUTION_HEADER",
     "Headers",
     "BadRecord",
@@ -189,3 +190,9 @@ def _read(value: bytes | None, key: bytes | None, headers: Sequence[tuple[str, b
     except (ValueError, KeyError, IndexError, TypeError) as error:
         raise BadRecord("unresolved", f"bad {RESOLUTION_HEADER} header: {type(error).__name__}: {error}") from None
     return ReadTouchpoint(event, customer_id, conflicts)
+
+
+def ce_time(at: int | None) -> list[tuple[str, bytes]]:
+    """The CloudEvents ``ce_time`` header of an occurrence at ``at`` (µs; None: none known),
+    in the one textual form instants have: what every derived record carries."""
+    return [] if at is None else [("ce_time", format_instant(instant_of(at)).encode())]

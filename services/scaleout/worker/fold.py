@@ -23,19 +23,17 @@ import orjson
 
 from projections.batch import BatchResult, FoldConfig, Rejected, Tick, Touch, fold_batch
 from projections.batch import Record as CoreRecord
-from projections.codec import format_instant
 from projections.nbc.document import trigger_document
 from projections.view.document import to_document, to_state, transition_document
 from projections.view.fold import CustomerView, micros
-from projections.view.state import instant_of
 from services.contracts import encode_record
-from services.scaleout.kafka.records import BadRecord, ReadTick, read_record
+from services.scaleout.kafka.records import BadRecord, ReadTick, ce_time, read_record
 from services.scaleout.redis.keys import conflict_record, dead_letter_record
 from services.scaleout.redis.views import LifecycleWrites
 from services.scaleout.worker.segment_fold import segment_writes
 
 __all__ = ["Record", "Decoded", "Folded", "decode", "fold", "due_fetch_size", "derived_id", "view_event_headers",
-           "transition_headers", "trigger_headers", "trigger_record", "ce_time"]
+           "transition_headers", "trigger_headers", "trigger_record"]
 
 REASON_HEADER = "touchstream-dead-letter-reason"
 
@@ -214,11 +212,6 @@ def _dead_record(record: Record, event_id: str | None, reason: str) -> tuple[byt
 
 _VIEW_STATIC = [("ce_specversion", b"1.0"), ("ce_type", b"touchstream.customer_view.changed"),
                 ("content-type", b"application/json")]
-
-
-def ce_time(at: int | None) -> list[tuple[str, bytes]]:
-    """The CloudEvents ``ce_time`` header of an occurrence at ``at`` (µs; None: none known)."""
-    return [] if at is None else [("ce_time", format_instant(instant_of(at)).encode())]
 
 
 def view_event_headers(customer_id: str, topic: str, partition: int, offset: int,

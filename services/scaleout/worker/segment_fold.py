@@ -13,10 +13,9 @@ from collections.abc import Mapping, Sequence
 
 import orjson
 
-from projections.codec import format_instant
 from projections.segments.membership import ENTERED, Change
-from projections.view.state import instant_of
 from services.contracts import encode_record
+from services.scaleout.kafka.records import ce_time
 from services.scaleout.redis.segments import SegmentWrites
 from services.segments.changes import change_document, change_id
 
@@ -44,5 +43,4 @@ _STATIC = [("ce_specversion", b"1.0"), ("ce_type", b"touchstream.segment.members
 
 def segment_headers(change_id_: str, at: int | None) -> list[tuple[str, bytes]]:
     """CloudEvents headers of an entry or exit: its deterministic id, and its instant."""
-    time = [] if at is None else [("ce_time", format_instant(instant_of(at)).encode())]
-    return [*_STATIC, ("ce_id", change_id_.encode()), *time]
+    return [*_STATIC, ("ce_id", change_id_.encode()), *ce_time(at)]
