@@ -26,6 +26,7 @@ __all__ = [
     "WebForm",
     "PurchaseLine",
     "Purchase",
+    "Refund",
     "ServiceCase",
     "Survey",
     "Consent",
@@ -156,6 +157,32 @@ class Purchase(Touchpoint):
     margin: Decimal | None = None
     lines: tuple[PurchaseLine, ...] = ()
 
+    def __post_init__(self) -> None:
+        # the contract's rule, held by the core too: a record that reached the log by
+        # another way (a producer writing the topic itself) is refused, never folded
+        if self.amount.is_signed() and self.amount != 0:  # no comparison: a NaN fails in the fold, a dead letter too
+            raise ValueError("a purchase amount is never negative: money given back is a refund")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Refund(Touchpoint):
+    """Money given back for an order (a return, a cancellation, a goodwill gesture), full
+    or partial: its own event, never a negative purchase. It lowers the customer's net
+    revenue (and margin, by what it states) in its currency; it is no purchase occasion,
+    so counts, frequency, purchase days and the lifecycle stage do not move (docs/VALUE.md)."""
+
+    type = "refund"
+    order_id: str  # the order it refunds (the purchase's ``order_id``)
+    amount: Decimal  # the money given back, > 0
+    currency: str  # ISO 4217
+    margin: Decimal | None = None  # the margin given back with it, when the seller shares it
+    lines: tuple[PurchaseLine, ...] = ()  # what came back
+    reason: str | None = None  # returned, cancelled, damaged, goodwill, ...
+
+    def __post_init__(self) -> None:
+        if self.amount <= 0:
+            raise ValueError("a refund gives back a positive amount")
+
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class ServiceCase(Touchpoint):
@@ -188,7 +215,7 @@ class Consent(Touchpoint):
 
 TOUCHPOINT_TYPES: dict[str, type[Touchpoint]] = {
     cls.type: cls
-    for cls in (Call, Email, Visit, WebForm, Purchase, ServiceCase, Survey, Consent)
+    for cls in (Call, Email, Visit, WebForm, Purchase, Refund, ServiceCase, Survey, Consent)
 }
 
 # The enumerations the contracts allow, stated once for validators and schemas.

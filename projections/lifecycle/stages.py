@@ -33,8 +33,11 @@ Decisions:
 * **Purchases only.** The stage describes buying behaviour. An open complaint or a
   cancellation is a fact on the 360° view that next-best-contact rules read on their own
   (for instance "no promotion while a complaint is open"); folding them into the stage
-  would hide the consumption signal the stage exists for. A purchase with an amount of
-  zero or less (a refund, a credit note) is not a purchase here.
+  would hide the consumption signal the stage exists for. A purchase of amount zero (a
+  free order: a voucher, a sample) is a purchase here, as it is for recency and
+  frequency. A refund is not a purchase and moves no stage: a customer whose only order
+  was refunded in full still bought (they are ``new``, then ``active``…); what they are
+  worth is the value figures' business (net revenue, docs/VALUE.md).
 * **No high-water mark.** Stages move backwards as readily as forwards.
 * **Time is data.** The stage is a pure function of the purchases and an instant
   (``judge``). Nothing reads a clock: the customer's clock is the latest event time the
@@ -348,7 +351,7 @@ def advance(lc: Lifecycle, to: int, config: LifecycleConfig = DEFAULT) -> Lifecy
 
 
 def on_purchase(lc: Lifecycle, clock: int | None, buy: Buy, config: LifecycleConfig = DEFAULT) -> Lifecycle:
-    """A purchase with a positive amount. ``clock`` is the latest event time the view had
+    """A purchase (any amount: zero is a free order). ``clock`` is the latest event time the view had
     seen before it (None for the customer's first event)."""
     if lc.evaluated is not None and (clock is None or lc.evaluated > clock):
         clock = lc.evaluated

@@ -98,9 +98,11 @@ FACTS = Catalogue({
     "channels.<channel>.last_outcome": Fact("string", "the latest outcome or status seen on that channel"),
     "purchases.count": Fact("number", "purchases ever made"),
     "purchases.by_currency.<currency>.count": Fact("number", "purchases in a currency"),
-    "purchases.by_currency.<currency>.revenue": Fact("number", "historical value: total spent in a currency"),
-    "purchases.by_currency.<currency>.margin": Fact("number", "total margin in a currency, when stated"),
-    "purchases.by_currency.<currency>.average_basket": Fact("number", "average purchase amount in a currency"),
+    "purchases.by_currency.<currency>.revenue": Fact("number", "historical value: total spent in a currency, net of refunds"),
+    "purchases.by_currency.<currency>.margin": Fact("number", "total margin in a currency, when stated, net of refunds"),
+    "purchases.by_currency.<currency>.average_basket": Fact("number", "net revenue per purchase in a currency"),
+    "purchases.by_currency.<currency>.refunds": Fact("number", "refunds in a currency (money given back; no purchase)"),
+    "purchases.by_currency.<currency>.refunded": Fact("number", "the money refunds gave back in a currency"),
     "service_cases.open": Fact("number", "service cases currently open"),
     "service_cases.resolved": Fact("number", "service cases resolved"),
     "service_cases.mean_resolution_seconds": Fact("number", "mean time to resolve a case"),
@@ -178,7 +180,7 @@ def event_facts(event: tp.Touchpoint) -> dict[str, Any]:
     return facts
 
 
-_MONEY = ("revenue", "margin", "average_basket")
+_MONEY = ("revenue", "margin", "average_basket", "refunded")
 
 
 def facts_of(document: Mapping[str, Any], derived: Mapping[str, Any] | None = None) -> dict[str, Any]:

@@ -12,10 +12,11 @@ purchase day, held as an integer. The state grows with the length of the relatio
 not with the number of purchases — 46 bytes a year, 92 characters a year as stored
 (hexadecimal) — and a purchase dated before the first shifts the bits.
 
-Refunds (a purchase of negative amount) are not purchase occasions: they add no day and
-move neither the first nor the last purchase day; their amounts stay netted in the
-customer's total spend (the view's currency totals), so the mean repeat-purchase value
-below nets them too. An order of amount 0 is an occasion, as every row is in ``lifetimes``.
+Refunds (their own touchpoint, never a negative purchase) are not purchase occasions:
+they add no day and move neither the first nor the last purchase day; their amounts are
+netted in the customer's total spend (the view's currency totals, net of refunds), so the
+mean repeat-purchase value below nets them too. An order of amount 0 is an occasion, as
+every row is in ``lifetimes``.
 
 The first day's spend, per currency, is kept beside them: the *mean repeat-purchase
 value* of the spend model (Gamma-Gamma, as ``lifetimes`` summarises it) is the spend of
@@ -57,8 +58,6 @@ def day_of(at: int) -> int:
 
 def add_purchase_day(days: PurchaseDays, at: int, currency: str, amount: Decimal) -> PurchaseDays:
     """The purchase days after a purchase of ``amount`` in ``currency`` at ``at`` (µs)."""
-    if amount < 0:
-        return days  # a refund: not a purchase occasion
     day, first = day_of(at), days.first_day
     if first is None:
         return PurchaseDays(1, day, 1, ((currency, amount),))

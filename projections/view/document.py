@@ -46,7 +46,7 @@ def _stamp(raw: list[Any] | None) -> tuple[int, str] | None:
     return None if raw is None else (raw[0], raw[1])
 
 
-STATE_FORMAT = 5
+STATE_FORMAT = 6
 """The stored form's version: 4 bounds the state (an idempotency window instead of every
 event id, resolved cases folded into totals beyond ``CASES_LIMIT``); 5 adds the distinct
 purchase days (``projections.value.purchase_days``)."""
@@ -73,7 +73,8 @@ def to_state(view: CustomerView) -> dict[str, Any]:
         "first_purchase_at": view.first_purchase_at,
         "last_purchase_at": view.last_purchase_at,
         "purchase_days": _purchase_days_state(view.purchase_days),
-        "currencies": [(k, c.count, str(c.revenue), str(c.margin), c.margin_count) for k, c in view.currencies],
+        "currencies": [(k, c.count, str(c.revenue), str(c.margin), c.margin_count, c.refunds, str(c.refunded))
+                       for k, c in view.currencies],
         "cases": [(k, *c) for k, c in view.cases],
         "closed_cases": tuple(view.closed_cases),
         "csat": None if view.csat is None else tuple(view.csat),
@@ -106,8 +107,17 @@ def _value_fields(d: dict[str, Any]) -> dict[str, Any]:
         "first_purchase_at": d["first_purchase_at"],
         "last_purchase_at": d["last_purchase_at"],
         "purchase_days": _purchase_days_from(d["purchase_days"]),
-        "currencies": tuple((k, CurrencyTotals(n, Decimal(r), Decimal(m), mc)) for k, n, r, m, mc in d["currencies"]),
+        "currencies": tuple((k, CurrencyTotals(n, Decimal(r), Decimal(m), mc, rn, Decimal(rd)))
+                            for k, n, r, m, mc, rn, rd in d["currencies"]),
     }
+
+
+def average_basket(c: CurrencyTotals) -> str | None:
+    """Net revenue per purchase, rounded half-even to the cent; None before a purchase (a
+    refund alone)."""
+    if not c.count:
+        return None
+    return str((c.revenue / c.count).quantize(Decimal("0.01")) + 0)  # + 0: no negative zero ("-0.00")
 
 
 def _purchase_days_state(days: PurchaseDays) -> list[Any]:
@@ -217,8 +227,8 @@ def _document(view: CustomerView, whole: bool) -> dict[str, Any]:
             "by_currency": {
                 k: {"count": c.count, "revenue": str(c.revenue),
                     "margin": str(c.margin) if c.margin_count else None,
-                    # + 0 turns a negative zero ("-0.00") into 0.00, as Avro's decimal reads it
-                    "average_basket": str((c.revenue / c.count).quantize(Decimal("0.01")) + 0)}
+                    "average_basket": average_basket(c),
+                    "refunds": c.refunds, "refunded": str(c.refunded)}
                 for k, c in view.currencies
             },
         },

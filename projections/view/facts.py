@@ -25,7 +25,8 @@ _CENT = Decimal("0.01")
 
 def _by_currency(v: CustomerView) -> dict[str, Any]:
     return {k: {"count": c.count, "revenue": c.revenue, "margin": c.margin if c.margin_count else None,
-                "average_basket": (c.revenue / c.count).quantize(_CENT) + 0}
+                "average_basket": (c.revenue / c.count).quantize(_CENT) + 0 if c.count else None,
+                "refunds": c.refunds, "refunded": c.refunded}
             for k, c in v.currencies}
 
 

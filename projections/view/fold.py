@@ -24,6 +24,7 @@ from projections.touchpoints import (
     Call,
     Consent,
     Purchase,
+    Refund,
     ServiceCase,
     Survey,
     Touchpoint,
@@ -114,7 +115,7 @@ def evolve(view: CustomerView, event: Touchpoint,
     stamp: Stamp = (at, event.event_id)
     lc = view.lifecycle
     if lifecycle is not None:
-        if isinstance(event, Purchase) and event.amount > 0:
+        if isinstance(event, Purchase):
             buy = Buy(at, event.event_id, event.currency, amount_units(event.amount))
             if clock is not None and lc.deadline is not None and lc.deadline <= clock:
                 # a tick reached this instant without visiting (its limit): time first
@@ -136,6 +137,8 @@ def evolve(view: CustomerView, event: Touchpoint,
             first_purchase = _min(first_purchase, at)
             last_purchase = _max(last_purchase, at)
             currencies = _purchase(currencies, event)
+        case Refund():
+            currencies = _refund(currencies, event)
         case ServiceCase():
             cases, closed = _case(cases, closed, event, stamp)
         case Survey():
@@ -236,6 +239,8 @@ def _summary(event: Touchpoint) -> str:
             return f"{event.direction} call, {event.outcome}"
         case Purchase():
             return f"order {event.order_id}: {event.amount:.2f} {event.currency}"
+        case Refund():
+            return f"refund of order {event.order_id}: {event.amount:.2f} {event.currency}"
         case ServiceCase():
             return f"case {event.case_id} {event.status} ({event.severity})"
         case Consent():
@@ -274,12 +279,29 @@ def _contacts(contacts: tuple[ContactMark, ...], event: Touchpoint, at: int, las
 
 
 def _purchase(currencies: tuple, event: Purchase) -> tuple:  # type: ignore[type-arg]
-    held = dict(currencies).get(event.currency) or CurrencyTotals(0, Decimal(0), Decimal(0), 0)
-    totals = CurrencyTotals(
-        held.count + 1,
-        held.revenue + event.amount,
-        held.margin + (event.margin if event.margin is not None else 0),  # a zero margin keeps its scale
-        held.margin_count + (event.margin is not None),
+    held = dict(currencies).get(event.currency) or _NO_MONEY
+    totals = held._replace(
+        count=held.count + 1,
+        revenue=held.revenue + event.amount,
+        margin=held.margin + (event.margin if event.margin is not None else 0),  # a zero margin keeps its scale
+        margin_count=held.margin_count + (event.margin is not None),
+    )
+    return _put(currencies, event.currency, totals)
+
+
+_NO_MONEY = CurrencyTotals(0, Decimal(0), Decimal(0), 0)  # no refunds: refunded 0.0000
+
+
+def _refund(currencies: tuple, event: Refund) -> tuple:  # type: ignore[type-arg]
+    """Money given back: net revenue (and margin, by what the refund states) go down, the
+    purchase count does not move. A sum, so its place among the purchases never matters:
+    a refund folded before its order gives the same totals."""
+    held = dict(currencies).get(event.currency) or _NO_MONEY
+    totals = held._replace(
+        revenue=held.revenue - event.amount,
+        margin=held.margin - (event.margin if event.margin is not None else 0),
+        refunds=held.refunds + 1,
+        refunded=held.refunded + event.amount,
     )
     return _put(currencies, event.currency, totals)
 

@@ -77,10 +77,14 @@ class ChannelStats(NamedTuple):
 
 
 class CurrencyTotals(NamedTuple):
-    count: int  # type: ignore[assignment]  # the field hides tuple.count: the name is the domain's
-    revenue: Decimal
-    margin: Decimal
+    """One currency's money: ``revenue`` and ``margin`` are net of refunds."""
+
+    count: int  # type: ignore[assignment]  # purchases; the field hides tuple.count: the name is the domain's
+    revenue: Decimal  # purchases' amounts less refunds' amounts
+    margin: Decimal  # purchases' stated margins less refunds' stated margins
     margin_count: int  # purchases that stated a margin
+    refunds: int = 0  # refunds in this currency (none is a purchase)
+    refunded: Decimal = Decimal("0.0000")  # the money they gave back (four places, as every amount)
 
 
 class CaseState(NamedTuple):

@@ -150,7 +150,8 @@ def _no_negative_purchase(amount: Decimal) -> Decimal:
     # and adds nothing to revenue.
     if amount < 0:
         raise ValueError("a purchase amount is never negative: money given back is a refund, "
-                         "sent as its own event, not a negative purchase")
+                         "sent as its own event (\"type\": \"refund\" with the order_id it refunds), "
+                         "not a negative purchase")
     return amount
 
 
@@ -175,6 +176,32 @@ class PurchaseIn(_Envelope):
         amount = info.data.get("amount")
         if margin is not None and amount is not None and margin > amount:
             raise ValueError("margin cannot exceed amount (margin is amount minus cost; it may be negative)")
+        return margin
+
+
+def _positive_refund(amount: Decimal) -> Decimal:
+    if amount <= 0:
+        raise ValueError("a refund gives back a positive amount (a zero refund gives back nothing: do not send it)")
+    return amount
+
+
+class RefundIn(_Envelope):
+    """Money given back for an order, full or partial (docs/VALUE.md, "Refunds")."""
+
+    type: Literal["refund"]
+    order_id: Text
+    amount: Annotated[Money, AfterValidator(_positive_refund)]
+    currency: Currency
+    margin: Money | None = None
+    lines: list[PurchaseLineIn] = Field(default_factory=list, max_length=500)
+    reason: Text | None = None
+
+    @field_validator("margin")
+    @classmethod
+    def _margin_within_amount(cls, margin: Decimal | None, info: ValidationInfo) -> Decimal | None:
+        amount = info.data.get("amount")
+        if margin is not None and amount is not None and margin > amount:
+            raise ValueError("margin cannot exceed amount (the margin given back is part of the money given back)")
         return margin
 
 
@@ -207,7 +234,7 @@ class ConsentIn(_Envelope):
 
 
 TouchpointIn = Annotated[
-    CallIn | EmailIn | VisitIn | WebFormIn | PurchaseIn | ServiceCaseIn | SurveyIn | ConsentIn,
+    CallIn | EmailIn | VisitIn | WebFormIn | PurchaseIn | RefundIn | ServiceCaseIn | SurveyIn | ConsentIn,
     Field(discriminator="type"),
 ]
 TOUCHPOINT_ADAPTER: TypeAdapter[Any] = TypeAdapter(TouchpointIn)

@@ -36,7 +36,7 @@ from numpy.typing import ArrayLike, NDArray
 from scipy.optimize import minimize
 from scipy.special import digamma, expit, gammaln, hyp2f1
 
-__all__ = ["standard_errors", "BgNbd", "fit", "log_likelihood", "WEEK_US"]
+__all__ = ["standard_errors", "converged", "BgNbd", "fit", "log_likelihood", "WEEK_US"]
 
 WEEK_US = 7 * 86_400 * 1_000_000
 
@@ -152,8 +152,16 @@ def fit(
     errors = standard_errors(lambda p: _objective(p, x, t_x * scale, T * scale, w)[1], result.x, float(w.sum()))
     if errors is not None:
         errors = (errors[0], float(errors[1] / scale), errors[2], errors[3])
-    return BgNbd(float(r), float(alpha), float(a), float(b), total, int(round(w.sum())), bool(result.success), unit_us,
+    return BgNbd(float(r), float(alpha), float(a), float(b), total, int(round(w.sum())), converged(result), unit_us,
                  errors)
+
+
+def converged(result: Any) -> bool:
+    """Whether an L-BFGS-B fit reached its optimum. Its tolerances are set at the limit of
+    double precision, so on some machines the last line search fails with the gradient
+    already flat ("ABNORMAL" termination, status 2): that is the optimum too. Measured on
+    a 30,000-customer spend fit: max |gradient| 2e-9 at such an end."""
+    return bool(result.success) or (result.status == 2 and float(np.max(np.abs(result.jac))) < 1e-6)
 
 
 def standard_errors(gradient: Callable[[Floats], Floats], log_theta: Floats, n: float) -> tuple[float, ...] | None:

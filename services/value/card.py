@@ -70,6 +70,8 @@ def monetary_figures(view: CustomerView, currency: str, repeat: Decimal | None) 
     orders, spend = (totals.count, totals.revenue) if totals is not None else (0, Decimal(0))
     return {"total_spend": str(spend), "orders": orders,
             "average_order_value": str((spend / orders).quantize(MONEY)) if orders else None,
+            "refunds": totals.refunds if totals is not None else 0,
+            "refunded": str(totals.refunded if totals is not None else Decimal("0.0000")),
             "mean_repeat_purchase_value": None if repeat is None else str(repeat.quantize(MONEY)),
             "other_currencies": {k: {"orders": t.count, "total_spend": str(t.revenue)}
                                  for k, t in view.currencies if k != currency}}

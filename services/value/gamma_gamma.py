@@ -25,7 +25,7 @@ from numpy.typing import ArrayLike, NDArray
 from scipy.optimize import minimize
 from scipy.special import digamma, gammaln
 
-from services.value.bgnbd import BgNbd, standard_errors
+from services.value.bgnbd import BgNbd, converged, standard_errors
 
 __all__ = ["GammaGamma", "fit_spend", "lifetime_value", "MONTH_US"]
 
@@ -89,7 +89,7 @@ def fit_spend(x: ArrayLike, m: ArrayLike, weights: ArrayLike | None = None) -> G
     corr = float(np.corrcoef(x_, m_)[0, 1]) if x_.size > 2 and np.std(x_) > 0 and np.std(m_) > 0 else None
     errors = standard_errors(lambda t: _negative_mean_log_likelihood(t, x_, m_, w_)[1], result.x, float(w_.sum()))
     return GammaGamma(float(p), float(q), float(v), -float(result.fun) * float(w_.sum()), int(round(w_.sum())),
-                      bool(result.success), corr, errors)
+                      converged(result), corr, errors)
 
 
 def lifetime_value(bgnbd: BgNbd, spend: GammaGamma, x: ArrayLike, t_x: ArrayLike, T: ArrayLike, m: ArrayLike,

@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from tests.support.api import Api, bearer, iso, purchase, unique
+from tests.support.api import Api, bearer, iso, purchase, touchpoint, unique
 
 pytestmark = pytest.mark.e2e
 
@@ -166,7 +166,7 @@ def test_spend_figures_are_named_and_purchases_in_other_currencies_are_counted_n
     eur = api.customer(f"{tag}-eur", min_position=position, at=iso(day + timedelta(days=10)))["value"]
     assert eur["monetary"] == {"total_spend": "100.0000", "orders": 5, "average_order_value": "20.0000",
                                "mean_repeat_purchase_value": "35.0000",  # (100 − 30 on the first day) / 2 days
-                               "other_currencies": {}}
+                               "refunds": 0, "refunded": "0.0000", "other_currencies": {}}
     assert eur["summary"] == {"frequency": 2.0, "recency": pytest.approx(9 / 7), "T": pytest.approx(10 / 7),
                               "unit": "week"}
     usd = api.customer(f"{tag}-usd", at=iso(day + timedelta(days=10)))["value"]
@@ -180,6 +180,67 @@ def test_spend_figures_are_named_and_purchases_in_other_currencies_are_counted_n
     assert others["orders"] == 1 and others["by_currency"] == {
         "USD": {"customers": 1, "orders": 1, "total_spend": "50.0000"}}
     assert "value_currency" in others["note"]
+
+
+def without_ids(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: without_ids(v) for k, v in value.items() if not k.endswith(("_id", "_ids"))}
+    return [without_ids(v) for v in value] if isinstance(value, list) else value
+
+
+def test_refunds_net_the_money_and_never_count_as_purchases_in_any_order(api: Api) -> None:
+    """Full, partial and unknown-order refunds, one delivered before its order: the
+    documented verdicts and figures (docs/VALUE.md, "Refunds")."""
+    tag, day = unique(), datetime(2025, 6, 2, 9, tzinfo=UTC)
+
+    def who(name: str) -> dict[str, str]:
+        return {"customer_id": f"{tag}-{name}"}
+
+    def refund(event_id: str, when: datetime, name: str, order_id: str, amount: str, **extra: Any) -> dict[str, Any]:
+        return touchpoint("refund", event_id, when, customer=who(name), channel="web", order_id=order_id,
+                          amount=amount, currency="EUR", **extra)
+
+    bought = purchase(f"{tag}-p", day, who("full"), order_id=f"{tag}-o1", amount="100.00", margin="40.00")
+    refunded = refund(f"{tag}-r", day + timedelta(days=3), "full", f"{tag}-o1", "100.00", margin="40.00",
+                      reason="returned", lines=[{"sku": "MUG-6", "quantity": 2, "unit_price": "50.00"}])
+    # the same two events for another customer, the refund delivered first
+    early = {**refund(f"{tag}-r2", day + timedelta(days=3), "early", f"{tag}-o2", "100.00", margin="40.00"),
+             "reason": "returned", "lines": refunded["lines"]}
+    late_order = purchase(f"{tag}-p2", day, who("early"), order_id=f"{tag}-o2", amount="100.00", margin="40.00")
+    answer = api.ingest([bought, refunded, early])
+    assert [v["result"] for v in answer["results"]] == ["accepted"] * 3
+    api.ingest([late_order])
+    answer = api.ingest([
+        purchase(f"{tag}-p3", day, who("partial"), order_id=f"{tag}-o3", amount="80.00"),
+        refund(f"{tag}-r3", day + timedelta(days=1), "partial", f"{tag}-o3", "30.00"),
+        refund(f"{tag}-r4", day, "unknown", f"{tag}-never-sold", "25.00"),  # no such order: accepted, counted
+    ])
+    position, at = answer["position"], iso(day + timedelta(days=10))
+
+    full = api.customer(f"{tag}-full", min_position=position, at=at)
+    eur = full["purchases"]["by_currency"]["EUR"]
+    assert full["purchases"]["count"] == 1 and eur == {"count": 1, "revenue": "0.0000", "margin": "0.0000",
+                                                       "average_basket": "0.00", "refunds": 1, "refunded": "100.0000"}
+    assert full["lifecycle"]["stage"] == "new"  # a refund moves no stage: they bought
+    assert full["value"]["monetary"]["total_spend"] == "0.0000" and full["value"]["monetary"]["refunded"] == "100.0000"
+    assert full["value"]["summary"]["frequency"] == 0.0  # one purchase day, the refund is none
+    assert [e["type"] for e in api.timeline(f"{tag}-full")] == ["refund", "purchase"]  # newest first
+
+    early_view = api.customer(f"{tag}-early", at=at)
+    for part in ("purchases", "lifecycle", "value"):  # ids aside (customer, events, transitions)
+        assert without_ids(early_view[part]) == without_ids(full[part]), part
+
+    partial = api.customer(f"{tag}-partial", at=at)["purchases"]
+    assert (partial["count"], partial["by_currency"]["EUR"]["revenue"], partial["by_currency"]["EUR"]["refunded"]) == (
+        1, "50.0000", "30.0000")
+    unknown = api.customer(f"{tag}-unknown", at=at)
+    assert unknown["purchases"]["count"] == 0 and unknown["lifecycle"]["stage"] == "prospect"
+    assert unknown["purchases"]["by_currency"]["EUR"] == {"count": 0, "revenue": "-25.0000", "margin": None,
+                                                          "average_basket": None, "refunds": 1, "refunded": "25.0000"}
+
+    negative = api.post_events([purchase(f"{tag}-neg", day, who("full"), order_id=f"{tag}-o9", amount="-5.00")])
+    assert negative.status_code == 422, negative.text
+    assert "refund" in json.dumps(negative.json())
 
 
 def test_every_value_card_or_a_segment_s_is_exported_in_one_stream_at_one_time_base(api: Api) -> None:

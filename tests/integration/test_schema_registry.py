@@ -20,7 +20,7 @@ import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
 from projections.codec import to_dict
-from projections.touchpoints import CustomerRef
+from projections.touchpoints import TOUCHPOINT_TYPES, CustomerRef
 from services.contracts import default_registry
 from services.contracts.confluent import framed_schema_id
 from services.scaleout.kafka.records import cloudevents_headers
@@ -107,7 +107,8 @@ def test_records_carry_registry_ids_and_a_fresh_worker_learns_them(
         ids = {framed_schema_id(v) for v in values}
         assert None not in ids, "every record is framed with a registry id"
         assert ids - {9999} == set(registry.subjects["touchstream.touchpoint.Call"]), "the calls' subject and id"
-        assert len(registry.subjects) == 8 and all(s.startswith("touchstream.touchpoint.") for s in registry.subjects)
+        assert len(registry.subjects) == len(TOUCHPOINT_TYPES), registry.subjects  # one per touchpoint contract
+        assert all(s.startswith("touchstream.touchpoint.") for s in registry.subjects)
 
         port = free_port()
         environment = {**os.environ, "TOUCHSTREAM_RUNTIME": "kafka", "TOUCHSTREAM_KAFKA_BOOTSTRAP": broker.bootstrap,

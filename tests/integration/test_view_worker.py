@@ -246,7 +246,12 @@ def bad_records(tag: str) -> list[tuple[str, bytes | None, bytes | None, list[tu
     valid = encode(foreign)
     headers = cloudevents_headers(to_dict(foreign))
     view_document = json.loads(VIEW_EXAMPLES.read_text())[0]
+    # a producer writing the topic itself, past the API's rules: a negative purchase
+    negative = {**to_dict(purchase(f"{tag}-negative", at(), ref=ref)), "amount": "-30.0000"}
     return [
+        ("undecodable: UndecodableRecord: touchpoint/purchase: ValueError('a purchase amount is never negative",
+         b"cus-negative", encode_record("touchpoint/purchase", negative), cloudevents_headers(negative),
+         f"{tag}-negative"),
         ("undecodable: NotSingleObjectEncoded", b"cus-garbage", b"\x9f\x00 definitely not Avro \xff",
          [("ce_id", f"{tag}-garbage".encode())], f"{tag}-garbage"),
         ("undecodable: UnknownSchemaFingerprint", b"cus-unknown", MARKER + b"\xfe" * 8 + valid[len(MARKER) + 8:],

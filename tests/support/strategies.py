@@ -34,6 +34,9 @@ def _one(event_id: str, kind: int, when, amount: str, small: int, flag: bool) ->
             return tp.email(event_id, when, ("sent", "opened", "clicked")[small % 3], ref=REF)
         case 6:
             return tp.visit(event_id, when, "company" if flag else "customer", ref=REF)
+        case 8:  # money given back, for an order that may come before or after it, or never
+            return tp.refund(event_id, when, f"o-ev-{small:03}", amount, margin=amount if flag else None, ref=REF,
+                             currency="EUR" if small % 3 else "GBP")
         case _:
             return tp.web_form(event_id, when, {"first_name": f"N{small}", "city": "Lyon" if flag else "Nantes"}, ref=REF)
 
@@ -43,7 +46,7 @@ def customer_histories(draw: st.DrawFn, max_size: int = 40) -> list[Touchpoint]:
     """Distinct event ids; times may collide (ties are broken by event id)."""
     n = draw(st.integers(min_value=1, max_value=max_size))
     return [
-        _one(f"ev-{i:03}", draw(st.integers(0, 7)), draw(moments), draw(money), draw(st.integers(0, 30)),
+        _one(f"ev-{i:03}", draw(st.integers(0, 8)), draw(moments), draw(money), draw(st.integers(0, 30)),
              draw(st.booleans()))
         for i in range(n)
     ]

@@ -13,6 +13,7 @@ from projections.touchpoints import (
     CustomerRef,
     Email,
     Purchase,
+    Refund,
     ServiceCase,
     Survey,
     Visit,
@@ -42,6 +43,12 @@ def purchase(event_id: str, when: datetime = T0, amount: str = "100.00", currenc
              margin: str | None = None, ref: CustomerRef | None = None, **extra: Any) -> Purchase:
     return Purchase(**_envelope(event_id, when, ref, Channel.WEB, **extra), order_id=f"o-{event_id}",
                     amount=Decimal(amount), currency=currency, margin=None if margin is None else Decimal(margin))
+
+
+def refund(event_id: str, when: datetime = T0, order_id: str = "o-1", amount: str = "10.00", currency: str = "EUR",
+           margin: str | None = None, ref: CustomerRef | None = None, **extra: Any) -> Refund:
+    return Refund(**_envelope(event_id, when, ref, Channel.WEB, **extra), order_id=order_id,
+                  amount=Decimal(amount), currency=currency, margin=None if margin is None else Decimal(margin))
 
 
 def call(event_id: str, when: datetime = T0, direction: str = "outbound", outcome: str = "reached",

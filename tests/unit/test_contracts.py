@@ -443,7 +443,10 @@ def _own_fields(money: st.SearchStrategy[Decimal]) -> dict[str, dict[str, st.Sea
         "visit": dict(place=_text, purpose=_text, initiated_by=st.sampled_from(tp.VISIT_INITIATORS),
                       duration_minutes=optional_int),
         "web_form": dict(form_id=_text, fields=_pairs),
-        "purchase": dict(order_id=_text, amount=money, currency=_text, margin=st.none() | money, lines=lines),
+        # a purchase is never negative and a refund gives back more than nothing (the core refuses both)
+        "purchase": dict(order_id=_text, amount=money.map(abs), currency=_text, margin=st.none() | money, lines=lines),
+        "refund": dict(order_id=_text, amount=money.map(abs).filter(bool), currency=_text, margin=st.none() | money,
+                       lines=lines, reason=optional_text),
         "service_case": dict(case_id=_text, status=st.sampled_from(tp.CASE_STATUSES),
                              severity=st.sampled_from(tp.CASE_SEVERITIES), category=optional_text),
         "survey": dict(survey_id=optional_text, csat=optional_int, nps=optional_int),

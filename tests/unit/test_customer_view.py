@@ -8,7 +8,7 @@ from functools import reduce
 from projections.touchpoints import CustomerRef, ExternalId
 from projections.view.document import from_state, to_document, to_state
 from projections.view.fold import RECENT_LIMIT, CustomerView, evolve, initial_view
-from tests.support.touchpoints import at, call, case, consent, email, purchase, survey, visit, web_form
+from tests.support.touchpoints import at, call, case, consent, email, purchase, refund, survey, visit, web_form
 
 
 def fold(*events) -> CustomerView:  # type: ignore[no-untyped-def]
@@ -20,9 +20,29 @@ def test_purchases_add_up_revenue_margin_and_average_basket_per_currency() -> No
                 purchase("p3", at(2), "20.00", currency="GBP"))
     doc = to_document(view)["purchases"]
     assert doc["count"] == 3
-    assert doc["by_currency"]["EUR"] == {"count": 2, "revenue": "150.50", "margin": "30.00", "average_basket": "75.25"}
+    assert doc["by_currency"]["EUR"] == {"count": 2, "revenue": "150.50", "margin": "30.00", "average_basket": "75.25",
+                                         "refunds": 0, "refunded": "0.0000"}
     assert doc["by_currency"]["GBP"]["margin"] is None
     assert doc["first_at"].startswith("2026-03-02") and doc["last_at"].startswith("2026-03-04")
+
+
+def test_a_refund_nets_revenue_and_margin_and_is_no_purchase() -> None:
+    """+100 then 30 given back: one purchase, net revenue 70, net basket 70 (the case a
+    negative purchase used to count twice)."""
+    view = fold(purchase("p1", at(0), "100.00", margin="40.00"), refund("r1", at(1), "o-p1", "30.00", margin="12.00"))
+    eur = to_document(view)["purchases"]["by_currency"]["EUR"]
+    assert (view.purchases, eur["count"], eur["refunds"]) == (1, 1, 1)
+    assert (eur["revenue"], eur["refunded"], eur["margin"], eur["average_basket"]) == ("70.00", "30.0000", "28.00", "70.00")
+    assert view.purchase_days.count == 1 and view.last_purchase_at == view.first_purchase_at
+
+
+def test_a_refund_before_its_order_gives_the_same_view_and_alone_has_no_basket() -> None:
+    order, back = purchase("p1", at(0), "100.00"), refund("r1", at(3), "o-p1", "100.00")
+    assert to_document(fold(back, order)) == to_document(fold(order, back))
+    alone = to_document(fold(refund("r2", at(1), "o-unknown", "25.00")))
+    assert alone["purchases"]["count"] == 0
+    assert alone["purchases"]["by_currency"]["EUR"] == {"count": 0, "revenue": "-25.00", "margin": None,
+                                                         "average_basket": None, "refunds": 1, "refunded": "25.0000"}
 
 
 def test_an_event_applied_twice_counts_once() -> None:

@@ -9,7 +9,7 @@ import pytest
 from projections.lifecycle.stages import DAY, Buy, LifecycleConfig, dwell, judge, next_deadline, transition_id
 from projections.view.document import to_document
 from projections.view.fold import CustomerView, evolve, initial_view, micros, tick
-from tests.support.touchpoints import T0, at, call, purchase
+from tests.support.touchpoints import T0, at, call, purchase, refund
 
 DEFAULT = LifecycleConfig()
 ZERO = micros(T0)
@@ -127,9 +127,18 @@ def test_a_slightly_late_purchase_that_contradicts_nothing_starts_the_stage_at_i
     assert stages(view) == [("prospect", "new", "first_purchase", 4.0)]
 
 
-def test_refunds_are_not_purchases_for_the_lifecycle() -> None:
-    view = fold(purchase("p1", at(0), amount="-20.00"), purchase("p0", at(1), amount="0.00"))
+def test_a_refund_moves_no_stage_and_a_free_order_is_a_purchase() -> None:
+    view = fold(refund("r1", at(0), "p0", "20.00"), call("c1", at(1)))
     assert view.lifecycle.stage == "prospect"
+    free = fold(purchase("p0", at(1), amount="0.00"))
+    assert stages(free) == [("prospect", "new", "first_purchase", 1.0)]
+
+
+def test_a_first_order_refunded_in_full_leaves_the_customer_a_customer() -> None:
+    bought = fold(purchase("p1", at(0), amount="40.00"))
+    refunded = fold(purchase("p1", at(0), amount="40.00"), refund("r1", at(2), "o-p1", "40.00"))
+    assert refunded.lifecycle == evolve(bought, call("c", at(2))).lifecycle  # the refund only moved time
+    assert dict(refunded.currencies)["EUR"].revenue == 0
 
 
 def test_a_tick_before_the_deadline_changes_nothing() -> None:

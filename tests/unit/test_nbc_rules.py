@@ -146,7 +146,7 @@ def test_the_message_names_file_rule_version_and_field() -> None:
      "case_past_sla, found lifecycle, touchpoint"),
     ("when", {"timer": {}}, "when.timer: expected one of touchpoint, lifecycle, after, case_past_sla, got 'timer'"),
     ("when", {"touchpoint": {"type": "webform"}}, "when.touchpoint.type: expected one of call, email, visit, "
-     "web_form, purchase, service_case, survey, consent, got 'webform' (did you mean 'web_form'?)"),
+     "web_form, purchase, refund, service_case, survey, consent, got 'webform' (did you mean 'web_form'?)"),
     ("when", {"touchpoint": {"type": "web_form", "where": {"fact": "amount", "gt": 1}}},
      "when.touchpoint.where.fact: unknown fact 'amount' (known here: source, channel, trigger_id, form_id, "
      "fields.<field>)"),

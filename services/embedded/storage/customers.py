@@ -98,5 +98,5 @@ class Customers(Concern):
                       "FROM customer_views, json_each(CAST(state AS TEXT), '$.currencies') AS t")
             for currency, count, revenue in c.fetchall():
                 customers, purchases, spend = out.get(currency, (0, 0, Decimal(0)))
-                out[currency] = (customers + 1, purchases + count, spend + Decimal(revenue))
+                out[currency] = (customers + (count > 0), purchases + count, spend + Decimal(revenue))  # net of refunds
         return out

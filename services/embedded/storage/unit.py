@@ -37,9 +37,9 @@ __all__ = ["ViewChanges", "ViewStore", "ViewSnapshot", "TRACKING_NAME", "VIEW_FO
 TRACKING_NAME = "touchstream"  # the log application's name, as in the tracking table
 # The stored view's format: bumped when the fold derives something new from the same log
 # (2: lifecycle stages and RFM cells; 3: next-best-contact state, triggers and figures; 4: bounded
-# states, see projections.view.document.STATE_FORMAT; 5: distinct purchase days).
+# states, see projections.view.document.STATE_FORMAT; 5: distinct purchase days; 6: refunds).
 # A store of an older format is rebuilt from the log.
-VIEW_FORMAT = 5
+VIEW_FORMAT = 6
 
 
 class _ViewConnections(SQLiteConnectionPool):

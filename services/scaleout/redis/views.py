@@ -344,7 +344,7 @@ class RedisViewStore:
         def take(d: dict[str, Any]) -> None:
             for currency, count, revenue, *_ in d["currencies"]:
                 customers, purchases, spend = out.get(currency, (0, 0, Decimal(0)))
-                out[currency] = (customers + 1, purchases + count, spend + Decimal(revenue))
+                out[currency] = (customers + (count > 0), purchases + count, spend + Decimal(revenue))  # net of refunds
 
         await self._each_state(take)
         return out
