@@ -8,13 +8,15 @@ router, the value job or webhook delivery names only the ports it uses.
 Positions: ingest gives every accepted event a position (an integer, increasing in the
 order events were acknowledged); a read passing ``min_position`` sees every event
 acknowledged at or below it, or is told it cannot yet (``Caught.reached`` false).
-Cursors are opaque strings (``cursor_out``/``cursor_in``); a cursor a port did not give
-is a ``ValueError``. Storage that cannot take events raises ``StorageUnavailable``.
+Cursors are short strings each runtime states as a pattern (``Cursors``: the feeds' and
+the timeline's), published in the OpenAPI document and checked before a port sees them:
+any string of that pattern names a point in its order (past the end: an empty page), so
+what a client's tools generate from the contract is what the server accepts. Storage that
+cannot take events raises ``StorageUnavailable``.
 """
 
 from __future__ import annotations
 
-import base64
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -29,7 +31,8 @@ from services.settings import Settings
 
 __all__ = ["Runtime", "Intake", "CustomerReads", "LifecycleReads", "Health", "ValueStore", "TriggerFeed",
            "DeliveryLedger", "SegmentReads", "Platform", "Caught", "TimelinePage", "Readiness", "TransitionPage",
-           "TriggerPage", "LifecycleFigures", "StorageUnavailable", "cursor_out", "cursor_in", "History", "history",
+           "TriggerPage", "LifecycleFigures", "StorageUnavailable", "Cursors", "MICROS_PATTERN", "timeline_cursor",
+           "timeline_point", "History", "history",
            "PurchaseLog"]
 
 
@@ -45,6 +48,7 @@ class StorageUnavailable(Exception):
 class Caught(NamedTuple):
     reached: bool
     position: int  # the position the views include (as far as known)
+    beyond: bool = False  # the position asked for is past the log's head: no write was given it
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,10 +96,26 @@ class LifecycleFigures:
     transitions: list[tuple[str, str, int]]  # (from, to, dwell µs)
 
 
+class Cursors(NamedTuple):
+    """A runtime's cursor grammars: regular expressions (no anchors) with what they mean."""
+
+    feed: str  # the transition, trigger and segment-change feeds' cursor
+    feed_meaning: str
+    timeline: str  # a customer's timeline cursor
+    timeline_meaning: str
+
+
+# Event time in µs, as a cursor holds it: 1653 to 5138, within what a date can be.
+MICROS_PATTERN = r"(?:-?[0-9]{1,16}|[0-9]{17})"
+
+
 class Runtime(Protocol):
-    """What every port carries: which runtime, its settings, whether it is stopping."""
+    """What every port carries: which runtime, its settings, whether it is stopping, and
+    its cursors' grammar."""
 
     runtime: str
+
+    cursors: Cursors
 
     settings: Settings
 
@@ -220,8 +240,8 @@ class ValueStore(Runtime, Protocol):
 @runtime_checkable
 class PurchaseLog(Protocol):
     """Every purchase the views have folded, per customer: what the purchase model's
-    validation refits on. Embedded only: the scale-out log is Kafka's, kept for a
-    retention period, and scanning it is not an API request's work."""
+    validation refits on. Embedded: every purchase from the log; scale-out: every purchase
+    day from the stored states (the log is Kafka's, kept for a retention period)."""
 
     async def purchase_log(self) -> tuple[list[str], list[int]]:
         """(customer id, purchase instant µs) of every purchase."""
@@ -280,13 +300,12 @@ class Platform(Intake, CustomerReads, LifecycleReads, Health, ValueStore, Trigge
     async def close(self) -> None: ...
 
 
-def cursor_out(*parts: str | int) -> str:
-    return base64.urlsafe_b64encode("|".join(str(p) for p in parts).encode()).decode()
+def timeline_cursor(at: int, tiebreak: str | int) -> str:
+    """``{event time µs}.{tiebreak}``: the point a timeline page ended at."""
+    return f"{at}.{tiebreak}"
 
 
-def cursor_in(cursor: str) -> list[str]:
-    try:
-        # the last part may itself hold "|" (an event id is free text): split once
-        return base64.urlsafe_b64decode(cursor.encode()).decode().split("|", 1)
-    except (ValueError, UnicodeDecodeError):
-        raise ValueError("not a cursor this API returned") from None
+def timeline_point(cursor: str) -> tuple[int, str]:
+    """(event time µs, tiebreak) of a timeline cursor of the runtime's pattern."""
+    at, _, tiebreak = cursor.partition(".")
+    return int(at), tiebreak

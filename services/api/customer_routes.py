@@ -9,6 +9,7 @@ view position it reflects (``X-Touchstream-Position``).
 
 from __future__ import annotations
 
+import re
 import time
 from datetime import UTC, datetime
 from typing import Annotated, Any
@@ -21,8 +22,8 @@ from projections.view.pressure import contact_pressure
 from projections.view.state import micros
 from services import metrics
 from services.api.auth import KeyRing
-from services.api.contracts import normalise_email, normalise_phone
-from services.api.input_rules import Cursor, Identifier, Instant, Position, Text
+from services.api.contracts import EMAIL_MAX, EMAIL_PATTERN, normalise_email, normalise_phone, phone_pattern
+from services.api.input_rules import Identifier, Instant, Position, cursor
 from services.api.responses import JSON
 from services.ports import CustomerReads
 from services.value.card import value_card
@@ -30,6 +31,8 @@ from services.value.service import ValueService
 
 __all__ = ["customer_router"]
 
+EXTERNAL_ID = r"[A-Za-z0-9][A-Za-z0-9._~@-]{0,63}:[A-Za-z0-9][A-Za-z0-9._~:@-]{0,127}"  # system:id
+_EXTERNAL_ID = re.compile(EXTERNAL_ID)
 MinPosition = Annotated[Position | None, Query(description="wait until the views include this log position")]
 CustomerId = Annotated[Identifier, Path(description="the customer's id (input rules: identifier)")]
 At = Annotated[Instant | None, Query(description="RFC 3339 instant contact pressure is counted against")]
@@ -44,6 +47,9 @@ def customer_router(platform: CustomerReads, keys: KeyRing, value: ValueService)
         caught = await platform.caught_up(min_position, wait_max)
         if min_position:
             metrics.READ_WAIT_SECONDS.observe(time.perf_counter() - started)
+        if caught.beyond:
+            raise HTTPException(409, [{"path": "min_position", "message": f"no write was given position {min_position}: "
+                                       f"pass a position ingest answered (the views are at {caught.position})"}])
         if not caught.reached:
             raise HTTPException(
                 503, f"views are at position {caught.position}, not yet {min_position}",
@@ -71,25 +77,35 @@ def customer_router(platform: CustomerReads, keys: KeyRing, value: ValueService)
         position = await caught_up(min_position)
         return await answer(customer_id, position, at)
 
-    @router.get("/v1/customers", responses={404: {"description": "no customer has this identifier"}})
-    async def find_customer(email: Annotated[Text | None, Query(max_length=320)] = None,
-                            phone: Annotated[Text | None, Query(max_length=40)] = None,
-                            external_id: Annotated[Text | None, Query(description="system:id")] = None,
-                            min_position: MinPosition = None, at: At = None) -> JSON:
-        """The 360° view of the customer an identifier belongs to."""
+    def phone_schema(schema: dict[str, Any]) -> None:
+        schema["pattern"] = f"^{phone_pattern(platform.settings.default_phone_region)}$"
+
+    @router.get("/v1/customers", responses={404: {"description": "no customer has this identifier (or none was "
+                                                                 "given: email, phone or external_id)"}})
+    async def find_customer(
+        email: str | None = Query(None, max_length=EMAIL_MAX, json_schema_extra={"pattern": f"^{EMAIL_PATTERN}$"},
+                                  description="an email address (input rules: emails)"),
+        phone: str | None = Query(None, max_length=40, json_schema_extra=phone_schema,
+                                  description="a phone number (input rules: phones; + as %2B)"),
+        external_id: str | None = Query(None, max_length=193, json_schema_extra={"pattern": f"^{EXTERNAL_ID}$"},
+                                        description="system:id"),
+        min_position: MinPosition = None, at: At = None,
+    ) -> JSON:
+        """The 360° view of the customer an identifier belongs to (the first given of email,
+        phone and external_id)."""
+        named = "email" if email is not None else "phone" if phone is not None else "external_id"
         try:
-            if email:
+            if email is not None:
                 identifier = ("email", normalise_email(email))
-            elif phone:
+            elif phone is not None:
                 identifier = ("phone", normalise_phone(phone))
-            elif external_id and ":" in external_id:
+            elif external_id is not None:
+                if not _EXTERNAL_ID.fullmatch(external_id):
+                    raise ValueError("an external id is given as system:id (input rules: identifiers)")
                 identifier = ("external_id", external_id)
-            elif external_id:
-                raise ValueError("an external id is given as system:id")
-            else:
-                raise HTTPException(422, [{"path": "query", "message": "give email, phone or external_id=system:id"}])
+            else:  # no identifier names no customer
+                raise HTTPException(404, "no customer has this identifier: give email, phone or external_id")
         except ValueError as error:
-            named = "email" if email else "phone" if phone else "external_id"
             raise HTTPException(422, [{"path": named, "message": str(error)}]) from None
         position = await caught_up(min_position)
         owner = await platform.owner(identifier)
@@ -97,15 +113,14 @@ def customer_router(platform: CustomerReads, keys: KeyRing, value: ValueService)
             raise HTTPException(404, "no customer has this identifier")
         return await answer(owner, position, at)
 
+    timeline_cursor = cursor(platform.cursors.timeline, platform.cursors.timeline_meaning)
+
     @router.get("/v1/customers/{customer_id}/timeline")
     async def timeline(customer_id: CustomerId, limit: Annotated[int, Query(ge=1, le=500)] = 50,
-                       cursor: Cursor | None = None, min_position: MinPosition = None) -> JSON:
+                       cursor: str | None = timeline_cursor, min_position: MinPosition = None) -> JSON:
         """Every touchpoint of the customer from the log, newest event time first, paginated."""
         position = await caught_up(min_position)
-        try:
-            page = await platform.timeline(customer_id, limit, cursor)
-        except ValueError:
-            raise HTTPException(422, [{"path": "cursor", "message": "not a cursor this API returned"}]) from None
+        page = await platform.timeline(customer_id, limit, cursor)
         if not page.events and cursor is None and await platform.state(customer_id) is None:
             raise HTTPException(404, "no such customer")
         payload: dict[str, Any] = {"customer_id": customer_id, "events": page.events,

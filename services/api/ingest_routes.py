@@ -2,7 +2,8 @@
 
 Body: one event object, a JSON list of events, or ``{"events": [...]}``; ≤ 1,000 events,
 ≤ 1 MiB, ≤ 32 KB per event (settings). One event: 202 accepted, 200 duplicate, 422
-rejected. A batch: 200 with one result per event (422 when every event was rejected).
+rejected (409 when it is only dated ahead of the platform's clock). A batch: 200 with one
+result per event (422 when every event was rejected, 409 when each only for its date).
 Answers only after the accepted events are committed to the log; storage trouble → 503
 with ``Retry-After`` (the sender retries; event ids make the retry safe).
 """
@@ -56,6 +57,8 @@ def ingest_router(platform: Intake, keys: KeyRing) -> APIRouter:
                   "content": {"application/json": {"schema": VERDICTS_REF}}},
             413: {"description": "body or event too large"},
             415: {"description": "not application/json"},
+            409: {"description": "every event rejected only for being dated ahead of the platform's clock "
+                                 "(max_future_seconds); the per-event verdicts beside the error"},
             422: {"description": "rejected, with field paths"},
             503: {"description": "storage unavailable; retry after Retry-After"},
         },
@@ -71,8 +74,9 @@ def ingest_router(platform: Intake, keys: KeyRing) -> APIRouter:
         if not single and isinstance(body, dict) and len(body) > 1:  # a typo beside "events" never passes unseen
             raise HTTPException(422, [{"path": name, "message": "a batch is {\"events\": [...]} and nothing else"}
                                       for name in sorted(body) if name != "events"])
-        if len(raws) > settings.max_batch_events:
-            raise HTTPException(413, f"a batch holds at most {settings.max_batch_events} events")
+        if len(raws) > settings.max_batch_events:  # the contract's maxItems: a 422 like any rule it states
+            raise HTTPException(422, [{"path": "events", "message": f"a batch holds at most "
+                                                                     f"{settings.max_batch_events} events"}])
         if not raws:
             raise HTTPException(422, [{"path": "events", "message": "the batch is empty"}])
         results = await submit(platform, raws, "" if single else "events", settings.max_event_bytes)
@@ -80,15 +84,17 @@ def ingest_router(platform: Intake, keys: KeyRing) -> APIRouter:
         counts = {k: sum(r["result"] == k for r in results) for k in ("accepted", "duplicate", "rejected")}
         positions = [r["position"] for r in results if r.get("position")]
         payload = {"position": max(positions, default=None), **counts, "results": results}
+        # every event rejected: 422, or 409 when each is well-formed and only ahead of the clock
+        refused = 409 if all(r.get("reason") == "in_the_future" for r in results) else 422
         if single:
-            status = {"accepted": 202, "duplicate": 200, "rejected": 422}[results[0]["result"]]
+            status = {"accepted": 202, "duplicate": 200, "rejected": refused}[results[0]["result"]]
             if results[0].get("reason") == "too_large":
                 raise HTTPException(413, results[0]["errors"])
         else:
-            status = 422 if counts["rejected"] == len(results) else 200
-        if status == 422:  # the common error shape too, beside the per-event verdicts
+            status = refused if counts["rejected"] == len(results) else 200
+        if status in (409, 422):  # the common error shape too, beside the per-event verdicts
             errors = [e for r in results for e in r.get("errors", [])]
-            payload["error"] = {"status": 422, "message": "every event was rejected", "errors": errors}
+            payload["error"] = {"status": status, "message": "every event was rejected", "errors": errors}
         return JSON(payload, status_code=status)
 
     return router

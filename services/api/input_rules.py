@@ -19,7 +19,8 @@ normalised. The rules (README, "Input rules"):
 * ``Currency``: a current ISO 4217 code from ``pycountry`` (the Debian iso-codes list),
   except ``XXX`` (no currency) and ``XTS`` (reserved for tests).
 * ``Position``: a log position or numeric cursor, 0 to 2^63 − 1 (what storage can hold);
-  ``Cursor``: an opaque cursor this API returned, at most 512 characters of text.
+  ``cursor(pattern, meaning)``: a cursor parameter of the runtime's grammar
+  (``services.ports.Cursors``), its pattern in the contract.
 """
 
 from __future__ import annotations
@@ -27,21 +28,30 @@ from __future__ import annotations
 import re
 from datetime import datetime
 from decimal import Decimal
+from collections.abc import Callable
 from typing import Annotated, Any
 
 import pycountry
-from fastapi import Query
+from fastapi import Header, Query
 from pydantic import AfterValidator, AwareDatetime, BeforeValidator, Field, WithJsonSchema
 
 from projections.predicates.facts import CONTACT_CHANNELS
 
-__all__ = ["Instant", "Identifier", "SystemName", "Text", "FreeText", "Money", "Currency", "Position",
-           "Cursor", "ContactChannel", "WindowStart", "WindowEnd", "CURRENCIES", "MAX_POSITION", "check_text"]
+__all__ = ["Instant", "INSTANT_PATTERN", "Identifier", "SystemName", "Text", "FreeText", "Money", "Currency", "Position",
+           "cursor", "ContactChannel", "WindowStart", "WindowEnd", "CURRENCIES", "MAX_POSITION", "check_text"]
 
 MAX_POSITION = 2**63 - 1
-_RFC3339 = re.compile(r"\d{4}-\d{2}-\d{2}[Tt]\d{2}:\d{2}:\d{2}(\.\d{1,9})?([Zz]|[+-]\d{2}:\d{2})")
-# What clients are told (JSON Schema): the same form with the years the rule accepts.
-_INSTANT_PATTERN = r"^(19\d\d|2\d{3})-\d{2}-\d{2}[Tt]\d{2}:\d{2}:\d{2}(\.\d{1,9})?([Zz]|[+-]\d{2}:\d{2})$"
+_RFC3339 = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}[Tt][0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]{1,9})?([Zz]|[+-][0-9]{2}:[0-9]{2})")
+_YEAR, _LEAP = r"(?:19|2[0-9])[0-9][0-9]", r"(?:(?:19|2[0-9])(?:0[48]|[2468][048]|[13579][26])|2000|2400|2800)"
+_DATE = (rf"(?:{_YEAR}-(?:(?:0[13578]|1[02])-(?:0[1-9]|[12][0-9]|3[01])|(?:0[469]|11)-(?:0[1-9]|[12][0-9]|30)"
+         rf"|02-(?:0[1-9]|1[0-9]|2[0-8]))|{_LEAP}-02-29)")
+INSTANT_PATTERN = rf"{_DATE}[Tt](?:[01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9](?:\.[0-9]{{1,9}})?(?:[Zz]|[+-](?:[01][0-9]|2[0-3]):[0-5][0-9])"
+"""Every RFC 3339 instant with an offset of the years 1900 to 2999, and nothing else: real
+calendar dates (leap days of leap years only), no leap second. What clients are told, and
+what the server takes (``_rfc3339``): a tool generating from the pattern sends only
+instants the server accepts."""
+_INSTANT = re.compile(INSTANT_PATTERN)
+_INSTANT_PATTERN = f"^{INSTANT_PATTERN}$"
 _NO_CONTROL = r"^[^\u0000-\u001f\u007f-\u009f]*$"  # JSON Schema (ECMA 262) form of check_text
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\ud800-\udfff]")
 _FREE_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")  # all but tab and line feed
@@ -53,6 +63,8 @@ def _rfc3339(value: Any) -> Any:
     if not isinstance(value, str) or not _RFC3339.fullmatch(value):
         raise ValueError("an instant is an RFC 3339 string with an offset, e.g. 2026-12-01T09:30:00Z "
                          "or 2026-12-01T10:30:00+01:00")
+    if not _INSTANT.fullmatch(value):
+        raise ValueError("an instant must be a real date and time between the years 1900 and 2999")
     return value
 
 
@@ -114,12 +126,31 @@ Text = Annotated[str, Field(min_length=1, max_length=200, json_schema_extra={"pa
 FreeText = Annotated[str, AfterValidator(_free_text)]
 Money = Annotated[Decimal, BeforeValidator(_money),
                   WithJsonSchema({"type": "string", "pattern": f"^{_MONEY.pattern}$", "examples": ["49.90"]})]
+AMOUNT_PATTERN = r"(0|[1-9][0-9]{0,11})(\.[0-9]{1,4})?"
+"""Money never negative (an order's amount, a unit price): the pattern the contract states."""
+POSITIVE_PATTERN = r"([1-9][0-9]{0,11}(\.[0-9]{1,4})?|0\.([1-9][0-9]{0,3}|0[1-9][0-9]{0,2}|00[1-9][0-9]?|000[1-9]))"
+"""Money above zero (a refund): the pattern the contract states."""
+
+
+def money_at_least(rule: Callable[[Decimal], Decimal], pattern: str) -> Any:
+    """Money with a lower bound: ``rule`` refuses what is under it with its own sentence,
+    ``pattern`` states the same bound in the contract."""
+    return Annotated[Decimal, BeforeValidator(_money), AfterValidator(rule),
+                     WithJsonSchema({"type": "string", "pattern": f"^{pattern}$", "examples": ["49.90"]})]
 Currency = Annotated[str, AfterValidator(_currency), WithJsonSchema({"type": "string", "enum": sorted(CURRENCIES)})]
 Position = Annotated[int, Field(ge=0, le=MAX_POSITION)]
-Cursor = Annotated[str, Field(min_length=1, max_length=512, json_schema_extra={"pattern": _NO_CONTROL}),
-                   AfterValidator(check_text)]
+
+
+def cursor(pattern: str, meaning: str, **options: Any) -> Any:
+    """A cursor parameter of the runtime's grammar (``services.ports.Cursors``), as the
+    parameter's default: the pattern is in the contract, and every string of it is
+    accepted (past the end: an empty page). ``options``: ``alias`` and the like."""
+    where = Header if options.pop("header", False) else Query
+    return where(None, pattern=f"^{pattern}$", max_length=160,
+                 description=f"{meaning}: pass back the next_cursor of the page before", **options)
 ContactChannel = Annotated[str | None, Query(json_schema_extra={"enum": list(CONTACT_CHANNELS)},
                                              description="a contact channel (422 names the ones there are)")]
-WindowStart = Annotated[Instant | None, Query(alias="from", description="window start (default: 30 days before "
-                                                                      "to); must be before to")]
-WindowEnd = Annotated[Instant | None, Query(alias="to", description="window end (default: now)")]
+WindowStart = Annotated[Instant | None, Query(alias="from", description="window start, included (default: 30 days "
+                                                                      "before to); a window whose from is not "
+                                                                      "before its to is empty")]
+WindowEnd = Annotated[Instant | None, Query(alias="to", description="window end, excluded (default: now)")]

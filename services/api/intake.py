@@ -66,7 +66,10 @@ def judge(raw: Any, index_path: str, max_bytes: int, received_at: datetime,
         # A touchpoint cannot happen in the future; one mistyped year would otherwise
         # become the customer's latest event and push every real contact out of windows.
         path = f"{index_path}.occurred_at" if index_path else "occurred_at"
-        return _rejected(event_id, event_type, "invalid", [{"path": path, "message": "occurred_at is in the future"}])
+        # Well-formed (the contract cannot know the time): a conflict with the platform's clock.
+        return _rejected(event_id, event_type, "in_the_future", [{"path": path, "message": "occurred_at is more than "
+                                                                   f"{int(future_tolerance.total_seconds())} s ahead "
+                                                                   "of the platform's clock"}])
     return {"event_id": model.event_id, "type": model.type, "document": to_canonical(model, received_at)}
 
 

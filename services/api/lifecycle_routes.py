@@ -24,7 +24,7 @@ from projections.lifecycle.stages import STAGES
 from projections.view.state import micros
 from services.api.auth import KeyRing
 from services.api.body import read_json, read_limited
-from services.api.input_rules import Cursor, Identifier, Instant, WindowEnd, WindowStart
+from services.api.input_rules import Identifier, Instant, WindowEnd, WindowStart, cursor
 from services.api.intake import field_errors
 from services.api.responses import JSON
 from services.ports import LifecycleReads
@@ -74,6 +74,8 @@ def lifecycle_router(platform: LifecycleReads, keys: KeyRing) -> APIRouter:
                      "schema": TickRequest.model_json_schema()}}}},
                  responses={400: {"description": "malformed or non-strict JSON"},
                             413: {"description": "a body larger than a tick needs"},
+                            409: {"description": "at is further ahead of the platform's clock than "
+                                                  "max_future_seconds allows"},
                             422: {"description": "invalid"},
                             415: {"description": "a body that is not application/json"}})
     async def post_tick(request: Request) -> JSON:
@@ -81,14 +83,16 @@ def lifecycle_router(platform: LifecycleReads, keys: KeyRing) -> APIRouter:
         body = await _tick_body(request)
         now = datetime.now(UTC)
         at = (body.at if body.at is not None else now).astimezone(UTC)
-        if at > now + ahead:
-            raise HTTPException(422, [{"path": "at", "message": f"a tick may not be more than "
+        if at > now + ahead:  # a conflict with the platform's clock, not a malformed request
+            raise HTTPException(409, [{"path": "at", "message": f"a tick may not be more than "
                                        f"{int(ahead.total_seconds())} s ahead of the platform's clock"}])
         position = await platform.append_tick(at)
         return JSON({"at": format_instant(at), "position": position}, status_code=202)
 
+    feed_cursor = cursor(platform.cursors.feed, platform.cursors.feed_meaning)
+
     @router.get("/v1/lifecycle/transitions", dependencies=[Depends(keys.require("read"))])
-    async def feed(after: Cursor | None = None, limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+    async def feed(after: str | None = feed_cursor, limit: Annotated[int, Query(ge=1, le=1000)] = 100,
                    customer_id: Identifier | None = None) -> JSON:
         try:
             page = await platform.transitions(after, limit, customer_id)
@@ -100,8 +104,6 @@ def lifecycle_router(platform: LifecycleReads, keys: KeyRing) -> APIRouter:
     async def analytics(start: WindowStart = None, end: WindowEnd = None) -> JSON:
         end = end or datetime.now(UTC)
         start = start or end - timedelta(days=30)
-        if start >= end:
-            raise HTTPException(422, [{"path": "from", "message": "from must be before to"}])
         figures = await platform.lifecycle_figures(micros(start), micros(end))
         return JSON({"from": format_instant(start), "to": format_instant(end),
                      **lifecycle_summary(figures.stages, figures.transitions)})

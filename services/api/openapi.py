@@ -62,7 +62,8 @@ _ERRORS = {
             "type": {"type": "string"},
             "result": {"enum": ["accepted", "duplicate", "rejected"]},
             "position": {"type": "integer", "description": "accepted: where it was written; duplicate: the copy's"},
-            "reason": {"enum": ["invalid", "unknown_type", "too_large"], "description": "rejected only"},
+            "reason": {"enum": ["invalid", "unknown_type", "too_large", "in_the_future"],
+                       "description": "rejected only; in_the_future: dated ahead of the platform's clock"},
             "errors": {"type": "array", "items": {"$ref": "#/components/schemas/FieldError"}},
         },
     },
@@ -82,7 +83,28 @@ def _touchpoint_schemas() -> dict[str, Any]:
     # The branches exclude each other by "type", so anyOf says the same as pydantic's oneOf
     # and spares generators (clients' fuzzers) checking every branch of every example.
     schema["anyOf"] = schema.pop("oneOf")
-    return {**definitions, "Touchpoint": schema}
+    out = {**definitions, "Touchpoint": schema}
+    _keys_by_pattern(out)
+    return out
+
+
+def _keys_by_pattern(node: Any) -> None:
+    """pydantic states a mapping whose keys have a pattern as ``patternProperties``: a key
+    outside the pattern then escapes every rule, values included. The server refuses such
+    keys, so the contract says so: the pattern goes to ``propertyNames`` and the value
+    rule to ``additionalProperties``."""
+    if isinstance(node, dict):
+        patterns = node.get("patternProperties")
+        if isinstance(patterns, dict) and len(patterns) == 1 and "propertyNames" in node:
+            (pattern, values), = patterns.items()
+            del node["patternProperties"]
+            node["propertyNames"] = {**node["propertyNames"], "pattern": pattern}
+            node["additionalProperties"] = values
+        for value in node.values():
+            _keys_by_pattern(value)
+    elif isinstance(node, list):
+        for value in node:
+            _keys_by_pattern(value)
 
 
 def _complete(document: dict[str, Any]) -> dict[str, Any]:
@@ -106,6 +128,14 @@ def _complete(document: dict[str, Any]) -> dict[str, Any]:
                     responses.setdefault(status, {"description": description})
             else:
                 operation.setdefault("security", [])
+            if "requestBody" in operation:
+                responses.setdefault("400", {"description": "malformed JSON"})
+            for parameter in operation.get("parameters", ()):
+                _not_null(parameter)
+                _instant_by_pattern(parameter)
+                if parameter["name"] == "min_position":
+                    responses.setdefault("409", {"description": "min_position is past the log's head: no write "
+                                                               "was given it"})
             if "{" in path:
                 responses.setdefault("404", {"description": "nothing has this id"})
             if path.startswith("/v1/"):
@@ -118,6 +148,32 @@ def _complete(document: dict[str, Any]) -> dict[str, Any]:
                     if "schema" not in content or content["schema"].get("$ref", "").endswith("HTTPValidationError"):
                         content["schema"] = _ERROR_REF
     return document
+
+
+def _not_null(parameter: dict[str, Any]) -> None:
+    """A query string or header holds text, never JSON's null: an optional parameter is
+    absent, so its schema is the text's alone (a generator sending "null" would send a
+    value the server rightly refuses)."""
+    schema = parameter.get("schema", {})
+    branches = schema.get("anyOf")
+    if branches and {"type": "null"} in branches:
+        kept = [b for b in branches if b != {"type": "null"}]
+        del schema["anyOf"]
+        if len(kept) == 1:
+            schema.update(kept[0])
+        else:
+            schema["anyOf"] = kept
+
+
+def _instant_by_pattern(parameter: dict[str, Any]) -> None:
+    """An instant in a query string is stated by its pattern alone (RFC 3339, the years
+    the server takes): a generator then draws from the pattern, not from every date-time
+    filtered by it (nine in ten thrown away). Bodies keep ``format: date-time`` for code
+    generators' date types."""
+    schema = parameter.get("schema", {})
+    if schema.get("format") == "date-time":
+        del schema["format"]
+        parameter.setdefault("description", "an RFC 3339 instant with an offset")
 
 
 def install_openapi(app: FastAPI) -> None:

@@ -27,7 +27,7 @@ from starlette.responses import StreamingResponse
 from projections.codec import format_instant
 from projections.view.state import instant_of, micros
 from services.api.auth import KeyRing
-from services.api.input_rules import Cursor, Text, WindowEnd, WindowStart
+from services.api.input_rules import Text, WindowEnd, WindowStart, cursor
 from services.api.responses import JSON
 from services.ports import SegmentReads
 
@@ -55,8 +55,6 @@ def segment_router(platform: SegmentReads, keys: KeyRing) -> APIRouter:
     async def analytics(start: WindowStart = None, end: WindowEnd = None) -> JSON:
         end = end or datetime.now(UTC)
         start = start or end - timedelta(days=30)
-        if start >= end:
-            raise HTTPException(422, [{"path": "from", "message": "from must be before to"}])
         counts = await source.counts()
         moved = await source.window(micros(start), micros(end))
         rows = [{"id": s.id, "version": s.version, "description": s.description, "members": counts.get(s.id, 0),
@@ -64,8 +62,10 @@ def segment_router(platform: SegmentReads, keys: KeyRing) -> APIRouter:
                 for s in source.definitions.segments]
         return JSON({"from": format_instant(start), "to": format_instant(end), "segments": rows})
 
+    feed_cursor = cursor(platform.cursors.feed, platform.cursors.feed_meaning)
+
     @router.get("/v1/segments/changes", dependencies=[Depends(keys.require("read"))])
-    async def changes(after: Cursor | None = None, segment: Text | None = None,
+    async def changes(after: str | None = feed_cursor, segment: Text | None = None,
                       limit: Annotated[int, Query(ge=1, le=1000)] = 100) -> JSON:
         try:
             page = await source.changes(after, limit, segment)

@@ -30,7 +30,8 @@ from starlette.responses import StreamingResponse
 
 from projections.predicates.facts import CONTACT_CHANNELS
 from services.api.auth import KeyRing
-from services.api.input_rules import ContactChannel, Cursor, Identifier
+from services.api.input_rules import ContactChannel, Identifier, cursor
+from services.ports import Cursors
 from services.api.responses import JSON
 
 __all__ = ["TriggerFeed", "trigger_router", "sse_event"]
@@ -42,6 +43,7 @@ class TriggerFeed(Protocol):
     """What these routes need of ``services.embedded.platform.Platform``."""
 
     draining: bool
+    cursors: Cursors
 
     async def triggers(self, after: str | None, limit: int, channel: str | None,
                        customer_id: str | None) -> Any: ...  # a TriggerPage: .triggers, .next_cursor
@@ -69,8 +71,12 @@ def trigger_router(platform: TriggerFeed, keys: KeyRing, *, poll_seconds: float 
         except ValueError as error:
             raise HTTPException(422, [{"path": "since", "message": str(error)}]) from None
 
+    since_cursor = cursor(platform.cursors.feed, platform.cursors.feed_meaning)
+    resume_cursor = cursor(platform.cursors.feed, platform.cursors.feed_meaning, alias="Last-Event-ID", header=True)
+
     @router.get("/v1/triggers", dependencies=[Depends(keys.require("read"))])
-    async def feed(channel: ContactChannel = None, customer_id: Identifier | None = None, since: Cursor | None = None,
+    async def feed(channel: ContactChannel = None, customer_id: Identifier | None = None,
+                   since: str | None = since_cursor,
                    limit: Annotated[int, Query(ge=1, le=1000)] = 100) -> JSON:
         found = await page(since, limit, _channel(channel), customer_id)
         return JSON({"triggers": found.triggers, "next_cursor": found.next_cursor})
@@ -80,8 +86,8 @@ def trigger_router(platform: TriggerFeed, keys: KeyRing, *, poll_seconds: float 
                 responses={200: {"content": {"text/event-stream": {"schema": {"type": "string"}}},
                                  "description": "one event per trigger"}})
     async def stream(request: Request, channel: ContactChannel = None, customer_id: Identifier | None = None,
-                     since: Cursor | None = None,
-                     last_event_id: Annotated[Cursor | None, Header(alias="Last-Event-ID")] = None,
+                     since: str | None = since_cursor,
+                     last_event_id: str | None = resume_cursor,
                      ) -> StreamingResponse:
         channel = _channel(channel)
         cursor = last_event_id or since

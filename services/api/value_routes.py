@@ -81,21 +81,22 @@ def value_router(value: ValueService, keys: KeyRing, segments: SegmentSource | N
 
     @router.get("/v1/value/validation", dependencies=[Depends(keys.require("read"))],
                 responses={200: {"content": {"image/svg+xml": {"schema": {"type": "string"}}}},
-                           409: {"description": "too little history on either side of calibration_end"},
-                           501: {"description": "the scale-out runtime does not validate (it would scan the log)"}})
+                           409: {"description": "too little history on either side of calibration_end, or the "
+                                                 "platform's time (no observation_end) not yet past it"}})
     async def validation(calibration_end: Instant, observation_end: Instant | None = None,
                          format: Literal["json", "svg"] = "json") -> Response:  # noqa: A002 - the query parameter
         """The calibration/holdout table (``services.value.validation``): fitted on the
         purchases up to ``calibration_end``, checked on those after, up to
         ``observation_end`` (default: the platform's time); ``format=svg``: the chart."""
         if purchases is None:
-            raise HTTPException(501, "the validation reads the log: embedded runtime only")
+            raise HTTPException(501, "this runtime keeps no purchase log to validate on")
         end = micros(observation_end) if observation_end is not None else await value.platform.platform_time()
         start = micros(calibration_end)
-        if end is None or start >= end:
-            raise HTTPException(422, [{"path": "calibration_end", "message":
-                                       "the calibration must end before the observation (and a clock tick, "
-                                       "or observation_end, must say when that is)"}])
+        if end is None or start >= end:  # no history after calibration_end to validate on
+            raise HTTPException(409, [{"path": "calibration_end", "message":
+                                       "the calibration must end before the observation, which is the platform's "
+                                       "time (the latest clock tick) unless observation_end says otherwise"
+                                       + ("" if end is not None else ": no clock tick yet")}])
         who, at = await purchases.purchase_log()
         try:
             table = await asyncio.to_thread(holdout, customer_numbers(who), at, start, end)

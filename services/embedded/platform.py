@@ -18,11 +18,12 @@ from typing import Any
 import orjson
 import structlog
 
-from projections.codec import instant
+from projections.codec import format_instant, instant
 from projections.identity import Identifier
 from projections.lifecycle.stages import Transition
 from projections.value.rfm_cells import Cell, Change
 from projections.view.document import transition_document
+from projections.view.state import instant_of, micros
 from services import metrics
 from services.clock import ClockScheduler
 from services.embedded.eventlog import Appended, TouchpointLog, tick_document
@@ -41,8 +42,10 @@ from services.ports import (
     TimelinePage,
     TransitionPage,
     TriggerPage,
-    cursor_in,
-    cursor_out,
+    Cursors,
+    MICROS_PATTERN,
+    timeline_cursor,
+    timeline_point,
 )
 from services.settings import Settings
 
@@ -58,19 +61,20 @@ def transition_row_document(row: dict[str, Any]) -> dict[str, Any]:
     return transition_document(row["customer_id"], t, row["dwell"])
 
 
+CURSORS = Cursors(
+    feed=r"[0-9]{1,18}", feed_meaning="the number of the feed entry a page ended at",
+    timeline=MICROS_PATTERN + r"\.[0-9]{1,18}",
+    timeline_meaning="{event time in µs since 1970}.{log position} of the event a page ended at")
+
+
 def feed_position(after: str | None) -> int:
-    """The SQLite feed row an API cursor names (0: from the start); ValueError for a
-    cursor this API did not give."""
-    if not after:
-        return 0
-    parts = cursor_in(after)
-    if len(parts) != 1 or not parts[0].isdigit():
-        raise ValueError("not a cursor this API returned")
-    return int(parts[0])
+    """The SQLite feed row an API cursor names (0: from the start)."""
+    return int(after) if after else 0
 
 
 class EmbeddedPlatform:
     runtime = "embedded"
+    cursors = CURSORS
 
     def __init__(self, settings: Settings):
         self.settings = settings
@@ -114,6 +118,8 @@ class EmbeddedPlatform:
 
     async def caught_up(self, min_position: int | None, timeout: float) -> Caught:
         if min_position and self.runner.position < min_position:  # else no thread needed
+            if min_position > await asyncio.to_thread(self.log.head):
+                return Caught(False, self.runner.position, beyond=True)
             reached = await asyncio.to_thread(self.runner.wait_for, min_position, timeout)
             return Caught(reached, self.runner.position)
         return Caught(True, self.runner.position)
@@ -130,17 +136,15 @@ class EmbeddedPlatform:
     async def timeline(self, customer_id: str, limit: int, cursor: str | None) -> TimelinePage:
         before = None
         if cursor:
-            parts = cursor_in(cursor)
-            if len(parts) != 2 or not parts[1].isdigit():
-                raise ValueError("not a cursor this API returned")
-            before = (parts[0], int(parts[1]))
+            at, position = timeline_point(cursor)
+            before = (format_instant(instant_of(at)), int(position))
         # Up to 500 log records: read off the event loop so other requests keep flowing.
         page = await asyncio.to_thread(self.views.customers.timeline_positions, customer_id, limit=limit + 1, before=before)
         more, page = len(page) > limit, page[:limit]
         found = await asyncio.to_thread(self.log.at_positions, [p for _, p in page])
         records = {r.position: r for r in found}
         events = [{"position": p, **records[p].document()} for _, p in page if p in records]
-        return TimelinePage(events, cursor_out(*page[-1]) if more else None)
+        return TimelinePage(events, timeline_cursor(micros(instant(page[-1][0])), page[-1][1]) if more else None)
 
     async def conflicts(self, after: int, limit: int) -> list[dict[str, Any]]:
         rows = await asyncio.to_thread(self.views.identity.conflicts, after=after, limit=limit)
@@ -181,7 +185,7 @@ class EmbeddedPlatform:
         start = feed_position(after)
         rows = await asyncio.to_thread(self.views.lifecycle.transitions, after=start, limit=limit, customer_id=customer_id)
         page = [transition_row_document(r) for r in rows]
-        return TransitionPage(page, cursor_out(rows[-1]["feed"]) if rows else after)
+        return TransitionPage(page, str(rows[-1]["feed"]) if rows else after)
 
     async def purchase_histories(self, currency: str) -> list[History]:
         return await asyncio.to_thread(self.views.customers.purchase_histories, currency)
@@ -221,7 +225,7 @@ class EmbeddedPlatform:
         start = feed_position(after)
         rows = await asyncio.to_thread(self.views.contacts.triggers, after=start, limit=limit, channel=channel,
                                        customer_id=customer_id)
-        return TriggerPage([orjson.loads(doc) for _, doc in rows], cursor_out(rows[-1][0]) if rows else after)
+        return TriggerPage([orjson.loads(doc) for _, doc in rows], str(rows[-1][0]) if rows else after)
 
     async def contact_figures(self) -> dict[tuple[str, int, str, str], int]:
         return await asyncio.to_thread(self.views.contacts.figures)

@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import asyncio
 import heapq
-import re
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import datetime
@@ -43,6 +42,7 @@ import structlog
 from projections.codec import from_dict, instant, to_dict
 from projections.identity import Identifier, Resolution, identifiers_of, resolve
 from projections.touchpoints import Touchpoint
+from projections.value.purchase_days import DAY_US, PurchaseDays
 from projections.value.rfm_cells import Cell, Change
 from projections.view.state import micros
 from services import metrics
@@ -60,8 +60,10 @@ from services.ports import (
     TimelinePage,
     TransitionPage,
     TriggerPage,
-    cursor_in,
-    cursor_out,
+    Cursors,
+    MICROS_PATTERN,
+    timeline_cursor,
+    timeline_point,
 )
 from services.scaleout.kafka.publisher import TouchpointPublisher
 from services.scaleout.kafka.records import tick_record
@@ -79,15 +81,21 @@ RESOLUTION_ROUNDS = 5
 READINESS_KAFKA_SECONDS = 1.0  # a broker slower than this to answer metadata is not ready for ingest
 STREAM_SCAN_LIMIT = 100_000  # a feed filtered by customer reads at most this many entries per page
 STREAM_CHUNK = 10_000  # conflicts / dead letters are read this many stream entries at a time
-_STREAM_ID = re.compile(r"[0-9]+-[0-9]+")
 
 
 class ResolutionRace(StorageUnavailable):
     """Concurrent requests kept claiming this batch's identifiers; retry."""
 
 
+CURSORS = Cursors(
+    feed=r"[0-9]{1,19}-[0-9]{1,19}", feed_meaning="the Redis stream id of the entry a page ended at",
+    timeline=MICROS_PATTERN + r"\.[A-Za-z0-9][A-Za-z0-9._~:@-]{0,127}",
+    timeline_meaning="{event time in µs since 1970}.{event id} of the event a page ended at")
+
+
 class KafkaPlatform:
     runtime = "kafka"
+    cursors = CURSORS
 
     def __init__(self, settings: Settings):
         self.settings = settings
@@ -176,9 +184,11 @@ class KafkaPlatform:
     async def caught_up(self, min_position: int | None, timeout: float) -> Caught:
         deadline, pause = time.monotonic() + timeout, 0.002
         while True:
-            _, mark = await self.store.watermark(self.topic, self.settings.kafka_partitions)
+            head, mark = await self.store.watermark(self.topic, self.settings.kafka_partitions)
             if not min_position or mark >= min_position:
                 return Caught(True, mark)
+            if min_position > head:
+                return Caught(False, mark, beyond=True)
             if time.monotonic() >= deadline:
                 return Caught(False, mark)
             await asyncio.sleep(pause)
@@ -193,10 +203,7 @@ class KafkaPlatform:
     async def timeline(self, customer_id: str, limit: int, cursor: str | None) -> TimelinePage:
         before = None
         if cursor:
-            parts = cursor_in(cursor)
-            if len(parts) != 2 or not parts[0].lstrip("-").isdigit():
-                raise ValueError("not a cursor this API returned")
-            before = (int(parts[0]), parts[1])
+            before = timeline_point(cursor)
         page = await self.store.timeline_page(customer_id, limit=limit + 1, before=before)
         more, page = len(page) > limit, page[:limit]
         positions = await self.store.event_positions([event_id for _, event_id, _ in page])
@@ -204,7 +211,7 @@ class KafkaPlatform:
         if registry is not None:  # records framed with ids this process has not met yet
             await registry.learn({i for _, _, record in page if (i := framed_schema_id(record)) is not None})
         events = [{"position": positions.get(event_id), **to_dict(decode(record))} for _, event_id, record in page]
-        return TimelinePage(events, cursor_out(page[-1][0], page[-1][1]) if more else None)
+        return TimelinePage(events, timeline_cursor(page[-1][0], page[-1][1]) if more else None)
 
     async def conflicts(self, after: int, limit: int) -> list[dict[str, Any]]:
         rows = await self._stream_rows("conflicts", after, limit)
@@ -320,6 +327,22 @@ class KafkaPlatform:
     async def purchase_histories(self, currency: str) -> list[History]:
         return await self.store.purchase_histories(currency)
 
+    async def purchase_log(self) -> tuple[list[str], list[int]]:
+        """(customer id, the start of a purchase day, µs) of every purchase day the stored
+        states keep: the validation's input here, where the log is Kafka's (kept for a
+        retention period) and scanning it is not an API request's work. The model counts
+        purchase days, so the table is the embedded one's whenever calibration_end and
+        observation_end fall at the start of a UTC day (docs/VALUE.md)."""
+        who: list[str] = []
+        when: list[int] = []
+        async for customer, raw in self.store.every_state():
+            count, first, bits, _ = orjson.loads(raw)["purchase_days"]
+            if count:
+                days = PurchaseDays(count, first, int(bits, 16)).days()
+                who += [customer] * len(days)
+                when += [day * DAY_US for day in days]
+        return who, when
+
     def every_state(self) -> AsyncIterator[tuple[str, bytes]]:
         return self.store.every_state()
 
@@ -377,12 +400,7 @@ async def _stream_page(read: Callable[[str | None, int], Awaitable[list[tuple[st
     """A page of a Redis stream feed after the API cursor ``after``: the documents (one
     customer's, when given) and the cursor past the last entry read. A customer filter
     scans at most ``STREAM_SCAN_LIMIT`` entries per call, the cursor moving past them."""
-    cursor = None
-    if after:
-        parts = cursor_in(after)
-        if len(parts) != 1 or not _STREAM_ID.fullmatch(parts[0]):
-            raise ValueError("not a cursor this API returned")
-        cursor = parts[0]
+    cursor = after or None
     page: list[dict[str, Any]] = []
     scanned = 0
     while len(page) < limit and scanned < STREAM_SCAN_LIMIT:
@@ -400,4 +418,4 @@ async def _stream_page(read: Callable[[str | None, int], Awaitable[list[tuple[st
         else:
             continue
         break
-    return page, cursor_out(cursor) if cursor else after
+    return page, cursor or after

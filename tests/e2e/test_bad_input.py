@@ -18,6 +18,7 @@ from tests.support.api import (
     call,
     error_of,
     error_paths,
+    iso,
     purchase,
     unique,
     wait_until,
@@ -230,11 +231,11 @@ def test_one_event_over_32_kb_in_a_batch_is_rejected_as_too_large_and_the_others
 
 
 @HTTP_ONLY
-def test_a_batch_of_more_than_1000_events_is_refused_with_413_and_nothing_stored(api: Api) -> None:
+def test_a_batch_of_more_than_1000_events_is_refused_naming_the_batch_and_nothing_stored(api: Api) -> None:
     uid = unique()
     response = api.post_events([_call(uid, n) for n in range(1001)])
-    assert response.status_code == 413, response.text
-    error_of(response)
+    assert response.status_code == 422, response.text  # the contract's maxItems
+    assert error_paths(response) == ["events"]
     _absent(api, email=f"bad.{uid}@example.com")
 
 
@@ -540,8 +541,12 @@ def test_an_event_dated_beyond_the_future_tolerance_is_refused_on_its_field(star
     api = Api(start_runtime({"TOUCHSTREAM_MAX_FUTURE_SECONDS": "900"}))
     tomorrow = datetime.now(UTC) + timedelta(days=1)
     response = api.post_events(call(f"future-{unique()}", tomorrow, {"emails": [f"f.{unique()}@example.com"]}))
-    assert response.status_code == 422, response.text
+    assert response.status_code == 409, response.text  # well-formed: a conflict with the platform's clock
     assert error_paths(response) == ["occurred_at"]
+    assert response.json()["results"][0]["reason"] == "in_the_future"
+    mixed = api.post_events([call(f"future-{unique()}", tomorrow, {"customer_id": "c-1"}),
+                             {"type": "call", "event_id": f"bad-{unique()}"}])
+    assert mixed.status_code == 422, mixed.text  # one of them breaks the contract: invalid
 
 
 # -- strict input rules over HTTP (the rules themselves: tests/unit/test_input_rules.py) --
@@ -580,6 +585,20 @@ def test_every_query_parameter_out_of_range_is_refused_naming_it(api: Api) -> No
         response = api.get(path, **params)
         assert response.status_code == 422, f"{path} {params}: {response.status_code} {response.text[:500]}"
         assert error_paths(response) == [name], f"{path} {params}: {response.text[:500]}"
+
+
+def test_a_request_the_platform_s_state_cannot_answer_is_a_conflict_naming_the_parameter(api: Api) -> None:
+    """A position no write was given and a tick ahead of the clock are well-formed (the
+    contract cannot know the log's head or the time): 409 on the parameter, at once, never
+    a 503 after waiting for what will never come."""
+    head = api.settle()
+    started = time.monotonic()
+    response = api.get("/v1/customers/c-1", min_position=head + 1_000_000)
+    assert response.status_code == 409 and error_paths(response) == ["min_position"], response.text
+    assert time.monotonic() - started < 1.0
+    ahead = datetime.now(UTC) + timedelta(days=2)
+    tick = api.client.post("/v1/clock/ticks", json={"at": iso(ahead)}, headers=bearer(api.runtime.keys.admin))
+    assert tick.status_code == 409 and error_paths(tick) == ["at"], tick.text
 
 
 @HTTP_ONLY

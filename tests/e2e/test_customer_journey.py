@@ -154,7 +154,7 @@ class Journey:
                 "first_at": p,
                 "last_at": p,
                 "by_currency": {"EUR": {"count": 1, "revenue": "149.9000", "margin": "41.2000",
-                                        "average_basket": "149.90"}},
+                                        "average_basket": "149.90", "refunds": 0, "refunded": "0.0000"}},
             },
             "service_cases": {"open": 0, "oldest_open_at": None, "resolved": 1, "mean_resolution_seconds": 2700.0},
             "satisfaction": {"csat": 4, "csat_at": s, "nps": None, "nps_at": None},
@@ -178,7 +178,8 @@ class Journey:
                 "time_base": {"at": iso(self.at), "source": "request"},
                 "currency": "EUR", "historical": {"revenue": "149.9000", "margin": "41.2000"},
                 "monetary": {"total_spend": "149.9000", "orders": 1, "average_order_value": "149.9000",
-                             "mean_repeat_purchase_value": None, "other_currencies": {}},
+                             "mean_repeat_purchase_value": None, "refunds": 0, "refunded": "0.0000",
+                             "other_currencies": {}},
                 # one buyer in the portfolio: every quintile cut is hers, a value at a cut scores low
                 "rfm": {"recency_days": round((self.at - self.t_purchase).total_seconds() / 86_400, 3),
                         "frequency": 1, "monetary": "149.9000", "scores": {"r": 1, "f": 1, "m": 1},

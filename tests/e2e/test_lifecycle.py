@@ -96,7 +96,7 @@ def test_a_late_purchase_corrects_the_stage_with_a_late_event_transition(api: Ap
 def test_a_tick_beyond_the_platform_clock_is_refused(api: Api) -> None:
     response = api.client.post("/v1/clock/ticks", json={"at": iso(datetime.now(UTC) + timedelta(days=30))},
                                headers=bearer(api.runtime.keys.admin))
-    assert response.status_code == 422
+    assert response.status_code == 409  # well-formed: it conflicts with the platform's clock
     assert response.json()["error"]["errors"][0]["path"] == "at"
     forbidden = api.client.post("/v1/clock/ticks", json={}, headers=bearer(api.runtime.keys.read))
     assert forbidden.status_code == 403

@@ -51,7 +51,7 @@ def test_an_unknown_channel_a_foreign_cursor_or_a_missing_key_are_refused(served
         assert unknown.json()["detail"] == [{"path": "channel", "message": message}]
         foreign = client.get("/v1/triggers", params={"since": "bm90LWEtY3Vyc29y"})
         assert foreign.status_code == 422
-        assert foreign.json()["detail"] == [{"path": "since", "message": "not a cursor this API returned"}]
+        assert foreign.json()["detail"][0]["loc"] == ["query", "since"]  # not of the feed's pattern
         assert client.get("/v1/triggers/stream", params={"since": "bm90LWEtY3Vyc29y"}).status_code == 422
         assert client.get("/v1/triggers/stream", params={"channel": "fax"}).status_code == 422
         assert client.get("/v1/triggers", params={"limit": 0}).status_code == 422
@@ -88,7 +88,7 @@ def test_a_client_resumes_after_the_last_event_id_it_saw_which_wins_over_since(s
         with client.stream("GET", "/v1/triggers/stream", params={"since": seen}) as stream:
             _, resumed = events(stream.iter_lines(), 2)
         assert resumed["data"] == feed.items[1]
-        with client.stream("GET", "/v1/triggers/stream", params={"since": "bm90LWEtY3Vyc29y"},
+        with client.stream("GET", "/v1/triggers/stream", params={"since": "0"},  # the start
                            headers={"Last-Event-ID": seen}) as stream:
             _, resumed = events(stream.iter_lines(), 2)
         assert resumed["data"] == feed.items[1]

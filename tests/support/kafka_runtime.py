@@ -105,6 +105,18 @@ class KafkaRuntime:
         finally:
             os.kill(pid, signal.SIGCONT)
 
+    @contextmanager
+    def views_paused(self) -> Iterator[None]:
+        """Freeze the workers: ingest goes on, the views fall behind; they thaw on exit."""
+        pids = [w.pid for w in self.stack.workers if w.pid is not None]
+        for pid in pids:
+            os.kill(pid, signal.SIGSTOP)
+        try:
+            yield
+        finally:
+            for pid in pids:
+                os.kill(pid, signal.SIGCONT)
+
     def verify_rebuild(self) -> dict[str, Any]:
         """Stop the API and workers, then ``touchstream replay`` on the same broker and Redis."""
         self.stop()

@@ -58,6 +58,8 @@ class Runtime(Protocol):
 
     def storage_unavailable(self) -> AbstractContextManager[None]: ...
 
+    def views_paused(self) -> AbstractContextManager[None]: ...
+
     def verify_rebuild(self) -> dict[str, Any]: ...
 
 
@@ -111,6 +113,19 @@ class EmbeddedRuntime:
         connection = sqlite3.connect(self.data_dir / "log.sqlite", isolation_level=None, timeout=10)
         try:
             connection.execute("BEGIN EXCLUSIVE")
+            yield
+        finally:
+            try:
+                connection.execute("ROLLBACK")
+            finally:
+                connection.close()
+
+    @contextmanager
+    def views_paused(self) -> Iterator[None]:
+        """Hold a write lock on the views database: ingest goes on, the views fall behind."""
+        connection = sqlite3.connect(self.data_dir / "views.sqlite", isolation_level=None, timeout=10)
+        try:
+            connection.execute("BEGIN IMMEDIATE")
             yield
         finally:
             try:

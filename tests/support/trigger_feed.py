@@ -10,11 +10,12 @@ exercised by tests/integration/test_webhook_delivery_embedded.py.
 
 from __future__ import annotations
 
-import base64
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
+
+from services.embedded.platform import CURSORS
 
 __all__ = ["TriggerPage", "TriggerFeedStandIn", "trigger"]
 
@@ -41,10 +42,12 @@ def trigger(channel: str = "call", *, valid_for: timedelta = timedelta(hours=1),
 
 
 def _cursor(index: int) -> str:
-    return base64.urlsafe_b64encode(f"t|{index}".encode()).decode()
+    return str(index)
 
 
 class TriggerFeedStandIn:
+    cursors = CURSORS  # the embedded runtime's: a feed cursor is an entry number
+
     def __init__(self, triggers: list[dict[str, Any]] | None = None):
         self.items: list[dict[str, Any]] = list(triggers or [])
         self.draining = False
@@ -61,13 +64,7 @@ class TriggerFeedStandIn:
         self.reads += 1
         start = 0
         if after is not None:
-            try:
-                kind, index = base64.urlsafe_b64decode(after.encode()).decode().split("|")
-                start = int(index)
-            except ValueError:
-                raise ValueError("not a cursor this API returned") from None
-            if kind != "t":
-                raise ValueError("not a cursor this API returned")
+            start = int(after)
         found, position = [], start
         for position in range(start, len(self.items)):
             item = self.items[position]

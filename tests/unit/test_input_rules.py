@@ -11,7 +11,18 @@ from fastapi import HTTPException
 from pydantic import TypeAdapter, ValidationError
 
 from services.api.body import parse_json
-from services.api.input_rules import CURRENCIES, Cursor, Identifier, Instant, Position
+import re
+
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from projections.codec import format_instant
+from projections.view.state import instant_of
+from services.api.contracts import EMAIL_PATTERN, normalise_email, normalise_phone, phone_pattern, set_phone_region
+from services.api.input_rules import CURRENCIES, Identifier, Instant, Position
+from services.embedded.platform import CURSORS as EMBEDDED_CURSORS
+from services.ports import timeline_point
+from services.scaleout.platform import CURSORS as SCALE_OUT_CURSORS
 from services.api.intake import judge
 
 NOW = datetime(2026, 11, 24, 12, 0, tzinfo=UTC)
@@ -184,12 +195,60 @@ def test_a_position_beyond_what_storage_holds_is_refused() -> None:
             adapter.validate_python(bad)
 
 
-def test_a_cursor_is_short_text() -> None:
-    adapter = TypeAdapter(Cursor)
-    assert adapter.validate_python("bm90LWEtY3Vyc29y") == "bm90LWEtY3Vyc29y"
-    for bad in ("", "x" * 513, "a\u0000b"):
-        with pytest.raises(ValidationError):
-            adapter.validate_python(bad)
+SAMPLED = settings(max_examples=300, deadline=None, derandomize=True, database=None,
+                   suppress_health_check=list(HealthCheck))
+
+
+@SAMPLED
+@given(st.data())
+def test_every_cursor_of_a_runtime_s_pattern_names_a_point_its_storage_can_seek(data: st.DataObject) -> None:
+    """What a client's tools generate from the OpenAPI document is what the server takes."""
+    feed = data.draw(st.from_regex(re.compile(EMBEDDED_CURSORS.feed), fullmatch=True))
+    assert 0 <= int(feed) < 2**63  # a SQLite integer
+    at, position = timeline_point(data.draw(st.from_regex(re.compile(EMBEDDED_CURSORS.timeline), fullmatch=True)))
+    assert format_instant(instant_of(at)) and 0 <= int(position) < 2**63  # a date, and a log position
+    stream = data.draw(st.from_regex(re.compile(SCALE_OUT_CURSORS.feed), fullmatch=True))
+    assert all(0 <= int(part) < 2**64 for part in stream.split("-"))  # a Redis stream id
+    at, event_id = timeline_point(data.draw(st.from_regex(re.compile(SCALE_OUT_CURSORS.timeline), fullmatch=True)))
+    assert instant_of(at) and TypeAdapter(Identifier).validate_python(event_id) == event_id
+
+
+@pytest.mark.parametrize("region", ["FR", "US", "GB", "DE", "IT", "JP"])
+def test_every_phone_of_the_contract_s_pattern_is_accepted_and_stored_in_e164(region: str) -> None:
+    grammar = re.compile(phone_pattern(region))
+    set_phone_region(region)
+    try:
+        @SAMPLED
+        @given(st.from_regex(grammar, fullmatch=True).filter(lambda s: len(s) <= 40))
+        def accepted(phone: str) -> None:
+            assert re.fullmatch(r"\+[1-9][0-9]{4,18}", normalise_phone(phone))  # plans allow up to 17 digits
+
+        accepted()
+    finally:
+        set_phone_region("FR")
+
+
+def test_a_phone_outside_the_pattern_is_refused_with_the_rule() -> None:
+    assert normalise_phone("06 12 34 56 78") == normalise_phone("+33.6.12.34.56.78") == "+33612345678"
+    for bad in ("12", "(06) 12 34 56 78", "06  12 34 56 78", "+33 6 12 34 56 7", "0033612345678", "phone"):
+        with pytest.raises(ValueError, match="not a phone number"):
+            normalise_phone(bad)
+
+
+@SAMPLED
+@given(st.from_regex(re.compile(EMAIL_PATTERN), fullmatch=True).filter(lambda s: len(s) <= 254))
+def test_every_email_of_the_contract_s_pattern_is_accepted_in_lower_case(address: str) -> None:
+    kept = normalise_email(address)
+    assert kept == address.strip(" \t").lower() and "@" in kept
+
+
+def test_an_email_outside_the_pattern_is_refused_with_the_rule() -> None:
+    assert normalise_email(" Ana.Martin@Example.COM ") == "ana.martin@example.com"
+    assert normalise_email("José@Exämple.FR") == "josé@exämple.fr"  # internationalised
+    for bad in ("", "ana", "ana@", "ana..martin@example.com", "ana@example", '"a b"@example.com',
+                "ana\u0000@example.com", "a@-example.com", "a" * 250 + "@example.com"):
+        with pytest.raises(ValueError, match="not an email address"):
+            normalise_email(bad)
 
 
 def test_identifiers_and_instants_document_their_pattern_for_clients() -> None:

@@ -2,9 +2,16 @@
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from pydantic import TypeAdapter
+
+from services.api.input_rules import INSTANT_PATTERN, Instant
 from services.api.intake import judge
 
 NOW = datetime(2026, 11, 24, 12, 0, tzinfo=UTC)
@@ -34,12 +41,28 @@ def test_an_implausible_year_is_rejected_on_the_field() -> None:
     assert verdict["errors"][0]["path"] == "occurred_at"
 
 
+@pytest.mark.parametrize("moment", ["2025-02-29T10:00:00Z", "1900-02-29T10:00:00Z", "2026-04-31T10:00:00Z",
+                                    "2026-04-01T24:00:00Z", "2026-04-01T10:00:60Z", "2026-04-01T10:00:00+24:00"])
+def test_a_date_or_time_the_calendar_has_not_is_refused_as_the_pattern_says(moment: str) -> None:
+    verdict = judge(call(occurred_at=moment), "", 32_000, NOW)
+    assert [e["path"] for e in verdict["errors"]] == ["occurred_at"], verdict
+    assert re.fullmatch(INSTANT_PATTERN, moment) is None
+
+
+@settings(max_examples=300, deadline=None, derandomize=True, database=None)
+@given(st.from_regex(re.compile(INSTANT_PATTERN), fullmatch=True))
+def test_every_instant_of_the_pattern_is_a_real_one_the_server_reads(moment: str) -> None:
+    TypeAdapter(Instant).validate_python(moment)
+
+
 def test_an_event_from_the_future_is_rejected_beyond_the_tolerance_only() -> None:
     soon = (NOW + timedelta(minutes=10)).isoformat()
     later = (NOW + timedelta(hours=2)).isoformat()
     assert "document" in judge(call(occurred_at=soon), "", 32_000, NOW)
     verdict = judge(call(occurred_at=later), "events[0]", 32_000, NOW)
-    assert verdict["errors"] == [{"path": "events[0].occurred_at", "message": "occurred_at is in the future"}]
+    assert verdict["reason"] == "in_the_future"  # well-formed: a conflict with the clock (409 when all are)
+    assert verdict["errors"] == [{"path": "events[0].occurred_at",
+                                  "message": "occurred_at is more than 900 s ahead of the platform's clock"}]
     assert "document" in judge(call(occurred_at=later), "", 32_000, NOW, timedelta(days=1))
 
 
