@@ -197,7 +197,10 @@ def generate(
                              link_after=max(2000, batch_size * concurrency))
     started = time.perf_counter()
     if out is not None:
-        written = write_jsonl(traffic(options), out)
+        from services.progress import counted, meter
+
+        with meter("generating events", total=events, enabled=progress) as shown:
+            written = write_jsonl(counted(traffic(options), shown), out)
         seconds = time.perf_counter() - started
         summary = {"written": written, "path": str(out), "seconds": round(seconds, 3),
                    "events_per_second": round(written / seconds) if seconds else None}
@@ -276,10 +279,14 @@ def bench(
 
 
 from tools.stack_commands import down as stack_down  # noqa: E402 - the local stack's commands
+from tools.stack_commands import restart as stack_restart  # noqa: E402
+from tools.stack_commands import status as stack_status  # noqa: E402
 from tools.stack_commands import up as stack_up  # noqa: E402
 
 app.command("up")(stack_up)
 app.command("down")(stack_down)
+app.command("status")(stack_status)
+app.command("restart")(stack_restart)
 
 from services.nbc.commands import backtest, rules_app  # noqa: E402 - next-best-contact rule files
 

@@ -23,6 +23,7 @@ from typing import Any
 from services.embedded.eventlog import TouchpointLog
 from services.embedded.runner import ProjectionRunner
 from services.embedded.storage.unit import ViewStore, digest_row
+from services.progress import polled
 from services.settings import Settings
 from services.state_diff import Comparison
 
@@ -41,7 +42,8 @@ def verify(settings: Settings, into: Path | None = None) -> dict[str, Any]:
         fresh = ViewStore(into or scratch / "views.sqlite")
         runner = ProjectionRunner(log, fresh, settings.fold_config(), batch=5000, until=target)
         started = time.perf_counter()
-        runner.catch_up()
+        with polled("replaying the log", target, lambda: runner.position):
+            runner.catch_up()
         seconds = time.perf_counter() - started
         comparison = Comparison()
         rebuilt_digest, live_digest = hashlib.sha256(), hashlib.sha256()

@@ -95,8 +95,11 @@ def backtest(
             raise typer.Exit(2)
         history = embedded_history(settings)
     engine = ContactEngine(rule_set, PINNED, settings.nbc_attribution_days)
-    report = run_backtest(history, FoldConfig(settings.lifecycle(), engine, currency=None),
-                          first, last)
+    from services.progress import meter
+
+    with meter(f"folding {len(history):,} events in event time"):  # one fold_batch: a spinner and the time
+        report = run_backtest(history, FoldConfig(settings.lifecycle(), engine, currency=None),
+                              first, last)
     if output == "json":
         typer.echo(json.dumps(report, indent=2))
     else:

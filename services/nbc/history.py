@@ -9,6 +9,7 @@ left out (a backtest moves time itself).
 
 from __future__ import annotations
 
+from contextlib import ExitStack
 from typing import Any
 
 import orjson
@@ -16,6 +17,7 @@ import orjson
 from projections.codec import from_dict
 from projections.identity import settled
 from projections.touchpoints import Touchpoint
+from services.progress import meter
 from services.settings import Settings
 
 __all__ = ["embedded_history", "kafka_history"]
@@ -36,16 +38,18 @@ def embedded_history(settings: Settings) -> list[tuple[str, Touchpoint]]:
     out: list[tuple[str, Touchpoint]] = []
     try:
         position = 0
-        while True:
-            records = log.read(position, 5000)
-            if not records:
-                break
-            for record in records:
-                customer = owner.get(record.position)
-                if customer is not None and record.topic.startswith("touchpoint/"):
-                    event = from_dict(orjson.loads(record.state))
-                    out.append((customer, settled(event, customer, {}).folded))
-            position = records[-1].position
+        with meter("reading the log", total=log.head()) as shown:
+            while True:
+                records = log.read(position, 5000)
+                if not records:
+                    break
+                shown.update(records[-1].position)
+                for record in records:
+                    customer = owner.get(record.position)
+                    if customer is not None and record.topic.startswith("touchpoint/"):
+                        event = from_dict(orjson.loads(record.state))
+                        out.append((customer, settled(event, customer, {}).folded))
+                position = records[-1].position
     finally:
         log.close()
     return out
@@ -65,6 +69,7 @@ async def kafka_history(settings: Settings) -> list[tuple[str, Touchpoint]]:
                                 auto_offset_reset="earliest", fetch_max_wait_ms=10)
     await consumer.start()
     out: list[tuple[str, Touchpoint]] = []
+    held = ExitStack()
     try:
         partitions = [TopicPartition(TOUCHPOINTS_TOPIC, p)
                       for p in sorted(consumer.partitions_for_topic(TOUCHPOINTS_TOPIC) or ())]
@@ -75,10 +80,12 @@ async def kafka_history(settings: Settings) -> list[tuple[str, Touchpoint]]:
         # answers ListOffsets(latest) with the last batch's base offset), as the replay reads it.
         ended: set[Any] = set()
         last_progress = time.monotonic()
+        shown = held.enter_context(meter("reading the topic"))
         while len(ended) < len(partitions):
             polled = await consumer.getmany(timeout_ms=200, max_records=10_000)
             for records in polled.values():
                 last_progress = time.monotonic()
+                shown.advance(len(records))
                 if registry is not None:
                     await registry.learn({i for r in records if (i := framed_schema_id(r.value)) is not None})
                 for record in records:
@@ -95,6 +102,7 @@ async def kafka_history(settings: Settings) -> list[tuple[str, Touchpoint]]:
             if time.monotonic() - last_progress > 30:
                 raise TimeoutError(f"no progress reading {TOUCHPOINTS_TOPIC} for 30 s")
     finally:
+        held.close()
         await consumer.stop()
         if registry is not None:
             await registry.aclose()

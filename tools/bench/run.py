@@ -15,6 +15,7 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
+from services.progress import Meter, meter
 from tools.bench import http_scenarios as http
 from tools.bench.baseline import naive_load_modify_save
 from tools.bench.scale import fold_log, replay_log, write_log
@@ -62,32 +63,51 @@ def run_bench(scale_name: str = "full", workdir: Path | None = None, *, spine: b
 
 
 def _spine(scale: Scale, base: Path) -> dict[str, Any]:
+    with meter("benchmark", total=9) as shown:
+        return _measured(scale, base, shown)
+
+
+def _measured(scale: Scale, base: Path, shown: Meter) -> dict[str, Any]:
     results: dict[str, Any] = {}
+
+    def step(name: str) -> None:
+        shown.advance()
+        shown.describe(f"benchmark: {name}")
+
+    shown.describe("benchmark: the naive baseline")
     sample = list(generate(TrafficOptions(customers=max(50, scale.baseline_events // 6), events=scale.baseline_events,
                                           seed=5, duplicate_rate=0.0)))
     results["baseline_naive_load_modify_save"] = naive_load_modify_save(sample, base / "naive")
+    step("batched HTTP ingest")
     with LocalServer(base / "batched") as server:
         results["batched_http_ingest"] = http.batched_ingest(server, scale.batched_events, scale.batched_customers)
+    step("single-event ingest, read-your-writes, reads")
     with LocalServer(base / "single") as server:
         results["single_event_ingest"] = http.single_event_ingest(server, scale.single_requests)
         results["ack_to_visible"] = http.ack_to_visible(server, scale.paced_seconds, scale.paced_rate)
         results["view_reads"] = http.view_reads(server, scale.reads)
     for label, (events, customers) in (("small", scale.small_log), ("large", scale.large_log)):
+        step(f"the {label} log")
         directory = base / f"log-{label}"
         results[f"log_{label}"] = {"written": write_log(directory, events, customers), "fold": fold_log(directory)}
+    step("replay")
     results["replay"] = replay_log(base / "log-large")
     from tools.bench.lifecycle import run_lifecycle_bench
 
+    step("lifecycle")
     large_events, large_customers = scale.large_log
     results["lifecycle"] = run_lifecycle_bench(base / "lifecycle", events=large_events // 5,
                                                customers=large_customers // 10, deadlines=large_events,
                                                due=large_customers // 10)
     from tools.bench.value import refit_customers, rfm_overhead
 
+    step("customer value")
     results["value"] = {"rfm_overhead": rfm_overhead(base / "log-small"), "refit": refit_customers(large_events)}
     from tools.bench.nbc import run_nbc_bench
 
+    step("next best contact")
     results["nbc"] = run_nbc_bench(events=large_events // 5, customers=large_customers // 10)
+    shown.advance()
     baseline = results["baseline_naive_load_modify_save"]["events_per_second"]
     small, large = results["log_small"]["fold"], results["log_large"]["fold"]
     results["ratios"] = {

@@ -27,6 +27,7 @@ from projections.codec import instant
 from projections.segments.membership import ENTERED, EXITED, Change, SegmentSet, members_of, since_of
 from projections.view.document import from_state
 from projections.view.state import micros
+from services.progress import meter
 
 __all__ = ["SegmentWrites", "segment_key", "RedisSegments", "rebuild", "definitions_key"]
 
@@ -187,12 +188,15 @@ async def rebuild(store: Any, definitions: SegmentSet) -> list[Change]:
                                         since_of(view)))
         batch.clear()
 
-    async for name in redis.scan_iter(match=store.keys.state("").replace("*", r"\*") + "*", count=2000):
-        batch.append(name)
-        if len(batch) >= 1000:
+    with meter("re-evaluating stored views") as shown:
+        async for name in redis.scan_iter(match=store.keys.state("").replace("*", r"\*") + "*", count=2000):
+            batch.append(name)
+            if len(batch) >= 1000:
+                await evaluate()
+                shown.advance(1000)
+        if batch:
+            shown.advance(len(batch))
             await evaluate()
-    if batch:
-        await evaluate()
     versions = {sid: int(stored[sid].split(":")[0]) for sid in removed}
     moves += [Change(cid, sid, versions.get(sid, 0), EXITED, None) for sid, cid in sorted(was)]
     cause = "definition:" + ",".join(f"{s.id}@{s.fingerprint}" for s in changed.segments)

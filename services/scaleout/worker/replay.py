@@ -42,6 +42,7 @@ from redis.exceptions import RedisError
 from projections.batch import FoldConfig, fold_batch
 from projections.view.document import to_state
 from projections.view.fold import CustomerView
+from services import progress
 from services.contracts.confluent import ConfluentRegistry, RegistryUnavailable, framed_schema_id
 from services.scaleout.kafka.records import partition_of
 from services.scaleout.kafka.topics import TOUCHPOINTS_TOPIC
@@ -75,6 +76,7 @@ class TopicReader:
         self.held: dict[int, list[Any]] = {p: [] for p in partitions}  # read beyond the target, in offset order
         self.ends: dict[int, int] = {}  # the last offset on the topic when the partition was last read
         self.ahead: dict[int, int] = {}  # partition -> a target beyond its end
+        self.read = 0  # records read from the topic (the progress bar's count)
 
     def start(self) -> None:
         self.consumer.assign(list(self.tps.values()))
@@ -100,6 +102,7 @@ class TopicReader:
             polled = await self.consumer.getmany(*(self.tps[p] for p in wanted), timeout_ms=200, max_records=10_000)
             for tp, records in polled.items():
                 progress = time.monotonic()
+                self.read += len(records)
                 if self.registry is not None:
                     await self.registry.learn({i for r in records if (i := framed_schema_id(r.value)) is not None})
                 self.held[tp.partition].extend(records)
@@ -279,7 +282,9 @@ async def _verify(settings: Settings, topic: str) -> dict[str, Any]:
         replayer = Replayer(settings.fold_config(), count)
         reader = TopicReader(consumer, topic, partitions, replayer, registry)
         reader.start()
-        await reader.read_to(snapshot)
+        with progress.polled("replaying the topic", sum(o + 1 for o in snapshot.values() if o >= 0),
+                             lambda: reader.read):
+            await reader.read_to(snapshot)
 
         comparison = Comparison()
         stored = await _stored_customers(client, keys)
