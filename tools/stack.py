@@ -67,6 +67,11 @@ def manifest_path(data_dir: Path) -> Path:
     return Path(data_dir) / "stack" / "stack.json"
 
 
+def restart_request(data_dir: Path, name: str) -> Path:
+    """The file `touchstream restart NAME` leaves for the supervisor (removed once done)."""
+    return Path(data_dir) / "stack" / f"restart-{name}"
+
+
 class Stack:
     def __init__(self, data_dir: Path, *, workers: int = 2, api_port: int = 8080,
                  settings: Mapping[str, str] | None = None, environment: Mapping[str, str] | None = None):
@@ -82,6 +87,7 @@ class Stack:
         self.partitions = int(self._settings.get("TOUCHSTREAM_KAFKA_PARTITIONS",
                                                  Settings.model_fields["kafka_partitions"].default))
         self.host = self._settings.get("TOUCHSTREAM_HOST", "127.0.0.1")
+        self.supervisor: int | None = None  # the pid of `touchstream up` supervising the stack, if any
         self.broker = TansuBroker(directory=self.logs)
         self.redis = RedisServer(directory=self.directory / "redis", log_path=self.logs / "redis.log")
         api_port = api_port or free_port()
@@ -225,8 +231,16 @@ class Stack:
             "processes": [{"name": name, "pid": pid, "started_at": started_at(pid) if pid else None,
                            "port": port, "log": str(log)} for name, pid, port, log in entries],
         }
+        if self.supervisor is not None:
+            manifest["supervisor"] = {"pid": self.supervisor, "started_at": started_at(self.supervisor)}
         path = manifest_path(self.data_dir)
-        path.write_text(json.dumps(manifest, indent=2) + "\n")
+        partial = path.with_suffix(".json.partial")
+        partial.write_text(json.dumps(manifest, indent=2) + "\n")
+        partial.replace(path)  # readers never see half a file
+
+    def restart_requested(self) -> list[StackProcess]:
+        """The API or workers `touchstream restart` asked to restart."""
+        return [p for p in (self.api, *self.workers) if restart_request(self.data_dir, p.name).exists()]
 
     def __enter__(self) -> Stack:
         return self.start()

@@ -11,6 +11,7 @@ embedded`` is ``touchstream run``.
 from __future__ import annotations
 
 import json
+import os
 import signal
 import time
 from pathlib import Path
@@ -25,7 +26,7 @@ if TYPE_CHECKING:  # the stack's modules load only when a stack command runs: th
     from tools.stack import Stack
     from tools.stack_process import StackProcess
 
-__all__ = ["up", "down"]
+__all__ = ["up", "down", "status", "restart"]
 
 RUNTIMES = ("kafka", "embedded")
 
@@ -90,6 +91,113 @@ def down() -> None:
     typer.echo(f"Stopped {len(processes)} processes" + (f" (killed after the bound: {killed})" if killed else "") + ".")
 
 
+def status(
+    as_json: Annotated[bool, typer.Option("--json", help="the report as JSON")] = False,
+) -> None:
+    """Each process of the stack `touchstream up` started: running or not, ready or not
+    (the API's and workers' /readyz, the broker's and Redis' ports), and whether a
+    supervisor restarts what dies. Exit 0: everything runs and is ready; 1: not; 2: no stack."""
+    from tools.stack import manifest_path
+
+    path = manifest_path(Settings().data_dir)
+    if not path.exists():
+        typer.echo(f"No stack ({path} does not exist): start one with `touchstream up`.", err=True)
+        raise typer.Exit(2)
+    manifest = json.loads(path.read_text())
+    rows = [_process_status(p) for p in manifest["processes"]]
+    supervisor = manifest.get("supervisor")
+    supervised = bool(supervisor) and _alive(supervisor["pid"], supervisor.get("started_at"))
+    healthy = all(r["running"] and r["ready"] for r in rows)
+    if as_json:
+        typer.echo(json.dumps({"healthy": healthy, "supervised": supervised, "processes": rows}, indent=2))
+    else:
+        from rich.console import Console
+        from rich.table import Table
+
+        table = Table("process", "pid", "port", "running", "ready", "detail", title=f"stack in {manifest['data_dir']}")
+        for r in rows:
+            table.add_row(str(r["name"]), str(r["pid"] or "-"), str(r["port"]), "yes" if r["running"] else "NO",
+                          "yes" if r["ready"] else "NO", str(r["detail"]))
+        console = Console()
+        console.print(table)
+        console.print(f"supervised: {'yes (a process that dies is restarted)' if supervised else 'NO'}")
+    raise typer.Exit(0 if healthy else 1)
+
+
+def _alive(pid: int, started: str | None) -> bool:
+    from tools.stack_process import alive
+
+    return alive(pid, started)
+
+
+def _process_status(entry: dict[str, object]) -> dict[str, object]:
+    """One process: alive (pid and start time), and ready: /readyz for the API and the
+    workers (half a second), the port accepting a connection for the broker and Redis."""
+    import socket
+
+    import httpx
+
+    name, pid, port = str(entry["name"]), entry["pid"], int(entry["port"])  # type: ignore[call-overload]
+    running = isinstance(pid, int) and _alive(pid, entry.get("started_at"))  # type: ignore[arg-type]
+    ready, detail = False, "not running"
+    if running and (name == "api" or name.startswith("worker-")):
+        try:
+            answer = httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=0.5)
+            body = answer.json()
+            ready = answer.status_code == 200 and bool(body.get("ready", True))
+            checks = body.get("checks") or {}
+            detail = ", ".join(f"{k} {v}" for k, v in checks.items()) if checks else f"HTTP {answer.status_code}"
+            if "partitions" in body:
+                detail = f"partitions {body['partitions']}; {detail}"
+        except (httpx.HTTPError, ValueError) as error:
+            detail = f"/readyz: {type(error).__name__}"
+    elif running:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+                ready, detail = True, "port open"
+        except OSError as error:
+            detail = f"port {port}: {error.strerror or type(error).__name__}"
+    return {"name": name, "pid": pid, "port": port, "running": running, "ready": ready, "detail": detail}
+
+
+def restart(
+    name: Annotated[str, typer.Argument(help="the process to restart: api, worker-1, worker-2, ...")],
+    wait: Annotated[float, typer.Option(min=1, help="seconds to wait for it to be back")] = 60.0,
+) -> None:
+    """Restart one process of the stack gracefully (SIGTERM, then started again at once),
+    through the supervisor of `touchstream up`, which keeps stack.json current. Exit 0
+    once it runs again under a new pid; 1 if it did not within --wait."""
+    from tools.stack import manifest_path, restart_request
+
+    path = manifest_path(Settings().data_dir)
+    if not path.exists():
+        typer.echo(f"No stack ({path} does not exist).", err=True)
+        raise typer.Exit(2)
+    manifest = json.loads(path.read_text())
+    names = [p["name"] for p in manifest["processes"] if p["name"] in ("api",) or p["name"].startswith("worker-")]
+    if name not in names:
+        raise typer.BadParameter(f"one of {', '.join(names)} (the broker and Redis hold the stack's state: "
+                                 "restart the stack instead)", param_hint="NAME")
+    supervisor = manifest.get("supervisor")
+    if not supervisor or not _alive(supervisor["pid"], supervisor.get("started_at")):
+        typer.echo("No supervisor runs for this stack: restart it with `touchstream down` and `touchstream up`.",
+                   err=True)
+        raise typer.Exit(1)
+    before = next(p["pid"] for p in manifest["processes"] if p["name"] == name)
+    request = restart_request(Settings().data_dir, name)
+    request.touch()
+    deadline = time.monotonic() + wait
+    while time.monotonic() < deadline:
+        time.sleep(0.2)
+        current = {p["name"]: p for p in json.loads(path.read_text())["processes"]}[name]
+        if not request.exists() and current["pid"] not in (None, before) and _alive(current["pid"],
+                                                                                     current["started_at"]):
+            typer.echo(f"{name} restarted: pid {before} -> {current['pid']}")
+            return
+    typer.echo(f"{name} was not back within {wait:g} s: see `touchstream status` and its log", err=True)
+    raise typer.Exit(1)
+
+
 def _running(path: Path) -> list[tuple[int, str | None]]:
     """The processes a stack.json names that still run (a stale file names none)."""
     from tools.stack_process import alive
@@ -130,15 +238,28 @@ RESTART_BACKOFF = (1.0, 2.0, 4.0, 8.0, 16.0, 30.0)  # seconds before each furthe
 
 
 def _serve_until_stopped(stack: Stack) -> None:
+    from tools.stack import restart_request
+
     """Until Ctrl-C, SIGTERM or a process of the stack stopped from outside (`touchstream
     down`); then stop the stack in order. A process that dies (a crash, a SIGKILL, an OOM
     kill) is restarted, after a backoff growing with its restarts, and said so."""
     restarts: dict[str, int] = {}
     due: dict[str, float] = {}  # process name -> when to start it again
     stopped: list[StackProcess] = []
+    stack.supervisor = os.getpid()
+    stack.write_manifest()  # `touchstream status` and `restart` find the supervisor
     try:
         while not stopped:
             time.sleep(0.5)
+            for process in stack.restart_requested():
+                typer.echo(f"touchstream up: restarting {process.name} on request", err=True)
+                process.signal(signal.SIGTERM)
+                if process.wait(30) is None:
+                    process.kill()
+                process.spawn()
+                stack.write_manifest()
+                restart_request(stack.data_dir, process.name).unlink(missing_ok=True)
+                typer.echo(f"touchstream up: {process.name} restarted (pid {process.pid})", err=True)
             dead = stack.exited()
             stopped = [p for p in dead if p.process is not None and p.process.returncode in (0, -signal.SIGTERM)]
             for process in dead:

@@ -11,6 +11,7 @@ import subprocess
 import sys
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -105,10 +106,32 @@ def test_up_restarts_a_worker_that_was_killed_and_ctrl_c_stops_everything(tmp_pa
                    what="the killed worker started again and ready")
         processes = json.loads(manifest_file.read_text())["processes"]
         assert all(alive(p["pid"], p["started_at"]) for p in processes), processes  # type: ignore[arg-type]
+
+        def status() -> dict[str, Any]:
+            done = subprocess.run([str(TOUCHSTREAM), "status", "--json"], env=env, capture_output=True, text=True,
+                                  timeout=30)
+            report: dict[str, Any] = json.loads(done.stdout)
+            assert done.returncode == (0 if report["healthy"] else 1), done
+            return report
+
+        wait_until(lambda: status()["healthy"], timeout=30, what="every process running and ready")
+        report = status()
+        assert report["supervised"] and [p["name"] for p in report["processes"]] == ["api", "worker-1", "broker",
+                                                                                  "redis"], report
+        api_pid = next(p["pid"] for p in report["processes"] if p["name"] == "api")
+        restarted = subprocess.run([str(TOUCHSTREAM), "restart", "api"], env=env, capture_output=True, text=True,
+                                   timeout=90)
+        assert restarted.returncode == 0 and f"api restarted: pid {api_pid} -> " in restarted.stdout, restarted
+        wait_until(lambda: status()["healthy"], timeout=30, what="the restarted API ready")
+        unknown = subprocess.run([str(TOUCHSTREAM), "restart", "broker"], env=env, capture_output=True, text=True,
+                                 timeout=30)
+        assert unknown.returncode == 2 and "restart the stack instead" in unknown.stderr, unknown
+        processes = json.loads(manifest_file.read_text())["processes"]
     finally:
         up.send_signal(signal.SIGINT)
         _, err = up.communicate(timeout=120)
     assert "worker-1 exited with -9; restarting it" in err and "worker-1 restarted (restart 1)" in err, err
+    assert "restarting api on request" in err, err
     assert up.returncode == 0, err
     still = [p for p in processes if alive(p["pid"], p["started_at"])]  # type: ignore[arg-type]
     assert not still, still
