@@ -229,6 +229,19 @@ def _no_negative_purchase(amount: Decimal) -> Decimal:
     return amount
 
 
+def _within_amount(why: str) -> Any:
+    """The validator of ``margin`` ≤ ``amount`` (a rule between two fields: declared after
+    ``amount``, it sees it), with the reason for the sentence of its 422."""
+
+    def check(cls: type, margin: Decimal | None, info: ValidationInfo) -> Decimal | None:
+        amount = info.data.get("amount")
+        if margin is not None and amount is not None and margin > amount:
+            raise ValueError(f"margin cannot exceed amount ({why})")
+        return margin
+
+    return field_validator("margin")(classmethod(check))
+
+
 class PurchaseLineIn(_Strict):
     sku: Text
     quantity: Annotated[int, Strict(), Field(ge=1, le=1_000_000)]
@@ -244,13 +257,7 @@ class PurchaseIn(_Envelope):
     margin: Annotated[Money | None, Field(description=_MARGIN)] = None
     lines: list[PurchaseLineIn] = Field(default_factory=list, max_length=500)
 
-    @field_validator("margin")
-    @classmethod
-    def _margin_within_amount(cls, margin: Decimal | None, info: ValidationInfo) -> Decimal | None:
-        amount = info.data.get("amount")
-        if margin is not None and amount is not None and margin > amount:
-            raise ValueError("margin cannot exceed amount (margin is amount minus cost; it may be negative)")
-        return margin
+    _margin_within_amount = _within_amount("margin is amount minus cost; it may be negative")
 
 
 def _positive_refund(amount: Decimal) -> Decimal:
@@ -270,13 +277,7 @@ class RefundIn(_Envelope):
     lines: list[PurchaseLineIn] = Field(default_factory=list, max_length=500)
     reason: Text | None = None
 
-    @field_validator("margin")
-    @classmethod
-    def _margin_within_amount(cls, margin: Decimal | None, info: ValidationInfo) -> Decimal | None:
-        amount = info.data.get("amount")
-        if margin is not None and amount is not None and margin > amount:
-            raise ValueError("margin cannot exceed amount (the margin given back is part of the money given back)")
-        return margin
+    _margin_within_amount = _within_amount("the margin given back is part of the money given back")
 
 
 class ServiceCaseIn(_Envelope):

@@ -15,6 +15,7 @@ from typing import Any
 import orjson
 from pydantic import ValidationError
 
+from projections.touchpoints import TOUCHPOINT_TYPES
 from services import metrics
 from services.api.contracts import TOUCHPOINT_ADAPTER, to_canonical
 from services.ports import Intake
@@ -30,7 +31,7 @@ def field_errors(error: ValidationError, prefix: str) -> list[dict[str, str]]:
         loc = [str(p) for p in item["loc"]]
         if item["type"] in ("union_tag_invalid", "union_tag_not_found"):
             loc = [*loc, "type"]  # the discriminator itself is the field at fault
-        if loc and loc[0] in ("call", "email", "visit", "web_form", "purchase", "service_case", "survey", "consent"):
+        if loc and loc[0] in TOUCHPOINT_TYPES:
             loc = loc[1:]  # the discriminator's branch name is not a field of the message
         path = prefix + "".join(f"[{p}]" if p.isdigit() else f".{p}" for p in loc)
         out.append({"path": path.lstrip("."), "message": _sentence(item["msg"])})

@@ -107,36 +107,32 @@ class EmbeddedRuntime:
     def log_text(self) -> str:
         return self.server.log_text()
 
-    @contextmanager
-    def storage_unavailable(self) -> Iterator[None]:
+    def storage_unavailable(self) -> AbstractContextManager[None]:
         """Hold an exclusive lock on the log database: the server cannot write it."""
-        connection = sqlite3.connect(self.data_dir / "log.sqlite", isolation_level=None, timeout=10)
-        try:
-            connection.execute("BEGIN EXCLUSIVE")
-            yield
-        finally:
-            try:
-                connection.execute("ROLLBACK")
-            finally:
-                connection.close()
+        return _locked(self.data_dir / "log.sqlite", "EXCLUSIVE")
 
-    @contextmanager
-    def views_paused(self) -> Iterator[None]:
+    def views_paused(self) -> AbstractContextManager[None]:
         """Hold a write lock on the views database: ingest goes on, the views fall behind."""
-        connection = sqlite3.connect(self.data_dir / "views.sqlite", isolation_level=None, timeout=10)
-        try:
-            connection.execute("BEGIN IMMEDIATE")
-            yield
-        finally:
-            try:
-                connection.execute("ROLLBACK")
-            finally:
-                connection.close()
+        return _locked(self.data_dir / "views.sqlite", "IMMEDIATE")
 
     def verify_rebuild(self) -> dict[str, Any]:
         """Stop the server, then ``touchstream replay`` on its data directory."""
         self.stop()
         return run_replay(self.server.environment(), timeout=120)
+
+
+@contextmanager
+def _locked(database: Path, mode: str) -> Iterator[None]:
+    """A transaction held open on ``database`` (``BEGIN {mode}``), rolled back on exit."""
+    connection = sqlite3.connect(database, isolation_level=None, timeout=10)
+    try:
+        connection.execute(f"BEGIN {mode}")
+        yield
+    finally:
+        try:
+            connection.execute("ROLLBACK")
+        finally:
+            connection.close()
 
 
 def run_replay(environment: Mapping[str, str], *, timeout: float) -> dict[str, Any]:

@@ -17,6 +17,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from projections.codec import format_instant
+from projections.touchpoints import TOUCHPOINT_TYPES
 from projections.view.state import instant_of
 from services.api.contracts import EMAIL_PATTERN, normalise_email, normalise_phone, phone_pattern, set_phone_region
 from services.api.input_rules import CURRENCIES, Identifier, Instant, Position
@@ -193,6 +194,13 @@ def test_a_position_beyond_what_storage_holds_is_refused() -> None:
     for bad in (2**63, 10_000_000_000_000_000_000, -1):
         with pytest.raises(ValidationError):
             adapter.validate_python(bad)
+
+
+@pytest.mark.parametrize("kind", sorted(TOUCHPOINT_TYPES))
+def test_a_rejected_field_is_named_by_its_path_in_the_event_whatever_the_type(kind: str) -> None:
+    verdict = judge({**purchase(), "type": kind, "source": ""}, "events[3]", 32_000, NOW)
+    paths = [e["path"] for e in verdict["errors"]]
+    assert "events[3].source" in paths and not any(p.startswith(f"events[3].{kind}.") for p in paths), paths
 
 
 SAMPLED = settings(max_examples=300, deadline=None, derandomize=True, database=None,
