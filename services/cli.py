@@ -243,6 +243,27 @@ def metrics_doc(
         out.write_text(text, encoding="utf-8")
 
 
+@app.command("topics-doc")
+def topics_doc(
+    out: Annotated[Path | None, typer.Option(help="write the page here (default: print it)")] = None,
+    check: Annotated[bool, typer.Option(help="exit 1 if docs/TOPICS.md differs from the code")] = False,
+) -> None:
+    """The Kafka topics page (docs/TOPICS.md) generated from schemas/topics.yaml and the
+    code that writes each record's headers."""
+    from services.contracts.topics_doc import TOPICS_DOC, render_markdown
+
+    text = render_markdown()
+    if check:
+        if (TOPICS_DOC.read_text(encoding="utf-8") if TOPICS_DOC.exists() else "") != text:
+            typer.echo(f"{TOPICS_DOC} is stale: run `touchstream topics-doc --out {TOPICS_DOC}`", err=True)
+            raise typer.Exit(1)
+        return
+    if out is None:
+        typer.echo(text, nl=False)
+    else:
+        out.write_text(text, encoding="utf-8")
+
+
 @app.command()
 def bench(
     scale: Annotated[str, typer.Option(help="full (the recorded figures) or quick (a smoke run)")] = "full",
