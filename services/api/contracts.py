@@ -23,7 +23,7 @@ from typing import Annotated, Any, Literal
 import phonenumbers
 from phonenumbers import PhoneMetadata
 from phonenumbers.phonenumberutil import COUNTRY_CODE_TO_REGION_CODE, region_code_for_country_code
-from pydantic import (AfterValidator, BaseModel, ConfigDict, Field, Strict, TypeAdapter, ValidationInfo, field_validator,
+from pydantic import (AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, TypeAdapter, ValidationInfo, field_validator,
                       model_validator)
 from pydantic.json_schema import JsonDict, JsonValue
 
@@ -138,6 +138,16 @@ Email = Annotated[str, Field(json_schema_extra=_email_schema), AfterValidator(no
 Phone = Annotated[str, Field(max_length=40, json_schema_extra=_phone_schema), AfterValidator(normalise_phone)]
 
 
+def whole_number(value: Any) -> Any:
+    """A JSON integer as JSON Schema has it: ``12`` or ``12.0``, never ``true`` (Python's
+    bool is an int) nor ``"12"`` (a string); the bounds are the field's."""
+    if isinstance(value, bool) or isinstance(value, str):
+        raise ValueError("a whole number, such as 12")
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    return value
+
+
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -182,7 +192,7 @@ class _Envelope(_Strict):
 class CallIn(_Envelope):
     type: Literal["call"]
     direction: Literal["inbound", "outbound"]
-    duration_seconds: Annotated[int, Strict(), Field(ge=0, le=86_400)] = 0
+    duration_seconds: Annotated[int, Field(ge=0, le=86_400), BeforeValidator(whole_number)] = 0
     outcome: Literal["reached", "no_answer", "voicemail", "busy", "callback_requested", "declined"]
     reason: Text | None = None
     agent_id: Text | None = None
@@ -200,7 +210,7 @@ class VisitIn(_Envelope):
     place: Text
     purpose: Text
     initiated_by: Literal["customer", "company"] = "customer"
-    duration_minutes: Annotated[int, Strict(), Field(ge=0, le=1440)] | None = None
+    duration_minutes: Annotated[int, Field(ge=0, le=1440), BeforeValidator(whole_number)] | None = None
 
 
 class WebFormIn(_Envelope):
@@ -244,7 +254,7 @@ def _within_amount(why: str) -> Any:
 
 class PurchaseLineIn(_Strict):
     sku: Text
-    quantity: Annotated[int, Strict(), Field(ge=1, le=1_000_000)]
+    quantity: Annotated[int, Field(ge=1, le=1_000_000), BeforeValidator(whole_number)]
     unit_price: money_at_least(_no_negative_price, AMOUNT_PATTERN)  # type: ignore[valid-type]
     category: Text | None = None
 
@@ -294,8 +304,8 @@ class SurveyIn(_Envelope):
 
     type: Literal["survey"]
     survey_id: Text | None = None
-    csat: Annotated[int, Strict(), Field(ge=1, le=5)] | None = None
-    nps: Annotated[int, Strict(), Field(ge=0, le=10)] | None = None
+    csat: Annotated[int, Field(ge=1, le=5), BeforeValidator(whole_number)] | None = None
+    nps: Annotated[int, Field(ge=0, le=10), BeforeValidator(whole_number)] | None = None
 
     @model_validator(mode="after")
     def _has_a_score(self) -> SurveyIn:

@@ -53,7 +53,8 @@ def judge(raw: Any, index_path: str, max_bytes: int, received_at: datetime,
     try:
         size = len(orjson.dumps(raw))
     except orjson.JSONEncodeError as error:  # nested deeper than any touchpoint can be, or not Unicode
-        problem = "holds a lone surrogate: not Unicode text" if "surrogate" in str(error) else "nested too deeply"
+        problem = ("holds a lone surrogate: not Unicode text" if "surrogate" in str(error)
+                   else "holds an integer beyond 64 bits" if "64-bit" in str(error) else "nested too deeply")
         return _rejected(event_id, event_type, "invalid", [{"path": index_path, "message": problem}])
     if size > max_bytes:
         return _rejected(event_id, event_type, "too_large",

@@ -69,3 +69,28 @@ def test_an_event_from_the_future_is_rejected_beyond_the_tolerance_only() -> Non
 def test_an_unknown_type_names_the_type_field() -> None:
     verdict = judge(call(type="carrier_pigeon"), "events[2]", 32_000, NOW)
     assert (verdict["reason"], verdict["errors"][0]["path"]) == ("unknown_type", "events[2].type")
+
+
+@pytest.mark.parametrize(("value", "kept"), [(190, 190), (190.0, 190)])
+def test_a_whole_number_is_an_integer_as_json_schema_says(value: Any, kept: int) -> None:
+    assert judge(call(duration_seconds=value), "", 32_000, NOW)["document"]["duration_seconds"] == kept
+
+
+@pytest.mark.parametrize("value", [True, "190", 190.5, 10**20])
+def test_a_boolean_a_string_a_fraction_or_a_huge_number_is_no_duration(value: Any) -> None:
+    verdict = judge(call(duration_seconds=value), "", 32_000, NOW)
+    assert verdict["result"] == "rejected" and verdict["errors"][0]["path"] in ("duration_seconds", ""), verdict
+    assert "nested" not in verdict["errors"][0]["message"], verdict
+
+
+def test_the_contract_states_every_bound_in_json_schema_words() -> None:
+    """pydantic writes a bound it could not attach as its own "ge"/"le" keys, which mean
+    nothing to a JSON Schema tool: every bound must be minimum/maximum."""
+    from services.api.openapi import _touchpoint_schemas
+
+    def raw(node: Any) -> list[str]:
+        if isinstance(node, dict):
+            return [k for k in node if k in ("ge", "le", "gt", "lt")] + [k for v in node.values() for k in raw(v)]
+        return [k for v in node for k in raw(v)] if isinstance(node, list) else []
+
+    assert raw(_touchpoint_schemas()) == []
