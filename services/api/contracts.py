@@ -33,7 +33,7 @@ from services.api.input_rules import (AMOUNT_PATTERN, POSITIVE_PATTERN, Currency
                                       SystemName, Text, check_text, money_at_least)
 
 __all__ = ["TouchpointIn", "TOUCHPOINT_ADAPTER", "to_canonical", "normalise_email", "normalise_phone", "set_phone_region",
-           "phone_pattern", "EMAIL_PATTERN", "EMAIL_MAX"]
+           "phone_pattern", "phone_schema", "EMAIL_PATTERN", "EMAIL_MAX"]
 
 _region = {"default": "FR"}
 
@@ -77,11 +77,17 @@ def _digits(lengths: Iterable[int]) -> str:
                     for a, b in runs)
 
 
-def _possible(text: str, region: str) -> bool:
+def _parsed(text: str, region: str) -> phonenumbers.PhoneNumber | None:
+    """The number ``text`` names when it is a possible one, else None."""
     try:
-        return bool(phonenumbers.is_possible_number(phonenumbers.parse(text, region)))
+        number = phonenumbers.parse(text, region)
     except phonenumbers.NumberParseException:
-        return False
+        return None
+    return number if phonenumbers.is_possible_number(number) else None
+
+
+def _possible(text: str, region: str) -> bool:
+    return _parsed(text, region) is not None
 
 
 @functools.cache
@@ -119,10 +125,10 @@ def _phone_grammar(region: str) -> re.Pattern[str]:
 
 def normalise_phone(value: str) -> str:
     region = _region["default"]
-    if not _phone_grammar(region).fullmatch(value) or not _possible(value, region):
+    number = _parsed(value, region) if _phone_grammar(region).fullmatch(value) else None  # parsed once
+    if number is None:
         raise ValueError(f"not a phone number: + and the country code then the number (+33612345678), or a "
                          f"national number of {region}; digits, with single spaces, dots or hyphens between")
-    number = phonenumbers.parse(value, region)
     return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
 
 
@@ -130,12 +136,14 @@ def _email_schema(schema: dict[str, Any]) -> None:
     schema.update(pattern=f"^{EMAIL_PATTERN}$", maxLength=EMAIL_MAX)
 
 
-def _phone_schema(schema: dict[str, Any]) -> None:
+def phone_schema(schema: dict[str, Any]) -> None:
+    """The phone rule in JSON Schema words (pattern of the default region, length): for a
+    body's field and the lookup's query parameter alike."""
     schema.update(pattern=f"^{phone_pattern(_region['default'])}$", maxLength=40)
 
 
 Email = Annotated[str, Field(json_schema_extra=_email_schema), AfterValidator(normalise_email)]
-Phone = Annotated[str, Field(max_length=40, json_schema_extra=_phone_schema), AfterValidator(normalise_phone)]
+Phone = Annotated[str, Field(max_length=40, json_schema_extra=phone_schema), AfterValidator(normalise_phone)]
 
 
 def whole_number(value: Any) -> Any:

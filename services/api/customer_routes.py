@@ -22,7 +22,7 @@ from projections.view.pressure import contact_pressure
 from projections.view.state import micros
 from services import metrics
 from services.api.auth import KeyRing
-from services.api.contracts import EMAIL_MAX, EMAIL_PATTERN, normalise_email, normalise_phone, phone_pattern
+from services.api.contracts import EMAIL_MAX, EMAIL_PATTERN, normalise_email, normalise_phone, phone_schema
 from services.api.input_rules import Identifier, Instant, Position, cursor
 from services.api.responses import JSON
 from services.ports import CustomerReads
@@ -76,9 +76,6 @@ def customer_router(platform: CustomerReads, keys: KeyRing, value: ValueService)
         """The 360° view; ``at`` sets the time contact pressure is counted against."""
         position = await caught_up(min_position)
         return await answer(customer_id, position, at)
-
-    def phone_schema(schema: dict[str, Any]) -> None:
-        schema["pattern"] = f"^{phone_pattern(platform.settings.default_phone_region)}$"
 
     @router.get("/v1/customers", responses={404: {"description": "no customer has this identifier (or none was "
                                                                  "given: email, phone or external_id)"}})
