@@ -264,6 +264,26 @@ def topics_doc(
         out.write_text(text, encoding="utf-8")
 
 
+@app.command("redis-keys-doc")
+def redis_keys_doc(
+    out: Annotated[Path | None, typer.Option(help="write the page here (default: print it)")] = None,
+    check: Annotated[bool, typer.Option(help="exit 1 if docs/REDIS_KEYS.md differs from the code")] = False,
+) -> None:
+    """The Redis key layout page (docs/REDIS_KEYS.md) generated from services/scaleout/redis/keys.py."""
+    from services.scaleout.redis.keys_doc import REDIS_KEYS_DOC, render_markdown
+
+    text = render_markdown()
+    if check:
+        if (REDIS_KEYS_DOC.read_text(encoding="utf-8") if REDIS_KEYS_DOC.exists() else "") != text:
+            typer.echo(f"{REDIS_KEYS_DOC} is stale: run `touchstream redis-keys-doc --out {REDIS_KEYS_DOC}`", err=True)
+            raise typer.Exit(1)
+        return
+    if out is None:
+        typer.echo(text, nl=False)
+    else:
+        out.write_text(text, encoding="utf-8")
+
+
 @app.command()
 def bench(
     scale: Annotated[str, typer.Option(help="full (the recorded figures) or quick (a smoke run)")] = "full",

@@ -92,7 +92,8 @@ class Settings(BaseSettings):
     kafka_heartbeat_seconds: float = Field(default=1.0, gt=0)
     # scale-out runtime: Redis (views, identity index, positions)
     redis_url: str = "redis://127.0.0.1:6379/0"
-    redis_prefix: str = "touchstream"
+    # no braces, no glob characters: braces make Redis Cluster hash tags (docs/REDIS_KEYS.md)
+    redis_prefix: str = Field(default="touchstream", pattern=r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,63}$")
     redis_timeout_seconds: float = Field(default=2.0, gt=0)
     # scale-out runtime: the view worker (`touchstream worker`)
     worker_group: str = "touchstream-views"

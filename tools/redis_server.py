@@ -13,6 +13,11 @@ Persistence: none by default (``--save '' --appendonly no``: a restart is empty)
 holds positions of record is run), so ``kill()`` (SIGKILL, a crash) then ``start()``
 brings the same data back. ``pause()``/``resume()`` (SIGSTOP/SIGCONT) freeze the server
 with its connections open: clients time out, and what they had sent runs when it resumes.
+
+``cluster=True`` runs it as a one-node Redis Cluster owning every slot: it answers like a
+plain server, but refuses any script, MULTI/EXEC or multi-key command whose keys are not
+all in one hash slot (CROSSSLOT), as every node of a real cluster does. The scenario suite
+runs the scale-out runtime on it, so a call that could not run on a cluster fails there.
 """
 
 from __future__ import annotations
@@ -66,12 +71,13 @@ def _command(port: int, *words: str, timeout: float = 1.0) -> bytes:
 
 class RedisServer:
     def __init__(self, binary: str | None = None, *, port: int = 0, durable: bool = False,
-                 directory: Path | None = None, log_path: Path | None = None):
+                 directory: Path | None = None, log_path: Path | None = None, cluster: bool = False):
         """``port`` 0 picks a free port at the first start; ``stop()`` then ``start()``
         restarts the server on the same port: empty, or with its data when ``durable``."""
         self.binary = binary or redis_server_binary()
         self.port = port
         self.durable = durable
+        self.cluster = cluster
         self._temporary = directory is None
         self.directory = Path(directory) if directory else Path(tempfile.mkdtemp(prefix="touchstream-redis-"))
         self.log_path = Path(log_path) if log_path else self.directory / "redis.log"
@@ -98,10 +104,12 @@ class RedisServer:
                     [self.binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
                      *(["--appendonly", "yes", "--appendfsync", "always"] if self.durable else
                        ["--appendonly", "no"]),
+                     *(["--cluster-enabled", "yes", "--cluster-config-file", f"nodes-{self.port}.conf"]
+                       if self.cluster else []),
                      "--dir", str(self.directory.resolve()), "--daemonize", "no"],
                     stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, start_new_session=new_session,
                 )
-            if self._wait_ready():
+            if self._wait_ready() and (not self.cluster or self._own_every_slot()):
                 return self
         raise RedisServerFailed(
             f"redis-server on port {self.port} did not answer PING within {READY_TIMEOUT_SECONDS}s; log:\n{self._log()}"
@@ -119,6 +127,25 @@ class RedisServer:
             except OSError:
                 pass
             time.sleep(0.02)
+        self._terminate(grace=0.0)
+        return False
+
+    def _own_every_slot(self) -> bool:
+        """A one-node cluster: assign every slot to this node (kept in its nodes file on a
+        restart) and wait until the cluster state is ok."""
+        import redis
+
+        client = redis.Redis(host="127.0.0.1", port=self.port, socket_timeout=2)
+        try:
+            if client.cluster("INFO")["cluster_slots_assigned"] != 16384:
+                client.execute_command("CLUSTER", "ADDSLOTSRANGE", 0, 16383)
+            deadline = time.monotonic() + READY_TIMEOUT_SECONDS
+            while time.monotonic() < deadline:
+                if client.cluster("INFO")["cluster_state"] == "ok":
+                    return True
+                time.sleep(0.05)
+        finally:
+            client.close()
         self._terminate(grace=0.0)
         return False
 

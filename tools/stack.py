@@ -74,9 +74,11 @@ def restart_request(data_dir: Path, name: str) -> Path:
 
 class Stack:
     def __init__(self, data_dir: Path, *, workers: int = 2, api_port: int = 8080,
-                 settings: Mapping[str, str] | None = None, environment: Mapping[str, str] | None = None):
+                 settings: Mapping[str, str] | None = None, environment: Mapping[str, str] | None = None,
+                 redis_cluster: bool = False):
         """``api_port`` 0 picks a free port; ``environment`` replaces ``os.environ`` as
-        what the children inherit."""
+        what the children inherit; ``redis_cluster``: Redis runs as a one-node cluster
+        (it refuses every cross-slot call, as a real cluster does)."""
         self.data_dir = Path(data_dir).resolve()
         self.directory = self.data_dir / "stack"
         self.logs = self.directory / "logs"
@@ -89,7 +91,8 @@ class Stack:
         self.host = self._settings.get("TOUCHSTREAM_HOST", "127.0.0.1")
         self.supervisor: int | None = None  # the pid of `touchstream up` supervising the stack, if any
         self.broker = TansuBroker(directory=self.logs)
-        self.redis = RedisServer(directory=self.directory / "redis", log_path=self.logs / "redis.log")
+        self.redis = RedisServer(directory=self.directory / "redis", log_path=self.logs / "redis.log",
+                                 cluster=redis_cluster)
         api_port = api_port or free_port()
         self.api = StackProcess("api", ["run", "--host", self.host, "--port", str(api_port)], {},
                                 self.logs / "api.log", self.host, api_port)

@@ -29,7 +29,6 @@ acknowledged, the sender's retry produces another copy, which the worker drops.
 from __future__ import annotations
 
 import asyncio
-import heapq
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import datetime
@@ -68,6 +67,7 @@ from services.ports import (
 from services.scaleout.kafka.publisher import TouchpointPublisher
 from services.scaleout.kafka.records import tick_record
 from services.scaleout.kafka.topics import TOUCHPOINTS_TOPIC, TopicCreationFailed, ensure_topics
+from services.scaleout.redis.feeds import FeedCursor, feed_cursor_pattern
 from services.scaleout.redis.segments import RedisSegments
 from services.scaleout.redis.views import RedisViewStore, ViewStoreUnavailable
 from services.segments.file import load_segments
@@ -80,28 +80,32 @@ log = structlog.get_logger("touchstream.kafka_platform")
 RESOLUTION_ROUNDS = 5
 READINESS_KAFKA_SECONDS = 1.0  # a broker slower than this to answer metadata is not ready for ingest
 STREAM_SCAN_LIMIT = 100_000  # a feed filtered by customer reads at most this many entries per page
-STREAM_CHUNK = 10_000  # conflicts / dead letters are read this many stream entries at a time
 
 
 class ResolutionRace(StorageUnavailable):
     """Concurrent requests kept claiming this batch's identifiers; retry."""
 
 
-CURSORS = Cursors(
-    feed=r"[0-9]{1,19}-[0-9]{1,19}", feed_meaning="the Redis stream id of the entry a page ended at",
-    timeline=MICROS_PATTERN + r"\.[A-Za-z0-9][A-Za-z0-9._~:@-]{0,127}",
-    timeline_meaning="{event time in µs since 1970}.{event id} of the event a page ended at")
+def cursors(partitions: int) -> Cursors:
+    """The cursor grammars over a topic of ``partitions`` partitions."""
+    return Cursors(
+        feed=feed_cursor_pattern(partitions),
+        feed_meaning=("the last entry read of each partition's Redis stream, '.'-separated stream ids in "
+                      f"partition order ({partitions} of them)"),
+        timeline=MICROS_PATTERN + r"\.[A-Za-z0-9][A-Za-z0-9._~:@-]{0,127}",
+        timeline_meaning="{event time in µs since 1970}.{event id} of the event a page ended at")
 
 
 class KafkaPlatform:
     runtime = "kafka"
-    cursors = CURSORS
 
     def __init__(self, settings: Settings):
         self.settings = settings
+        self.cursors = cursors(settings.kafka_partitions)
         self.topic = TOUCHPOINTS_TOPIC
         self.publisher = TouchpointPublisher.from_settings(settings)
-        self.store = RedisViewStore(settings.redis_url, settings.redis_prefix, timeout=settings.redis_timeout_seconds)
+        self.store = RedisViewStore(settings.redis_url, settings.redis_prefix, partitions=settings.kafka_partitions,
+                                    timeout=settings.redis_timeout_seconds)
         self.segments = RedisSegments(self.store, load_segments(settings.segments_file), settings.max_future_seconds)
         self.draining = False
         # every API process ticks; ticks of the same second on a partition are one event
@@ -224,7 +228,7 @@ class KafkaPlatform:
                  "partition": r["partition"], "offset": r["offset"]} for r in rows]
 
     async def _stream_rows(self, stream: Any, after: int, limit: int) -> list[dict[str, Any]]:
-        return await stream_rows(self.store, stream, after, limit)
+        return await self.store.listing(stream, after, limit)
 
     # -- operations ------------------------------------------------------------------------
     async def readiness(self) -> Readiness:
@@ -297,12 +301,11 @@ class KafkaPlatform:
         await self.store.save_delivery_cursor(name, cursor)
 
     async def store_delivery_dead_letter(self, letter: dict[str, Any]) -> None:
-        await self.store.store_delivery_dead_letter(letter["trigger_id"], orjson.dumps(letter))
+        await self.store.store_delivery_dead_letter(letter["trigger_id"], letter["channel"],
+                                                    micros(instant(letter["at"])), orjson.dumps(letter))
 
     async def delivery_dead_letters(self, channel: str | None, limit: int) -> list[dict[str, Any]]:
-        letters = [orjson.loads(raw) for raw in await self.store.delivery_dead_letters()]
-        letters = [d for d in letters if channel is None or d["channel"] == channel]
-        return sorted(letters, key=lambda d: d["at"], reverse=True)[:limit]
+        return [orjson.loads(raw) for raw in await self.store.delivery_dead_letters(channel, limit)]
 
     async def lifecycle_figures(self, start: int, end: int) -> LifecycleFigures:
         """A transition is committed after its instant (event times are at most
@@ -311,7 +314,7 @@ class KafkaPlatform:
         stages = await self.store.stage_counts()
         moves: list[tuple[str, str, int]] = []
         first_ms = max(0, (start - self.settings.max_future_seconds * 1_000_000) // 1000)
-        cursor: str | None = f"{first_ms - 1}-18446744073709551615" if first_ms else None
+        cursor: str | FeedCursor | None = FeedCursor.at_millisecond(first_ms, self.store.partitions)
         while True:
             entries = await self.store.transitions(after=cursor, count=5000)
             if not entries:
@@ -368,31 +371,6 @@ class KafkaPlatform:
         metrics.LOG_POSITION.set(head)
         metrics.PROJECTION_POSITION.set(mark)
         metrics.PROJECTION_LAG_EVENTS.set(max(0, head - mark))
-
-
-async def stream_rows(store: RedisViewStore, stream: Any, after: int, limit: int,
-                  chunk_size: int = STREAM_CHUNK) -> list[dict[str, Any]]:
-    """Stream entries with the position ingest gave their event, by position; entries
-    whose record never went through ingest (no position) come first, when after=0.
-    Workers append in commit order, not position order, so the whole stream is read,
-    a chunk at a time, keeping only the ``limit`` first rows: every entry can be
-    listed, however long the stream, in memory bounded by the page."""
-    def order(e: dict[str, Any]) -> tuple[int, str, int, int]:
-        return (e["position"] or 0, e["topic"], e["partition"], e["offset"])
-
-    best: list[dict[str, Any]] = []
-    cursor: str | None = None
-    while chunk := await store.records_after(stream, cursor, chunk_size):
-        cursor = chunk[-1][0]
-        entries = [orjson.loads(record) for _, record in chunk]
-        positions = await store.event_positions([e["event_id"] for e in entries if e.get("event_id")])
-        for entry in entries:
-            entry["position"] = positions.get(entry.get("event_id") or "")
-        rows = [e for e in entries if (e["position"] or 0) > after or (e["position"] is None and after == 0)]
-        best = heapq.nsmallest(limit, best + rows, key=order)
-        if len(chunk) < chunk_size:
-            break
-    return best
 
 
 async def _stream_page(read: Callable[[str | None, int], Awaitable[list[tuple[str, bytes]]]], after: str | None,

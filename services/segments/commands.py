@@ -50,7 +50,7 @@ def rebuild() -> None:
     settings = Settings()
 
     async def go() -> int:
-        async with RedisViewStore(settings.redis_url, settings.redis_prefix) as store:
+        async with RedisViewStore(settings.redis_url, settings.redis_prefix, partitions=settings.kafka_partitions) as store:
             return len(await rebuild_members(store, load_segments(settings.segments_file)))
 
     typer.echo(f"segments rebuilt: {asyncio.run(go())} entries and exits")

@@ -40,6 +40,8 @@ import redis
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
 from services.scaleout.kafka.topics import TOUCHPOINTS_TOPIC
+from services.scaleout.redis.feeds import glob_prefix
+from services.scaleout.redis.keys import RedisKeys
 from tests.support.api import Api, bearer, wait_until
 from tests.support.kafka_runtime import KafkaRuntime, kafka_runtime
 from tests.support.runtimes import run_replay
@@ -201,13 +203,18 @@ class Duplicator:
 # -- observation -------------------------------------------------------------------------------
 def folded_positions(runtime: KafkaRuntime) -> list[int]:
     """The stored position of every partition (Redis holds the position of record)."""
-    prefix = runtime.stack.environment().get("TOUCHSTREAM_REDIS_PREFIX", "touchstream")
+    keys = stack_keys(runtime)
     client = redis.Redis.from_url(runtime.stack.redis_url, socket_timeout=5)
     try:
-        raw = client.mget([f"{prefix}:pos:{TOUCHPOINTS_TOPIC}:{p}" for p in range(runtime.stack.partitions)])
+        raw = [client.get(keys.position(TOUCHPOINTS_TOPIC, p)) for p in range(runtime.stack.partitions)]
     finally:
         client.close()
     return [-1 if v is None else int(v) for v in raw]
+
+
+def stack_keys(runtime: KafkaRuntime) -> RedisKeys:
+    prefix = runtime.stack.environment().get("TOUCHSTREAM_REDIS_PREFIX", "touchstream")
+    return RedisKeys(prefix, runtime.stack.partitions)
 
 
 def readiness(worker: StackProcess) -> dict[str, Any]:
@@ -465,25 +472,25 @@ def test_workers_joining_crashing_and_coming_back_mid_stream_leave_every_view_ri
 def customer_not_due_soon(runtime: KafkaRuntime) -> str:
     """A customer no clock tick will visit in the next ten minutes (no lifecycle deadline
     before then), so the worker leaves its stored state alone while the test looks."""
-    prefix = runtime.stack.environment().get("TOUCHSTREAM_REDIS_PREFIX", "touchstream")
+    keys = stack_keys(runtime)
     client = redis.Redis.from_url(runtime.stack.redis_url, socket_timeout=5)
     try:
         soon = (time.time() + 600) * 1e6
         due = {c.decode() for p in range(runtime.stack.partitions)
-               for c in client.zrangebyscore(f"{prefix}:deadlines:{TOUCHPOINTS_TOPIC}:{p}", "-inf", soon)}
-        names = sorted(k.decode() for k in client.scan_iter(match=f"{prefix}:state:*", count=1000))
+               for c in client.zrangebyscore(keys.deadlines(TOUCHPOINTS_TOPIC, p), "-inf", soon)}
+        customers = sorted(name.decode()[len(keys.state("", p)):] for p in range(runtime.stack.partitions)
+                           for name in client.scan_iter(match=glob_prefix(keys.state("", p)), count=1000))
     finally:
         client.close()
-    quiet = [n[len(f"{prefix}:state:"):] for n in names if n[len(f"{prefix}:state:"):] not in due]
+    quiet = [c for c in customers if c not in due]
     assert quiet, "every customer is due within ten minutes"
     return quiet[0]
 
 
 def corrupt_touchpoints(runtime: KafkaRuntime, customer_id: str) -> None:
-    prefix = runtime.stack.environment().get("TOUCHSTREAM_REDIS_PREFIX", "touchstream")
     client = redis.Redis.from_url(runtime.stack.redis_url, socket_timeout=5)
     try:
-        key = f"{prefix}:state:{customer_id}"
+        key = stack_keys(runtime).state(customer_id)
         state = orjson.loads(client.get(key))
         state["touchpoints"] += 1
         client.set(key, orjson.dumps(state))

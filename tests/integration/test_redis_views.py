@@ -18,12 +18,14 @@ from projections.touchpoints import CustomerRef
 from projections.view.document import from_state, to_document, to_state
 from projections.view.fold import evolve, initial_view
 from services.scaleout.redis.commit import PartitionCommit
-from services.scaleout.redis.keys import conflict_record, dead_letter_record
+from services.scaleout.redis.keys import RedisKeys, conflict_record, dead_letter_record
 from services.scaleout.redis.views import RedisViewStore, ViewStoreUnavailable
 from tests.support.redis_server import RedisServer, free_port
 from tests.support.touchpoints import at, call, purchase
 
 TOPIC = "touchpoints"
+CONFLICT = conflict_record(TOPIC, 0, 1, "e-1", "c-1", [(("email", "a@x"), "c-0")])
+DEAD = dead_letter_record(TOPIC, 0, 2, None, "undecodable")
 
 
 def run(url: str, prefix: str, body: Callable[[RedisViewStore], Awaitable[Any]]) -> Any:
@@ -60,19 +62,21 @@ def test_a_commit_writes_states_documents_links_and_the_position_together(redis_
 
     applied, conflicts, dead_letters = run(redis_url, redis_prefix, body)
     assert applied is True
-    r, p = raw(redis_url), redis_prefix
-    assert r.get(f"{p}:state:c-1") == state
-    assert r.get(f"{p}:view:c-1") == document
-    assert r.get(f"{p}:id:email:c-1@example.com") == b"c-1"
-    assert r.get(f"{p}:id:phone:+33600000001") == b"c-1"
-    assert r.get(f"{p}:pos:{TOPIC}:0") == b"7"
-    assert r.hgetall(f"{p}:changed:{TOPIC}:0") == {b"c-1": b"7"}  # the batch that wrote the state (replay)
-    assert conflicts == [conflict] and dead_letters == [dead]
+    r, p, k = raw(redis_url), redis_prefix, RedisKeys(redis_prefix)
+    assert r.get(k.state("c-1", 0)) == state
+    assert r.get(k.view("c-1", 0)) == document
+    assert r.get(k.identifier("email", "c-1@example.com")) == b"c-1"
+    assert r.get(k.identifier("phone", "+33600000001")) == b"c-1"
+    assert r.get(k.position(TOPIC, 0)) == b"7"
+    assert r.hgetall(k.changed(TOPIC, 0)) == {b"c-1": b"7"}  # the batch that wrote the state (replay)
+    positioned = [{**orjson.loads(e), "position": None} for e in (conflict, dead)]  # never through ingest here
+    assert [orjson.loads(e) for e in conflicts + dead_letters] == positioned
     assert b"ana@example.com" not in conflicts[0]  # kinds and owners only, no identifier values
     assert orjson.loads(conflicts[0])["conflicts"] == [{"kind": "email", "owner": "c-2"}]
-    assert sorted(k.decode() for k in r.scan_iter(match=f"{p}:*")) == sorted(
-        [f"{p}:state:c-1", f"{p}:view:c-1", f"{p}:id:email:c-1@example.com", f"{p}:id:phone:+33600000001",
-         f"{p}:pos:{TOPIC}:0", f"{p}:changed:{TOPIC}:0", f"{p}:conflicts", f"{p}:deadletters"]
+    assert sorted(name.decode() for name in r.scan_iter(match=f"{p}:*")) == sorted(
+        [k.state("c-1", 0), k.view("c-1", 0), k.identifier("email", "c-1@example.com"),
+         k.identifier("phone", "+33600000001"), k.position(TOPIC, 0), k.changed(TOPIC, 0), k.conflicts(0),
+         k.deadletters(0), k.listing("conflicts", 0), k.listing("deadletters", 0)]
     )
 
 
@@ -82,19 +86,20 @@ def test_a_commit_not_beyond_the_stored_offset_changes_nothing_and_returns_false
     async def body(store: RedisViewStore) -> list[bool]:
         first = await store.commit(TOPIC, 3, 10, {"c-1": b"s10"}, {"c-1": b"d10"}, [("email", "a@x", "c-1")])
         same = await store.commit(TOPIC, 3, 10, {"c-1": b"again"}, {"c-1": b"again"}, [("email", "b@x", "c-1")],
-                                  [b"conflict"], [b"dead"])
+                                  [CONFLICT], [DEAD])
         older = await store.commit(TOPIC, 3, 4, {"c-1": b"old", "c-2": b"old"}, {"c-2": b"old"},
-                                   [("email", "c@x", "c-2")], [b"conflict"])
+                                   [("email", "c@x", "c-2")], [CONFLICT])
         return [first, same, older]
 
     assert run(redis_url, redis_prefix, body) == [True, False, False]
-    r, p = raw(redis_url), redis_prefix
-    assert r.get(f"{p}:state:c-1") == b"s10" and r.get(f"{p}:view:c-1") == b"d10"
-    assert r.get(f"{p}:state:c-2") is None and r.get(f"{p}:view:c-2") is None
-    assert r.get(f"{p}:id:email:b@x") is None and r.get(f"{p}:id:email:c@x") is None
-    assert r.exists(f"{p}:conflicts", f"{p}:deadletters") == 0
-    assert r.get(f"{p}:pos:{TOPIC}:3") == b"10"
-    assert r.hgetall(f"{p}:changed:{TOPIC}:3") == {b"c-1": b"10"}
+    r, k = raw(redis_url), RedisKeys(redis_prefix)
+    assert r.get(k.state("c-1", 3)) == b"s10" and r.get(k.view("c-1", 3)) == b"d10"
+    assert r.get(k.state("c-2", 3)) is None and r.get(k.view("c-2", 3)) is None
+    # a fenced batch's links were written before its script: the next fold writes the same ones
+    assert [r.get(k.identifier("email", e)) for e in ("a@x", "b@x", "c@x")] == [b"c-1", b"c-1", b"c-2"]
+    assert r.exists(k.conflicts(3), k.deadletters(3)) == 0
+    assert r.get(k.position(TOPIC, 3)) == b"10"
+    assert r.hgetall(k.changed(TOPIC, 3)) == {b"c-1": b"10"}
 
 
 def test_each_state_written_records_the_offset_of_the_batch_that_wrote_it(redis_url: str, redis_prefix: str) -> None:
@@ -107,9 +112,9 @@ def test_each_state_written_records_the_offset_of_the_batch_that_wrote_it(redis_
                 await store.commit(TOPIC, 1, 14, {"c-1": b"fenced"}, {}, base=5)]
 
     assert run(redis_url, redis_prefix, body) == [True, True, True, False]
-    r, p = raw(redis_url), redis_prefix
-    assert r.hgetall(f"{p}:changed:{TOPIC}:1") == {b"c-1": b"5", b"c-2": b"9"}
-    assert r.get(f"{p}:pos:{TOPIC}:1") == b"12"
+    r, k = raw(redis_url), RedisKeys(redis_prefix)
+    assert r.hgetall(k.changed(TOPIC, 1)) == {b"c-1": b"5", b"c-2": b"9"}
+    assert r.get(k.position(TOPIC, 1)) == b"12"
 
 
 def test_states_owners_and_document_read_back_what_was_committed(redis_url: str, redis_prefix: str) -> None:
@@ -293,9 +298,9 @@ def test_commit_all_fences_each_partition_on_its_own_in_one_round_trip(redis_url
         return [first, second]
 
     assert run(redis_url, redis_prefix, body) == [[True, True], [False, True]]
-    r, p = raw(redis_url), redis_prefix
-    assert (r.get(f"{p}:state:c-1"), r.get(f"{p}:pos:{TOPIC}:0")) == (b"s5", b"5")
-    assert (r.get(f"{p}:state:c-2"), r.get(f"{p}:pos:{TOPIC}:1")) == (b"s3", b"3")
+    r, k = raw(redis_url), RedisKeys(redis_prefix)
+    assert (r.get(k.state("c-1", 0)), r.get(k.position(TOPIC, 0))) == (b"s5", b"5")
+    assert (r.get(k.state("c-2", 1)), r.get(k.position(TOPIC, 1))) == (b"s3", b"3")
 
 
 def test_positions_follow_acknowledgements_and_the_watermark_waits_for_every_partition(
@@ -319,8 +324,8 @@ def test_positions_follow_acknowledgements_and_the_watermark_waits_for_every_par
     assert again == [(2, True)]  # answered with the first copy's position
     assert positions == {"e-1": 1, "e-2": 2, "e-3": 3}
     assert before == (3, 0) and partly == (3, 1) and after == (3, 3)
-    r, p = raw(redis_url), redis_prefix
-    assert r.zcard(f"{p}:acks:{TOPIC}:0") == 0 and r.zcard(f"{p}:acks:{TOPIC}:1") == 0  # folded entries trimmed
+    r, k = raw(redis_url), RedisKeys(redis_prefix)
+    assert r.zcard(k.acks(TOPIC, 0)) == 0 and r.zcard(k.acks(TOPIC, 1)) == 0  # folded entries trimmed
 
 
 def test_a_timeline_page_is_newest_first_and_a_cursor_continues_after_ties(redis_url: str, redis_prefix: str) -> None:
@@ -348,7 +353,7 @@ def test_a_batch_s_identity_claims_apply_all_or_none(redis_url: str, redis_prefi
 
     first, refused, granted = run(redis_url, redis_prefix, body)
     assert first == ["c-x"] and refused == ["c-x", None] and granted == ["c-x", "c-x"]
-    assert raw(redis_url).get(f"{redis_prefix}:id:phone:+33600000009") == b"c-x"
+    assert raw(redis_url).get(RedisKeys(redis_prefix).identifier("phone", "+33600000009")) == b"c-x"
 
 
 def test_a_batch_folded_on_a_position_that_moved_on_is_refused_even_if_it_reaches_further(
@@ -357,14 +362,14 @@ def test_a_batch_folded_on_a_position_that_moved_on_is_refused_even_if_it_reache
     async def body(store: RedisViewStore) -> list[bool]:
         await store.commit(TOPIC, 0, 9, {"c-1": b"w0"}, {}, base=-1)  # the first batch: nothing before it
         # two workers both folded on position 9 after a rebalance; the first commit wins
-        first = await store.commit(TOPIC, 0, 15, {"c-1": b"w1"}, {}, base=9, dead_letters=[b"d"])
-        second = await store.commit(TOPIC, 0, 20, {"c-1": b"w2"}, {}, base=9, dead_letters=[b"d"])
+        first = await store.commit(TOPIC, 0, 15, {"c-1": b"w1"}, {}, base=9, dead_letters=[DEAD])
+        second = await store.commit(TOPIC, 0, 20, {"c-1": b"w2"}, {}, base=9, dead_letters=[DEAD])
         after = await store.commit(TOPIC, 0, 20, {"c-1": b"w2b"}, {}, base=15)
         return [first, second, after]
 
     assert run(redis_url, redis_prefix, body) == [True, False, True]
-    r, p = raw(redis_url), redis_prefix
-    assert r.get(f"{p}:state:c-1") == b"w2b" and r.xlen(f"{p}:deadletters") == 1  # never appended twice
+    r, k = raw(redis_url), RedisKeys(redis_prefix)
+    assert r.get(k.state("c-1", 0)) == b"w2b" and r.xlen(k.deadletters(0)) == 1  # never appended twice
 
 
 def test_the_value_scans_read_purchase_days_and_spend_per_currency_from_the_stored_states(

@@ -141,7 +141,7 @@ def test_records_carry_registry_ids_and_a_fresh_worker_learns_them(
         assert "/schemas/ids/9999" in asked and len(asked) >= 2, registry.requests
 
         async def read() -> tuple[list[dict], str | None]:  # type: ignore[type-arg]
-            async with RedisViewStore(redis_url, redis_prefix) as store:
+            async with RedisViewStore(redis_url, redis_prefix, partitions=PARTITIONS) as store:
                 dead = [orjson.loads(r) for r in await store.records("deadletters")]
                 owners = await store.owners([("email", f"{tag}.0@example.com")])
                 owner = owners.get(("email", f"{tag}.0@example.com"))

@@ -168,7 +168,7 @@ def test_a_worker_is_told_which_definitions_changed_since_the_last_rebuild(setti
     from services.scaleout.redis.views import RedisViewStore
 
     async def scenario() -> None:
-        async with RedisViewStore(settings.redis_url, settings.redis_prefix) as store:
+        async with RedisViewStore(settings.redis_url, settings.redis_prefix, partitions=settings.kafka_partitions) as store:
             assert await check_definitions(store, DEFAULT) == []  # never rebuilt: nothing to compare
             await rebuild(store, DEFAULT)
             assert await check_definitions(store, DEFAULT) == []

@@ -191,7 +191,7 @@ async def all_folded(settings: Settings, timeout: float = 30.0) -> dict[int, int
     """Wait until Redis holds every partition's position at its end offset - 1."""
     ends = await topic_ends(settings.kafka_bootstrap)
     wanted = {p: end - 1 for p, end in ends.items()}
-    async with RedisViewStore(settings.redis_url, settings.redis_prefix) as store:
+    async with RedisViewStore(settings.redis_url, settings.redis_prefix, partitions=settings.kafka_partitions) as store:
 
         async def positions() -> bool:
             return {p: await store.position(TOUCHPOINTS_TOPIC, p) for p in wanted} == wanted
@@ -221,10 +221,10 @@ async def assert_replay_identical(settings: Settings, *, dead: int = 0) -> dict[
     report = await verify(settings)
     assert report["identical"] is True, report
     assert report["records_dead"] == dead, report
-    states, _ = await live_states(settings.redis_url, settings.redis_prefix)
+    states, _ = await live_states(settings.redis_url, settings.redis_prefix, PARTITIONS)
     expected = changes((None, rfm_figures(from_state(orjson.loads(s)), settings.value_currency))
                        for s in states.values())
-    async with RedisViewStore(settings.redis_url, settings.redis_prefix) as store:
+    async with RedisViewStore(settings.redis_url, settings.redis_prefix, partitions=settings.kafka_partitions) as store:
         assert await store.rfm_cells(TOUCHPOINTS_TOPIC, PARTITIONS) == expected
         # segment members: each entry and exit applied once, whatever crashed or moved
         segments = load_segments(settings.segments_file)
@@ -715,7 +715,7 @@ def test_records_of_another_producer_on_a_partition_not_their_customer_s_are_dea
             finally:
                 await raw.stop()
             await all_folded(settings)
-        async with RedisViewStore(settings.redis_url, settings.redis_prefix) as store:
+        async with RedisViewStore(settings.redis_url, settings.redis_prefix, partitions=settings.kafka_partitions) as store:
             document = orjson.loads(await store.document(customer_id) or b"null")
             dead = [orjson.loads(r) for r in await store.records("deadletters", count=1000)]
         report = await verify(settings)
@@ -733,12 +733,12 @@ def test_a_worker_refuses_a_prefix_holding_states_of_another_format_and_says_so(
     is not ready, and its status says why, rather than dead-lettering every event."""
     async def scenario() -> None:
         fresh = settings_for(settings.kafka_bootstrap, settings.redis_url, f"{settings.redis_prefix}-fresh")
-        async with RedisViewStore(settings.redis_url, settings.redis_prefix) as store:
+        async with RedisViewStore(settings.redis_url, settings.redis_prefix, partitions=settings.kafka_partitions) as store:
             await store._writer.set(store.keys.state_format, 3)  # a prefix an older release folded into
             async with running_worker(settings) as member:
                 assert member.worker.refused and member.worker.status()["stalled"] == "state-format"
             assert await store.position(TOUCHPOINTS_TOPIC, 0) == -1  # nothing folded
-        async with RedisViewStore(fresh.redis_url, fresh.redis_prefix) as store:
+        async with RedisViewStore(fresh.redis_url, fresh.redis_prefix, partitions=fresh.kafka_partitions) as store:
             assert await store.adopt_state_format(TOUCHPOINTS_TOPIC, PARTITIONS, 4) == 4  # a new prefix is claimed
             await store._writer.set(store.keys.position(TOUCHPOINTS_TOPIC, 0), 7)
             await store._writer.delete(store.keys.state_format)  # folded before formats were recorded

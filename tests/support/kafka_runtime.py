@@ -4,7 +4,8 @@ Each runtime is a ``tools.stack.Stack`` of its own in the test's data directory:
 fresh in-memory Tansu broker and a fresh redis-server (both start in well under a
 second), one view worker and the API, with settings for tests (10 ms fetch wait, 6 s
 session, 0.5 s heartbeat, 4 partitions, a 2 s Kafka request timeout so an unreachable
-broker gives a 503 quickly). The factory returns once the API and every worker are ready,
+broker gives a 503 quickly). Its Redis is a one-node Redis Cluster: every scenario also
+checks that no call the runtime makes crosses hash slots. The factory returns once the API and every worker are ready,
 so a first read with ``min_position`` does not wait for the group to form.
 
 Broker and Redis are infrastructure: ``kill()`` (SIGKILL) and ``stop()`` (graceful) end the
@@ -132,7 +133,7 @@ class KafkaRuntime:
 def kafka_runtime(data_dir: Path, settings: Mapping[str, str]) -> Iterator[KafkaRuntime]:
     environment = {k: v for k, v in os.environ.items() if not k.startswith("TOUCHSTREAM_")}
     stack = Stack(data_dir, workers=WORKERS, api_port=0, environment=environment,
-                  settings={**settings_under_test(TEST_KEYS), **KAFKA_TEST_SETTINGS, **settings})
+                  settings={**settings_under_test(TEST_KEYS), **KAFKA_TEST_SETTINGS, **settings}, redis_cluster=True)
     runtime = KafkaRuntime(stack, TEST_KEYS)
     try:
         stack.start()

@@ -23,7 +23,8 @@ from services.api.contracts import EMAIL_PATTERN, normalise_email, normalise_pho
 from services.api.input_rules import CURRENCIES, Identifier, Instant, Position
 from services.embedded.platform import CURSORS as EMBEDDED_CURSORS
 from services.ports import timeline_point
-from services.scaleout.platform import CURSORS as SCALE_OUT_CURSORS
+from services.scaleout.platform import cursors as scale_out_cursors
+from services.scaleout.redis.feeds import FeedCursor
 from services.api.intake import judge
 
 NOW = datetime(2026, 11, 24, 12, 0, tzinfo=UTC)
@@ -215,9 +216,15 @@ def test_every_cursor_of_a_runtime_s_pattern_names_a_point_its_storage_can_seek(
     assert 0 <= int(feed) < 2**63  # a SQLite integer
     at, position = timeline_point(data.draw(st.from_regex(re.compile(EMBEDDED_CURSORS.timeline), fullmatch=True)))
     assert format_instant(instant_of(at)) and 0 <= int(position) < 2**63  # a date, and a log position
-    stream = data.draw(st.from_regex(re.compile(SCALE_OUT_CURSORS.feed), fullmatch=True))
-    assert all(0 <= int(part) < 2**64 for part in stream.split("-"))  # a Redis stream id
-    at, event_id = timeline_point(data.draw(st.from_regex(re.compile(SCALE_OUT_CURSORS.timeline), fullmatch=True)))
+    partitions = data.draw(st.integers(1, 16))
+    scale_out = scale_out_cursors(partitions)
+    stream = data.draw(st.from_regex(re.compile(scale_out.feed), fullmatch=True))
+    parsed = FeedCursor.parse(stream, partitions)  # one Redis stream id per partition
+    assert str(parsed) == ".".join(f"{int(ms)}-{int(seq)}" for ms, seq in (p.split("-") for p in stream.split(".")))
+    assert all(0 <= ms < 2**64 and 0 <= seq < 2**64 for ms, seq in parsed.ids)
+    with pytest.raises(ValueError):  # a cursor of another partition count is not this feed's
+        FeedCursor.parse(stream + ".0-0", partitions)
+    at, event_id = timeline_point(data.draw(st.from_regex(re.compile(scale_out.timeline), fullmatch=True)))
     assert instant_of(at) and TypeAdapter(Identifier).validate_python(event_id) == event_id
 
 

@@ -103,7 +103,7 @@ def worker_throughput(bootstrap: str, n: int, partitions: int, workdir: Path,
     """Fold the ``n`` records on the touchpoints topic with ``touchstream worker`` (of
     ``tree``, another checkout, when given)."""
     prefix = f"bench{uuid.uuid4().hex[:8]}"
-    keys = RedisKeys(prefix)
+    keys = RedisKeys(prefix, partitions)
     with RedisServer() as server:
         environment = worker_environment(bootstrap, server.url, prefix, partitions, workdir)
         client = redis.Redis.from_url(server.url)
@@ -118,7 +118,7 @@ def worker_throughput(bootstrap: str, n: int, partitions: int, workdir: Path,
                     raise RuntimeError(f"the worker exited ({process.returncode}): {_tail(workdir)}")
                 if time.monotonic() - started > timeout:
                     raise TimeoutError(f"the worker folded {done} of {n} records in {timeout} s")
-                done = sum(int(v) + 1 for v in client.mget(position_keys) if v is not None)
+                done = sum(int(v) + 1 for v in map(client.get, position_keys) if v is not None)
                 if done and first is None:  # the span starts at the first committed batch
                     first = (time.perf_counter(), _cpu_seconds(process.pid), done)
                 time.sleep(0.005)
@@ -131,7 +131,7 @@ def worker_throughput(bootstrap: str, n: int, partitions: int, workdir: Path,
         finally:
             _stop(process, log)
         client.close()
-        states, _ = asyncio.run(live_states(server.url, prefix))
+        states, _ = asyncio.run(live_states(server.url, prefix, partitions))
 
     return {**measured, "customers": len(states), "digest": states_digest(states)}
 

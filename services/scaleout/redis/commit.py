@@ -11,6 +11,13 @@ built from the one table below — the Python encoder (``encode``) and the Lua d
 (names, counts, arities, totals) *before* its first write: a malformed commit changes
 nothing.
 
+Every key of a commit carries the partition's hash tag (``RedisKeys.tag``), so the
+script runs on Redis Cluster too; ``encode`` refuses a key outside it. Identifier links
+are not partition keys (the index is addressed by identifier): ``RedisViewStore`` writes
+them first-writer-wins (``SET NX``) just before the script. A link written for a batch
+that is then fenced is harmless: the batch's next fold links the same identifiers to the
+same customers, and a link is never overwritten.
+
 Adding a section is one entry in ``SECTIONS`` and a field in ``PartitionCommit``; each
 section has a round-trip test (tests/integration/test_redis_commit.py).
 """
@@ -21,9 +28,10 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
+import orjson
+
 from projections.value.rfm_cells import Cell, Change
 from services.scaleout.redis.keys import RedisKeys
-from services.scaleout.redis.segments import segment_key
 
 __all__ = ["PartitionCommit", "Section", "SECTIONS", "FIXED", "SCRIPT", "encode"]
 
@@ -40,7 +48,7 @@ class PartitionCommit:
     clock: int | None = None  # the latest clock tick folded on the partition
     states: dict[str, bytes] = field(default_factory=dict)  # customer -> stored state JSON
     documents: dict[str, bytes] = field(default_factory=dict)  # customer -> published document JSON
-    links: Sequence[tuple[str, str, str]] = ()  # (kind, value, customer): first writer wins
+    links: Sequence[tuple[str, str, str]] = ()  # (kind, value, customer): first writer wins, written before the script
     conflicts: Sequence[bytes] = ()  # stream entries
     dead_letters: Sequence[bytes] = ()  # stream entries
     timeline: Sequence[tuple[str, int, str, bytes]] = ()  # (customer, occurred_at µs, event id, record value)
@@ -65,7 +73,7 @@ class Section(NamedTuple):
 TRIGGER_STREAM_MAX = 1_000_000  # trigger stream entries kept, approximately
 
 FIXED = ("position", "acks", "clock", "changed", "conflicts", "deadletters", "deadlines", "transitions", "stages",
-         "rfm", "triggers", "figures", "segment_feed")
+         "rfm", "triggers", "figures", "segment_feed", "conflicts_listing", "deadletters_listing")
 """The keys every commit names, in this order at the head of KEYS (Lua: F.<name>)."""
 
 
@@ -73,10 +81,13 @@ def _fixed(c: PartitionCommit, keys: RedisKeys) -> list[str]:
     by_name = {
         "position": keys.position(c.topic, c.partition), "acks": keys.acks(c.topic, c.partition),
         "clock": keys.clock(c.topic, c.partition), "changed": keys.changed(c.topic, c.partition),
-        "conflicts": keys.conflicts, "deadletters": keys.deadletters,
-        "deadlines": keys.deadlines(c.topic, c.partition), "transitions": keys.transitions, "stages": keys.stages,
-        "rfm": keys.rfm(c.topic, c.partition), "triggers": keys.triggers(), "figures": keys.contact_figures,
-        "segment_feed": segment_key(keys.prefix, None),
+        "conflicts": keys.conflicts(c.partition), "deadletters": keys.deadletters(c.partition),
+        "deadlines": keys.deadlines(c.topic, c.partition), "transitions": keys.transitions(c.partition),
+        "stages": keys.stages(c.partition), "rfm": keys.rfm(c.topic, c.partition),
+        "triggers": keys.triggers(c.partition), "figures": keys.contact_figures(c.partition),
+        "segment_feed": keys.segment_changes(c.partition),
+        "conflicts_listing": keys.listing("conflicts", c.partition),
+        "deadletters_listing": keys.listing("deadletters", c.partition),
     }
     return [by_name[name] for name in FIXED]
 
@@ -86,17 +97,27 @@ def _stream(name: str, attribute: str, fixed: str) -> Section:
                    lambda c, k: [([], [entry]) for entry in getattr(c, attribute)])
 
 
+def _score(entry: bytes) -> int:
+    """The listing's score of a conflict or dead-letter entry: its event's position (0: none)."""
+    return int(orjson.loads(entry).get("position") or 0)
+
+
+def _listed(name: str, attribute: str, fixed: str) -> Section:
+    """A stream entry, also indexed by its event's position for the paged listing."""
+    return Section(name, 0, 2, f"redis.call('XADD', F.{fixed}, '*', 'record', A[1]); "
+                               f"redis.call('ZADD', F.{fixed}_listing, A[2], A[1])",
+                   lambda c, k: [([], [entry, _score(entry)]) for entry in getattr(c, attribute)])
+
+
 SECTIONS: tuple[Section, ...] = (
     Section("states", 1, 1, "redis.call('SET', K[1], A[1])",
-            lambda c, k: [([k.state(cid)], [state]) for cid, state in c.states.items()]),
+            lambda c, k: [([k.state(cid, c.partition)], [state]) for cid, state in c.states.items()]),
     Section("documents", 1, 1, "redis.call('SET', K[1], A[1])",
-            lambda c, k: [([k.view(cid)], [doc]) for cid, doc in c.documents.items()]),
-    Section("links", 1, 1, "redis.call('SET', K[1], A[1], 'NX')",
-            lambda c, k: [([k.identifier(kind, value)], [cid]) for kind, value, cid in c.links]),
-    _stream("conflicts", "conflicts", "conflicts"),
-    _stream("dead_letters", "dead_letters", "deadletters"),
+            lambda c, k: [([k.view(cid, c.partition)], [doc]) for cid, doc in c.documents.items()]),
+    _listed("conflicts", "conflicts", "conflicts"),
+    _listed("dead_letters", "dead_letters", "deadletters"),
     Section("timeline", 2, 3, "redis.call('ZADD', K[1], A[1], A[2]); redis.call('HSET', K[2], A[2], A[3])",
-            lambda c, k: [([k.timeline(cid), k.events(cid)], [at, eid, doc]) for cid, at, eid, doc in c.timeline]),
+            lambda c, k: [([k.timeline(cid, c.partition), k.events(cid, c.partition)], [at, eid, doc]) for cid, at, eid, doc in c.timeline]),
     Section("deadlines", 0, 2,
             "if A[2] == '' then redis.call('ZREM', F.deadlines, A[1]) "
             "else redis.call('ZADD', F.deadlines, A[2], A[1]) end",
@@ -110,12 +131,12 @@ SECTIONS: tuple[Section, ...] = (
     Section("triggers", 1, 1,
             f"redis.call('XADD', F.triggers, 'MAXLEN', '~', '{TRIGGER_STREAM_MAX}', '*', 'record', A[1]); "
             f"redis.call('XADD', K[1], 'MAXLEN', '~', '{TRIGGER_STREAM_MAX}', '*', 'record', A[1])",
-            lambda c, k: [([k.triggers(channel)], [doc]) for channel, doc in c.triggers]),
+            lambda c, k: [([k.triggers(c.partition, channel)], [doc]) for channel, doc in c.triggers]),
     Section("figures", 0, 2, "redis.call('HINCRBY', F.figures, A[1], A[2])",
             lambda c, k: [([], ["|".join(map(str, key)), n]) for key, n in c.figures.items()]),
     Section("segment_members", 1, 2,
             "if A[2] == '' then redis.call('HDEL', K[1], A[1]) else redis.call('HSET', K[1], A[1], A[2]) end",
-            lambda c, k: [([segment_key(k.prefix, s)], [cid, "" if since is None else int(since)])
+            lambda c, k: [([k.segment(c.partition, s)], [cid, "" if since is None else int(since)])
                           for s, cid, since in c.segment_members]),
     _stream("segment_feed", "segment_feed", "segment_feed"),
     # which batch last wrote each state: the offset the commit moves the partition to
@@ -178,6 +199,7 @@ SCRIPT = _script()
 def encode(commit: PartitionCommit, keys: RedisKeys) -> tuple[list[str], list[Any]]:
     """The script's KEYS and ARGV for ``commit``: sections with no items are left out."""
     out_keys = _fixed(commit, keys)
+    slot = keys.tag(commit.partition) + ":"
     args: list[Any] = [int(commit.offset), "" if commit.base is None else int(commit.base),
                        "" if commit.clock is None else int(commit.clock)]
     for section in SECTIONS:
@@ -187,6 +209,8 @@ def encode(commit: PartitionCommit, keys: RedisKeys) -> tuple[list[str], list[An
         args += [section.name, len(items)]
         for item_keys, item_args in items:
             assert len(item_keys) == section.keys and len(item_args) == section.args, section.name
+            if not all(key.startswith(slot) for key in item_keys):
+                raise ValueError(f"commit section {section.name}: a key outside partition {commit.partition}'s slot")
             out_keys += item_keys
             args += item_args
     return out_keys, args

@@ -101,6 +101,7 @@ class ViewWorker:
         self.topic = TOUCHPOINTS_TOPIC
         self.client_id = client_id
         self.store = store or RedisViewStore(settings.redis_url, settings.redis_prefix,
+                                             partitions=settings.kafka_partitions,
                                              timeout=settings.redis_timeout_seconds)
         self.owned: set[TopicPartition] = set()
         self.unpositioned: set[TopicPartition] = set()
@@ -290,6 +291,8 @@ class ViewWorker:
         started = time.perf_counter()
         await self._learn_schema_ids(batches.values())
         partitions = len(self._consumer.partitions_for_topic(self.topic) or ()) or None
+        if partitions:  # the topic's own count places customers' keys, as it places their records
+            self.store.use_partitions(partitions)
         decoded = {tp: decode(records, partitions) for tp, records in batches.items()}
         customers = set().union(*(d.customers for d in decoded.values()))
         due_stored: dict[TopicPartition, dict[str, list[tuple[str, int]]]] = {}

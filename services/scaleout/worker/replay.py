@@ -2,9 +2,9 @@
 
 ``verify(settings)`` works on a running system (workers folding, clock ticks arriving):
 
-1. **Snapshot.** The stored position of every partition is read in one MGET: Redis
-   commits a partition's states with its position atomically, so these positions say
-   exactly what the views held at that instant.
+1. **Snapshot.** The stored position of every partition is read in one round trip:
+   Redis commits a partition's states with its position atomically, so each position
+   says exactly what its partition's views held when it was read.
 2. **Replay.** Each partition is read from offset 0 up to and including its snapshot
    position — not to the end of the topic: records after it (ticks, events arriving
    during or before the replay) are not part of the snapshot — and folded in memory by
@@ -12,9 +12,9 @@
    own adapter ``services.scaleout.worker.fold.decode``, with an in-memory deadline index in place
    of Redis's: ``Replayer``). No consumer group: nothing is committed.
 3. **Compare.** Every customer, replayed or stored, is compared byte for byte with its
-   stored state, a thousand at a time; each chunk's states are read in one MULTI/EXEC
-   together with the offset of the batch that last wrote each of them
-   (``{prefix}:changed:{topic}:{partition}``, written by the same fenced commit). A state
+   stored state, a thousand at a time; each partition's states of a chunk are read in
+   one MULTI/EXEC together with the offset of the batch that last wrote each of them
+   (the partition's ``changed`` hash, written by the same fenced commit). A state
    written after the snapshot is not compared with the snapshot: the partition's replay
    goes on to its new stored position and that customer is compared again, for at most
    ``ROUNDS`` rounds; one still moving after that is ``unsettled``, never a difference.
@@ -46,6 +46,7 @@ from services import progress
 from services.contracts.confluent import ConfluentRegistry, RegistryUnavailable, framed_schema_id
 from services.scaleout.kafka.records import partition_of
 from services.scaleout.kafka.topics import TOUCHPOINTS_TOPIC
+from services.scaleout.redis.feeds import glob_prefix
 from services.scaleout.redis.keys import RedisKeys
 from services.scaleout.worker.fold import decode, due_fetch_size
 from services.settings import Settings
@@ -194,23 +195,23 @@ class Replayer:
         self.dead += len(result.dead_letters)
 
 
-async def live_states(redis_url: str, prefix: str, partitions: Sequence[int] = (),
+async def live_states(redis_url: str, prefix: str, partitions: int,
                       topic: str = TOUCHPOINTS_TOPIC) -> tuple[dict[str, bytes], dict[int, int]]:
-    """Every stored state under ``prefix`` by customer, and the stored position of each
-    of ``partitions`` (-1: none)."""
-    keys = RedisKeys(prefix)
+    """Every stored state under ``prefix`` (a topic of ``partitions`` partitions) by
+    customer, and the stored position of each partition (-1: none)."""
+    keys = RedisKeys(prefix, partitions)
     client = aioredis.Redis.from_url(redis_url, socket_timeout=30)
     try:
-        start = keys.state("")
-        names = [k async for k in client.scan_iter(match=start.replace("*", r"\*") + "*", count=2000)]
         states: dict[str, bytes] = {}
-        for i in range(0, len(names), 1000):
-            chunk = names[i:i + 1000]
-            for name, value in zip(chunk, await client.mget(chunk), strict=True):
-                if value is not None:
-                    states[name.decode()[len(start):]] = value  # type: ignore[assignment]  # bytes: no decode_responses
-        raw = await client.mget([keys.position(topic, p) for p in partitions]) if partitions else []
-        positions = {p: int(v) if v is not None else -1 for p, v in zip(partitions, raw, strict=True)}
+        for p in range(keys.partitions):  # one partition's slot per MGET
+            start = keys.state("", p)
+            names = [k async for k in client.scan_iter(match=glob_prefix(start), count=2000)]
+            for i in range(0, len(names), 1000):
+                chunk = names[i:i + 1000]
+                for name, value in zip(chunk, await client.mget(chunk), strict=True):
+                    if value is not None:
+                        states[name.decode()[len(start):]] = value  # type: ignore[assignment]  # bytes: no decode_responses
+        positions = await stored_positions(client, keys, topic, range(partitions))
     finally:
         await client.aclose()
     return states, positions
@@ -226,32 +227,40 @@ def states_digest(states: dict[str, bytes]) -> str:
 
 async def stored_positions(client: aioredis.Redis, keys: RedisKeys, topic: str,
                            partitions: Sequence[int]) -> dict[int, int]:
-    """Every partition's stored position (-1: none), in one MGET: one instant of Redis."""
-    raw = await client.mget([keys.position(topic, p) for p in partitions])
+    """Every partition's stored position (-1: none), in one round trip. Each position is
+    committed atomically with its partition's states, so each says exactly what its
+    partition's views held when it was read (the comparison needs no more than that)."""
+    pipe = client.pipeline(transaction=False)
+    for p in partitions:
+        pipe.get(keys.position(topic, p))
+    raw = await pipe.execute() if partitions else []
     return {p: -1 if v is None else int(v) for p, v in zip(partitions, raw, strict=True)}
 
 
 async def _stored_customers(client: aioredis.Redis, keys: RedisKeys) -> set[str]:
-    start = keys.state("")
-    return {name.decode()[len(start):]
-            async for name in client.scan_iter(match=start.replace("*", r"\*") + "*", count=2000)}
+    found: set[str] = set()
+    for p in range(keys.partitions):
+        start = keys.state("", p)
+        found |= {name.decode()[len(start):] async for name in client.scan_iter(match=glob_prefix(start), count=2000)}
+    return found
 
 
 async def _live_with_offsets(client: aioredis.Redis, keys: RedisKeys, topic: str, partitions: int,
                              customers: Sequence[str]) -> dict[str, tuple[bytes | None, int | None]]:
-    """(stored state, offset of the batch that last wrote it) of each customer, read in
-    one MULTI/EXEC: a state and its offset always belong together."""
+    """(stored state, offset of the batch that last wrote it) of each customer, each
+    partition's read in one MULTI/EXEC of its slot: a state and its offset always belong
+    together."""
     by_partition: dict[int, list[str]] = {}
     for c in customers:
         by_partition.setdefault(partition_of(c, partitions), []).append(c)
-    pipe = client.pipeline(transaction=True)
-    pipe.mget([keys.state(c) for c in customers])
+    out: dict[str, tuple[bytes | None, int | None]] = {}
     for p, cs in by_partition.items():
+        pipe = client.pipeline(transaction=True)
+        pipe.mget([keys.state(c, p) for c in cs])
         pipe.hmget(keys.changed(topic, p), cs)
-    states, *offsets = await pipe.execute()
-    changed = {c: int(o) for cs, os in zip(by_partition.values(), offsets, strict=True)
-               for c, o in zip(cs, os, strict=True) if o is not None}
-    return {c: (s, changed.get(c)) for c, s in zip(customers, states, strict=True)}
+        states, offsets = await pipe.execute()
+        out.update((c, (s, None if o is None else int(o))) for c, s, o in zip(cs, states, offsets, strict=True))
+    return out
 
 
 async def verify(settings: Settings, topic: str = TOUCHPOINTS_TOPIC) -> dict[str, Any]:
@@ -266,7 +275,7 @@ async def verify(settings: Settings, topic: str = TOUCHPOINTS_TOPIC) -> dict[str
 
 
 async def _verify(settings: Settings, topic: str) -> dict[str, Any]:
-    keys = RedisKeys(settings.redis_prefix)
+    keys = RedisKeys(settings.redis_prefix, settings.kafka_partitions)
     client = aioredis.Redis.from_url(settings.redis_url, socket_timeout=30, socket_connect_timeout=5)
     registry = ConfluentRegistry(settings.schema_registry_url) if settings.schema_registry_url else None
     consumer = AIOKafkaConsumer(bootstrap_servers=settings.kafka_bootstrap, enable_auto_commit=False, group_id=None,
@@ -278,6 +287,7 @@ async def _verify(settings: Settings, topic: str) -> dict[str, Any]:
         if not partitions:
             raise ReplayUnavailable(f"the broker knows no topic {topic}")
         count = len(partitions)
+        keys = RedisKeys(settings.redis_prefix, count)  # the topic's own count places the customers' keys
         snapshot = await stored_positions(client, keys, topic, partitions)
         replayer = Replayer(settings.fold_config(), count)
         reader = TopicReader(consumer, topic, partitions, replayer, registry)
