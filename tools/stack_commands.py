@@ -1,11 +1,13 @@
 """``touchstream up`` and ``touchstream down``: the local stack for developers and demos.
 
 ``up --runtime kafka`` starts ``tools.stack.Stack`` in the data directory
-(``TOUCHSTREAM_DATA_DIR``), prints the URLs and an API key, then either stays in the
-foreground (Ctrl-C or SIGTERM stops the stack in order; a process of the stack that dies
-stops it too) or, with ``--detach``, leaves it running for ``touchstream down``, which
-reads ``stack.json`` and stops the processes it names in the same order. ``up --runtime
-embedded`` is ``touchstream run``.
+(``TOUCHSTREAM_DATA_DIR``), prints the URLs and an API key, and supervises it: a process
+of the stack that dies is started again (with a growing backoff), and Ctrl-C or SIGTERM
+stops the stack in order. With ``--detach`` the supervisor itself runs in the background
+(a session of its own, its output in ``stack/logs/supervisor.log``) and ``up`` returns
+once the stack is up; ``touchstream down`` asks the supervisor to stop the stack (SIGTERM)
+or, with none alive, stops the processes ``stack.json`` names in the same order.
+``up --runtime embedded`` is ``touchstream run``.
 """
 
 from __future__ import annotations
@@ -57,6 +59,9 @@ def up(
         typer.echo(f"A stack is already running from {manifest_path(settings.data_dir)} (pids "
                    f"{', '.join(str(p) for p, _ in running)}): `touchstream down` first.", err=True)
         raise typer.Exit(1)
+    if detach:
+        _detach(settings.data_dir, workers, port)
+        return
     _signals_interrupt()  # a SIGTERM while starting stops what started, like Ctrl-C
     keyed = _settings_with_dev_key(settings)
     stack = Stack(settings.data_dir, workers=workers, api_port=port,
@@ -68,14 +73,51 @@ def up(
     except (StackFailed, TansuFailed, RedisServerFailed) as failure:
         typer.echo(f"touchstream up: {failure}", err=True)
         raise typer.Exit(1) from None
-    _print_stack(stack, None if settings.api_keys else keyed, time.monotonic() - started, detach)
-    if detach:
-        return
+    _print_stack(stack, None if settings.api_keys else keyed, time.monotonic() - started,
+                 os.environ.get(DETACHED) == "1")
     _serve_until_stopped(stack)
 
 
+DETACHED = "TOUCHSTREAM_UP_DETACHED"  # set for the background supervisor `up --detach` starts
+DETACH_WAIT_SECONDS = 300.0
+
+
+def _detach(data_dir: Path, workers: int, port: int) -> None:
+    """Run ``touchstream up`` (the supervisor) in a session of its own, its output in
+    supervisor.log; return once it printed the stack's addresses, or fail with its log."""
+    import subprocess
+    import sys
+
+    log_path = Path(data_dir) / "stack" / "logs" / "supervisor.log"
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    with open(log_path, "ab") as log:
+        start = log.tell()
+        child = subprocess.Popen(
+            [sys.executable, "-c", "from services.cli import app; app()", "up", "--runtime", "kafka",
+             "--workers", str(workers), "--port", str(port)],
+            env={**os.environ, DETACHED: "1"}, stdin=subprocess.DEVNULL, stdout=log, stderr=log,
+            start_new_session=True)
+    deadline = time.monotonic() + DETACH_WAIT_SECONDS
+    while time.monotonic() < deadline:
+        text = log_path.read_bytes()[start:].decode(errors="replace")
+        summary = text[text.find("Touchstream scale-out stack up"):] if "Touchstream scale-out stack up" in text else ""
+        if "Stop with `touchstream down`." in summary:
+            typer.echo(summary[:summary.index("Stop with `touchstream down`.")] + "Stop with `touchstream down`.")
+            typer.echo(f"  supervisor pid {child.pid}: restarts a process that dies; its log is {log_path}")
+            return
+        if child.poll() is not None:
+            typer.echo(f"touchstream up: the stack did not start (exit {child.returncode}); {log_path}:\n{text[-3000:]}",
+                       err=True)
+            raise typer.Exit(1)
+        time.sleep(0.2)
+    child.send_signal(signal.SIGTERM)
+    typer.echo(f"touchstream up: the stack was not up within {DETACH_WAIT_SECONDS:g} s; see {log_path}", err=True)
+    raise typer.Exit(1)
+
+
 def down() -> None:
-    """Stop the stack `touchstream up --detach` started (API, workers, broker, Redis)."""
+    """Stop the stack `touchstream up` started (API, workers, broker, Redis): through its
+    supervisor when one runs, else each process stack.json names."""
     from tools.stack import manifest_path
     from tools.stack_process import stop_pids
 
@@ -83,7 +125,14 @@ def down() -> None:
     if not path.exists():
         typer.echo(f"No stack to stop ({path} does not exist).", err=True)
         return
-    processes = json.loads(path.read_text())["processes"]
+    manifest = json.loads(path.read_text())
+    processes = manifest["processes"]
+    supervisor = manifest.get("supervisor")
+    if supervisor and _alive(supervisor["pid"], supervisor.get("started_at")):
+        os.kill(supervisor["pid"], signal.SIGTERM)  # it stops the stack in order, then exits
+        deadline = time.monotonic() + SUPERVISOR_STOP_SECONDS
+        while time.monotonic() < deadline and _alive(supervisor["pid"], supervisor.get("started_at")):
+            time.sleep(0.2)
     killed: list[int] = []
     for group in (["api"], [p["name"] for p in processes if p["name"].startswith("worker-")], ["broker"], ["redis"]):
         killed += stop_pids([(p["pid"], p["started_at"]) for p in processes if p["name"] in group and p["pid"]])
@@ -234,6 +283,7 @@ def _signals_interrupt() -> None:
     signal.signal(signal.SIGTERM, interrupt)
 
 
+SUPERVISOR_STOP_SECONDS = 90.0  # `down` waits this long for the supervisor to stop the stack
 RESTART_BACKOFF = (1.0, 2.0, 4.0, 8.0, 16.0, 30.0)  # seconds before each further restart of one process
 
 

@@ -37,6 +37,7 @@ def test_up_serves_ingest_and_reads_with_two_workers_and_down_leaves_nothing_run
     env |= {"TOUCHSTREAM_DATA_DIR": str(data), "TOUCHSTREAM_LOG_LEVEL": "warning"}
     port = free_port()
     processes: list[dict[str, object]] = []
+    supervisor: dict[str, Any] = {"pid": 0, "started_at": None}
     try:
         up = _touchstream(env, "up", "--runtime", "kafka", "--workers", "2", "--port", str(port), "--detach")
         assert up.returncode == 0, f"stdout:\n{up.stdout}\nstderr:\n{up.stderr}"
@@ -63,6 +64,22 @@ def test_up_serves_ingest_and_reads_with_two_workers_and_down_leaves_nothing_run
             view = client.get("/v1/customers", params={"email": email, "min_position": posted.json()["position"]})
             assert view.status_code == 200, view.text
             assert view.json()["recent"][0]["event_id"] == event["event_id"]
+
+        # detached, the stack is supervised all the same: a killed worker comes back
+        assert "supervisor pid" in up.stdout, up.stdout
+        report = json.loads(_touchstream(env, "status", "--json").stdout)
+        assert report["supervised"] is True, report
+        victim = next(p for p in processes if p["name"] == "worker-1")
+        os.kill(int(victim["pid"]), signal.SIGKILL)  # type: ignore[call-overload]
+
+        def back() -> bool:
+            current = json.loads((data / "stack" / "stack.json").read_text())["processes"]
+            worker = next(p for p in current if p["name"] == "worker-1")
+            return worker["pid"] != victim["pid"] and json.loads(_touchstream(env, "status", "--json").stdout)["healthy"]
+
+        wait_until(back, timeout=120, what="the killed worker restarted by the detached supervisor, and ready")
+        processes = json.loads((data / "stack" / "stack.json").read_text())["processes"]
+        supervisor = json.loads((data / "stack" / "stack.json").read_text())["supervisor"]
     finally:
         down = _touchstream(env, "down", timeout=120)
     assert down.returncode == 0, down.stderr
@@ -72,6 +89,8 @@ def test_up_serves_ingest_and_reads_with_two_workers_and_down_leaves_nothing_run
     taken = [p["port"] for p in processes if not port_is_free(p["port"])]  # type: ignore[arg-type]
     assert not taken, taken
     assert not (data / "stack" / "stack.json").exists()
+    assert not alive(supervisor["pid"], supervisor["started_at"])  # the supervisor stopped the stack and left
+    assert "worker-1 exited with -9; restarting it" in (data / "stack" / "logs" / "supervisor.log").read_text()
 
 
 def test_up_restarts_a_worker_that_was_killed_and_ctrl_c_stops_everything(tmp_path: Path) -> None:
