@@ -121,7 +121,7 @@ def replay(
     snapshot, while the platform runs. Embedded: the log into a fresh store, up to the
     live store's position, compared in the same read transaction. TOUCHSTREAM_RUNTIME=kafka:
     every partition replayed through the core up to its stored position in Redis, read in
-    one MGET, compared with every stored state (states written meanwhile: replayed further).
+    one round trip, compared with every stored state (states written meanwhile: replayed further).
     Prints a JSON report naming each differing customer and field. Exit 0: identical (lag
     and still-moving customers are not differences); 1: a difference; 2: the log or the
     view store could not be read."""
@@ -222,6 +222,20 @@ def schemas(directory: Annotated[Path | None, typer.Argument()] = None) -> None:
     raise typer.Exit(check([str(directory)] if directory else []))
 
 
+def _generated_page(path: Path, command: str, text: str, out: Path | None, check: bool) -> None:
+    """What every `*-doc` command does with its page: print it, write it, or check it
+    (exit 1 while the committed page differs from the code's)."""
+    if check:
+        if (path.read_text(encoding="utf-8") if path.exists() else "") != text:
+            typer.echo(f"{path} is stale: run `touchstream {command} --out {path}`", err=True)
+            raise typer.Exit(1)
+        return
+    if out is None:
+        typer.echo(text, nl=False)
+    else:
+        out.write_text(text, encoding="utf-8")
+
+
 @app.command("metrics-doc")
 def metrics_doc(
     out: Annotated[Path | None, typer.Option(help="write the catalogue here (default: print it)")] = None,
@@ -230,17 +244,7 @@ def metrics_doc(
     """The metrics catalogue (docs/METRICS.md) generated from services/metrics.py."""
     from services.metrics_catalogue import METRICS_DOC, render_markdown
 
-    text = render_markdown()
-    if check:
-        current = METRICS_DOC.read_text(encoding="utf-8") if METRICS_DOC.exists() else ""
-        if current != text:
-            typer.echo(f"{METRICS_DOC} is stale: run `touchstream metrics-doc --out {METRICS_DOC}`", err=True)
-            raise typer.Exit(1)
-        return
-    if out is None:
-        typer.echo(text, nl=False)
-    else:
-        out.write_text(text, encoding="utf-8")
+    _generated_page(METRICS_DOC, "metrics-doc", render_markdown(), out, check)
 
 
 @app.command("topics-doc")
@@ -252,16 +256,46 @@ def topics_doc(
     code that writes each record's headers."""
     from services.contracts.topics_doc import TOPICS_DOC, render_markdown
 
-    text = render_markdown()
-    if check:
-        if (TOPICS_DOC.read_text(encoding="utf-8") if TOPICS_DOC.exists() else "") != text:
-            typer.echo(f"{TOPICS_DOC} is stale: run `touchstream topics-doc --out {TOPICS_DOC}`", err=True)
-            raise typer.Exit(1)
-        return
-    if out is None:
-        typer.echo(text, nl=False)
-    else:
-        out.write_text(text, encoding="utf-8")
+    _generated_page(TOPICS_DOC, "topics-doc", render_markdown(), out, check)
+
+
+@app.command()
+def repartition(
+    partitions: Annotated[int, typer.Option(min=1, help="the new generation's partition count")],
+    topic: Annotated[str, typer.Option(help="the new generation's touchpoints topic")],
+    prefix: Annotated[str, typer.Option(help="the new generation's Redis prefix")],
+    finish: Annotated[bool, typer.Option("--finish", help="once the new workers caught up, before the new API "
+                                         "starts: webhook dispatchers resume at the end of the new feeds")] = False,
+) -> None:
+    """Scale-out: copy the touchpoints topic and what ingest knows into a new generation
+    (a topic of --partitions partitions and a Redis prefix), each customer on their new
+    partition, in the order ingest acknowledged; run again with ingest stopped to copy
+    what came since. Then start workers and the API with TOUCHSTREAM_KAFKA_TOUCHPOINTS_TOPIC,
+    TOUCHSTREAM_KAFKA_PARTITIONS and TOUCHSTREAM_REDIS_PREFIX of the new generation
+    (docs/SCALE_OUT.md). Prints a JSON report; exit 2 if the broker or Redis could not
+    be read."""
+    import asyncio
+
+    from aiokafka.errors import KafkaError
+    from redis.exceptions import RedisError
+
+    from services.scaleout.repartition import finish as finish_generation
+    from services.scaleout.repartition import repartition as copy_generation
+
+    settings = Settings()
+    configure_logging("warning", settings.log_format)
+    try:
+        if finish:
+            report: dict[str, object] = {"delivery_cursors": asyncio.run(
+                finish_generation(settings, prefix=prefix, partitions=partitions))}
+        else:
+            report = asyncio.run(copy_generation(settings, topic=topic, partitions=partitions, prefix=prefix))
+    except ValueError as error:
+        raise typer.BadParameter(str(error)) from None
+    except (KafkaError, RedisError, OSError, TimeoutError) as error:
+        typer.echo(json.dumps({"error": f"{type(error).__name__}: {error}"}))
+        raise typer.Exit(2) from None
+    typer.echo(json.dumps(report, indent=2))
 
 
 @app.command("redis-keys-doc")
@@ -272,16 +306,7 @@ def redis_keys_doc(
     """The Redis key layout page (docs/REDIS_KEYS.md) generated from services/scaleout/redis/keys.py."""
     from services.scaleout.redis.keys_doc import REDIS_KEYS_DOC, render_markdown
 
-    text = render_markdown()
-    if check:
-        if (REDIS_KEYS_DOC.read_text(encoding="utf-8") if REDIS_KEYS_DOC.exists() else "") != text:
-            typer.echo(f"{REDIS_KEYS_DOC} is stale: run `touchstream redis-keys-doc --out {REDIS_KEYS_DOC}`", err=True)
-            raise typer.Exit(1)
-        return
-    if out is None:
-        typer.echo(text, nl=False)
-    else:
-        out.write_text(text, encoding="utf-8")
+    _generated_page(REDIS_KEYS_DOC, "redis-keys-doc", render_markdown(), out, check)
 
 
 @app.command()

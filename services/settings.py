@@ -85,6 +85,12 @@ class Settings(BaseSettings):
     # How long a fetch waits for records when there are none. Brokers that hold an empty
     # fetch for the whole wait (Tansu) make this the floor of ingest-to-view latency.
     kafka_fetch_max_wait_ms: int = Field(default=100, ge=1)
+    # the touchpoints topic: another name is a generation of it with another partition
+    # count (`touchstream repartition`, docs/SCALE_OUT.md)
+    kafka_touchpoints_topic: str = Field(default="touchstream.touchpoints.v1", pattern=r"^[A-Za-z0-9._-]{1,200}$")
+    # the view worker's fetch wait once it has been idle for a while (adaptive: the first
+    # records bring back kafka_fetch_max_wait_ms); what an idle worker and broker cost
+    kafka_idle_fetch_wait_ms: int = Field(default=500, ge=1)
     # a Confluent-compatible schema registry: records then carry its schema ids (else
     # Avro single-object encoding with the schema fingerprint, which needs no service)
     schema_registry_url: str | None = None

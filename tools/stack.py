@@ -99,6 +99,13 @@ class Stack:
         self.workers = [StackProcess(f"worker-{n}", ["worker"], {}, self.logs / f"worker-{n}.log",
                                      "127.0.0.1", free_port()) for n in range(1, workers + 1)]
 
+    def reconfigure(self, settings: Mapping[str, str]) -> None:
+        """Settings for the API and workers started next (their processes are not touched:
+        stop them first); how a stack moves to a new generation (`touchstream repartition`)."""
+        self._settings.update(settings)
+        self.partitions = int(self._settings.get("TOUCHSTREAM_KAFKA_PARTITIONS",
+                                                 Settings.model_fields["kafka_partitions"].default))
+
     # -- addresses ---------------------------------------------------------------------------
     @property
     def api_url(self) -> str:

@@ -62,8 +62,7 @@ async def kafka_history(settings: Settings) -> list[tuple[str, Touchpoint]]:
 
     from services.contracts.confluent import ConfluentRegistry, framed_schema_id
     from services.scaleout.kafka.records import BadRecord, ReadTouchpoint, read_record
-    from services.scaleout.kafka.topics import TOUCHPOINTS_TOPIC
-
+    topic = settings.kafka_touchpoints_topic
     registry = ConfluentRegistry(settings.schema_registry_url) if settings.schema_registry_url else None
     consumer = AIOKafkaConsumer(bootstrap_servers=settings.kafka_bootstrap, enable_auto_commit=False, group_id=None,
                                 auto_offset_reset="earliest", fetch_max_wait_ms=10)
@@ -71,8 +70,7 @@ async def kafka_history(settings: Settings) -> list[tuple[str, Touchpoint]]:
     out: list[tuple[str, Touchpoint]] = []
     held = ExitStack()
     try:
-        partitions = [TopicPartition(TOUCHPOINTS_TOPIC, p)
-                      for p in sorted(consumer.partitions_for_topic(TOUCHPOINTS_TOPIC) or ())]
+        partitions = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or ())]
         consumer.assign(partitions)
         for tp in partitions:
             consumer.seek(tp, 0)
@@ -100,7 +98,7 @@ async def kafka_history(settings: Settings) -> list[tuple[str, Touchpoint]]:
                 if tp not in ended and high is not None and await consumer.position(tp) >= high:
                     ended.add(tp)
             if time.monotonic() - last_progress > 30:
-                raise TimeoutError(f"no progress reading {TOUCHPOINTS_TOPIC} for 30 s")
+                raise TimeoutError(f"no progress reading {topic} for 30 s")
     finally:
         held.close()
         await consumer.stop()

@@ -66,7 +66,7 @@ from services.ports import (
 )
 from services.scaleout.kafka.publisher import TouchpointPublisher
 from services.scaleout.kafka.records import tick_record
-from services.scaleout.kafka.topics import TOUCHPOINTS_TOPIC, TopicCreationFailed, ensure_topics
+from services.scaleout.kafka.topics import TopicCreationFailed, ensure_topics
 from services.scaleout.redis.feeds import FeedCursor, feed_cursor_pattern
 from services.scaleout.redis.segments import RedisSegments
 from services.scaleout.redis.views import RedisViewStore, ViewStoreUnavailable
@@ -102,7 +102,7 @@ class KafkaPlatform:
     def __init__(self, settings: Settings):
         self.settings = settings
         self.cursors = cursors(settings.kafka_partitions)
-        self.topic = TOUCHPOINTS_TOPIC
+        self.topic = settings.kafka_touchpoints_topic
         self.publisher = TouchpointPublisher.from_settings(settings)
         self.store = RedisViewStore(settings.redis_url, settings.redis_prefix, partitions=settings.kafka_partitions,
                                     timeout=settings.redis_timeout_seconds)
@@ -117,6 +117,7 @@ class KafkaPlatform:
         # what is missing and ingest answers 503 until they are.
         try:
             await ensure_topics(self.settings.kafka_bootstrap, self.settings.kafka_partitions,
+                                touchpoints=self.topic,
                                 replication_factor=self.settings.kafka_replication_factor,
                                 request_timeout_ms=self.settings.kafka_request_timeout_ms)
             await self.publisher.start()

@@ -86,8 +86,8 @@ class TouchpointPublisher:
     @classmethod
     def from_settings(cls, settings: Settings) -> TouchpointPublisher:
         registry = ConfluentRegistry(settings.schema_registry_url) if settings.schema_registry_url else None
-        return cls(settings.kafka_bootstrap, request_timeout_ms=settings.kafka_request_timeout_ms,
-                   schema_registry=registry)
+        return cls(settings.kafka_bootstrap, topic=settings.kafka_touchpoints_topic,
+                   request_timeout_ms=settings.kafka_request_timeout_ms, schema_registry=registry)
 
     def _new_producer(self, idempotent: bool) -> AIOKafkaProducer:
         return AIOKafkaProducer(

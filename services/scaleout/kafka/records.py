@@ -22,7 +22,8 @@ customer it names (``customer.customer_id``), else the record key; with neither 
 a dead letter. A record on a partition other than its customer's (``partition_of``: the
 key's murmur2 hash, as every Kafka client's default partitioner) is a dead letter too:
 one customer, one partition, one worker writing its view. So the touchpoints topic's
-partition count is fixed once traffic flows (adding partitions moves customers).
+partition count is fixed once traffic flows (adding partitions moves customers: another
+count is a new generation of the topic, ``services.scaleout.repartition``).
 """
 
 from __future__ import annotations

@@ -104,8 +104,12 @@ async def ensure_topics(
     *,
     replication_factor: int = 1,
     request_timeout_ms: int = 5000,
+    touchpoints: str = TOUCHPOINTS_TOPIC,
 ) -> list[str]:
     """Create the topics that do not exist yet; returns the names created.
+
+    ``touchpoints``: the name the touchpoints topic has here (a generation of it after a
+    repartition, ``kafka_touchpoints_topic``), created like the listed one.
 
     ``replication_factor`` is 1 for a single broker (Tansu, a developer's Kafka); a
     production cluster passes its own (CreateTopics v3, what aiokafka speaks here, has no
@@ -113,8 +117,9 @@ async def ensure_topics(
     """
     if partitions < 1:  # Tansu accepts 0 partitions and then cannot take a record
         raise ValueError(f"partitions must be at least 1, not {partitions}")
-    streams = kafka_streams()
-    wanted = list(default_topics() if names is None else names)
+    streams = dict(kafka_streams())
+    streams[touchpoints] = streams[TOUCHPOINTS_TOPIC]
+    wanted = [touchpoints if n == TOUCHPOINTS_TOPIC else n for n in (default_topics() if names is None else names)]
     unknown = [name for name in wanted if name not in streams]
     if unknown:
         raise ValueError(f"not Kafka topics of {TOPICS_FILE.name}: {unknown}")

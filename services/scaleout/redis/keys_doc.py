@@ -53,8 +53,10 @@ chooses a key's slot.
 - Keys without braces are single keys.
 
 Every multi-key call (script, MULTI/EXEC, MGET) stays within one of these: a cluster
-runs it on one node. The partition count is fixed once traffic flows (adding partitions
-moves customers to other partitions and so to other keys: refold into a new prefix).
+runs it on one node. A topic's partition count is fixed once traffic flows (adding
+partitions would move customers to other partitions and so to other keys): another
+count is a new generation, a new topic and prefix (`touchstream repartition`,
+docs/SCALE_OUT.md).
 
 No identifier values and no event payloads are written to the streams (identifier values
 are personal data); the raw record of a dead letter stays on the dead-letter topic. Every

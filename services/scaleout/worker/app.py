@@ -56,6 +56,7 @@ def create_worker_app(settings: Settings) -> tuple[faust.App, ViewWorker]:
             tune_gc()
             try:
                 await ensure_topics(settings.kafka_bootstrap, settings.kafka_partitions,
+                                    touchpoints=settings.kafka_touchpoints_topic,
                                     replication_factor=settings.kafka_replication_factor,
                                     request_timeout_ms=settings.kafka_request_timeout_ms)
             except TopicCreationFailed as error:  # the broker may come later: the consumer waits

@@ -49,7 +49,6 @@ from services.scaleout.kafka.topics import (
     DEAD_LETTERS_TOPIC,
     LIFECYCLE_TOPIC,
     SEGMENTS_TOPIC,
-    TOUCHPOINTS_TOPIC,
     trigger_topic,
 )
 from services.scaleout.redis.segments import check_definitions
@@ -98,7 +97,7 @@ class _Assignments(ConsumerRebalanceListener):  # type: ignore[misc]
 class ViewWorker:
     def __init__(self, settings: Settings, *, store: RedisViewStore | None = None, client_id: str = "touchstream-worker"):
         self.settings = settings
-        self.topic = TOUCHPOINTS_TOPIC
+        self.topic = settings.kafka_touchpoints_topic
         self.client_id = client_id
         self.store = store or RedisViewStore(settings.redis_url, settings.redis_prefix,
                                              partitions=settings.kafka_partitions,

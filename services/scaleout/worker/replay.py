@@ -263,12 +263,12 @@ async def _live_with_offsets(client: aioredis.Redis, keys: RedisKeys, topic: str
     return out
 
 
-async def verify(settings: Settings, topic: str = TOUCHPOINTS_TOPIC) -> dict[str, Any]:
+async def verify(settings: Settings, topic: str | None = None) -> dict[str, Any]:
     """The report of the topic replayed at a snapshot and compared with Redis
     (``identical``: no difference). ``ReplayUnavailable`` when broker, Redis or registry
     cannot be read."""
     try:
-        return await _verify(settings, topic)
+        return await _verify(settings, topic or settings.kafka_touchpoints_topic)
     except (KafkaError, RedisError, RegistryUnavailable, TimeoutError, OSError) as error:
         name = type(error).__name__
         raise ReplayUnavailable(str(error) if str(error).startswith(name) else f"{name}: {error}") from error
