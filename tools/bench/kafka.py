@@ -274,6 +274,9 @@ def run_kafka_bench(scale_name: str = "full", workdir: Path | None = None, *,
 
         results["latency"] = ack_to_view_latency(broker.bootstrap, scale.partitions, base / "latency-worker",
                                                  seconds=scale.latency_seconds)
+    from tools.bench.idle import idle_comparison
+
+    results["idle"] = idle_comparison(base / "idle", seconds=30.0 if scale_name == "full" else 5.0)
     results["ratios"], results["goals"] = _ratios(results)
     return results
 
@@ -296,6 +299,7 @@ def _ratios(r: Mapping[str, Any]) -> tuple[dict[str, float | None], dict[str, bo
         "worker_at_least_40pct_ceiling": None if vs_ceiling is None else vs_ceiling >= 0.4,
         "same_states": len(digests) == 1,
         "latency_p99_at_most_100ms": r["latency"]["p99_ms"] <= 100 if r.get("latency") else None,
+        "idle_broker_and_worker_under_3pct": all(r["idle"]["goal_under_3pct"].values()) if r.get("idle") else None,
     }
     return ratios, goals
 
@@ -320,6 +324,16 @@ def print_kafka_report(results: Mapping[str, Any], console: Console | None = Non
          "p99 ≤ 100 ms"),
         ("same folded states on every path", str(r["goals"]["same_states"]), "True"),
     ]
+    if r.get("idle"):
+        idle = r["idle"]
+
+        def cost(figures: Mapping[str, float]) -> str:
+            return (", ".join(f"{name} {figures[name]:.1f}%" for name in ("broker", "worker", "api", "redis"))
+                    + f"; then the first event's view in {figures['first_event_ms']:.0f} ms")
+
+        rows += [(f"idle, % of a core over {idle['seconds']:g} s: adaptive fetch wait", cost(idle["adaptive_pct_core"]),
+                  "broker, worker < 3%"),
+                 ("idle, % of a core: fixed 10 ms fetch wait (baseline)", cost(idle["fixed_pct_core"]), "—")]
     load = ", ".join(f"{x:.1f}" for x in r["machine"]["load_average"])
     table = Table(title=f"Touchstream Kafka bench ({r['scale']}: {r['events']:,} events, {r['customers']:,} customers, "
                         f"{r['partitions']} partitions; {r['date']}, {r['machine']['cpus']} CPUs, load {load})")

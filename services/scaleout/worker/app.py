@@ -43,8 +43,11 @@ def create_worker_app(settings: Settings) -> tuple[faust.App, ViewWorker]:
     # make_app: our fetch wait, Tansu-safe producer settings, and no environment reads.
     # The leader topic stays on: it is the one topic faust's own consumer subscribes to
     # here (the hot path has its own consumer), and aiokafka refuses to subscribe to none.
+    # Nothing waits on that topic, so faust's consumer fetches with the idle wait: with the
+    # busy one it cost an idle worker and the broker ~5% of a core each (docs/BENCHMARKS.md).
     app = make_app(f"{settings.worker_group}-host", settings, datadir=settings.data_dir / "faust",
-                   topic_disable_leader=False)
+                   topic_disable_leader=False,
+                   consumer_fetch_max_wait_ms=max(settings.kafka_fetch_max_wait_ms, settings.kafka_idle_fetch_wait_ms))
     worker = ViewWorker(settings)
 
     @app.service

@@ -72,6 +72,7 @@ __all__ = ["ViewWorker"]
 log = structlog.get_logger("touchstream.worker")
 
 HINT_COMMIT_SECONDS = 5.0
+IDLE_POLLS = 20  # empty polls in a row (up to 200 ms each) before the idle fetch wait
 
 
 class _Claim(NamedTuple):
@@ -123,6 +124,7 @@ class ViewWorker:
         self._consumer: AIOKafkaConsumer | None = None
         self._producer: AIOKafkaProducer | None = None
         self._hinted = time.monotonic()
+        self._empty_polls = 0  # polls in a row that brought no record (adaptive fetch wait)
         self.cache = StateCache(settings.state_cache_bytes)
         self.schema_registry = ConfluentRegistry(settings.schema_registry_url) if settings.schema_registry_url else None
 
@@ -272,6 +274,7 @@ class ViewWorker:
     async def run_once(self) -> int:
         assert self._consumer is not None and self._producer is not None
         polled = await self._consumer.getmany(timeout_ms=200, max_records=self.settings.worker_batch_events)
+        self._adapt_fetch_wait(any(polled.values()))
         batches = {tp: records for tp, records in polled.items() if records and tp in self.owned
                    and tp not in self.unpositioned}
         # what each batch folds on, taken now, before any await lets a rebalance in
@@ -420,6 +423,20 @@ class ViewWorker:
                 self.unpositioned.add(tp)
                 self._consumer.pause(tp)
         return applied
+
+    def _adapt_fetch_wait(self, records: bool) -> None:
+        """An idle worker asks the broker for records less often: after ``IDLE_POLLS``
+        empty polls in a row its fetch wait becomes ``kafka_idle_fetch_wait_ms``, and the
+        first records bring back ``kafka_fetch_max_wait_ms``. A broker that answers a fetch
+        as soon as records arrive (Kafka, Redpanda) loses nothing by it; one that holds an
+        empty fetch for the whole wait (Tansu) delays the first records after a quiet spell
+        by up to that wait, never a steady flow (docs/BENCHMARKS.md, idle cost)."""
+        self._empty_polls = 0 if records else self._empty_polls + 1
+        busy, idle = self.settings.kafka_fetch_max_wait_ms, self.settings.kafka_idle_fetch_wait_ms
+        wanted = max(busy, idle) if self._empty_polls >= IDLE_POLLS else busy
+        fetcher = getattr(self._consumer, "_fetcher", None)  # aiokafka 0.14 reads it for every fetch request
+        if fetcher is not None and getattr(fetcher, "_fetch_max_wait_ms", wanted) != wanted:
+            fetcher._fetch_max_wait_ms = wanted  # noqa: SLF001 - aiokafka has no public setter
 
     async def _hint(self) -> None:
         """Commit group offsets now and then (monitoring only; Redis is the truth) and
