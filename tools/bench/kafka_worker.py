@@ -53,6 +53,18 @@ def worker_environment(bootstrap: str, redis_url: str, prefix: str, partitions: 
             "TOUCHSTREAM_RULES_FILE": ""}
 
 
+def _untagged_states(client: redis.Redis, prefix: str) -> dict[str, bytes]:
+    """Stored states under the key layout before hash tags (`<prefix>:state:<customer>`)."""
+    start = f"{prefix}:state:"
+    names = list(client.scan_iter(match=start + "*", count=2000))
+    out: dict[str, bytes] = {}
+    for i in range(0, len(names), 1000):
+        chunk = names[i:i + 1000]
+        out.update((n.decode()[len(start):], v) for n, v in zip(chunk, client.mget(chunk), strict=True)
+                   if isinstance(v, bytes))
+    return out
+
+
 def _cpu_seconds(pid: int) -> float:
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime + stime
@@ -107,7 +119,9 @@ def worker_throughput(bootstrap: str, n: int, partitions: int, workdir: Path,
     with RedisServer() as server:
         environment = worker_environment(bootstrap, server.url, prefix, partitions, workdir)
         client = redis.Redis.from_url(server.url)
-        position_keys = [keys.position(TOUCHPOINTS_TOPIC, p) for p in range(partitions)]
+        # a baseline revision may keep the layout before hash tags (`<prefix>:pos:<topic>:<p>`)
+        position_keys = [(keys.position(TOUCHPOINTS_TOPIC, p), f"{prefix}:pos:{TOUCHPOINTS_TOPIC}:{p}")
+                         for p in range(partitions)]
         process, log = _start_worker(environment, workdir, tree)
         try:
             started = time.monotonic()
@@ -118,7 +132,8 @@ def worker_throughput(bootstrap: str, n: int, partitions: int, workdir: Path,
                     raise RuntimeError(f"the worker exited ({process.returncode}): {_tail(workdir)}")
                 if time.monotonic() - started > timeout:
                     raise TimeoutError(f"the worker folded {done} of {n} records in {timeout} s")
-                done = sum(int(v) + 1 for v in map(client.get, position_keys) if v is not None)
+                done = sum(int(v) + 1 for v in (client.get(now) or client.get(before) for now, before in position_keys)
+                           if v is not None)
                 if done and first is None:  # the span starts at the first committed batch
                     first = (time.perf_counter(), _cpu_seconds(process.pid), done)
                 time.sleep(0.005)
@@ -130,8 +145,10 @@ def worker_throughput(bootstrap: str, n: int, partitions: int, workdir: Path,
                         "events_per_cpu_second": round(counted / cpu) if cpu else None}
         finally:
             _stop(process, log)
-        client.close()
         states, _ = asyncio.run(live_states(server.url, prefix, partitions))
+        if not states:  # a baseline revision's layout, before hash tags
+            states = _untagged_states(client, prefix)
+        client.close()
 
     return {**measured, "customers": len(states), "digest": states_digest(states)}
 
