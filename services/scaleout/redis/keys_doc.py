@@ -92,9 +92,11 @@ _CONSISTENCY = """
   partition, the entry of the partition's `acks` with the highest score ≤ that position
   (if any) has a member ≤ the partition's `pos`; the API computes exactly this (the log
   head first, then each partition in its slot). Ingest writes the `{ingest}` keys in one
-  script, then each partition's `acks` entry: a process that dies between the two
-  leaves the event's sender without an answer (a 503), and a read waiting for that event's
-  position may be answered before it is folded.
+  script, then each partition's `acks` entry, and answers after both: a sender's own
+  events are always covered. While a request is between the two steps (a few
+  milliseconds; for ever if its process dies there, its sender then gets no answer), a
+  read waiting for a later position may be answered before that request's events are
+  folded.
 - **Finding a customer by e-mail:** `GET <prefix>:{identity}:id:email:<address>`, then
   the view of the customer id it holds, on that customer's partition.
 """
