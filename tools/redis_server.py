@@ -78,6 +78,7 @@ class RedisServer:
         self.port = port
         self.durable = durable
         self.cluster = cluster
+        self.cluster_port = 0  # the cluster bus: a free port of its own (the default, port + 10000, may be taken)
         self._temporary = directory is None
         self.directory = Path(directory) if directory else Path(tempfile.mkdtemp(prefix="touchstream-redis-"))
         self.log_path = Path(log_path) if log_path else self.directory / "redis.log"
@@ -104,8 +105,8 @@ class RedisServer:
                     [self.binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
                      *(["--appendonly", "yes", "--appendfsync", "always"] if self.durable else
                        ["--appendonly", "no"]),
-                     *(["--cluster-enabled", "yes", "--cluster-config-file", f"nodes-{self.port}.conf"]
-                       if self.cluster else []),
+                     *(["--cluster-enabled", "yes", "--cluster-config-file", f"nodes-{self.port}.conf",
+                        "--cluster-port", str(self._bus_port())] if self.cluster else []),
                      "--dir", str(self.directory.resolve()), "--daemonize", "no"],
                     stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, start_new_session=new_session,
                 )
@@ -130,6 +131,12 @@ class RedisServer:
         self._terminate(grace=0.0)
         return False
 
+    def _bus_port(self) -> int:
+        """The cluster bus port, chosen once: a node restarted keeps it."""
+        if not self.cluster_port:
+            self.cluster_port = free_port()
+        return self.cluster_port
+
     def _own_every_slot(self) -> bool:
         """A one-node cluster: assign every slot to this node (kept in its nodes file on a
         restart) and wait until the cluster state is ok."""
@@ -137,7 +144,7 @@ class RedisServer:
 
         client = redis.Redis(host="127.0.0.1", port=self.port, socket_timeout=2)
         try:
-            if client.cluster("INFO")["cluster_slots_assigned"] != 16384:
+            if int(client.cluster("INFO")["cluster_slots_assigned"]) != 16384:
                 client.execute_command("CLUSTER", "ADDSLOTSRANGE", 0, 16383)
             deadline = time.monotonic() + READY_TIMEOUT_SECONDS
             while time.monotonic() < deadline:
