@@ -21,13 +21,18 @@ from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
-from typing import Any, NamedTuple, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, NamedTuple, Protocol, runtime_checkable
 
 from projections.identity import Identifier
 from projections.value.purchase_days import DAY_US, mean_repeat_purchase_value
 from projections.value.rfm_cells import Cell, Change
 from services.segments.changes import SegmentSource
 from services.settings import Settings
+
+if TYPE_CHECKING:
+    from projections.value.rfm_population import Quintiles
+    from services.value.job import ValueModel
+    from services.value.service import TimeBase
 
 __all__ = ["Runtime", "Intake", "CustomerReads", "LifecycleReads", "Health", "ValueStore", "TriggerFeed",
            "DeliveryLedger", "SegmentReads", "Platform", "Caught", "TimelinePage", "Readiness", "TransitionPage",
@@ -219,8 +224,16 @@ class ValueStore(Runtime, Protocol):
         """Per currency: (customers, purchases, spend) over every customer."""
         ...
 
-    def every_state(self) -> AsyncIterator[tuple[str, bytes]]:
-        """(customer id, stored state) of every customer, streamed (embedded: in customer-id order)."""
+    def value_states(self) -> AsyncIterator[tuple[str, dict[str, Any]]]:
+        """(customer id, the stored state decoded, holding at least its
+        ``projections.view.document.VALUE_FIELDS``) of every customer, streamed (embedded:
+        in customer-id order, the value fields alone; scale-out: the whole stored state)."""
+        ...
+
+    def value_csv(self, model: ValueModel | None, cuts: Quintiles | None, base: TimeBase) -> AsyncIterator[bytes]:
+        """Every customer's value card as CSV (``services.value.export.FIELDS``, the header
+        first), streamed (embedded: in customer-id order, written by a worker process per
+        core, ``services.embedded.value_export``; scale-out: here, from ``value_states``)."""
         ...
 
     async def platform_time(self) -> int | None:

@@ -35,7 +35,7 @@ land in the neighbouring bucket under another libm, which stays within the bound
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 __all__ = ["Bucketing", "LogBuckets", "LinearBuckets", "Histogram"]
@@ -54,14 +54,12 @@ class LogBuckets:
     """Relative accuracy ``alpha`` for any value, positive, zero or negative."""
 
     alpha: float = 0.01
+    _log_gamma: float = field(init=False, repr=False, compare=False)  # computed once: every key needs it
 
     def __post_init__(self) -> None:
         if not 0 < self.alpha < 1:
             raise ValueError("alpha must lie in (0, 1)")
-
-    @property
-    def _log_gamma(self) -> float:
-        return math.log((1 + self.alpha) / (1 - self.alpha))
+        object.__setattr__(self, "_log_gamma", math.log((1 + self.alpha) / (1 - self.alpha)))
 
     # Keys keep the order of values: negatives < 0 (zero) < positives. Positive bucket k
     # (any integer) is stored as k + _SHIFT >= 1, negatives as -(k + _SHIFT).

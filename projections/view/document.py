@@ -38,7 +38,7 @@ from projections.view.fold import (
 )
 from projections.view.state import PurchaseDays, mean_resolution_seconds
 
-__all__ = ["STATE_FORMAT", "StateFormatError", "to_state", "from_state", "value_view", "to_document",
+__all__ = ["STATE_FORMAT", "StateFormatError", "VALUE_FIELDS", "check_format", "to_state", "from_state", "value_view", "to_document",
            "lifecycle_document", "transition_document", "contact_document", "facts_document"]
 
 
@@ -85,6 +85,17 @@ def to_state(view: CustomerView) -> dict[str, Any]:
         "lifecycle": _lifecycle_state(view.lifecycle),
         "contact": contact_state(view.contact),
     }
+
+
+VALUE_FIELDS = ("format", "customer_id", "purchases", "first_purchase_at", "last_purchase_at", "purchase_days",
+                "currencies")
+"""The keys of a stored state that ``value_view`` reads: a store may hand the value card
+an object of these alone (the embedded store extracts them in SQLite)."""
+
+
+def check_format(d: dict[str, Any]) -> None:
+    """Refuse a stored state (or its value fields) written in another state format."""
+    _check_format(d)
 
 
 def value_view(d: dict[str, Any]) -> CustomerView:

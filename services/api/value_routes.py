@@ -27,6 +27,7 @@ from collections.abc import AsyncIterator
 from decimal import Decimal
 from typing import Annotated, Any, Literal
 
+import orjson
 from fastapi import APIRouter, Body, Depends, HTTPException, Query
 from fastapi.responses import Response, StreamingResponse
 from pydantic import BaseModel, ConfigDict
@@ -70,9 +71,9 @@ def currency_figures(currency: str, found: dict[str, tuple[int, int, Decimal]]) 
     }
 
 
-async def _members(rows: AsyncIterator[tuple[str, int | None, bytes]]) -> AsyncIterator[tuple[str, bytes]]:
+async def _members(rows: AsyncIterator[tuple[str, int | None, bytes]]) -> AsyncIterator[tuple[str, dict[str, Any]]]:
     async for customer_id, _, state in rows:
-        yield customer_id, state
+        yield customer_id, orjson.loads(state)
 
 
 def value_router(value: ValueService, keys: KeyRing, segments: SegmentSource | None = None,
@@ -129,12 +130,16 @@ def value_router(value: ValueService, keys: KeyRing, segments: SegmentSource | N
         time base (``at``, else the platform's time)."""
         if segment is not None and (segments is None or segment not in segments.definitions.by_id):
             raise HTTPException(404, f"no segment '{segment}'")
-        states = value.platform.every_state() if segment is None or segments is None else \
+        every = segment is None or segments is None
+        states = value.platform.value_states() if segment is None or segments is None else \
             _members(segments.members(segment))
         _, cuts = await value.portfolio()
         base = await value.time_base(None if at is None else micros(at))
-        rows = cards(states, await value.current(), cuts, base, value.platform.settings)
-        body = csv_rows(rows) if format == "csv" else jsonl(rows)
+        model, settings = await value.current(), value.platform.settings
+        if format == "jsonl":
+            body = jsonl(cards(states, model, cuts, base, settings))
+        else:
+            body = value.platform.value_csv(model, cuts, base) if every else csv_rows(states, model, cuts, base, settings)
         media = "text/csv; charset=utf-8" if format == "csv" else "application/x-ndjson"
         return StreamingResponse(body, media_type=media,
                                  headers={"Content-Disposition": f'attachment; filename="value-cards.{format}"'})

@@ -13,7 +13,7 @@ import asyncio
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from decimal import Decimal
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 import structlog
@@ -32,6 +32,7 @@ from services.embedded.purchase_log import purchases
 from services.embedded.runner import ProjectionRunner
 from services.embedded.segment_reads import EmbeddedSegments
 from services.embedded.storage.unit import open_current
+from services.embedded.value_export import ParallelCsvExport
 from services.gauges import set_segment_gauges, set_stage_gauges
 from services.gc_tuning import tune_gc
 from services.ports import (
@@ -48,6 +49,11 @@ from services.ports import (
     timeline_point,
 )
 from services.settings import Settings
+
+if TYPE_CHECKING:
+    from projections.value.rfm_population import Quintiles
+    from services.value.job import ValueModel
+    from services.value.service import TimeBase
 
 __all__ = ["EmbeddedPlatform", "transition_row_document", "feed_position"]
 
@@ -96,6 +102,7 @@ class EmbeddedPlatform:
         )
         self.draining = False
         self.clock = ClockScheduler(self, settings.clock_tick_seconds)
+        self.csv_export = ParallelCsvExport(settings.views_path)
 
     async def start(self) -> None:
         tune_gc()
@@ -109,6 +116,7 @@ class EmbeddedPlatform:
         await self.clock.stop()
         self.writer.close()
         self.runner.stop()
+        self.csv_export.close()
         self.log.close()
         self.views.datastore.close()
         log.info("platform_stopped", view_position=self.runner.position)
@@ -193,12 +201,21 @@ class EmbeddedPlatform:
     async def purchase_log(self) -> tuple[list[str], list[int]]:
         return await asyncio.to_thread(purchases, self.log, self.views)
 
-    async def every_state(self) -> AsyncIterator[tuple[str, bytes]]:
-        after = ""
-        while page := await asyncio.to_thread(self.views.customers.states_after, after, 2000):
-            for row in page:
-                yield row
-            after = page[-1][0]
+    def value_csv(self, model: ValueModel | None, cuts: Quintiles | None, base: TimeBase) -> AsyncIterator[bytes]:
+        return self.csv_export.csv(model, cuts, base, self.settings)
+
+    async def value_states(self) -> AsyncIterator[tuple[str, dict[str, Any]]]:
+        """Read a page ahead: SQLite cuts the next page's states to their value fields in
+        a thread while the caller computes the cards of this one."""
+        read = self.views.customers.value_states_after
+        pending = asyncio.ensure_future(asyncio.to_thread(read, "", 2000))
+        try:
+            while page := await pending:
+                pending = asyncio.ensure_future(asyncio.to_thread(read, page[-1][0], 2000))
+                for row in page:
+                    yield row
+        finally:
+            pending.cancel()
 
     async def purchases_by_currency(self) -> dict[str, tuple[int, int, Decimal]]:
         return await asyncio.to_thread(self.views.customers.purchases_by_currency)

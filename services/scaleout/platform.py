@@ -33,7 +33,7 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import datetime
 from decimal import Decimal
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 import structlog
@@ -72,6 +72,12 @@ from services.scaleout.redis.segments import RedisSegments
 from services.scaleout.redis.views import RedisViewStore, ViewStoreUnavailable
 from services.segments.file import load_segments
 from services.settings import Settings
+from services.value.export import csv_rows
+
+if TYPE_CHECKING:
+    from projections.value.rfm_population import Quintiles
+    from services.value.job import ValueModel
+    from services.value.service import TimeBase
 
 __all__ = ["KafkaPlatform", "ResolutionRace"]
 
@@ -347,8 +353,12 @@ class KafkaPlatform:
                 when += [day * DAY_US for day in days]
         return who, when
 
-    def every_state(self) -> AsyncIterator[tuple[str, bytes]]:
-        return self.store.every_state()
+    def value_csv(self, model: ValueModel | None, cuts: Quintiles | None, base: TimeBase) -> AsyncIterator[bytes]:
+        return csv_rows(self.value_states(), model, cuts, base, self.settings)
+
+    async def value_states(self) -> AsyncIterator[tuple[str, dict[str, Any]]]:
+        async for customer_id, raw in self.store.every_state():
+            yield customer_id, orjson.loads(raw)
 
     async def purchases_by_currency(self) -> dict[str, tuple[int, int, Decimal]]:
         return await self.store.purchases_by_currency()

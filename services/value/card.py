@@ -50,10 +50,11 @@ from services.value.job import ValueModel
 from services.value.predictive import Inputs, value_sections
 from services.value.service import TimeBase
 
-__all__ = ["value_card", "value_cards", "monetary_figures"]
+__all__ = ["value_card", "value_cards", "monetary_figures", "seed_lifetime_value", "MONEY", "YEAR"]
 
 YEAR = 365 * DAY
 MONEY = Decimal("0.0001")
+CENT = Decimal("0.01")
 
 
 def mean_repeat_value(view: CustomerView, currency: str) -> Decimal | None:
@@ -127,13 +128,19 @@ def _card(view: CustomerView, cuts: Quintiles | None, base: TimeBase, when: str,
             rfm["segment"] = segment(r, f, m).value
         card["rfm"] = rfm
     if margin is not None and view.first_purchase_at is not None:
-        years = max(1.0, (at - view.first_purchase_at) / YEAR)
-        yearly = Decimal(margin) / Decimal(repr(years))
-        ltv = constant_margin_ltv(yearly, settings.value_retention_rate, settings.value_discount_rate,
-                                  settings.value_horizon_years)
-        card["lifetime_value"] = {"method": "seed_formula", "value": str(Decimal(repr(ltv)).quantize(Decimal("0.01"))),
-                                  "margin_per_year": str(yearly.quantize(Decimal("0.01"))),
-                                  "retention_rate": settings.value_retention_rate,
-                                  "discount_rate": settings.value_discount_rate,
-                                  "horizon_years": settings.value_horizon_years}
+        card["lifetime_value"] = seed_lifetime_value(margin, view.first_purchase_at, at, settings)
     return card
+
+
+def seed_lifetime_value(margin: Decimal, first_purchase_at: int, at: int, settings: Settings) -> dict[str, Any]:
+    """The seed formula's lifetime value at instant ``at``: the historical ``margin`` per
+    year of relationship (at least one year), retained and discounted over the horizon."""
+    years = max(1.0, (at - first_purchase_at) / YEAR)
+    yearly = Decimal(margin) / Decimal(repr(years))
+    ltv = constant_margin_ltv(yearly, settings.value_retention_rate, settings.value_discount_rate,
+                              settings.value_horizon_years)
+    return {"method": "seed_formula", "value": str(Decimal(repr(ltv)).quantize(CENT)),
+            "margin_per_year": str(yearly.quantize(CENT)),
+            "retention_rate": settings.value_retention_rate,
+            "discount_rate": settings.value_discount_rate,
+            "horizon_years": settings.value_horizon_years}

@@ -11,6 +11,7 @@ history folded by the scale-out workers gives the same model."""
 
 from __future__ import annotations
 
+import csv
 import io
 import json
 import random
@@ -27,10 +28,12 @@ import pytest
 from lifetimes import BetaGeoFitter, GammaGammaFitter
 from lifetimes.utils import summary_data_from_transaction_data
 
+from services.value.export import FIELDS
 from services.value.job import fingerprint
 from services.value.summary import DAY_US, summaries
 from services.value.validation import holdout
 from tests.support.api import Api, bearer, iso, wait_until
+from tests.support.value_cards import card_row
 
 pytestmark = [pytest.mark.e2e]
 
@@ -130,6 +133,12 @@ def test_the_cdnow_history_gives_lifetimes_models_and_summaries_through_the_api(
     table = table.loc[theirs.index]
     print(f"exported {len(table)} value cards in {seconds:.2f} s ({len(table) / seconds:,.0f} cards/s)")
     assert (table["at"] == iso(END)).all() and len(table) == 23_570
+    # each row is the card's figures: the JSONL export (whole cards) row for row
+    cards = [json.loads(line) for line in api.get("/v1/value/cards").text.splitlines()]
+    rows = list(csv.reader(io.StringIO(exported.text)))
+    assert rows[0] == FIELDS and len(rows) == len(cards) + 1
+    assert sorted(rows[1:]) == sorted([["" if v is None else str(v) for v in card_row(c["customer_id"], c["value"])]
+                                       for c in cards])
     assert np.array_equal(table["repeat_purchase_days"].to_numpy(), theirs["frequency"].to_numpy())
     assert table["recency_weeks"].to_numpy() == pytest.approx(theirs["recency"].to_numpy(), abs=1e-9)
     assert table["age_weeks"].to_numpy() == pytest.approx(theirs["T"].to_numpy(), abs=1e-9)

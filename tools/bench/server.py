@@ -26,8 +26,8 @@ def free_port() -> int:
 
 
 class LocalServer:
-    def __init__(self, data_dir: Path, **settings: str):
-        self.data_dir, self.port = data_dir, free_port()
+    def __init__(self, data_dir: Path, ready_seconds: float = 30, **settings: str):
+        self.data_dir, self.port, self.ready_seconds = data_dir, free_port(), ready_seconds
         self.base_url = f"http://127.0.0.1:{self.port}"
         self.env = {**os.environ, "TOUCHSTREAM_DATA_DIR": str(data_dir), "TOUCHSTREAM_LOG_LEVEL": "warning",
                     "TOUCHSTREAM_API_KEYS": json.dumps({BENCH_KEY: ["admin"]}),
@@ -42,7 +42,7 @@ class LocalServer:
             [sys.executable, "-m", "services.cli", "run", "--port", str(self.port)],
             env=self.env, stdout=log, stderr=log, cwd=Path(__file__).resolve().parents[2],
         )
-        deadline = time.monotonic() + 30
+        deadline = time.monotonic() + self.ready_seconds
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
                 raise RuntimeError(f"server exited: {(self.data_dir / 'server.log').read_text()[-2000:]}")
@@ -52,7 +52,7 @@ class LocalServer:
             except httpx.TransportError:
                 pass
             time.sleep(0.1)
-        raise RuntimeError("server not ready within 30 s")
+        raise RuntimeError(f"server not ready within {self.ready_seconds} s")
 
     def views_at(self, position: int, timeout: float = 300) -> float:
         """Poll until the views include ``position``; returns the monotonic time it happened."""
