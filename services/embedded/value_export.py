@@ -45,10 +45,15 @@ __all__ = ["ParallelCsvExport", "range_csv"]
 _connections: dict[str, sqlite3.Connection] = {}
 
 
+def _read_only(path: str) -> sqlite3.Connection:
+    # a file: URI percent-encodes the path: a directory named with '?' or '#' stays a path
+    return sqlite3.connect(f"{Path(path).resolve().as_uri()}?mode=ro", uri=True, timeout=30)
+
+
 def _connection(path: str) -> sqlite3.Connection:
     """The worker's read-only connection to the view store (one per process)."""
     if path not in _connections:
-        _connections[path] = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=30)
+        _connections[path] = _read_only(path)
     return _connections[path]
 
 
@@ -85,8 +90,11 @@ class ParallelCsvExport:
 
     def _bound(self, after: str) -> str | None:
         """The last id of the range after ``after`` (None: the rest is one range)."""
-        with sqlite3.connect(f"file:{self.path}?mode=ro", uri=True, timeout=30) as c:
+        c = _read_only(self.path)
+        try:
             found = c.execute(RANGE_BOUND, (after, PAGE - 1)).fetchone()
+        finally:
+            c.close()
         return None if found is None else found[0]
 
     async def csv(self, model: ValueModel | None, cuts: Quintiles | None, base: TimeBase,
