@@ -41,7 +41,7 @@ from projections.lifecycle.stages import LifecycleConfig, Transition, dwell
 from projections.nbc.engine import ContactEngine, Step, Suppression, fold_event, fold_tick, next_due
 from projections.nbc.state import Fired, Outcome
 from projections.segments.membership import Change as SegmentChange
-from projections.segments.membership import Memo, SegmentSet
+from projections.segments.membership import EXITED, Memo, SegmentSet, members_of
 from projections.segments.membership import changes as segment_changes
 from projections.touchpoints import Touchpoint
 from projections.value.rfm_cells import Cell, Change, rfm_figures
@@ -50,7 +50,7 @@ from projections.view.document import STATE_FORMAT
 from projections.view.fold import CustomerView, initial_view, micros
 
 __all__ = ["FoldConfig", "Touch", "Tick", "Rejected", "Record", "Figure", "BatchResult", "fold_batch", "due",
-           "DeadLetter", "Conflict", "TimelineRow", "TickFailure"]
+           "DeadLetter", "Conflict", "TimelineRow", "TickFailure", "regroup"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -132,9 +132,10 @@ class Conflict(NamedTuple):
 
 
 class TimelineRow(NamedTuple):
-    customer_id: str
+    customer_id: str  # the customer the event is shown as
     key: int
     event: Touchpoint
+    natural: str  # its natural customer (``projections.merge``): who it belongs to whatever the merges
 
 
 class TickFailure(NamedTuple):
@@ -169,12 +170,14 @@ class BatchResult:
     visited: int = 0  # customers the batch's ticks re-evaluated
     tick_failures: list[TickFailure] = field(default_factory=list)
     received: list[int] = field(default_factory=list)  # received_at (µs) of each folded touchpoint
+    removed: list[str] = field(default_factory=list)  # customers no longer shown (``regroup``: absorbed by a merge)
 
 
 def fold_batch(states: Mapping[str, CustomerView | None], records: Sequence[Record], config: FoldConfig, *,
                clock: int | None = None, owners: Mapping[Identifier, str] | None = None,
                due_stored: Mapping[str, Sequence[tuple[str, int]]] | None = None, memo: Memo | None = None,
-               event_time: bool = False, settle_until: int | None = None) -> BatchResult:
+               event_time: bool = False, settle_until: int | None = None,
+               roots: Mapping[str, str] | None = None) -> BatchResult:
     """Fold ``records`` (in log order) onto ``states``.
 
     ``states``: the stored view of every existing customer the batch may touch (a named
@@ -189,8 +192,12 @@ def fold_batch(states: Mapping[str, CustomerView | None], records: Sequence[Reco
 
     ``event_time``: ``records`` are touchpoints sorted by event time; before each one,
     every customer due strictly before its instant is moved on at its own due instant,
-    and at the end every deadline up to ``settle_until``."""
-    batch = _Batch(states, config, clock, dict(owners or {}), event_time)
+    and at the end every deadline up to ``settle_until``.
+
+    ``roots``: the merges in force (absorbed customer → the customer it is shown as,
+    ``projections.merge.Merges.roots``): an event is folded onto its natural customer's
+    root, and identifiers owned within one root are no conflict."""
+    batch = _Batch(states, config, clock, dict(owners or {}), event_time, roots or {})
     for record in records:
         if isinstance(record, Touch):
             if event_time:
@@ -221,8 +228,9 @@ class _Batch:
     """The fold of one batch in progress: views so far, and what each step decided."""
 
     def __init__(self, states: Mapping[str, CustomerView | None], config: FoldConfig, clock: int | None,
-                 owners: dict[Identifier, str], event_time: bool):
+                 owners: dict[Identifier, str], event_time: bool, roots: Mapping[str, str]):
         self.states, self.config, self.owners, self.event_time = states, config, owners, event_time
+        self.roots = roots
         self.out = BatchResult(clock)
         self.views = self.out.views
         self.before: dict[str, CustomerView | None] = {}  # each changed customer as loaded (None: new)
@@ -236,8 +244,8 @@ class _Batch:
         config, out = self.config, self.out
         event = record.event
         try:  # identity, view, lifecycle and decisions succeed together, or the record is a dead letter
-            resolution: Resolution = (resolve(event, self.owners) if record.customer_id is None
-                                      else settled(event, record.customer_id, record.conflicts))
+            resolution: Resolution = (resolve(event, self.owners, self.roots) if record.customer_id is None
+                                      else settled(event, record.customer_id, record.conflicts, self.roots))
             cid = resolution.customer_id
             view = self.load(cid)
             start = view if view is not None else initial_view(cid)
@@ -251,12 +259,13 @@ class _Batch:
             out.duplicates += 1
             return
         self.apply(cid, view, step, record.key)
+        natural = resolution.natural
         for identifier in resolution.links:  # only a folded event may claim identifiers
-            self.owners.setdefault(identifier, cid)
-            out.links.append((*identifier, cid))
+            self.owners.setdefault(identifier, natural)
+            out.links.append((*identifier, natural))
         if resolution.conflicts:
             out.conflicts.append(Conflict(record.key, event.event_id, cid, resolution.conflicts))
-        out.timeline.append(TimelineRow(cid, record.key, event))
+        out.timeline.append(TimelineRow(cid, record.key, event, natural))
         out.received.append(micros(event.received_at))
 
     def tick(self, record: Tick, stored: Sequence[tuple[str, int]]) -> None:
@@ -322,23 +331,51 @@ class _Batch:
                 heapq.heappush(self.dues, (following, cid))
 
     def finish(self, memo: Memo | None) -> BatchResult:
-        config, out, views = self.config, self.out, self.views
-        out.deadlines = {cid: next_due(views[cid]) for cid in self.before}
-        stages: dict[str, int] = {}
-        for cid, start in self.before.items():
-            was, now = None if start is None else start.lifecycle.stage, views[cid].lifecycle.stage
-            if was != now:
+        _portfolio(self.out, {cid: (before, self.views[cid]) for cid, before in self.before.items()}, self.config, memo)
+        return self.out
+
+
+def regroup(moves: Mapping[str, tuple[CustomerView | None, CustomerView | None]], config: FoldConfig,
+            memo: Memo | None = None) -> BatchResult:
+    """What a merge or an undone merge changes: per customer, the view before and after
+    (None after: an absorbed customer, shown as another from now on; None before: one
+    shown alone again). The views after, the customers removed, and the portfolio's
+    changes — customers per stage, RFM cells, segment entries and exits, deadlines — as
+    a batch gives them, so an adapter commits it as it commits a batch."""
+    moves = {cid: move for cid, move in moves.items() if move != (None, None)}  # absorbed before and after
+    out = BatchResult(None)
+    out.views = {cid: after for cid, (_, after) in moves.items() if after is not None}
+    out.removed = sorted(cid for cid, (_, after) in moves.items() if after is None)
+    _portfolio(out, moves, config, memo)
+    return out
+
+
+def _portfolio(out: BatchResult, moves: Mapping[str, tuple[CustomerView | None, CustomerView | None]],
+               config: FoldConfig, memo: Memo | None) -> None:
+    """Set ``out``'s deadlines, stage counts, RFM cells and segment changes from each
+    changed customer's view before and after (None: not shown)."""
+    out.deadlines = {cid: None if after is None else next_due(after) for cid, (_, after) in moves.items()}
+    stages: dict[str, int] = {}
+    for before, after in moves.values():
+        was = None if before is None else before.lifecycle.stage
+        now = None if after is None else after.lifecycle.stage
+        if was != now:
+            if now is not None:
                 stages[now] = stages.get(now, 0) + 1
-                if was is not None:
-                    stages[was] = stages.get(was, 0) - 1
-        out.stages = {k: v for k, v in sorted(stages.items()) if v}
-        if config.currency is not None:
-            currency = config.currency
-            out.rfm = rfm_changes((None if b is None else rfm_figures(b, currency), rfm_figures(views[c], currency))
-                                  for c, b in self.before.items())
-        if config.segments is not None:
-            out.segments = segment_changes(((b, views[c]) for c, b in self.before.items()), config.segments, memo)
-        return out
+            if was is not None:
+                stages[was] = stages.get(was, 0) - 1
+    out.stages = {k: v for k, v in sorted(stages.items()) if v}
+    if config.currency is not None:
+        currency = config.currency
+        out.rfm = rfm_changes((None if b is None else rfm_figures(b, currency),
+                               None if a is None else rfm_figures(a, currency)) for b, a in moves.values())
+    if config.segments is not None:
+        kept = [(b, a) for b, a in moves.values() if a is not None]
+        out.segments = segment_changes(kept, config.segments, memo)
+        gone = [SegmentChange(cid, sid, config.segments.by_id[sid].version, EXITED, None)
+                for cid, (b, a) in moves.items() if a is None for sid in sorted(members_of(b, config.segments))]
+        if gone:
+            out.segments = sorted([*out.segments, *gone], key=lambda c: (c.customer_id, c.segment))
 
 
 def _count(figures: dict[Figure, int], key: Figure) -> None:

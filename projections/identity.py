@@ -10,6 +10,10 @@ Business rule (deterministic, never a silent merge):
 * identifiers already linked to a *different* customer stay where they are: the event is
   an identity conflict, recorded and reported, and merging is left to a person (or a
   later merge command). The view folds the event without the conflicting identifiers.
+* merges (``projections.merge``) change none of this: the customer decided above is the
+  event's *natural* customer, links go to it, and the event is shown as the natural
+  customer's root (``roots``: absorbed customer → root); an identifier owned by a
+  customer of the same root is no conflict.
 
 The caller supplies what it knows of the identifier index (``known``) for the event's
 identifiers; the function returns the decision and the links to add.
@@ -34,11 +38,12 @@ _NAMESPACE = uuid.UUID("6f1c3f3e-1d8c-4f55-9c86-6d2a5c1b7e10")
 
 @dataclass(frozen=True, slots=True)
 class Resolution:
-    customer_id: str
+    customer_id: str  # the customer the event is shown as: its natural customer's root
     created: bool
-    links: tuple[Identifier, ...]  # identifiers to link to customer_id
-    conflicts: tuple[tuple[Identifier, str], ...]  # identifiers owned by another customer
+    links: tuple[Identifier, ...]  # identifiers to link to the natural customer
+    conflicts: tuple[tuple[Identifier, str], ...]  # identifiers owned by another customer (of another root)
     folded: Touchpoint  # the event as the view folds it (conflicting identifiers removed)
+    natural: str  # the customer identity resolution gives without merges
 
 
 def identifiers_of(ref: CustomerRef) -> tuple[Identifier, ...]:
@@ -54,33 +59,41 @@ def new_customer_id(event_id: str) -> str:
     return "cus_" + uuid.uuid5(_NAMESPACE, event_id).hex[:24]
 
 
-def resolve(event: Touchpoint, known: Mapping[Identifier, str]) -> Resolution:
+def resolve(event: Touchpoint, known: Mapping[Identifier, str], roots: Mapping[str, str] | None = None) -> Resolution:
     ref = event.customer
     identifiers = identifiers_of(ref)
     owners = [known[i] for i in identifiers if i in known]
     created = False
     if ref.customer_id is not None:
-        customer_id = ref.customer_id
+        natural = ref.customer_id
     elif owners:
-        customer_id = owners[0]  # the most trusted known identifier decides
+        natural = owners[0]  # the most trusted known identifier decides
     else:
-        customer_id = new_customer_id(event.event_id)
+        natural = new_customer_id(event.event_id)
         created = True
     links = tuple(i for i in identifiers if i not in known)
-    conflicts = tuple((i, known[i]) for i in identifiers if i in known and known[i] != customer_id)
-    return Resolution(customer_id, created, links, conflicts, _folded(event, conflicts))
+    if not roots:
+        conflicts = tuple((i, known[i]) for i in identifiers if i in known and known[i] != natural)
+        return Resolution(natural, created, links, conflicts, _folded(event, conflicts), natural)
+    shown = roots.get(natural, natural)
+    conflicts = tuple((i, known[i]) for i in identifiers if i in known and roots.get(known[i], known[i]) != shown)
+    return Resolution(shown, created, links, conflicts, _folded(event, conflicts), natural)
 
 
-def settled(event: Touchpoint, customer_id: str, conflicts: Mapping[Identifier, str]) -> Resolution:
+def settled(event: Touchpoint, customer_id: str, conflicts: Mapping[Identifier, str],
+            roots: Mapping[str, str] | None = None) -> Resolution:
     """A resolution decided earlier by ``resolve`` (the scale-out runtime resolves at
     ingest and carries the decision with the record), re-applied to the event: the same
     folded event, so a processor needs no identifier index and a replay of the record
     gives the same view. ``links`` are all the event's identifiers not in conflict
     (linking an identifier already linked to the same customer is a no-op)."""
     identifiers = identifiers_of(event.customer)
-    clashing = tuple((i, conflicts[i]) for i in identifiers if i in conflicts)
     links = tuple(i for i in identifiers if i not in conflicts)
-    return Resolution(customer_id, False, links, clashing, _folded(event, clashing))
+    roots = roots or {}
+    shown = roots.get(customer_id, customer_id)
+    clashing = tuple((i, conflicts[i]) for i in identifiers
+                     if i in conflicts and roots.get(conflicts[i], conflicts[i]) != shown)
+    return Resolution(shown, False, links, clashing, _folded(event, clashing), customer_id)
 
 
 def _folded(event: Touchpoint, conflicts: tuple[tuple[Identifier, str], ...]) -> Touchpoint:

@@ -63,9 +63,10 @@ def _units(amount: Decimal) -> int:
     return int(amount.scaleb(4).to_integral_value())
 
 
-def changes(moves: Iterable[tuple[RfmFigures | None, RfmFigures]]) -> dict[Cell, Change]:
+def changes(moves: Iterable[tuple[RfmFigures | None, RfmFigures | None]]) -> dict[Cell, Change]:
     """Cell changes of a batch: each customer's figures before it (None: not stored yet)
-    and after it. Zero changes are left out."""
+    and after it (None: no longer shown, as a customer a merge absorbed). Zero changes
+    are left out."""
     out: dict[Cell, list[int]] = {}
     for before, after in moves:
         for figures, sign in ((before, -1), (after, 1)):
