@@ -30,6 +30,7 @@ from services.segments.changes import SegmentSource
 from services.settings import Settings
 
 if TYPE_CHECKING:
+    from projections.merge import Merges
     from projections.value.rfm_population import Quintiles
     from services.value.job import ValueModel
     from services.value.service import TimeBase
@@ -154,9 +155,14 @@ class CustomerReads(Runtime, Protocol):
 
     async def owner(self, identifier: Identifier) -> str | None: ...
 
+    def shown_as(self, customer_id: str) -> str:
+        """The customer ``customer_id`` is shown as: itself, or the customer a merge
+        absorbed it into (``projections.merge``; the scale-out runtime keeps no merges yet)."""
+        ...
+
     async def timeline(self, customer_id: str, limit: int, cursor: str | None) -> TimelinePage:
-        """Newest event time first; ``cursor`` is a ``next_cursor`` this platform gave
-        (``ValueError`` when it is not one)."""
+        """Newest event time first, the events of every customer shown as ``customer_id``;
+        ``cursor`` is a ``next_cursor`` this platform gave (``ValueError`` when it is not one)."""
         ...
 
     async def conflicts(self, after: int, limit: int) -> list[dict[str, Any]]:
@@ -165,6 +171,26 @@ class CustomerReads(Runtime, Protocol):
         ...
 
     async def dead_letters(self, after: int, limit: int) -> list[dict[str, Any]]: ...
+
+
+@runtime_checkable
+class MergeLog(Protocol):
+    """Merges and undone merges (``projections.merge``): appended to the log, folded by
+    the views (the embedded runtime; the scale-out runtime has none yet)."""
+
+    def merges(self) -> Merges:
+        """The merges in force, as the views have folded them."""
+        ...
+
+    async def merge_record(self, merge_id: str) -> dict[str, Any] | None:
+        """A merge as recorded (survivor, absorbed, reason, actor, position, and its
+        undoing: undone_position, undo_reason, undo_actor), or None."""
+        ...
+
+    async def merge_refusal(self, position: int) -> str | None:
+        """Why the merge or undo at ``position`` was refused when the views folded it (a
+        race with another merge), or None."""
+        ...
 
 
 class LifecycleReads(Runtime, Protocol):

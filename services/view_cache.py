@@ -47,6 +47,13 @@ class StateCache:
             cid, state = items.popitem(last=False)
             self.size -= len(state) + len(cid)
 
+    def forget(self, customer_ids: Iterable[str]) -> None:
+        """Drop states that are no longer stored (customers a merge absorbed)."""
+        for cid in customer_ids:
+            held = self.items.pop(cid, None)
+            if held is not None:
+                self.size -= len(held) + len(cid)
+
     def clear(self) -> None:
         self.items.clear()
         self.size = 0

@@ -69,7 +69,20 @@ ANSWER_SCHEMAS: dict[str, dict[str, Any]] = {
                           "check_seconds": {"type": "number"}}, "whether to send traffic here (also the 503 body)"),
 }
 
+_MERGE_PENDING = {"merge_id": {"type": "string"}, "position": {"type": "integer"}, "status": {"const": "pending"}}
+ANSWER_SCHEMAS["Merge"] = {**_object({
+    "merge_id": {"type": "string"}, "survivor": {"type": "string"}, "absorbed": {"type": "string"},
+    "reason": {"type": "string"}, "actor": {"type": "string"}, "position": {"type": "integer"},
+    "in_force": {"type": "boolean"}, "undone": {"type": ["object", "null"]},
+}, "a merge as recorded (docs/IDENTITY.md): who, why, where in the log, and its undoing"),
+    "anyOf": [{"required": ["survivor"]}, {"required": ["status"]}]}
+ANSWER_SCHEMAS["Merge"]["required"] = ["merge_id", "position"]  # 202: merge_id, position and status alone
+ANSWER_SCHEMAS["Merge"]["properties"].update(_MERGE_PENDING)
+
 ANSWERS: dict[tuple[str, str], str] = {
+    ("post", "/v1/customers/{customer_id}/merge"): "Merge",
+    ("post", "/v1/merges/{merge_id}/undo"): "Merge",
+    ("get", "/v1/merges/{merge_id}"): "Merge",
     ("get", "/v1/customers/{customer_id}"): "CustomerView",
     ("get", "/v1/customers"): "CustomerView",
     ("get", "/v1/customers/{customer_id}/timeline"): "TimelinePage",

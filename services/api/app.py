@@ -29,6 +29,7 @@ from services.api.customer_routes import customer_router
 from services.api.form_routes import form_router
 from services.api.ingest_routes import ingest_router
 from services.api.lifecycle_routes import lifecycle_router
+from services.api.merge_routes import merge_router
 from services.api.openapi import install_openapi
 from services.api.ops_routes import ops_router
 from services.api.responses import JSON
@@ -76,6 +77,8 @@ def _error(status: int, detail: Any, headers: Mapping[str, str] | None = None) -
     body: dict[str, Any] = {"status": status}
     if isinstance(detail, list):
         body["message"], body["errors"] = "invalid request", detail
+    elif isinstance(detail, dict):  # a refusal with a code: {"code", "message", ...}
+        body.update(detail)
     else:
         body["message"] = str(detail)
     return JSON({"error": body}, status_code=status, headers=headers)
@@ -147,6 +150,7 @@ def create_app(platform: Platform, *, manage_platform: bool = True) -> FastAPI:
     app.include_router(ingest_router(platform, keys))
     app.include_router(form_router(platform, keys.limiter))
     app.include_router(customer_router(platform, keys, value))
+    app.include_router(merge_router(platform, keys))
     app.include_router(lifecycle_router(platform, keys))
     app.include_router(contact_analytics_router(platform, keys))
     app.include_router(trigger_router(platform, keys))

@@ -57,12 +57,15 @@ def customer_router(platform: CustomerReads, keys: KeyRing, value: ValueService)
             )
         return caught.position
 
-    async def answer(customer_id: str, position: int, at: datetime | None) -> JSON:
+    async def answer(asked: str, position: int, at: datetime | None) -> JSON:
+        customer_id = platform.shown_as(asked)
         state = await platform.state(customer_id)
         if state is None:
             raise HTTPException(404, "no such customer")
         view = from_state(orjson.loads(state))
         document = to_document(view)
+        if customer_id != asked:  # absorbed by a merge: the customer it is shown as, said so
+            document["merged_into"] = customer_id
         moment = at or datetime.now(UTC)
         document["contact_pressure"] = contact_pressure(view, moment)
         document["next_best_contact"] = contact_document(view)
@@ -73,7 +76,10 @@ def customer_router(platform: CustomerReads, keys: KeyRing, value: ValueService)
 
     @router.get("/v1/customers/{customer_id}")
     async def get_customer(customer_id: CustomerId, min_position: MinPosition = None, at: At = None) -> JSON:
-        """The 360° view; ``at`` sets the time contact pressure is counted against."""
+        """The 360° view; ``at`` sets the time contact pressure is counted against. A
+        customer a merge absorbed answers with the view of the customer it is shown as
+        (200, not a redirect: the same body a lookup by any of its identifiers gives),
+        with ``merged_into`` naming that customer."""
         position = await caught_up(min_position)
         return await answer(customer_id, position, at)
 
@@ -118,9 +124,9 @@ def customer_router(platform: CustomerReads, keys: KeyRing, value: ValueService)
         """Every touchpoint of the customer from the log, newest event time first, paginated."""
         position = await caught_up(min_position)
         page = await platform.timeline(customer_id, limit, cursor)
-        if not page.events and cursor is None and await platform.state(customer_id) is None:
+        if not page.events and cursor is None and await platform.state(platform.shown_as(customer_id)) is None:
             raise HTTPException(404, "no such customer")
-        payload: dict[str, Any] = {"customer_id": customer_id, "events": page.events,
+        payload: dict[str, Any] = {"customer_id": platform.shown_as(customer_id), "events": page.events,
                                    "next_cursor": page.next_cursor}
         return JSON(payload, headers={"X-Touchstream-Position": str(position)})
 

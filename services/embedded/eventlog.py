@@ -30,7 +30,8 @@ from eventsourcing.utils import get_topic
 
 from projections.codec import format_instant
 
-__all__ = ["Appended", "LoggedTouchpoint", "TouchpointRecorder", "TouchpointLog", "stream_id", "tick_document"]
+__all__ = ["Appended", "LoggedTouchpoint", "TouchpointRecorder", "TouchpointLog", "stream_id", "tick_document",
+           "merge_document", "unmerge_document", "IDENTITY_TOPIC", "MERGE_KINDS"]
 
 _NAMESPACE = uuid.UUID("0b7a6f52-52d4-4c6e-8f0c-3a8d6f1e9c21")
 SCHEMA_VERSION = 1
@@ -187,9 +188,30 @@ class TouchpointLog(Application):
         return self.touchpoints.max_notification_id() or 0
 
 
+IDENTITY_TOPIC = "identity/"
+MERGE_KINDS = ("customer_merged", "customer_unmerged")
+
+
 def _topic(kind: str) -> str:
-    """The contract a log record was written with: clock ticks are events of their own."""
-    return f"clock/tick@{SCHEMA_VERSION}" if kind == "clock_tick" else f"touchpoint/{kind}@{SCHEMA_VERSION}"
+    """The contract a log record was written with: clock ticks and merges are events of their own."""
+    if kind == "clock_tick":
+        return f"clock/tick@{SCHEMA_VERSION}"
+    if kind in MERGE_KINDS:
+        return f"{IDENTITY_TOPIC}{kind}@{SCHEMA_VERSION}"
+    return f"touchpoint/{kind}@{SCHEMA_VERSION}"
+
+
+def merge_document(merge_id: str, survivor: str, absorbed: str, reason: str, actor: str,
+                   received_at: datetime) -> dict[str, Any]:
+    """A merge as the log stores it (``projections.merge``): ``absorbed`` is shown as ``survivor``."""
+    return {"event_id": f"merge/{merge_id}", "type": "customer_merged", "merge_id": merge_id, "survivor": survivor,
+            "absorbed": absorbed, "reason": reason, "actor": actor, "received_at": format_instant(received_at)}
+
+
+def unmerge_document(merge_id: str, reason: str, actor: str, received_at: datetime) -> dict[str, Any]:
+    """An undone merge as the log stores it."""
+    return {"event_id": f"unmerge/{merge_id}", "type": "customer_unmerged", "merge_id": merge_id, "reason": reason,
+            "actor": actor, "received_at": format_instant(received_at)}
 
 
 def tick_document(at: datetime, received_at: datetime) -> dict[str, Any]:

@@ -51,6 +51,7 @@ from services.ports import (
 from services.settings import Settings
 
 if TYPE_CHECKING:
+    from projections.merge import Merges
     from projections.value.rfm_population import Quintiles
     from services.value.job import ValueModel
     from services.value.service import TimeBase
@@ -141,13 +142,28 @@ class EmbeddedPlatform:
         owners = await asyncio.to_thread(self.views.identity.owners, [identifier])
         return owners.get(identifier)
 
+    def shown_as(self, customer_id: str) -> str:
+        return self.runner.merges.root(customer_id)
+
+    def merges(self) -> Merges:
+        return self.runner.merges
+
+    async def merge_record(self, merge_id: str) -> dict[str, Any] | None:
+        return await asyncio.to_thread(self.views.identity.merge, merge_id)
+
+    async def merge_refusal(self, position: int) -> str | None:
+        letter = await asyncio.to_thread(self.views.dead_letters.at, position)
+        return None if letter is None else str(letter["reason"])
+
     async def timeline(self, customer_id: str, limit: int, cursor: str | None) -> TimelinePage:
         before = None
         if cursor:
             at, position = timeline_point(cursor)
             before = (format_instant(instant_of(at)), int(position))
         # Up to 500 log records: read off the event loop so other requests keep flowing.
-        page = await asyncio.to_thread(self.views.customers.timeline_positions, customer_id, limit=limit + 1, before=before)
+        merges = self.runner.merges
+        group = sorted(merges.group(merges.root(customer_id)))
+        page = await asyncio.to_thread(self.views.customers.timeline_positions, group, limit=limit + 1, before=before)
         more, page = len(page) > limit, page[:limit]
         found = await asyncio.to_thread(self.log.at_positions, [p for _, p in page])
         records = {r.position: r for r in found}

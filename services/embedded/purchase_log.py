@@ -12,6 +12,7 @@ from __future__ import annotations
 import orjson
 
 from projections.codec import instant
+from projections.merge import Merges
 from projections.view.state import micros
 from services.embedded.eventlog import TouchpointLog
 from services.embedded.storage.unit import ViewStore
@@ -20,10 +21,12 @@ __all__ = ["purchases"]
 
 
 def purchases(log: TouchpointLog, store: ViewStore) -> tuple[list[str], list[int]]:
-    """(customer id, purchase instant µs) of every purchase the views have folded."""
+    """(customer id, purchase instant µs) of every purchase the views have folded, each as
+    the customer it is shown as (merges included)."""
+    merges = Merges.of(store.identity.merges_in_force())
     with store.datastore.transaction(commit=False) as c:
         c.execute("SELECT position, customer_id FROM timeline")
-        owner = {p: cid for p, cid in c.fetchall()}
+        owner = {p: merges.root(cid) for p, cid in c.fetchall()}
     after, who, when = 0, [], []
     while page := log.read(after, 10_000):
         for record in page:

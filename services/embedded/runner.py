@@ -22,20 +22,21 @@ from typing import Any
 import orjson
 import structlog
 
-from projections.batch import BatchResult, FoldConfig, Record, Rejected, Tick, Touch, fold_batch
+from projections.batch import BatchResult, FoldConfig, Record, Rejected, Tick, Touch, fold_batch, regroup
 from projections.codec import format_instant, from_dict, instant
 from projections.identity import identifiers_of
+from projections.merge import Merge, MergeRefused, Merges
 from projections.segments.membership import Memo
 from projections.view.document import to_state
 from projections.view.fold import micros
 from services import metrics
-from services.embedded.eventlog import LoggedTouchpoint, TouchpointLog
+from services.embedded.eventlog import IDENTITY_TOPIC, LoggedTouchpoint, TouchpointLog
 from services.embedded.storage.contacts import dumps
 from services.embedded.storage.unit import ViewChanges, ViewStore
 from services.nbc.figures import count_contact_figures
 from services.view_cache import States, ViewCache
 
-__all__ = ["ProjectionRunner", "fold_records"]
+__all__ = ["ProjectionRunner", "fold_records", "merge_changes"]
 
 log = structlog.get_logger("touchstream.runner")
 
@@ -53,22 +54,73 @@ def _decode(record: LoggedTouchpoint) -> Record:
 
 
 def fold_records(records: list[LoggedTouchpoint], store: ViewStore, cache: ViewCache, config: FoldConfig, *,
-                 clock: int | None = None, memo: Memo | None = None) -> ViewChanges:
+                 clock: int | None = None, memo: Memo | None = None, merges: Merges | None = None) -> ViewChanges:
     """The embedded adapter around ``projections.batch.fold_batch``: decode the log
     records, load what the batch may touch (the owners of its identifiers, the customers
     it names, the customers its ticks may visit), fold, and turn the result into the
     changes to commit (no writes, no metrics here: a failed commit is retried, and must
-    not count twice). ``clock``: the latest clock tick folded before the batch."""
+    not count twice). ``clock``: the latest clock tick folded before the batch.
+    ``merges``: the merges in force (the batch holds none: ``merge_changes`` folds those)."""
     decoded = [_decode(record) for record in records]
     touches = [d for d in decoded if isinstance(d, Touch)]
     owners = store.identity.owners({i for t in touches for i in identifiers_of(t.event.customer)})
+    roots = merges.roots() if merges is not None else {}
     customers = set(owners.values()) | {c for t in touches if (c := t.event.customer.customer_id)}
+    customers = {roots.get(c, c) for c in customers}  # an event is folded onto its natural customer's root
     due_stored = {t.tick_id: store.lifecycle.due(t.at, config.tick_limit + len(records))
                   for t in decoded if isinstance(t, Tick)}
     customers.update(c for entries in due_stored.values() for c, _ in entries)
     result = fold_batch(States(cache.states(customers)), decoded, config, clock=clock, owners=owners,
-                        due_stored=due_stored, memo=memo)
-    return _changes(result, records)
+                        due_stored=due_stored, memo=memo, roots=roots)
+    changes = _changes(result, records)
+    changes.ticks = [(t.key, t.tick_id, t.at) for t in decoded if isinstance(t, Tick)]
+    return changes
+
+
+def merge_changes(record: LoggedTouchpoint, store: ViewStore, log_: TouchpointLog, cache: ViewCache,
+                  config: FoldConfig, merges: Merges) -> tuple[ViewChanges, Merges]:
+    """A merge or an undone merge read from the log: the merges in force after it, and
+    what to commit — the customers it concerns refolded from their own events (each
+    event's natural customer, ``projections.merge``) and every clock tick before it, the
+    absorbed customers' views removed, the portfolio moved (``projections.batch.regroup``).
+    Nothing is published again: the triggers and transitions the refold decides were
+    decided when their events arrived. A merge the graph refuses (it raced another) is a
+    dead letter with the reason."""
+    changes = ViewChanges(position=record.position)
+    try:
+        d = record.document()
+        if d["type"] == "customer_merged":
+            merge = Merge(d["merge_id"], d["survivor"], d["absorbed"], d["reason"], d["actor"])
+            after = merges.merge(merge)
+            touched = merges.group(merges.root(merge.survivor)) | merges.group(merge.absorbed)
+            changes.merges = [(*merge, record.position)]
+        else:
+            after, merge = merges.undo(d["merge_id"])
+            touched = merges.group(merges.root(merge.survivor))
+            changes.unmerges = [(merge.merge_id, record.position, d["reason"], d["actor"])]
+    except MergeRefused as refused:
+        changes.dead_letters = [(record.position, d.get("event_id"), f"merge_refused: {refused.code}: {refused}",
+                                 record.state)]
+        return changes, merges
+    except Exception as error:  # noqa: BLE001 - an unreadable merge is a dead letter, never a stopped runner
+        changes.dead_letters = [(record.position, _event_id(record.state),
+                                 f"undecodable: {type(error).__name__}: {error}"[:500], record.state)]
+        return changes, merges
+    group = sorted(touched)
+    touches = [t for t in (_decode(r) for r in log_.at_positions(store.customers.positions_of(group)))
+               if isinstance(t, Touch)]
+    ticks = [Tick(p, tick_id, at) for p, tick_id, at in store.lifecycle.ticks_before(record.position)]
+    owners = store.identity.owners({i for t in touches for i in identifiers_of(t.event.customer)})
+    roots = after.roots()
+    refolded = fold_batch({}, sorted([*touches, *ticks], key=lambda r: r.key), config, owners=owners,
+                          roots=roots).views
+    before = States(cache.states(set(group)))
+    result = regroup({c: (before.get(c), None if c in roots else refolded.get(c)) for c in group}, config)
+    changes.views = {cid: dumps(to_state(view)) for cid, view in result.views.items()}
+    changes.removed = result.removed
+    changes.stages, changes.deadlines, changes.rfm, changes.segments = (result.stages, result.deadlines, result.rfm,
+                                                                        result.segments)
+    return changes, after
 
 
 def _changes(result: BatchResult, records: list[LoggedTouchpoint]) -> ViewChanges:
@@ -76,7 +128,8 @@ def _changes(result: BatchResult, records: list[LoggedTouchpoint]) -> ViewChange
     changes = ViewChanges(position=records[-1].position, clock=result.clock)
     changes.views = {cid: dumps(to_state(view)) for cid, view in result.views.items()}
     changes.links = result.links
-    changes.timeline = [(row.customer_id, format_instant(row.event.occurred_at), row.key) for row in result.timeline]
+    # kept per natural customer: a merge, or its undoing, never rewrites a timeline
+    changes.timeline = [(row.natural, format_instant(row.event.occurred_at), row.key) for row in result.timeline]
     changes.conflicts = [(c.key, c.event_id, c.customer_id,
                           orjson.dumps([{"kind": i[0], "owner": owner} for i, owner in c.identifiers]))
                          for c in result.conflicts]
@@ -137,6 +190,7 @@ class ProjectionRunner:
         self.linger = linger
         self.cache = ViewCache(store, cache_bytes)
         self.position = store.position()
+        self.merges = Merges.of(store.identity.merges_in_force())
         self._changed = threading.Condition()
         self._appended = 0  # commits announced by the writer; read under the lock
         self._stop = threading.Event()
@@ -156,8 +210,20 @@ class ProjectionRunner:
         if not records:
             return 0
         started = time.perf_counter()
-        changes = fold_records(records, self.store, self.cache, self.config, clock=self.clock, memo=self._memo())
+        # a merge is folded alone: the records before it make a batch of their own
+        cut = next((i for i, r in enumerate(records) if r.topic.startswith(IDENTITY_TOPIC)), None)
+        merges = self.merges
+        if cut == 0:
+            records = records[:1]
+            changes, merges = merge_changes(records[0], self.store, self.log, self.cache, self.config, self.merges)
+            changes.clock = self.clock
+        else:
+            records = records[:cut]
+            changes = fold_records(records, self.store, self.cache, self.config, clock=self.clock, memo=self._memo(),
+                                   merges=self.merges)
         self.store.commit(changes)
+        self.merges = merges
+        self.cache.forget(changes.removed)
         self.cache.keep(changes.views)
         self.clock = changes.clock
         _count(changes)

@@ -16,6 +16,7 @@ import orjson
 
 from projections.codec import from_dict
 from projections.identity import settled
+from projections.merge import Merges
 from projections.touchpoints import Touchpoint
 from services.progress import meter
 from services.settings import Settings
@@ -29,9 +30,10 @@ def embedded_history(settings: Settings) -> list[tuple[str, Touchpoint]]:
 
     views = ViewStore(settings.views_path)
     try:
+        merges = Merges.of(views.identity.merges_in_force())
         with views.datastore.transaction(commit=False) as c:
             c.execute("SELECT position, customer_id FROM timeline")
-            owner = {r[0]: r[1] for r in c.fetchall()}
+            owner = {r[0]: merges.root(r[1]) for r in c.fetchall()}  # each event as the customer it is shown as
     finally:
         views.datastore.close()
     log = TouchpointLog(settings.log_path)

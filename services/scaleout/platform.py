@@ -211,6 +211,9 @@ class KafkaPlatform:
     async def owner(self, identifier: Identifier) -> str | None:
         return (await self.store.owners([identifier])).get(identifier)
 
+    def shown_as(self, customer_id: str) -> str:
+        return customer_id  # no merges on this runtime yet (docs/IDENTITY.md)
+
     async def timeline(self, customer_id: str, limit: int, cursor: str | None) -> TimelinePage:
         before = None
         if cursor:

@@ -24,6 +24,9 @@ V1_ROUTES = {
     ("get", "/v1/customers/{customer_id}"),
     ("get", "/v1/customers/{customer_id}/timeline"),
     ("get", "/v1/identity/conflicts"),
+    ("post", "/v1/customers/{customer_id}/merge"),  # tests/e2e/test_merges.py
+    ("post", "/v1/merges/{merge_id}/undo"),
+    ("get", "/v1/merges/{merge_id}"),
     ("get", "/v1/dead-letters"),
     ("post", "/v1/clock/ticks"),
     ("get", "/v1/lifecycle/transitions"),

@@ -109,6 +109,9 @@ def _measured(scale: Scale, base: Path, shown: Meter) -> dict[str, Any]:
 
     step("next best contact")
     results["nbc"] = run_nbc_bench(events=large_events // 5, customers=large_customers // 10)
+    from tools.bench.merge import merge_cost
+
+    results["merge"] = merge_cost((10, 100, 1000, 10_000) if large_events >= 1_000_000 else (10, 100, 1000))
     shown.advance()
     baseline = results["baseline_naive_load_modify_save"]["events_per_second"]
     small, large = results["log_small"]["fold"], results["log_large"]["fold"]
@@ -170,6 +173,10 @@ def _print_spine(r: dict[str, Any], console: Console) -> None:
             ("lifecycle: per due customer", f"{lc['per_due_customer']['us_pure_per_customer']} µs pure, "
              f"{lc['per_due_customer']['us_runner_per_customer']} µs with load and commit", "≤ 20 µs"),
         ]
+    if "merge" in r:
+        m = r["merge"]
+        rows += [(f"merge: {row['absorbed_events']:,} absorbed events", f"{row['merge_ms']} ms (their fold as a batch: "
+                  f"{row['fold_as_batch_ms']} ms)", "proportional") for row in m["rows"]]
     if "nbc" in r:
         n = r["nbc"]
         o, b = n["rules_overhead"], n["backtest"]

@@ -38,6 +38,11 @@ class ViewChanges:
     outcomes: list[Outcome] = field(default_factory=list)
     figures: dict[tuple[str, int, str, str], int] = field(default_factory=dict)  # per-rule counts: the change
     segments: list[SegmentChange] = field(default_factory=list)  # segment entries and exits
+    ticks: list[tuple[int, str, int]] = field(default_factory=list)  # clock ticks folded: position, tick id, at µs
+    removed: list[str] = field(default_factory=list)  # customers a merge absorbed: their views go
+    merges: list[tuple[str, str, str, str, str, int]] = field(default_factory=list)  # merge id, survivor, absorbed,
+    # reason, actor, position
+    unmerges: list[tuple[str, int, str, str]] = field(default_factory=list)  # merge id, position, reason, actor
 
 
 class Concern:

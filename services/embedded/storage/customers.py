@@ -58,6 +58,7 @@ class Customers(Concern):
             [(cid, state, changes.position) for cid, state in changes.views.items()],
         )
         c.executemany("INSERT OR IGNORE INTO timeline VALUES (?,?,?)", changes.timeline)
+        c.executemany("DELETE FROM customer_views WHERE customer_id=?", [(cid,) for cid in changes.removed])
 
     def states(self, customer_ids: Sequence[str]) -> dict[str, bytes]:
         out: dict[str, bytes] = {}
@@ -77,11 +78,13 @@ class Customers(Concern):
             c.execute("SELECT COUNT(*) FROM customer_views")
             return int(c.fetchone()[0])
 
-    def timeline_positions(self, customer_id: str, *, limit: int,
+    def timeline_positions(self, customers: Sequence[str], *, limit: int,
                            before: tuple[str, int] | None) -> list[tuple[str, int]]:
-        """Newest first: (occurred_at, position) pairs strictly before ``before``."""
-        sql = "SELECT occurred_at, position FROM timeline WHERE customer_id=? "
-        params: list[Any] = [customer_id]
+        """Newest first: (occurred_at, position) pairs strictly before ``before`` of the
+        events of ``customers`` (the timeline is kept per natural customer: a merged
+        customer's is the events of every customer shown as it)."""
+        sql = f"SELECT occurred_at, position FROM timeline WHERE customer_id IN ({','.join('?' * len(customers))}) "
+        params: list[Any] = list(customers)
         if before is not None:
             sql += "AND (occurred_at, position) < (?, ?) "
             params += list(before)
@@ -89,6 +92,13 @@ class Customers(Concern):
         with self.reading() as c:
             c.execute(sql, [*params, limit])
             return [(r[0], r[1]) for r in c.fetchall()]
+
+    def positions_of(self, customers: Sequence[str]) -> list[int]:
+        """Every log position in the timelines of ``customers`` (natural customers), ascending."""
+        with self.reading() as c:
+            c.execute(f"SELECT position FROM timeline WHERE customer_id IN ({','.join('?' * len(customers))}) "
+                      "ORDER BY position", list(customers))
+            return [r[0] for r in c.fetchall()]
 
     def purchase_histories(self, currency: str) -> list[History]:
         """(first purchase µs, last purchase µs, distinct purchase days, mean repeat-purchase

@@ -20,6 +20,11 @@ class DeadLetters(Concern):
         """Dead letters after the log position ``after``, oldest first."""
         return [dict(r) for r in self.after("dead_letters", "*", "position", after, limit)]
 
+    def at(self, position: int) -> dict[str, Any] | None:
+        """The dead letter of the log record at ``position``, or None."""
+        rows = self.rows(after=position - 1, limit=1)
+        return rows[0] if rows and rows[0]["position"] == position else None
+
     def count(self) -> int:
         with self.reading() as c:
             c.execute("SELECT COUNT(*) FROM dead_letters")

@@ -6,6 +6,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from projections.identity import Identifier
+from projections.merge import Merge
 from services.embedded.storage.base import Concern, ViewChanges
 
 __all__ = ["IdentityIndex"]
@@ -20,11 +21,32 @@ class IdentityIndex(Concern):
         "kind TEXT, value TEXT, customer_id TEXT NOT NULL, PRIMARY KEY (kind, value)) WITHOUT ROWID",
         "CREATE TABLE IF NOT EXISTS identity_conflicts ("
         "position INTEGER PRIMARY KEY, event_id TEXT, customer_id TEXT, detail BLOB)",
+        # every merge the log holds, with the position that made it and the one that undid it
+        "CREATE TABLE IF NOT EXISTS merges (merge_id TEXT PRIMARY KEY, survivor TEXT NOT NULL, absorbed TEXT NOT NULL, "
+        "reason TEXT, actor TEXT, position INTEGER NOT NULL, undone_position INTEGER, undo_reason TEXT, undo_actor TEXT)",
     )
 
     def write(self, c: Any, changes: ViewChanges) -> None:
         c.executemany("INSERT OR IGNORE INTO identifiers VALUES (?,?,?)", changes.links)
         c.executemany("INSERT OR IGNORE INTO identity_conflicts VALUES (?,?,?,?)", changes.conflicts)
+        c.executemany("INSERT OR IGNORE INTO merges (merge_id, survivor, absorbed, reason, actor, position) "
+                      "VALUES (?,?,?,?,?,?)", changes.merges)
+        c.executemany("UPDATE merges SET undone_position=?, undo_reason=?, undo_actor=? WHERE merge_id=?",
+                      [(position, reason, actor, merge_id) for merge_id, position, reason, actor in changes.unmerges])
+
+    def merges_in_force(self) -> list[Merge]:
+        """The merges not undone, in the order they were made."""
+        with self.reading() as c:
+            c.execute("SELECT merge_id, survivor, absorbed, reason, actor FROM merges WHERE undone_position IS NULL "
+                      "ORDER BY position")
+            return [Merge(*r) for r in c.fetchall()]
+
+    def merge(self, merge_id: str) -> dict[str, Any] | None:
+        """A merge as recorded: who, why, where in the log, and its undoing if undone."""
+        with self.reading() as c:
+            c.execute("SELECT * FROM merges WHERE merge_id=?", (merge_id,))
+            row = c.fetchone()
+            return None if row is None else dict(row)
 
     def owners(self, identifiers: Iterable[Identifier]) -> dict[Identifier, str]:
         by_kind: dict[str, list[str]] = {}

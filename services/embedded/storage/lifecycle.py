@@ -23,6 +23,7 @@ class Lifecycle(Concern):
         "dwell INTEGER, position INTEGER)",
         "CREATE INDEX IF NOT EXISTS lifecycle_transitions_at ON lifecycle_transitions (at)",
         "CREATE TABLE IF NOT EXISTS lifecycle_stages (stage TEXT PRIMARY KEY, customers INTEGER NOT NULL)",
+        "CREATE TABLE IF NOT EXISTS clock_ticks (position INTEGER PRIMARY KEY, tick_id TEXT NOT NULL, at INTEGER NOT NULL)",
     )
 
     def write(self, c: Any, changes: ViewChanges) -> None:
@@ -39,6 +40,14 @@ class Lifecycle(Concern):
         c.executemany("INSERT INTO lifecycle_deadlines VALUES (?,?) ON CONFLICT (customer_id) "
                       "DO UPDATE SET due_at=excluded.due_at",
                       [(cid, d) for cid, d in changes.deadlines.items() if d is not None])
+        c.executemany("INSERT OR IGNORE INTO clock_ticks VALUES (?,?,?)", changes.ticks)
+
+    def ticks_before(self, position: int) -> list[tuple[int, str, int]]:
+        """Every clock tick folded before ``position``: (position, tick id, at µs), in log
+        order — what a merge refolds the merged customers' events with."""
+        with self.reading() as c:
+            c.execute("SELECT position, tick_id, at FROM clock_ticks WHERE position < ? ORDER BY position", (position,))
+            return [(r[0], r[1], r[2]) for r in c.fetchall()]
 
     def due(self, at: int, limit: int) -> list[tuple[str, int]]:
         """The earliest deadlines at or before ``at``: (customer, due_at), at most ``limit``
