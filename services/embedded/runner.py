@@ -107,8 +107,9 @@ def merge_changes(record: LoggedTouchpoint, store: ViewStore, log_: TouchpointLo
                                  f"undecodable: {type(error).__name__}: {error}"[:500], record.state)]
         return changes, merges
     group = sorted(touched)
-    touches = [t for t in (_decode(r) for r in log_.at_positions(store.customers.positions_of(group)))
-               if isinstance(t, Touch)]
+    positions = store.customers.positions_of(group)
+    touches = [t for i in range(0, len(positions), 10_000)  # SQLite binds at most 32,766 values a statement
+               for t in (_decode(r) for r in log_.at_positions(positions[i:i + 10_000])) if isinstance(t, Touch)]
     ticks = [Tick(p, tick_id, at) for p, tick_id, at in store.lifecycle.ticks_before(record.position)]
     owners = store.identity.owners({i for t in touches for i in identifiers_of(t.event.customer)})
     roots = after.roots()
