@@ -29,7 +29,7 @@ from services.settings import DEFAULT_RULES_FILE, SEGMENTS_FILE
 from services.view_cache import States
 from services.zones import PINNED
 from tests.support import touchpoints as tp
-from tests.support.strategies import customer_histories
+from tests.support.strategies import customer_histories, in_arrival_order
 
 CONFIG = FoldConfig(DEFAULT, ContactEngine(load_rules(DEFAULT_RULES_FILE), PINNED),
                     load_segments(SEGMENTS_FILE), "EUR", tick_limit=3)
@@ -54,25 +54,8 @@ def logs(draw: st.DrawFn) -> list[Record]:
             moved = dataclasses.replace(e, event_id=f"c{k}-{e.event_id}",
                                         customer=CustomerRef(customer_id=f"c-{k}", emails=(f"c{k}@example.com",)))
             events.append(from_dict(orjson.loads(orjson.dumps(to_dict(moved)))))  # as the log holds it
-    order = draw(st.permutations(range(len(events))))
-    ticks = sorted(draw(st.lists(st.integers(0, 60 * 24 * 150), max_size=12)))
-    slots = sorted(draw(st.lists(st.integers(0, len(events)), min_size=len(ticks), max_size=len(ticks))))
-    log: list[Record] = []
-    pending = list(zip(slots, ticks, strict=True))
-    for n, i in enumerate(order):
-        while pending and pending[0][0] <= n:
-            _, minutes = pending.pop(0)
-            log.append(_tick(len(log), tp.T0 + timedelta(minutes=minutes)))
-        event = events[i]
-        # the platform receives an event no earlier than its latest tick
-        log.append(Touch(len(log), event, event.customer.customer_id))
-    for _, minutes in pending:
-        log.append(_tick(len(log), tp.T0 + timedelta(minutes=minutes)))
-    return log
-
-
-def _tick(key: int, when: Any) -> Tick:
-    return Tick(key, f"tick/0/{when.isoformat()}", micros(when))
+    # the platform receives an event no earlier than its latest tick
+    return in_arrival_order(draw, events, lambda key, event: Touch(key, event, event.customer.customer_id))
 
 
 def in_batches(log: list[Record], sizes: list[int]) -> tuple[dict[str, bytes], list[BatchResult]]:

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import dataclasses
 from collections import Counter
-from datetime import timedelta
 from typing import Any
 
 import orjson
@@ -29,13 +28,12 @@ from projections.touchpoints import CustomerRef, Touchpoint
 from projections.value.rfm_cells import Cell, Change, rfm_figures
 from projections.value.rfm_cells import changes as rfm_changes
 from projections.view.document import to_state
-from projections.view.fold import CustomerView, micros
+from projections.view.fold import CustomerView
 from services.nbc.rules_file import load_rules
 from services.segments.file import load_segments
 from services.settings import DEFAULT_RULES_FILE, SEGMENTS_FILE
 from services.zones import PINNED
-from tests.support import touchpoints as tp
-from tests.support.strategies import customer_histories
+from tests.support.strategies import customer_histories, in_arrival_order
 
 CONFIG = FoldConfig(DEFAULT, ContactEngine(load_rules(DEFAULT_RULES_FILE), PINNED), load_segments(SEGMENTS_FILE), "EUR")
 PEOPLE = 3
@@ -53,27 +51,12 @@ def logs(draw: st.DrawFn) -> tuple[list[Record], list[tuple[int, Any]]]:
             moved = dataclasses.replace(e, event_id=f"p{k}-{e.event_id}",
                                         customer=CustomerRef(emails=(f"p{k}@example.com",), phones=phones))
             events.append(from_dict(orjson.loads(orjson.dumps(to_dict(moved)))))  # as the log holds it
-    order = draw(st.permutations(range(len(events))))
-    ticks = sorted(draw(st.lists(st.integers(0, 60 * 24 * 150), max_size=8)))
-    slots = sorted(draw(st.lists(st.integers(0, len(events)), min_size=len(ticks), max_size=len(ticks))))
-    log: list[Record] = []
-    pending = list(zip(slots, ticks, strict=True))
-    for n, i in enumerate(order):
-        while pending and pending[0][0] <= n:
-            _, minutes = pending.pop(0)
-            log.append(_tick(len(log), minutes))
-        log.append(Touch(len(log), events[i]))
-    log += [_tick(len(log) + j, minutes) for j, (_, minutes) in enumerate(pending)]
+    log = in_arrival_order(draw, events, lambda key, event: Touch(key, event), max_ticks=8)
     merge = st.permutations(range(PEOPLE)).map(lambda p: ("merge", p[0], p[1]))
     undo = st.tuples(st.just("undo"), st.integers(0, 5))
     operations = draw(st.lists(st.tuples(st.integers(len(log) // 3, len(log)), st.one_of(merge, merge, undo)),
                                min_size=1, max_size=6))
     return log, sorted(operations, key=lambda o: o[0])
-
-
-def _tick(key: int, minutes: int) -> Tick:
-    when = tp.T0 + timedelta(minutes=minutes)
-    return Tick(key, f"tick/{when.isoformat()}", micros(when))
 
 
 class Adapter:

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
+from collections.abc import Callable
+from datetime import datetime, timedelta
 from decimal import Decimal
 
 from hypothesis import strategies as st
 
+from projections.batch import Record, Tick
 from projections.touchpoints import CustomerRef, Touchpoint
+from projections.view.fold import micros
 from tests.support import touchpoints as tp
 
 REF = CustomerRef(customer_id="c-1", emails=("ana@example.com",))
@@ -50,3 +53,26 @@ def customer_histories(draw: st.DrawFn, max_size: int = 40) -> list[Touchpoint]:
              draw(st.booleans()))
         for i in range(n)
     ]
+
+
+def in_arrival_order(draw: st.DrawFn, events: list[Touchpoint], touch: Callable[[int, Touchpoint], Record],
+                     max_ticks: int = 12) -> list[Record]:
+    """``events`` in any arrival order as a log (``touch`` makes each record from its key),
+    clock ticks moving forward among them."""
+    order = draw(st.permutations(range(len(events))))
+    ticks = sorted(draw(st.lists(st.integers(0, 60 * 24 * 150), max_size=max_ticks)))
+    slots = sorted(draw(st.lists(st.integers(0, len(events)), min_size=len(ticks), max_size=len(ticks))))
+    log: list[Record] = []
+    pending = list(zip(slots, ticks, strict=True))
+    for n, i in enumerate(order):
+        while pending and pending[0][0] <= n:
+            _, minutes = pending.pop(0)
+            log.append(tick(len(log), tp.T0 + timedelta(minutes=minutes)))
+        log.append(touch(len(log), events[i]))
+    for _, minutes in pending:
+        log.append(tick(len(log), tp.T0 + timedelta(minutes=minutes)))
+    return log
+
+
+def tick(key: int, when: datetime) -> Tick:
+    return Tick(key, f"tick/0/{when.isoformat()}", micros(when))
