@@ -30,6 +30,7 @@ from services.api.form_routes import form_router
 from services.api.ingest_routes import ingest_router
 from services.api.lifecycle_routes import lifecycle_router
 from services.api.merge_routes import merge_router
+from services.ports import MergeLog
 from services.api.openapi import install_openapi
 from services.api.ops_routes import ops_router
 from services.api.responses import JSON
@@ -150,7 +151,8 @@ def create_app(platform: Platform, *, manage_platform: bool = True) -> FastAPI:
     app.include_router(ingest_router(platform, keys))
     app.include_router(form_router(platform, keys.limiter))
     app.include_router(customer_router(platform, keys, value))
-    app.include_router(merge_router(platform, keys))
+    if isinstance(platform, MergeLog):  # the scale-out runtime keeps no merges yet: its document offers none
+        app.include_router(merge_router(platform, keys))
     app.include_router(lifecycle_router(platform, keys))
     app.include_router(contact_analytics_router(platform, keys))
     app.include_router(trigger_router(platform, keys))

@@ -8,7 +8,8 @@ both customers become exactly what their own events make them. Each refusal is a
 with a code (``same_customer``, ``already_merged``, ``survivor_merged``,
 ``already_undone``) and, where one helps, the customer to use instead.
 
-The scale-out runtime keeps no merges yet: the routes answer 501 there.
+The scale-out runtime keeps no merges yet: its API does not offer these routes (its
+OpenAPI document lists none).
 """
 
 from __future__ import annotations
@@ -48,34 +49,30 @@ _REFUSED: dict[int | str, dict[str, Any]] = {409: {"description": "refused: `err
                                  "survivor_merged, already_undone), `error.customer_id` what to use instead"}}
 
 
-def merge_router(platform: Any, keys: KeyRing) -> APIRouter:
+def merge_router(platform: MergeLog, keys: KeyRing) -> APIRouter:
     router = APIRouter(tags=["identity"])
     admin = Depends(keys.require("admin"))  # a default value: evaluated here, where ``keys`` is
-
-    def supported() -> MergeLog:
-        if not isinstance(platform, MergeLog):
-            raise HTTPException(501, "merges are not available on the scale-out runtime yet (docs/IDENTITY.md)")
-        return platform
+    reads: Any = platform  # the platform's other ports: caught_up, state, append
 
     async def settle(position: int, merge_id: str) -> dict[str, Any] | None:
         """The merge's record once the views folded it; None if they have not yet."""
-        caught = await platform.caught_up(position, WAIT_SECONDS)
+        caught = await reads.caught_up(position, WAIT_SECONDS)
         if not caught.reached:
             return None
-        refusal = await supported().merge_refusal(position)
+        refusal = await platform.merge_refusal(position)
         if refusal is not None:
             raise HTTPException(409, {"code": refusal.split(": ")[1] if refusal.count(": ") >= 2 else "refused",
                                       "message": refusal})
-        return await supported().merge_record(merge_id)
+        return await platform.merge_record(merge_id)
 
     @router.post("/v1/customers/{customer_id}/merge", responses={
         **_REFUSED, 202: {"description": "appended; the views have not folded it yet (read with min_position)"},
-        404: {"description": "no such customer"}, 501: {"description": "not on this runtime"}})
+        404: {"description": "no such customer"}})
     async def merge(customer_id: CustomerId, body: MergeRequest, principal: Principal = admin) -> JSON:
         """Merge the customer ``absorb`` into this one (the survivor)."""
-        merges = supported().merges()
+        merges = platform.merges()
         for who in (customer_id, body.absorb):
-            if merges.root(who) == who and await platform.state(who) is None:
+            if merges.root(who) == who and await reads.state(who) is None:
                 raise HTTPException(404, f"no such customer: {who}")
         merge_id = "mrg_" + uuid.uuid4().hex[:24]
         try:
@@ -84,7 +81,7 @@ def merge_router(platform: Any, keys: KeyRing) -> APIRouter:
             raise HTTPException(409, {"code": refused.code, "message": str(refused),
                                       "customer_id": refused.customer_id}) from None
         now = datetime.now(UTC)
-        appended = (await platform.append([merge_document(merge_id, customer_id, body.absorb, body.reason,
+        appended = (await reads.append([merge_document(merge_id, customer_id, body.absorb, body.reason,
                                                           principal.label, now)]))[0]
         record = await settle(appended.position, merge_id)
         if record is None:
@@ -93,17 +90,17 @@ def merge_router(platform: Any, keys: KeyRing) -> APIRouter:
 
     @router.post("/v1/merges/{merge_id}/undo", responses={
         **_REFUSED, 202: {"description": "appended; the views have not folded it yet"},
-        404: {"description": "no such merge"}, 501: {"description": "not on this runtime"}})
+        404: {"description": "no such merge"}})
     async def undo(merge_id: Annotated[str, Path(pattern="^mrg_[0-9a-f]{24}$")],
                    body: Annotated[UndoRequest, Body()], principal: Principal = admin) -> JSON:
         """Undo a merge: both customers become what their own events make them."""
-        record = await supported().merge_record(merge_id)
+        record = await platform.merge_record(merge_id)
         if record is None:
             raise HTTPException(404, f"no merge {merge_id}")
         if record["undone_position"] is not None:
             raise HTTPException(409, {"code": "already_undone", "message": f"merge {merge_id} was undone at "
                                       f"position {record['undone_position']}", "customer_id": None})
-        appended = (await platform.append([unmerge_document(merge_id, body.reason, principal.label,
+        appended = (await reads.append([unmerge_document(merge_id, body.reason, principal.label,
                                                             datetime.now(UTC))]))[0]
         if appended.duplicate:  # undone by a request that raced this one
             raise HTTPException(409, {"code": "already_undone", "message": f"merge {merge_id} is being undone",
@@ -114,10 +111,10 @@ def merge_router(platform: Any, keys: KeyRing) -> APIRouter:
         return JSON(_merge(record), headers={"X-Touchstream-Position": str(appended.position)})
 
     @router.get("/v1/merges/{merge_id}", dependencies=[Depends(keys.require("read"))],
-                responses={404: {"description": "no such merge"}, 501: {"description": "not on this runtime"}})
+                responses={404: {"description": "no such merge"}})
     async def get_merge(merge_id: Annotated[str, Path(pattern="^mrg_[0-9a-f]{24}$")]) -> JSON:
         """A merge as recorded, and its undoing if it was undone."""
-        record = await supported().merge_record(merge_id)
+        record = await platform.merge_record(merge_id)
         if record is None:
             raise HTTPException(404, f"no merge {merge_id}")
         return JSON(_merge(record))

@@ -103,7 +103,10 @@ def test_three_partial_cards_become_one_and_a_wrong_merge_is_undone_exactly(api:
 
 
 @pytest.mark.only_runtimes("kafka")
-def test_the_scale_out_runtime_says_it_keeps_no_merges_yet(api: Api) -> None:
-    """Not yet built there (docs/IDENTITY.md): a clear 501, never a 500 or a silent no-op."""
+def test_the_scale_out_api_offers_no_merges_yet(api: Api) -> None:
+    """Not yet built there (docs/IDENTITY.md): its OpenAPI document lists no merge route,
+    and the route is not found — never a 500 or a merge silently ignored."""
+    paths = api.client.get("/openapi.json").json()["paths"]
+    assert not [p for p in paths if "merge" in p], sorted(paths)
     answer = _merge(api, "someone", "someone-else")
-    assert answer.status_code == 501 and "scale-out" in answer.json()["error"]["message"], answer.text
+    assert answer.status_code == 404, answer.text
