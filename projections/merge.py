@@ -55,6 +55,7 @@ class Merges:
     """The merges in force: ``into`` maps each absorbed customer to the merge that absorbed it."""
 
     into: Mapping[str, Merge] = field(default_factory=dict)
+    _roots: dict[str, str] = field(default_factory=dict, init=False, repr=False, compare=False)  # filled on first read
 
     @classmethod
     def of(cls, merges: Iterable[Merge]) -> Merges:
@@ -73,13 +74,16 @@ class Merges:
                 raise RuntimeError("a merge cycle")
         return customer_id
 
-    def roots(self) -> dict[str, str]:
-        """Every absorbed customer's root: what a fold maps natural customers through."""
-        return {absorbed: self.root(absorbed) for absorbed in self.into}
+    def roots(self) -> Mapping[str, str]:
+        """Every absorbed customer's root: what a fold maps natural customers through
+        (computed once per graph, when first read: the runner reads it for every batch)."""
+        if len(self._roots) != len(self.into):
+            self._roots.update({absorbed: self.root(absorbed) for absorbed in self.into})
+        return self._roots
 
     def group(self, root: str) -> frozenset[str]:
         """Every customer shown as ``root``, itself included."""
-        return frozenset({root, *(c for c in self.into if self.root(c) == root)})
+        return frozenset({root, *(c for c, r in self.roots().items() if r == root)})
 
     def merge(self, m: Merge) -> Merges:
         if m.absorbed in self.into:
