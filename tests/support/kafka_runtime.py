@@ -2,8 +2,8 @@
 
 Each runtime is a ``tools.stack.Stack`` of its own in the test's data directory: a
 fresh in-memory Tansu broker and a fresh redis-server (both start in well under a
-second), one view worker and the API, with settings for tests (10 ms fetch wait, 6 s
-session, 0.5 s heartbeat, 4 partitions, a 2 s Kafka request timeout so an unreachable
+second), one view worker and the API, with settings for tests (10 ms fetch wait, 3 s
+session (a new group's join waits half of it), 0.3 s heartbeat, 4 partitions, a 2 s Kafka request timeout so an unreachable
 broker gives a 503 quickly). Its Redis is a one-node Redis Cluster: every scenario also
 checks that no call the runtime makes crosses hash slots. The factory returns once the API and every worker are ready,
 so a first read with ``min_position`` does not wait for the group to form.
@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import os
 import signal
+import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
@@ -38,8 +39,8 @@ KAFKA_TEST_SETTINGS = {
     "TOUCHSTREAM_KAFKA_PARTITIONS": "4",
     "TOUCHSTREAM_KAFKA_REQUEST_TIMEOUT_MS": "2000",
     "TOUCHSTREAM_KAFKA_FETCH_MAX_WAIT_MS": "10",
-    "TOUCHSTREAM_KAFKA_SESSION_TIMEOUT_SECONDS": "6",
-    "TOUCHSTREAM_KAFKA_HEARTBEAT_SECONDS": "0.5",
+    "TOUCHSTREAM_KAFKA_SESSION_TIMEOUT_SECONDS": "3",  # a group join waits half of it
+    "TOUCHSTREAM_KAFKA_HEARTBEAT_SECONDS": "0.3",
 }
 
 
@@ -100,7 +101,7 @@ class KafkaRuntime:
         """Freeze the broker: it keeps its data, answers nothing, and thaws on exit."""
         pid = self.stack.broker.pid
         assert pid is not None and self.stack.broker.running, "the broker is not running"
-        os.kill(pid, signal.SIGSTOP)
+        freeze(pid)
         try:
             yield
         finally:
@@ -111,7 +112,7 @@ class KafkaRuntime:
         """Freeze the workers: ingest goes on, the views fall behind; they thaw on exit."""
         pids = [w.pid for w in self.stack.workers if w.pid is not None]
         for pid in pids:
-            os.kill(pid, signal.SIGSTOP)
+            freeze(pid)
         try:
             yield
         finally:
@@ -127,6 +128,26 @@ class KafkaRuntime:
         if self._client is not None:
             self._client.close()
             self._client = None
+
+
+def freeze(pid: int, bound: float = 5.0) -> None:
+    """SIGSTOP ``pid`` and return once every one of its threads is stopped: ``kill``
+    returns before the kernel has stopped a busy thread, and a request sent in between
+    could still be answered."""
+    os.kill(pid, signal.SIGSTOP)
+    deadline = time.monotonic() + bound
+    while not all(_thread_state(task) in ("T", "t", "X", "Z", "") for task in Path(f"/proc/{pid}/task").glob("*")):
+        if time.monotonic() > deadline:
+            raise AssertionError(f"process {pid} not stopped {bound:g} s after SIGSTOP")
+        time.sleep(0.001)
+
+
+def _thread_state(task: Path) -> str:
+    try:
+        stat = (task / "stat").read_text()
+    except OSError:  # the thread ended
+        return ""
+    return stat[stat.rindex(")") + 2:].split(" ", 1)[0]
 
 
 @contextmanager
