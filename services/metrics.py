@@ -21,6 +21,7 @@ __all__ = [
     "PROJECTION_BATCH_SECONDS",
     "DEAD_LETTERS",
     "IDENTITY_CONFLICTS",
+    "POLICY_MERGES",
     "HTTP_REQUESTS",
     "HTTP_SECONDS",
     "READ_WAIT_SECONDS",
@@ -101,7 +102,12 @@ DEAD_LETTERS = Counter(
 )
 IDENTITY_CONFLICTS = Counter(
     "touchstream_identity_conflicts_total",
-    "Touchpoints carrying identifiers of two different customers (recorded, not merged).",
+    "Touchpoints carrying identifiers of two different customers (recorded; merged only by an operator or "
+    "the merge policy).",
+)
+POLICY_MERGES = Counter(
+    "touchstream_policy_merges_total",
+    "Merges the automatic merge policy decided and appended to the log (docs/IDENTITY.md).",
 )
 HTTP_REQUESTS = Counter(
     "touchstream_http_requests_total", "HTTP requests by route, method and status.", ["route", "method", "status"]

@@ -187,6 +187,11 @@ class MergeLog(Protocol):
         undoing: undone_position, undo_reason, undo_actor), or None."""
         ...
 
+    async def merge_feed(self, after: int, limit: int) -> list[dict[str, Any]]:
+        """Merges made and undone with a log position above ``after``, in log order: the
+        merge's record plus ``undone`` (1 for the row of its undoing)."""
+        ...
+
     async def merge_refusal(self, position: int) -> str | None:
         """Why the merge or undo at ``position`` was refused when the views folded it (a
         race with another merge), or None."""

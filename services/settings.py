@@ -20,6 +20,7 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from projections.lifecycle.alive import AliveRule
 from projections.lifecycle.stages import LifecycleConfig
+from projections.merge_policy import Kind, Setting
 from projections.predicates.facts import CONTACT_CHANNELS
 
 if TYPE_CHECKING:
@@ -158,6 +159,11 @@ class Settings(BaseSettings):
     # re-evaluates its membership over every view (embedded: at start; scale-out:
     # `touchstream segments rebuild`)
     segments_file: Path = SEGMENTS_FILE
+    # the automatic merge policy (docs/IDENTITY.md), per identifier kind: never (the
+    # default), with_another (a second identifier of the same event must agree) or alone;
+    # e.g. TOUCHSTREAM_MERGE_POLICY='{"external_id": "alone", "email": "with_another"}'
+    # (embedded runtime)
+    merge_policy: dict[Kind, Setting] = {}
     # next best contact: the rule file (docs/RULES.md; "" turns the engine off), and the
     # window after a trigger within which the customer's next purchase converts it
     rules_file: str = str(DEFAULT_RULES_FILE)

@@ -72,14 +72,24 @@ ANSWER_SCHEMAS: dict[str, dict[str, Any]] = {
 _MERGE_PENDING = {"merge_id": {"type": "string"}, "position": {"type": "integer"}, "status": {"const": "pending"}}
 ANSWER_SCHEMAS["Merge"] = {**_object({
     "merge_id": {"type": "string"}, "survivor": {"type": "string"}, "absorbed": {"type": "string"},
-    "reason": {"type": "string"}, "actor": {"type": "string"}, "position": {"type": "integer"},
+    "cause": {"enum": ["operator", "conflict", "policy"]}, "reason": {"type": "string"}, "actor": {"type": "string"},
+    "evidence": {"type": ["object", "null"]}, "position": {"type": "integer"}, "at": _INSTANT,
     "in_force": {"type": "boolean"}, "undone": {"type": ["object", "null"]},
-}, "a merge as recorded (docs/IDENTITY.md): who, why, where in the log, and its undoing"),
+}, "a merge as recorded (docs/IDENTITY.md): who, why, on what evidence, where in the log, and its undoing"),
     "anyOf": [{"required": ["survivor"]}, {"required": ["status"]}]}
 ANSWER_SCHEMAS["Merge"]["required"] = ["merge_id", "position"]  # 202: merge_id, position and status alone
 ANSWER_SCHEMAS["Merge"]["properties"].update(_MERGE_PENDING)
 
+ANSWER_SCHEMAS["MergeFeed"] = _object({"events": _LIST, "next_after": {"type": "integer", "minimum": 0}},
+                                      "merges made and undone, in log order: each a CustomerMerged or "
+                                      "CustomerUnmerged (schemas/identity)")
+ANSWER_SCHEMAS["ConflictResolution"] = _object({
+    "conflict_position": {"type": "integer"}, "survivor": {"type": "string"}, "merges": _LIST},
+    "the merges that resolved the conflict (each a Merge; pending ones while the views fold them)")
+
 ANSWERS: dict[tuple[str, str], str] = {
+    ("get", "/v1/merges"): "MergeFeed",
+    ("post", "/v1/identity/conflicts/{position}/resolve"): "ConflictResolution",
     ("post", "/v1/customers/{customer_id}/merge"): "Merge",
     ("post", "/v1/merges/{merge_id}/undo"): "Merge",
     ("get", "/v1/merges/{merge_id}"): "Merge",

@@ -132,8 +132,16 @@ def customer_router(platform: CustomerReads, keys: KeyRing, value: ValueService)
 
     @router.get("/v1/identity/conflicts")
     async def conflicts(after: Position = 0, limit: Annotated[int, Query(ge=1, le=1000)] = 100) -> JSON:
-        """Touchpoints whose identifiers belong to different customers (not merged)."""
-        return JSON({"conflicts": await platform.conflicts(after, limit)})
+        """Touchpoints whose identifiers belong to different customers, oldest first. Each
+        says the customer every party is shown as now (``shown_as``: merges follow) and
+        whether they are all one customer now (``resolved``)."""
+        rows = await platform.conflicts(after, limit)
+        for row in rows:
+            row["shown_as"] = platform.shown_as(row["customer_id"])
+            for claim in row["identifiers"]:
+                claim["shown_as"] = platform.shown_as(claim["owner"])
+            row["resolved"] = all(claim["shown_as"] == row["shown_as"] for claim in row["identifiers"])
+        return JSON({"conflicts": rows})
 
     @router.get("/v1/dead-letters")
     async def dead_letters(after: Position = 0, limit: Annotated[int, Query(ge=1, le=1000)] = 100) -> JSON:

@@ -31,7 +31,7 @@ from eventsourcing.utils import get_topic
 from projections.codec import format_instant
 
 __all__ = ["Appended", "LoggedTouchpoint", "TouchpointRecorder", "TouchpointLog", "stream_id", "tick_document",
-           "merge_document", "unmerge_document", "IDENTITY_TOPIC", "MERGE_KINDS"]
+           "merge_document", "unmerge_document", "IDENTITY_TOPIC", "MERGE_KINDS", "MERGE_CAUSES"]
 
 _NAMESPACE = uuid.UUID("0b7a6f52-52d4-4c6e-8f0c-3a8d6f1e9c21")
 SCHEMA_VERSION = 1
@@ -201,11 +201,22 @@ def _topic(kind: str) -> str:
     return f"touchpoint/{kind}@{SCHEMA_VERSION}"
 
 
+MERGE_CAUSES = ("operator", "conflict", "policy")
+"""Who decided a merge: an operator naming both customers, an operator resolving a listed
+identity conflict in one call, or the automatic merge policy (``projections.merge_policy``)."""
+
+
 def merge_document(merge_id: str, survivor: str, absorbed: str, reason: str, actor: str,
-                   received_at: datetime) -> dict[str, Any]:
-    """A merge as the log stores it (``projections.merge``): ``absorbed`` is shown as ``survivor``."""
+                   received_at: datetime, *, cause: str = "operator",
+                   evidence: dict[str, Any] | None = None) -> dict[str, Any]:
+    """A merge as the log stores it (``projections.merge``): ``absorbed`` is shown as
+    ``survivor``. ``evidence``: what the decision rested on (the conflict's event and the
+    identifiers both customers claim; for the policy, the rule applied)."""
+    if cause not in MERGE_CAUSES:
+        raise ValueError(f"a merge's cause is one of {MERGE_CAUSES}, not {cause!r}")
     return {"event_id": f"merge/{merge_id}", "type": "customer_merged", "merge_id": merge_id, "survivor": survivor,
-            "absorbed": absorbed, "reason": reason, "actor": actor, "received_at": format_instant(received_at)}
+            "absorbed": absorbed, "reason": reason, "actor": actor, "cause": cause, "evidence": evidence,
+            "received_at": format_instant(received_at)}
 
 
 def unmerge_document(merge_id: str, reason: str, actor: str, received_at: datetime) -> dict[str, Any]:

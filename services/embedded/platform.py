@@ -29,6 +29,7 @@ from services.clock import ClockScheduler
 from services.embedded.eventlog import Appended, TouchpointLog, tick_document
 from services.embedded.ingest import GroupCommitter
 from services.embedded.purchase_log import purchases
+from projections.merge_policy import MergePolicy
 from services.embedded.runner import ProjectionRunner
 from services.embedded.segment_reads import EmbeddedSegments
 from services.embedded.storage.unit import open_current
@@ -92,7 +93,8 @@ class EmbeddedPlatform:
         )
         self.views = open_current(settings.views_path, lock_timeout_seconds=settings.sqlite_lock_timeout_seconds)
         self.runner = ProjectionRunner(self.log, self.views, settings.fold_config(),
-                                       batch=settings.projection_batch_events, cache_bytes=settings.state_cache_bytes)
+                                       batch=settings.projection_batch_events, cache_bytes=settings.state_cache_bytes,
+                                       policy=MergePolicy(settings.merge_policy))
         segments = self.runner.segments
         if segments is None:
             raise RuntimeError("fold_config() always loads the segments file")
@@ -150,6 +152,9 @@ class EmbeddedPlatform:
 
     async def merge_record(self, merge_id: str) -> dict[str, Any] | None:
         return await asyncio.to_thread(self.views.identity.merge, merge_id)
+
+    async def merge_feed(self, after: int, limit: int) -> list[dict[str, Any]]:
+        return await asyncio.to_thread(self.views.identity.merge_feed, after, limit)
 
     async def merge_refusal(self, position: int) -> str | None:
         letter = await asyncio.to_thread(self.views.dead_letters.at, position)

@@ -17,26 +17,28 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable
+from datetime import UTC, datetime
 from typing import Any
 
 import orjson
 import structlog
 
-from projections.batch import BatchResult, FoldConfig, Record, Rejected, Tick, Touch, fold_batch, regroup
+from projections.batch import BatchResult, Conflict, FoldConfig, Record, Rejected, Tick, Touch, fold_batch, regroup
 from projections.codec import format_instant, from_dict, instant
 from projections.identity import identifiers_of
 from projections.merge import Merge, MergeRefused, Merges
+from projections.merge_policy import Claim, MergePolicy, decide
 from projections.segments.membership import Memo
 from projections.view.document import to_state
 from projections.view.fold import micros
 from services import metrics
-from services.embedded.eventlog import IDENTITY_TOPIC, LoggedTouchpoint, TouchpointLog
+from services.embedded.eventlog import IDENTITY_TOPIC, LoggedTouchpoint, TouchpointLog, merge_document
 from services.embedded.storage.contacts import dumps
 from services.embedded.storage.unit import ViewChanges, ViewStore
 from services.nbc.figures import count_contact_figures
 from services.view_cache import States, ViewCache
 
-__all__ = ["ProjectionRunner", "fold_records", "merge_changes"]
+__all__ = ["ProjectionRunner", "fold_records", "merge_changes", "policy_outbox"]
 
 log = structlog.get_logger("touchstream.runner")
 
@@ -54,13 +56,16 @@ def _decode(record: LoggedTouchpoint) -> Record:
 
 
 def fold_records(records: list[LoggedTouchpoint], store: ViewStore, cache: ViewCache, config: FoldConfig, *,
-                 clock: int | None = None, memo: Memo | None = None, merges: Merges | None = None) -> ViewChanges:
+                 clock: int | None = None, memo: Memo | None = None, merges: Merges | None = None,
+                 policy: MergePolicy | None = None) -> ViewChanges:
     """The embedded adapter around ``projections.batch.fold_batch``: decode the log
     records, load what the batch may touch (the owners of its identifiers, the customers
     it names, the customers its ticks may visit), fold, and turn the result into the
     changes to commit (no writes, no metrics here: a failed commit is retried, and must
     not count twice). ``clock``: the latest clock tick folded before the batch.
-    ``merges``: the merges in force (the batch holds none: ``merge_changes`` folds those)."""
+    ``merges``: the merges in force (the batch holds none: ``merge_changes`` folds those).
+    ``policy``: the automatic merge policy; the merges it decides on the batch's conflicts
+    go to the outbox, committed with the batch and appended to the log after it."""
     decoded = [_decode(record) for record in records]
     touches = [d for d in decoded if isinstance(d, Touch)]
     owners = store.identity.owners({i for t in touches for i in identifiers_of(t.event.customer)})
@@ -74,7 +79,25 @@ def fold_records(records: list[LoggedTouchpoint], store: ViewStore, cache: ViewC
                         due_stored=due_stored, memo=memo, roots=roots)
     changes = _changes(result, records)
     changes.ticks = [(t.key, t.tick_id, t.at) for t in decoded if isinstance(t, Tick)]
+    if policy is not None and policy.active and result.conflicts:
+        changes.outbox = policy_outbox(policy, result.conflicts, merges or Merges())
     return changes
+
+
+def policy_outbox(policy: MergePolicy, conflicts: list[Conflict], merges: Merges) -> list[tuple[str, bytes]]:
+    """The merge documents the policy decides on a batch's conflicts, in conflict order."""
+    outbox: list[tuple[str, bytes]] = []
+    now = datetime.now(UTC)
+    for conflict in conflicts:
+        claims = tuple(Claim(identifier[0], owner) for identifier, owner in conflict.identifiers)
+        decided, merges = decide(policy, conflict.event_id, conflict.customer_id, claims, merges)
+        for d in decided:
+            evidence = {"event_id": d.event_id, "conflict_position": conflict.key, "rule": d.rule,
+                        "identifiers": list(d.kinds)}
+            document = merge_document(d.merge_id, d.survivor, d.absorbed, d.reason, d.merge().actor, now,
+                                      cause="policy", evidence=evidence)
+            outbox.append((document["event_id"], orjson.dumps(document)))
+    return outbox
 
 
 def merge_changes(record: LoggedTouchpoint, store: ViewStore, log_: TouchpointLog, cache: ViewCache,
@@ -93,11 +116,13 @@ def merge_changes(record: LoggedTouchpoint, store: ViewStore, log_: TouchpointLo
             merge = Merge(d["merge_id"], d["survivor"], d["absorbed"], d["reason"], d["actor"])
             after = merges.merge(merge)
             touched = merges.group(merges.root(merge.survivor)) | merges.group(merge.absorbed)
-            changes.merges = [(*merge, record.position)]
+            evidence = d.get("evidence")
+            changes.merges = [(*merge, record.position, d.get("cause", "operator"),
+                               None if evidence is None else orjson.dumps(evidence), d["received_at"])]
         else:
             after, merge = merges.undo(d["merge_id"])
             touched = merges.group(merges.root(merge.survivor))
-            changes.unmerges = [(merge.merge_id, record.position, d["reason"], d["actor"])]
+            changes.unmerges = [(merge.merge_id, record.position, d["reason"], d["actor"], d["received_at"])]
     except MergeRefused as refused:
         changes.dead_letters = [(record.position, d.get("event_id"), f"merge_refused: {refused.code}: {refused}",
                                  record.state)]
@@ -182,8 +207,12 @@ class ProjectionRunner:
     """A thread that keeps the view store up to date with the log."""
 
     def __init__(self, log_: TouchpointLog, store: ViewStore, config: FoldConfig | None = None, *,
-                 batch: int = 2000, cache_bytes: int = 256 << 20, until: int | None = None, linger: float = 0.005):
+                 batch: int = 2000, cache_bytes: int = 256 << 20, until: int | None = None, linger: float = 0.005,
+                 policy: MergePolicy | None = None):
+        """``policy``: the automatic merge policy (the live runner alone: a replay folds the
+        merges it decided, from the log, and decides none)."""
         self.log, self.store, self.batch, self.until = log_, store, batch, until
+        self.policy = policy if policy is not None and policy.active else None
         self.config = config or FoldConfig()
         self.segments = self.config.segments
         self.segment_memo: Memo = {}  # segment answers of recently folded views (projections.segments.membership)
@@ -221,8 +250,10 @@ class ProjectionRunner:
         else:
             records = records[:cut]
             changes = fold_records(records, self.store, self.cache, self.config, clock=self.clock, memo=self._memo(),
-                                   merges=self.merges)
+                                   merges=self.merges, policy=self.policy)
         self.store.commit(changes)
+        if changes.outbox:
+            self.flush_outbox()
         self.merges = merges
         self.cache.forget(changes.removed)
         self.cache.keep(changes.views)
@@ -236,6 +267,18 @@ class ProjectionRunner:
         metrics.PROJECTED_EVENTS.inc(len(records))
         metrics.PROJECTION_POSITION.set(self.position)
         return len(records)
+
+    def flush_outbox(self) -> None:
+        """Append the policy merges committed with earlier batches to the log (deduplicated
+        there by their ids: a crash between the append and the clean-up appends nothing
+        twice), then forget them."""
+        pending = self.store.identity.outbox()
+        if not pending:
+            return
+        self.log.append([orjson.loads(document) for _, document in pending])
+        self.store.identity.appended(event_id for event_id, _ in pending)
+        metrics.POLICY_MERGES.inc(len(pending))
+        log.info("policy_merges_appended", merges=len(pending))
 
     def _memo(self) -> Memo:
         if len(self.segment_memo) > MEMO_LIMIT:  # bounded: it only spares evaluations
@@ -272,6 +315,8 @@ class ProjectionRunner:
                 self.failed = None
 
     def start(self) -> None:
+        if self.policy is not None:
+            self.flush_outbox()  # decided before a stop, not yet in the log
         self._thread = threading.Thread(target=self._loop, name="projection-runner", daemon=True)
         self._thread.start()
 

@@ -106,6 +106,9 @@ class KafkaPlatform:
     runtime = "kafka"
 
     def __init__(self, settings: Settings):
+        if any(setting != "never" for setting in settings.merge_policy.values()):
+            raise ValueError("TOUCHSTREAM_MERGE_POLICY: the scale-out runtime keeps no merges yet "
+                             "(docs/IDENTITY.md); unset it, or run the embedded runtime")
         self.settings = settings
         self.cursors = cursors(settings.kafka_partitions)
         self.topic = settings.kafka_touchpoints_topic

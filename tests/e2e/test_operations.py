@@ -46,6 +46,8 @@ MERGE_ROUTES = {  # tests/e2e/test_merges.py; the embedded runtime's only, for n
     ("post", "/v1/customers/{customer_id}/merge"),
     ("post", "/v1/merges/{merge_id}/undo"),
     ("get", "/v1/merges/{merge_id}"),
+    ("get", "/v1/merges"),
+    ("post", "/v1/identity/conflicts/{position}/resolve"),
 }
 OPS_ROUTES = {"/metrics", "/healthz", "/readyz", "/openapi.json", "/docs", "/docs/oauth2-redirect", "/redoc"}
 

@@ -40,9 +40,10 @@ class ViewChanges:
     segments: list[SegmentChange] = field(default_factory=list)  # segment entries and exits
     ticks: list[tuple[int, str, int]] = field(default_factory=list)  # clock ticks folded: position, tick id, at µs
     removed: list[str] = field(default_factory=list)  # customers a merge absorbed: their views go
-    merges: list[tuple[str, str, str, str, str, int]] = field(default_factory=list)  # merge id, survivor, absorbed,
-    # reason, actor, position
-    unmerges: list[tuple[str, int, str, str]] = field(default_factory=list)  # merge id, position, reason, actor
+    merges: list[tuple[str, str, str, str, str, int, str, bytes | None, str]] = field(default_factory=list)
+    # merge id, survivor, absorbed, reason, actor, position, cause, evidence JSON, at
+    unmerges: list[tuple[str, int, str, str, str]] = field(default_factory=list)  # merge id, position, reason, actor, at
+    outbox: list[tuple[str, bytes]] = field(default_factory=list)  # (event id, document JSON) to append to the log
 
 
 class Concern:

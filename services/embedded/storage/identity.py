@@ -23,16 +23,34 @@ class IdentityIndex(Concern):
         "position INTEGER PRIMARY KEY, event_id TEXT, customer_id TEXT, detail BLOB)",
         # every merge the log holds, with the position that made it and the one that undid it
         "CREATE TABLE IF NOT EXISTS merges (merge_id TEXT PRIMARY KEY, survivor TEXT NOT NULL, absorbed TEXT NOT NULL, "
-        "reason TEXT, actor TEXT, position INTEGER NOT NULL, undone_position INTEGER, undo_reason TEXT, undo_actor TEXT)",
+        "reason TEXT, actor TEXT, position INTEGER NOT NULL, cause TEXT NOT NULL, evidence BLOB, at TEXT NOT NULL, "
+        "undone_position INTEGER, undo_reason TEXT, undo_actor TEXT, undone_at TEXT)",
+        "CREATE INDEX IF NOT EXISTS merges_position ON merges (position)",
+        # merges the automatic policy decided, committed with the batch that met the conflict
+        # and appended to the log just after it (removed once appended: never lost, never twice)
+        "CREATE TABLE IF NOT EXISTS merge_outbox (event_id TEXT PRIMARY KEY, document BLOB NOT NULL)",
+        "CREATE UNIQUE INDEX IF NOT EXISTS merges_undone ON merges (undone_position) WHERE undone_position IS NOT NULL",
     )
 
     def write(self, c: Any, changes: ViewChanges) -> None:
         c.executemany("INSERT OR IGNORE INTO identifiers VALUES (?,?,?)", changes.links)
         c.executemany("INSERT OR IGNORE INTO identity_conflicts VALUES (?,?,?,?)", changes.conflicts)
-        c.executemany("INSERT OR IGNORE INTO merges (merge_id, survivor, absorbed, reason, actor, position) "
-                      "VALUES (?,?,?,?,?,?)", changes.merges)
-        c.executemany("UPDATE merges SET undone_position=?, undo_reason=?, undo_actor=? WHERE merge_id=?",
-                      [(position, reason, actor, merge_id) for merge_id, position, reason, actor in changes.unmerges])
+        c.executemany("INSERT OR IGNORE INTO merges (merge_id, survivor, absorbed, reason, actor, position, cause, "
+                      "evidence, at) VALUES (?,?,?,?,?,?,?,?,?)", changes.merges)
+        c.executemany("INSERT OR IGNORE INTO merge_outbox VALUES (?,?)", changes.outbox)
+        c.executemany("UPDATE merges SET undone_position=?, undo_reason=?, undo_actor=?, undone_at=? WHERE merge_id=?",
+                      [(position, reason, actor, at, merge_id) for merge_id, position, reason, actor, at in changes.unmerges])
+
+    def outbox(self) -> list[tuple[str, bytes]]:
+        """Policy merges committed and not yet appended to the log, in decision order."""
+        with self.reading() as c:
+            c.execute("SELECT event_id, document FROM merge_outbox ORDER BY rowid")
+            return [(r[0], r[1]) for r in c.fetchall()]
+
+    def appended(self, event_ids: Iterable[str]) -> None:
+        """Forget outbox entries the log now holds."""
+        with self.writing() as c:
+            c.executemany("DELETE FROM merge_outbox WHERE event_id=?", [(e,) for e in event_ids])
 
     def merges_in_force(self) -> list[Merge]:
         """The merges not undone, in the order they were made."""
@@ -47,6 +65,16 @@ class IdentityIndex(Concern):
             c.execute("SELECT * FROM merges WHERE merge_id=?", (merge_id,))
             row = c.fetchone()
             return None if row is None else dict(row)
+
+    def merge_feed(self, after: int, limit: int) -> list[dict[str, Any]]:
+        """Merges made and merges undone with a log position above ``after``, in log order:
+        one row per change, ``undone`` telling which (the merge's own row, read at the
+        position of its undoing for the latter)."""
+        with self.reading() as c:
+            c.execute("SELECT * FROM (SELECT *, position AS at_position, 0 AS undone FROM merges WHERE position > ? "
+                      "UNION ALL SELECT *, undone_position AS at_position, 1 AS undone FROM merges "
+                      "WHERE undone_position > ?) ORDER BY at_position LIMIT ?", (after, after, limit))
+            return [dict(r) for r in c.fetchall()]
 
     def owners(self, identifiers: Iterable[Identifier]) -> dict[Identifier, str]:
         by_kind: dict[str, list[str]] = {}
