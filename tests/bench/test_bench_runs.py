@@ -33,5 +33,7 @@ def test_the_quick_benchmark_reports_every_figure_and_an_identical_replay(tmp_pa
     assert value["refit"]["customers"] == 12_000 and value["refit"]["converged"] is True
     assert value["refit"]["spend_parameters"] is not None and value["refit"]["portfolio_lifetime_value"] > 0
     assert [row["absorbed_events"] for row in results["merge"]["rows"]] == [10, 100, 1000]
+    policy = results["merge_policy"]  # the same log folded with and without the merge policy
+    assert policy["events"] == 2400 and 0 < policy["policy_merges_decided"] <= policy["conflicts"]
     export = value["export"]  # every card of the large log's customers, each stored five times
     assert export["cards"] == 5 * export["customers_folded"] and len(export["csv_runs_cards_per_second"]) == 3

@@ -109,9 +109,11 @@ def _measured(scale: Scale, base: Path, shown: Meter) -> dict[str, Any]:
 
     step("next best contact")
     results["nbc"] = run_nbc_bench(events=large_events // 5, customers=large_customers // 10)
-    from tools.bench.merge import merge_cost
+    from tools.bench.merge import merge_cost, policy_overhead
 
     results["merge"] = merge_cost((10, 100, 1000, 10_000) if large_events >= 1_000_000 else (10, 100, 1000))
+    policy_events = min(60_000, large_events // 5)
+    results["merge_policy"] = policy_overhead(events=policy_events, customers=policy_events // 10)
     shown.advance()
     baseline = results["baseline_naive_load_modify_save"]["events_per_second"]
     small, large = results["log_small"]["fold"], results["log_large"]["fold"]
@@ -177,6 +179,11 @@ def _print_spine(r: dict[str, Any], console: Console) -> None:
         m = r["merge"]
         rows += [(f"merge: {row['absorbed_events']:,} absorbed events", f"{row['merge_ms']} ms (their fold as a batch: "
                   f"{row['fold_as_batch_ms']} ms)", "proportional") for row in m["rows"]]
+    if "merge_policy" in r:
+        p = r["merge_policy"]
+        rows.append(("merge policy: overhead on the fold", f"+{p['overhead_percent']}% ({p['with_policy_events_per_second']:,}"
+                     f" vs {p['without_policy_events_per_second']:,} ev/s; {p['policy_merges_decided']:,} merges decided "
+                     f"on {p['conflicts']:,} conflicts in {p['events']:,} events)", "≤ +5%"))
     if "nbc" in r:
         n = r["nbc"]
         o, b = n["rules_overhead"], n["backtest"]
