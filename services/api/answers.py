@@ -87,7 +87,15 @@ ANSWER_SCHEMAS["ConflictResolution"] = _object({
     "conflict_position": {"type": "integer"}, "survivor": {"type": "string"}, "merges": _LIST},
     "the merges that resolved the conflict (each a Merge; pending ones while the views fold them)")
 
+ANSWER_SCHEMAS["SubjectAccess"] = _object({
+    "format": {"const": "touchstream.subject_access.v1"}, "generated_at": _INSTANT, "position": {"type": "integer"},
+    "customer_id": {"type": "string"}, "customers": {"type": "array", "items": {"type": "string"}},
+    "customer": {"type": "object"}, "touchpoints": _LIST, "consent_history": _LIST, "lifecycle_transitions": _LIST,
+    "triggers": _LIST, "segments": {"type": "array", "items": {"type": "string"}}, "merges": _LIST},
+    "everything held about the customer (subject access and portability: services/api/export_routes.py)")
+
 ANSWERS: dict[tuple[str, str], str] = {
+    ("get", "/v1/customers/{customer_id}/export"): "SubjectAccess",
     ("get", "/v1/merges"): "MergeFeed",
     ("post", "/v1/identity/conflicts/{position}/resolve"): "ConflictResolution",
     ("post", "/v1/customers/{customer_id}/merge"): "Merge",

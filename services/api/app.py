@@ -29,6 +29,7 @@ from services.api.customer_routes import customer_router
 from services.api.form_routes import form_router
 from services.api.ingest_routes import ingest_router
 from services.api.lifecycle_routes import lifecycle_router
+from services.api.export_routes import export_router
 from services.api.merge_routes import merge_router
 from services.ports import MergeLog
 from services.api.openapi import install_openapi
@@ -151,6 +152,7 @@ def create_app(platform: Platform, *, manage_platform: bool = True) -> FastAPI:
     app.include_router(ingest_router(platform, keys))
     app.include_router(form_router(platform, keys.limiter))
     app.include_router(customer_router(platform, keys, value))
+    app.include_router(export_router(platform, keys, value))
     if isinstance(platform, MergeLog):  # the scale-out runtime keeps no merges yet: its document offers none
         app.include_router(merge_router(platform, keys))
     app.include_router(lifecycle_router(platform, keys))

@@ -29,13 +29,34 @@ from services.ports import CustomerReads
 from services.value.card import value_card
 from services.value.service import ValueService
 
-__all__ = ["customer_router"]
+__all__ = ["customer_router", "customer_document"]
 
 EXTERNAL_ID = r"[A-Za-z0-9][A-Za-z0-9._~@-]{0,63}:[A-Za-z0-9][A-Za-z0-9._~:@-]{0,127}"  # system:id
 _EXTERNAL_ID = re.compile(EXTERNAL_ID)
 MinPosition = Annotated[Position | None, Query(description="wait until the views include this log position")]
 CustomerId = Annotated[Identifier, Path(description="the customer's id (input rules: identifier)")]
 At = Annotated[Instant | None, Query(description="RFC 3339 instant contact pressure is counted against")]
+
+
+async def customer_document(platform: CustomerReads, value: ValueService, asked: str,
+                            at: datetime | None) -> dict[str, Any] | None:
+    """The 360° view of the customer ``asked`` is shown as, with contact pressure, next
+    best contact and the value card at ``at`` (default: now); None for no such customer."""
+    customer_id = platform.shown_as(asked)
+    state = await platform.state(customer_id)
+    if state is None:
+        return None
+    view = from_state(orjson.loads(state))
+    document = to_document(view)
+    if customer_id != asked:  # absorbed by a merge: the customer it is shown as, said so
+        document["merged_into"] = customer_id
+    moment = at or datetime.now(UTC)
+    document["contact_pressure"] = contact_pressure(view, moment)
+    document["next_best_contact"] = contact_document(view)
+    _, cuts = await value.portfolio()
+    base = await value.time_base(None if at is None else micros(at))
+    document["value"] = value_card(view, await value.current(), cuts, base, platform.settings)
+    return document
 
 
 def customer_router(platform: CustomerReads, keys: KeyRing, value: ValueService) -> APIRouter:
@@ -58,20 +79,9 @@ def customer_router(platform: CustomerReads, keys: KeyRing, value: ValueService)
         return caught.position
 
     async def answer(asked: str, position: int, at: datetime | None) -> JSON:
-        customer_id = platform.shown_as(asked)
-        state = await platform.state(customer_id)
-        if state is None:
+        document = await customer_document(platform, value, asked, at)
+        if document is None:
             raise HTTPException(404, "no such customer")
-        view = from_state(orjson.loads(state))
-        document = to_document(view)
-        if customer_id != asked:  # absorbed by a merge: the customer it is shown as, said so
-            document["merged_into"] = customer_id
-        moment = at or datetime.now(UTC)
-        document["contact_pressure"] = contact_pressure(view, moment)
-        document["next_best_contact"] = contact_document(view)
-        _, cuts = await value.portfolio()
-        base = await value.time_base(None if at is None else micros(at))
-        document["value"] = value_card(view, await value.current(), cuts, base, platform.settings)
         return JSON(document, headers={"X-Touchstream-Position": str(position)})
 
     @router.get("/v1/customers/{customer_id}")

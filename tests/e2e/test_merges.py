@@ -166,6 +166,11 @@ def test_a_conflict_is_resolved_in_one_call_and_the_merge_feed_follows_it(api: A
     assert again.status_code == 409 and again.json()["error"]["code"] == "already_resolved", again.text
     view = api.customer(writer, at=AT, min_position=merge["position"])
     assert view["customer_id"] == caller and view["merged_into"] == caller and view["touchpoints"] == 3
+    # the subject access export of either id covers both records and says how they became one
+    export = api.client.get(f"/v1/customers/{writer}/export", headers=bearer(api.runtime.keys.admin)).json()
+    assert export["customer_id"] == caller and export["customers"] == sorted([caller, writer])
+    assert {t["event_id"] for t in export["touchpoints"]} == {f"{tag}-call", f"{tag}-mail", f"{tag}-both"}
+    assert [(m["type"], m["merge_id"]) for m in export["merges"]] == [("customer_merged", merge["merge_id"])]
 
     undone = _undo(api, merge["merge_id"])
     assert undone.status_code == 200, undone.text

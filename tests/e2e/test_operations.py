@@ -23,6 +23,7 @@ V1_ROUTES = {
     ("get", "/v1/customers"),
     ("get", "/v1/customers/{customer_id}"),
     ("get", "/v1/customers/{customer_id}/timeline"),
+    ("get", "/v1/customers/{customer_id}/export"),
     ("get", "/v1/identity/conflicts"),
     ("get", "/v1/dead-letters"),
     ("post", "/v1/clock/ticks"),
