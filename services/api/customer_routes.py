@@ -17,7 +17,10 @@ from typing import Annotated, Any
 import orjson
 from fastapi import APIRouter, Depends, HTTPException, Path, Query
 
+from projections.as_of import as_of_view, own_identifiers
+from projections.codec import format_instant, from_dict
 from projections.view.document import contact_document, from_state, to_document
+from projections.view.fold import CustomerView
 from projections.view.pressure import contact_pressure
 from projections.view.state import micros
 from services import metrics
@@ -36,6 +39,11 @@ _EXTERNAL_ID = re.compile(EXTERNAL_ID)
 MinPosition = Annotated[Position | None, Query(description="wait until the views include this log position")]
 CustomerId = Annotated[Identifier, Path(description="the customer's id (input rules: identifier)")]
 At = Annotated[Instant | None, Query(description="RFC 3339 instant contact pressure is counted against")]
+AsOf = Annotated[Instant | None, Query(description="the customer as the events that had happened by this instant "
+                                                   "describe them, evaluated at it (docs/PRIVACY.md)")]
+KnownAt = Annotated[Position | Instant | None, Query(
+    description="only the events the platform had received by this instant, or by this log position (late "
+                "events excluded; docs/PRIVACY.md)")]
 
 
 async def customer_document(platform: CustomerReads, value: ValueService, asked: str,
@@ -46,7 +54,14 @@ async def customer_document(platform: CustomerReads, value: ValueService, asked:
     state = await platform.state(customer_id)
     if state is None:
         return None
-    view = from_state(orjson.loads(state))
+    return await render(platform, value, asked, from_state(orjson.loads(state)), at)
+
+
+async def render(platform: CustomerReads, value: ValueService, asked: str, view: CustomerView,
+                 at: datetime | None) -> dict[str, Any]:
+    """``view``'s document with contact pressure, next best contact and the value card at
+    ``at`` (default: now), and ``merged_into`` when ``asked`` was absorbed into it."""
+    customer_id = view.customer_id
     document = to_document(view)
     if customer_id != asked:  # absorbed by a merge: the customer it is shown as, said so
         document["merged_into"] = customer_id
@@ -84,13 +99,55 @@ def customer_router(platform: CustomerReads, keys: KeyRing, value: ValueService)
             raise HTTPException(404, "no such customer")
         return JSON(document, headers={"X-Touchstream-Position": str(position)})
 
+    async def as_of_answer(asked: str, position: int, as_of: datetime | None, known_at: int | datetime | None,
+                           at: datetime | None) -> JSON:
+        """The customer from their own events up to ``as_of`` and/or known by ``known_at``
+        (``projections.as_of``), evaluated at ``as_of`` (else ``known_at``'s instant, else now)."""
+        customer_id = platform.shown_as(asked)
+        state = await platform.state(customer_id)
+        if state is None:
+            raise HTTPException(404, "no such customer")
+        current = from_state(orjson.loads(state))
+        events, cursor = [], None
+        while True:  # every event of the customer (and of those merged into it), from the log
+            page = await platform.timeline(customer_id, 500, cursor)
+            events.extend(page.events)
+            if not page.next_cursor or not page.events:
+                break
+            cursor = page.next_cursor
+        until = as_of or (known_at if isinstance(known_at, datetime) else None) or datetime.now(UTC)
+        chosen = []
+        for raw in events:
+            event = from_dict({k: v for k, v in raw.items() if k != "position"})
+            if as_of is not None and event.occurred_at > as_of:
+                continue
+            if isinstance(known_at, datetime) and event.received_at > known_at:
+                continue
+            if isinstance(known_at, int) and (raw.get("position") is None or raw["position"] > known_at):
+                continue
+            chosen.append((raw.get("position") or 0, event))
+        view = as_of_view(customer_id, chosen, own_identifiers(current), platform.settings.fold_config(),
+                          until=micros(until))
+        if view is None:
+            raise HTTPException(404, "the customer had no event by then")
+        document = await render(platform, value, asked, view, at or until)
+        document["as_of"] = None if as_of is None else format_instant(as_of)
+        document["known_at"] = (None if known_at is None else known_at if isinstance(known_at, int)
+                                else format_instant(known_at))
+        return JSON(document, headers={"X-Touchstream-Position": str(position)})
+
     @router.get("/v1/customers/{customer_id}")
-    async def get_customer(customer_id: CustomerId, min_position: MinPosition = None, at: At = None) -> JSON:
+    async def get_customer(customer_id: CustomerId, min_position: MinPosition = None, at: At = None,
+                           as_of: AsOf = None, known_at: KnownAt = None) -> JSON:
         """The 360° view; ``at`` sets the time contact pressure is counted against. A
         customer a merge absorbed answers with the view of the customer it is shown as
         (200, not a redirect: the same body a lookup by any of its identifiers gives),
-        with ``merged_into`` naming that customer."""
+        with ``merged_into`` naming that customer. With ``as_of`` and/or ``known_at``: the
+        audit view, the customer as their events up to that instant (or known by that
+        instant or log position) describe them, folded from the log (docs/PRIVACY.md)."""
         position = await caught_up(min_position)
+        if as_of is not None or known_at is not None:
+            return await as_of_answer(customer_id, position, as_of, known_at, at)
         return await answer(customer_id, position, at)
 
     @router.get("/v1/customers", responses={404: {"description": "no customer has this identifier (or none was "
