@@ -9,6 +9,7 @@ view position it reflects (``X-Touchstream-Position``).
 
 from __future__ import annotations
 
+import asyncio
 import re
 import time
 from datetime import UTC, datetime
@@ -36,6 +37,7 @@ __all__ = ["customer_router", "customer_document"]
 
 EXTERNAL_ID = r"[A-Za-z0-9][A-Za-z0-9._~@-]{0,63}:[A-Za-z0-9][A-Za-z0-9._~:@-]{0,127}"  # system:id
 _EXTERNAL_ID = re.compile(EXTERNAL_ID)
+AS_OF_MAX_EVENTS = 100_000  # an as-of read folds the customer's events on the request: bounded
 MinPosition = Annotated[Position | None, Query(description="wait until the views include this log position")]
 CustomerId = Annotated[Identifier, Path(description="the customer's id (input rules: identifier)")]
 At = Annotated[Instant | None, Query(description="RFC 3339 instant contact pressure is counted against")]
@@ -99,6 +101,8 @@ def customer_router(platform: CustomerReads, keys: KeyRing, value: ValueService)
             raise HTTPException(404, "no such customer")
         return JSON(document, headers={"X-Touchstream-Position": str(position)})
 
+    fold_config = platform.settings.fold_config()  # read once: the files it names are read at start
+
     async def as_of_answer(asked: str, position: int, as_of: datetime | None, known_at: int | datetime | None,
                            at: datetime | None) -> JSON:
         """The customer from their own events up to ``as_of`` and/or known by ``known_at``
@@ -112,6 +116,9 @@ def customer_router(platform: CustomerReads, keys: KeyRing, value: ValueService)
         while True:  # every event of the customer (and of those merged into it), from the log
             page = await platform.timeline(customer_id, 500, cursor)
             events.extend(page.events)
+            if len(events) > AS_OF_MAX_EVENTS:
+                raise HTTPException(422, [{"path": "as_of", "message": f"this customer has more than "
+                                           f"{AS_OF_MAX_EVENTS} events: too many to fold on a read"}])
             if not page.next_cursor or not page.events:
                 break
             cursor = page.next_cursor
@@ -126,8 +133,8 @@ def customer_router(platform: CustomerReads, keys: KeyRing, value: ValueService)
             if isinstance(known_at, int) and (raw.get("position") is None or raw["position"] > known_at):
                 continue
             chosen.append((raw.get("position") or 0, event))
-        view = as_of_view(customer_id, chosen, own_identifiers(current), platform.settings.fold_config(),
-                          until=micros(until))
+        view = await asyncio.to_thread(as_of_view, customer_id, chosen, own_identifiers(current), fold_config,
+                                       until=micros(until))
         if view is None:
             raise HTTPException(404, "the customer had no event by then")
         document = await render(platform, value, asked, view, at or until)

@@ -34,13 +34,13 @@ from projections.codec import format_instant
 from projections.segments.membership import members_of
 from projections.view.document import from_state
 from services.api.auth import KeyRing
-from services.api.customer_routes import CustomerId, MinPosition, customer_document
+from services.api.customer_routes import CustomerId, MinPosition, render
 from services.api.merge_routes import merge_event
 from services.api.responses import JSON
 from services.ports import MergeLog, Platform
 from services.value.service import ValueService
 
-__all__ = ["export_router", "FORMAT"]
+__all__ = ["export_router", "FORMAT", "all_triggers"]
 
 FORMAT = "touchstream.subject_access.v1"
 PAGE = 1000
@@ -52,23 +52,28 @@ def export_router(platform: Platform, keys: KeyRing, value: ValueService) -> API
 
     @router.get("/v1/customers/{customer_id}/export", dependencies=[Depends(keys.require("admin"))],
                 responses={404: {"description": "no such customer"},
+                           409: {"description": "min_position is beyond every position ingest answered"},
                            503: {"description": "the views have not reached min_position yet"}})
     async def export(customer_id: CustomerId, min_position: MinPosition = None) -> JSON:
         """Everything held about the customer (subject access, portability), as one JSON
         file: the 360° view, every touchpoint, consent history, lifecycle transitions,
         triggers with their explanations, segment memberships, merges."""
         caught = await platform.caught_up(min_position, wait_max)
+        if caught.beyond:
+            raise HTTPException(409, [{"path": "min_position", "message": f"no write was given position "
+                                       f"{min_position}: pass a position ingest answered (the views are at "
+                                       f"{caught.position})"}])
         if not caught.reached:
             raise HTTPException(503, f"views are at position {caught.position}, not yet {min_position}",
                                 headers={"Retry-After": "1"})
-        document = await customer_document(platform, value, customer_id, None)
-        if document is None:
+        root = platform.shown_as(customer_id)
+        state = await platform.state(root)
+        if state is None:
             raise HTTPException(404, "no such customer")
-        root = document["customer_id"]
+        view = from_state(orjson.loads(state))
+        document = await render(platform, value, customer_id, view, None)
         group = sorted(platform.merges().group(root)) if isinstance(platform, MergeLog) else [root]
         touchpoints = await _timeline(platform, root)
-        state = await platform.state(root)
-        view = from_state(orjson.loads(state or b"{}"))
         payload: dict[str, Any] = {
             "format": FORMAT,
             "generated_at": format_instant(datetime.now(UTC)),
@@ -127,6 +132,11 @@ async def _feed(read: Read, platform: Platform, customer_id: str) -> list[dict[s
         if cursor is None or cursor == after:
             return items
         after = cursor
+
+
+async def all_triggers(platform: Platform, customer_id: str) -> list[dict[str, Any]]:
+    """Every next-best-contact trigger about the customer, oldest first."""
+    return await _feed(_triggers, platform, customer_id)
 
 
 async def _merges(platform: MergeLog, customers: set[str]) -> list[dict[str, Any]]:

@@ -145,12 +145,15 @@ def merge_router(platform: MergeLog, keys: KeyRing) -> APIRouter:
             return JSON({"conflict_position": position, "survivor": keep, "status": "pending",
                          "merges": [{"merge_id": d["merge_id"], "position": a.position, "status": "pending"}
                                     for d, a in zip(documents, appended, strict=True)]}, status_code=202)
-        answers = []
+        answers: list[dict[str, Any]] = []
         for document, added in zip(documents, appended, strict=True):
             refusal = await platform.merge_refusal(added.position)
             record = await platform.merge_record(document["merge_id"])
-            if refusal is not None or record is None:
-                raise HTTPException(409, {"code": _refusal_code(refusal), "message": refusal or "refused"})
+            if refusal is not None or record is None:  # another merge raced this one
+                done = ", ".join(a["merge_id"] for a in answers) or "none"
+                raise HTTPException(409, {"code": _refusal_code(refusal), "customer_id": None,
+                                          "message": f"{refusal or 'refused'} (merges of this resolution in force: "
+                                                     f"{done}; undo them or resolve again)"})
             answers.append(_merge(record))
         return JSON({"conflict_position": position, "survivor": keep, "merges": answers},
                     headers={"X-Touchstream-Position": str(appended[-1].position)})

@@ -57,7 +57,8 @@ def _decode(record: LoggedTouchpoint) -> Record:
 
 def fold_records(records: list[LoggedTouchpoint], store: ViewStore, cache: ViewCache, config: FoldConfig, *,
                  clock: int | None = None, memo: Memo | None = None, merges: Merges | None = None,
-                 policy: MergePolicy | None = None) -> ViewChanges:
+                 policy: MergePolicy | None = None, decided: Merges | None = None,
+                 policy_after: int = 0) -> ViewChanges:
     """The embedded adapter around ``projections.batch.fold_batch``: decode the log
     records, load what the batch may touch (the owners of its identifiers, the customers
     it names, the customers its ticks may visit), fold, and turn the result into the
@@ -65,7 +66,9 @@ def fold_records(records: list[LoggedTouchpoint], store: ViewStore, cache: ViewC
     not count twice). ``clock``: the latest clock tick folded before the batch.
     ``merges``: the merges in force (the batch holds none: ``merge_changes`` folds those).
     ``policy``: the automatic merge policy; the merges it decides on the batch's conflicts
-    go to the outbox, committed with the batch and appended to the log after it."""
+    (those at positions beyond ``policy_after``) go to the outbox, committed with the batch
+    and appended to the log after it. ``decided``: the merges in force plus those the
+    policy decided and the views have not folded yet (what it decides against)."""
     decoded = [_decode(record) for record in records]
     touches = [d for d in decoded if isinstance(d, Touch)]
     owners = store.identity.owners({i for t in touches for i in identifiers_of(t.event.customer)})
@@ -79,8 +82,9 @@ def fold_records(records: list[LoggedTouchpoint], store: ViewStore, cache: ViewC
                         due_stored=due_stored, memo=memo, roots=roots)
     changes = _changes(result, records)
     changes.ticks = [(t.key, t.tick_id, t.at) for t in decoded if isinstance(t, Tick)]
-    if policy is not None and policy.active and result.conflicts:
-        changes.outbox = policy_outbox(policy, result.conflicts, merges or Merges())
+    conflicts = [c for c in result.conflicts if c.key > policy_after]
+    if policy is not None and policy.active and conflicts:
+        changes.outbox = policy_outbox(policy, conflicts, decided or merges or Merges())
     return changes
 
 
@@ -210,7 +214,9 @@ class ProjectionRunner:
                  batch: int = 2000, cache_bytes: int = 256 << 20, until: int | None = None, linger: float = 0.005,
                  policy: MergePolicy | None = None):
         """``policy``: the automatic merge policy (the live runner alone: a replay folds the
-        merges it decided, from the log, and decides none)."""
+        merges it decided, from the log, and decides none). A view store started afresh
+        over an existing log (a rebuild) takes no decision on the events already in the
+        log: those it took are there, and a policy changed since must not rewrite them."""
         self.log, self.store, self.batch, self.until = log_, store, batch, until
         self.policy = policy if policy is not None and policy.active else None
         self.config = config or FoldConfig()
@@ -221,6 +227,9 @@ class ProjectionRunner:
         self.cache = ViewCache(store, cache_bytes)
         self.position = store.position()
         self.merges = Merges.of(store.identity.merges_in_force())
+        self.policy_after = log_.head() if self.policy is not None and self.position == 0 else 0
+        self.unfolded: dict[str, Merge] = {}  # policy merges decided, not yet folded: merge id -> merge
+        self._outbox_pending = False
         self._changed = threading.Condition()
         self._appended = 0  # commits announced by the writer; read under the lock
         self._stop = threading.Event()
@@ -235,6 +244,8 @@ class ProjectionRunner:
             self._changed.notify_all()
 
     def run_once(self) -> int:
+        if self._outbox_pending:  # the log refused the last append: try again
+            self._outbox_pending = not self.flush_outbox()
         limit = self.batch if self.until is None else min(self.batch, self.until - self.position)
         records = self.log.read(self.position, limit) if limit > 0 else []
         if not records:
@@ -250,10 +261,9 @@ class ProjectionRunner:
         else:
             records = records[:cut]
             changes = fold_records(records, self.store, self.cache, self.config, clock=self.clock, memo=self._memo(),
-                                   merges=self.merges, policy=self.policy)
+                                   merges=self.merges, policy=self.policy, decided=self._decided(),
+                                   policy_after=self.policy_after)
         self.store.commit(changes)
-        if changes.outbox:
-            self.flush_outbox()
         self.merges = merges
         self.cache.forget(changes.removed)
         self.cache.keep(changes.views)
@@ -262,23 +272,51 @@ class ProjectionRunner:
         with self._changed:
             self.position = changes.position
             self._changed.notify_all()
+        for merge_id, *_ in changes.merges:  # folded (or refused: a dead letter), no longer pending
+            self.unfolded.pop(merge_id, None)
+        for letter in changes.dead_letters:
+            if cut == 0 and letter[1] and letter[1].startswith("merge/"):
+                self.unfolded.pop(letter[1].removeprefix("merge/"), None)
+        for _, document in changes.outbox:
+            d = orjson.loads(document)
+            self.unfolded[d["merge_id"]] = Merge(d["merge_id"], d["survivor"], d["absorbed"], d["reason"], d["actor"])
+        if changes.outbox:
+            self._outbox_pending = not self.flush_outbox()
         metrics.PROJECTION_BATCH_SECONDS.observe(time.perf_counter() - started)
         metrics.VIEW_LATENCY_SECONDS.observe(_age_seconds(records[0]))  # the batch's oldest: its worst case
         metrics.PROJECTED_EVENTS.inc(len(records))
         metrics.PROJECTION_POSITION.set(self.position)
         return len(records)
 
-    def flush_outbox(self) -> None:
+    def _decided(self) -> Merges:
+        """The merges in force and those the policy decided that the views have not folded
+        yet (in decision order; one an operator's merge made impossible meanwhile is left out)."""
+        graph = self.merges
+        for merge in self.unfolded.values():
+            try:
+                graph = graph.merge(merge)
+            except MergeRefused:
+                continue
+        return graph
+
+    def flush_outbox(self) -> bool:
         """Append the policy merges committed with earlier batches to the log (deduplicated
         there by their ids: a crash between the append and the clean-up appends nothing
-        twice), then forget them."""
-        pending = self.store.identity.outbox()
-        if not pending:
-            return
-        self.log.append([orjson.loads(document) for _, document in pending])
-        self.store.identity.appended(event_id for event_id, _ in pending)
-        metrics.POLICY_MERGES.inc(len(pending))
-        log.info("policy_merges_appended", merges=len(pending))
+        twice), then forget them; False when the log did not take them (they stay in the
+        outbox, and the next batch tries again)."""
+        try:
+            pending = self.store.identity.outbox()
+            if not pending:
+                return True
+            appended = self.log.append([orjson.loads(document) for _, document in pending])
+            self.store.identity.appended(event_id for event_id, _ in pending)
+        except Exception as error:  # noqa: BLE001 - the decisions are safe in the outbox: retried
+            log.error("policy_merges_not_appended", error=type(error).__name__, detail=str(error)[:200])
+            return False
+        fresh = sum(1 for a in appended if not a.duplicate)
+        metrics.POLICY_MERGES.inc(fresh)
+        log.info("policy_merges_appended", merges=fresh)
+        return True
 
     def _memo(self) -> Memo:
         if len(self.segment_memo) > MEMO_LIMIT:  # bounded: it only spares evaluations
@@ -315,8 +353,10 @@ class ProjectionRunner:
                 self.failed = None
 
     def start(self) -> None:
-        if self.policy is not None:
-            self.flush_outbox()  # decided before a stop, not yet in the log
+        for _, document in self.store.identity.outbox():  # decided before a stop, not yet in the log
+            d = orjson.loads(document)
+            self.unfolded[d["merge_id"]] = Merge(d["merge_id"], d["survivor"], d["absorbed"], d["reason"], d["actor"])
+        self.flush_outbox()  # whatever the setting now: a decision taken is appended
         self._thread = threading.Thread(target=self._loop, name="projection-runner", daemon=True)
         self._thread.start()
 
