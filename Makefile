@@ -18,11 +18,14 @@ STAMP  := $(VENV)/.installed
 # Integration tests start a private redis-server (or use REDIS_URL): Debian's package.
 # The metrics, alert-rule and scrape tests run promtool and a real prometheus: Debian's
 # prometheus package (the service it installs is not needed: tests start their own).
+# The agent desk tests drive a real Chromium (Playwright, Debian's chromium package).
 services:
 	@command -v redis-server >/dev/null || test -n "$$REDIS_URL" || \
 	  (apt-get update -qq && apt-get install -y -qq redis-server >/dev/null)
 	@command -v promtool >/dev/null && command -v prometheus >/dev/null || \
 	  (apt-get update -qq && apt-get install -y -qq prometheus >/dev/null)
+	@command -v chromium >/dev/null || \
+	  (apt-get update -qq && apt-get install -y -qq chromium >/dev/null)
 
 RUN_STAMP := $(VENV)/.installed-run
 

@@ -159,6 +159,11 @@ class Settings(BaseSettings):
     # re-evaluates its membership over every view (embedded: at start; scale-out:
     # `touchstream segments rebuild`)
     segments_file: Path = SEGMENTS_FILE
+    # the agent desk (/desk): sessions are signed with this secret (unset: a random one per
+    # process, so a restart signs everyone out and API replicas do not share sessions) and
+    # last this long
+    desk_session_secret: SecretStr | None = None
+    desk_session_hours: float = Field(default=8.0, gt=0, le=24 * 30)
     # the automatic merge policy (docs/IDENTITY.md), per identifier kind: never (the
     # default), with_another (a second identifier of the same event must agree) or alone;
     # e.g. TOUCHSTREAM_MERGE_POLICY='{"external_id": "alone", "email": "with_another"}'

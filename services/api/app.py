@@ -30,6 +30,7 @@ from services.api.form_routes import form_router
 from services.api.ingest_routes import ingest_router
 from services.api.lifecycle_routes import lifecycle_router
 from services.api.export_routes import export_router
+from services.desk.routes import desk_router, mount_static
 from services.api.merge_routes import merge_router
 from services.ports import MergeLog
 from services.api.openapi import install_openapi
@@ -162,6 +163,8 @@ def create_app(platform: Platform, *, manage_platform: bool = True) -> FastAPI:
                                     platform if isinstance(platform, PurchaseLog) else None))
     app.include_router(segment_router(platform, keys))
     app.include_router(ops_router(platform))
+    app.include_router(desk_router(platform, keys, value))
+    mount_static(app)
     install_openapi(app)
     app.state.platform = platform
     return app
