@@ -10,15 +10,18 @@ read back at once (read-your-writes on the position ingest answered).
 
 from __future__ import annotations
 
+import asyncio
+import hashlib
 import re
 import uuid
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import orjson
 from fastapi import APIRouter, Form, Request
-from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from fastapi.responses import HTMLResponse, RedirectResponse, Response, StreamingResponse
 from fastapi.staticfiles import StaticFiles
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 
@@ -36,6 +39,7 @@ __all__ = ["desk_router", "STATIC_DIR"]
 
 HERE = Path(__file__).resolve().parent
 STATIC_DIR = HERE / "static"
+LIVE_POLL_SECONDS = 1.0  # how often an open card's stream looks for a change
 CALL_OUTCOMES = ("reached", "no_answer", "voicemail", "busy", "callback_requested", "declined")
 TRIGGER_OUTCOMES = {"reached": "reached", "not_reached": "no_answer", "declined": "declined"}
 _PHONE_CHARS = re.compile(r"[0-9+ ().-]+")
@@ -56,6 +60,7 @@ def desk_router(platform: Platform, keys: KeyRing, value: ValueService) -> APIRo
     sessions = DeskSessions(keys, secret, settings.desk_session_hours)
     templates = Environment(loader=FileSystemLoader(HERE / "templates"), autoescape=select_autoescape(["html"]),
                             trim_blocks=True, lstrip_blocks=True)
+    templates.filters["when"] = when
     router = APIRouter(include_in_schema=False)
 
     def page(request: Request, name: str, status: int = 200, **context: Any) -> HTMLResponse:
@@ -159,27 +164,55 @@ def desk_router(platform: Platform, keys: KeyRing, value: ValueService) -> APIRo
                     kinds=sorted({e.get("type", "") for e in timeline.events}), triggers=triggers,
                     outcomes=CALL_OUTCOMES, logged=logged, errors=[])
 
+    @router.get("/desk/customers/{customer_id}/live")
+    async def live(request: Request, customer_id: str) -> Response:
+        """Server-sent events: ``changed`` whenever the customer's view changes (a touchpoint
+        from any channel, a merge, a clock tick moving their stage); the card then reads
+        itself again without a reload."""
+        if signed_in(request) is None or not _ID.fullmatch(customer_id):
+            return HTMLResponse("", status_code=401, headers=SECURITY_HEADERS)
+        root = platform.shown_as(customer_id)
+
+        async def events() -> AsyncIterator[bytes]:
+            loop = asyncio.get_running_loop()
+            seen, beat = await version(root), loop.time()
+            yield b"retry: 2000\n\n"
+            while not platform.draining:
+                await asyncio.sleep(LIVE_POLL_SECONDS)
+                if await request.is_disconnected():
+                    return
+                try:
+                    now = await version(root)
+                except Exception:  # noqa: BLE001 - storage trouble: end; the browser reconnects
+                    return
+                if now != seen:
+                    seen, beat = now, loop.time()
+                    yield b"event: changed\ndata: {}\n\n"
+                elif loop.time() - beat >= 15:
+                    beat = loop.time()
+                    yield b": heartbeat\n\n"
+
+        return StreamingResponse(events(), media_type="text/event-stream",
+                                 headers={**SECURITY_HEADERS, "X-Accel-Buffering": "no"})
+
+    async def version(customer_id: str) -> str:
+        state = await platform.state(platform.shown_as(customer_id))
+        return "" if state is None else hashlib.sha256(state).hexdigest()
+
     @router.post("/desk/customers/{customer_id}/calls")
     async def log_call(request: Request, customer_id: str, csrf: str = Form("", max_length=128),
                        reason: str = Form("", max_length=200), outcome: str = Form("reached", max_length=40),
                        direction: str = Form("inbound", max_length=10), minutes: str = Form("0", max_length=6),
                        seconds: str = Form("0", max_length=6)) -> Response:
         """Record the current call: a call touchpoint through the same ingest and validation."""
-        principal = signed_in(request)
-        if principal is None:
-            return to_sign_in()
-        if not sessions.csrf_ok(request, csrf):
-            return page(request, "error.html", 403, message="This form expired: reload the page and try again.")
-        if not {"ingest", "admin"} & principal.scopes:
-            return page(request, "error.html", 403, message="Your key cannot record calls (it needs the ingest scope).")
+        principal = writer(request, csrf, "calls")
+        if not isinstance(principal, Principal):
+            return principal
         try:
             duration = int(minutes or 0) * 60 + int(seconds or 0)
         except ValueError:
-            duration = -1
-        event: dict[str, Any] = {
-            "event_id": f"desk-{uuid.uuid4().hex}", "type": "call", "occurred_at": format_instant(datetime.now(UTC)),
-            "source": "desk", "channel": "phone", "customer": {"customer_id": platform.shown_as(customer_id)},
-            "direction": direction, "outcome": outcome, "duration_seconds": duration, "agent_id": principal.label}
+            duration = -1  # refused by the contract, with its own words
+        event = call_event(customer_id, principal, direction=direction, outcome=outcome, duration_seconds=duration)
         if reason.strip():
             event["reason"] = reason.strip()
         return await _record(request, customer_id, event, "call")
@@ -188,19 +221,30 @@ def desk_router(platform: Platform, keys: KeyRing, value: ValueService) -> APIRo
     async def outcome(request: Request, customer_id: str, csrf: str = Form("", max_length=128),
                       trigger_id: str = Form("", max_length=200), result: str = Form("", max_length=20)) -> Response:
         """An outcome button: a call touchpoint carrying the trigger's id."""
+        principal = writer(request, csrf, "outcomes")
+        if not isinstance(principal, Principal):
+            return principal
+        event = call_event(customer_id, principal, trigger_id=trigger_id, direction="outbound",
+                           outcome=TRIGGER_OUTCOMES.get(result, result))
+        return await _record(request, customer_id, event, "outcome")
+
+    def writer(request: Request, csrf: str, what: str) -> Principal | Response:
+        """The signed-in agent allowed to record ``what``, or the page saying why not."""
         principal = signed_in(request)
         if principal is None:
             return to_sign_in()
         if not sessions.csrf_ok(request, csrf):
             return page(request, "error.html", 403, message="This form expired: reload the page and try again.")
         if not {"ingest", "admin"} & principal.scopes:
-            return page(request, "error.html", 403, message="Your key cannot record outcomes (it needs the ingest "
+            return page(request, "error.html", 403, message=f"Your key cannot record {what} (it needs the ingest "
                                                             "scope).")
-        event = {"event_id": f"desk-{uuid.uuid4().hex}", "type": "call",
-                 "occurred_at": format_instant(datetime.now(UTC)), "source": "desk", "channel": "phone",
-                 "customer": {"customer_id": platform.shown_as(customer_id)}, "trigger_id": trigger_id,
-                 "direction": "outbound", "outcome": TRIGGER_OUTCOMES.get(result, result), "agent_id": principal.label}
-        return await _record(request, customer_id, event, "outcome")
+        return principal
+
+    def call_event(customer_id: str, principal: Principal, **fields: Any) -> dict[str, Any]:
+        """A call touchpoint made now by the signed-in agent, about the customer on screen."""
+        return {"event_id": f"desk-{uuid.uuid4().hex}", "type": "call", "occurred_at": format_instant(datetime.now(UTC)),
+                "source": "desk", "channel": "phone", "customer": {"customer_id": platform.shown_as(customer_id)},
+                "agent_id": principal.label, **fields}
 
     async def _record(request: Request, customer_id: str, event: dict[str, Any], what: str) -> Response:
         verdict, = await submit(platform, [event], "", settings.max_event_bytes)
@@ -212,6 +256,17 @@ def desk_router(platform: Platform, keys: KeyRing, value: ValueService) -> APIRo
                                 status_code=303, headers=SECURITY_HEADERS)
 
     return router
+
+
+def when(value: Any) -> str:
+    """An instant as an agent reads it: "2026-03-05 14:30 UTC" (— for none)."""
+    if not value:
+        return "—"
+    try:
+        moment = datetime.fromisoformat(str(value)).astimezone(UTC)
+    except ValueError:
+        return str(value)
+    return moment.strftime("%Y-%m-%d %H:%M UTC")
 
 
 def mount_static(app: Any) -> None:

@@ -4,7 +4,9 @@ An agent on the phone signs in with an API key, presses "/" and types the caller
 as people say it (national format, spaces); the card opens on Enter. The card shows who
 they are (a hostile name from a web form rendered as text, never run), their consents,
 lifecycle, value and the contact proposed with why; the agent clicks an outcome button
-and records the call, and the card shows both at once. The session is an HttpOnly,
+and records the call, and the card shows both at once; a web form posted meanwhile by another client appears
+on the open card without a reload. The tests write screenshots of what the agent sees
+(docs/screenshots/, shown in docs/DESK.md). The session is an HttpOnly,
 SameSite=Strict cookie that holds no key; a form posted without its CSRF token, or with
 a read-only key, records nothing.
 """
@@ -13,6 +15,7 @@ from __future__ import annotations
 
 import shutil
 from collections.abc import Iterator
+from pathlib import Path
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -24,6 +27,7 @@ from tests.support.api import Api, consent, purchase, touchpoint, unique
 pytestmark = [pytest.mark.e2e]
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+SCREENSHOTS = Path(__file__).resolve().parents[2] / "docs" / "screenshots"
 HOSTILE = '<img src=x onerror="document.title=\'owned\'"><script>document.title="owned"</script>'
 
 
@@ -90,6 +94,8 @@ def test_an_agent_finds_the_caller_as_typed_records_the_outcome_and_the_call(api
     page.keyboard.type(" ".join(national[i:i + 2] for i in range(0, len(national), 2)), delay=10)
     expect(page.locator("#results a")).to_have_count(1)
     expect(page.locator("#results")).to_contain_text(f"{tag}@example.com")
+    if api.runtime.name == "embedded":
+        page.screenshot(path=SCREENSHOTS / "desk-search.png")
     page.keyboard.press("Enter")
     expect(page).to_have_url(f"{_root(api)}/desk/customers/{customer}")
 
@@ -97,9 +103,19 @@ def test_an_agent_finds_the_caller_as_typed_records_the_outcome_and_the_call(api
     expect(card.get_by_role("heading", name=f"{tag}@example.com")).to_be_visible()
     expect(card).to_contain_text(HOSTILE)  # the name as text: nothing it holds ran
     assert page.title() != "owned" and page.locator("article img").count() == 0
-    expect(card.locator(".consent-granted")).to_have_text("granted")
-    expect(card.locator(".stage").first).to_be_visible()
+    # what the HTTP API returns for the same customer
+    view = api.customer(customer)
+    expect(card.locator(".consent-granted")).to_have_text(view["consents"][0]["status"])
+    expect(card.locator(".stage").first).to_have_text(view["lifecycle"]["stage"])
+    expect(card.locator('[data-part="identity"]')).to_contain_text(", ".join(view["identity"]["phones"]))
+    expect(card.locator('[data-part="value"]')).to_contain_text(view["value"]["historical"]["revenue"])
     expect(card).to_contain_text("Revenue")
+    # a touchpoint from another channel, posted by another client: on the open card, no reload
+    page.evaluate("window.__same_page = true")
+    api.ingest(touchpoint("web_form", f"{tag}-later", datetime.now(UTC), customer={"emails": [f"{tag}@example.com"]},
+                          channel="web", form_id="newsletter", fields={"message": "subscribe me"}))
+    expect(card.locator(f'tr[data-event="{tag}-later"]')).to_be_visible(timeout=10_000)
+    assert page.evaluate("window.__same_page === true")  # the page was not reloaded
     trigger = card.locator(".trigger").first
     expect(trigger).to_contain_text("call_back")
     trigger.get_by_text("Why").click()
@@ -122,6 +138,10 @@ def test_an_agent_finds_the_caller_as_typed_records_the_outcome_and_the_call(api
     page.get_by_label("Type").select_option("call")
     expect(page).to_have_url(f"{_root(api)}/desk/customers/{customer}?channel=&kind=call")
     expect(page.locator("table.timeline tbody tr")).to_have_count(2)  # the outcome's call and this one
+    if api.runtime.name == "embedded":
+        page.get_by_label("Type").select_option("")
+        expect(page.locator("table.timeline tbody tr")).to_have_count(6)
+        page.screenshot(path=SCREENSHOTS / "desk-card.png", full_page=True)
     calls = [e for e in api.timeline(customer) if e["type"] == "call"]
     assert {(e["reason"], e["outcome"], e["duration_seconds"]) for e in calls if e.get("reason")} == {
         ("delivery date", "callback_requested", 180)}

@@ -32,7 +32,31 @@
     var typing = /^(INPUT|TEXTAREA|SELECT)$/.test(document.activeElement.tagName);
     if (e.key === "/" && !typing && input) { e.preventDefault(); input.focus(); input.select(); }
   });
-  document.querySelectorAll("[data-autosubmit]").forEach(function (select) {
-    select.addEventListener("change", function () { select.form.submit(); });
-  });
+  // The open card follows the customer: a touchpoint from any channel shows without a reload.
+  var card = document.querySelector("article[data-live]");
+  if (card && window.EventSource) {
+    var stream = new EventSource(card.dataset.live);
+    stream.addEventListener("changed", function () {
+      fetch(window.location.pathname + window.location.search, {credentials: "same-origin"})
+        .then(function (r) { return r.ok ? r.text() : ""; })
+        .then(function (html) {
+          if (!html) { return; }
+          var fresh = new DOMParser().parseFromString(html, "text/html");
+          fresh.querySelectorAll("[data-part]").forEach(function (part) {
+            var here = card.querySelector('[data-part="' + part.dataset.part + '"]');
+            if (here) { here.innerHTML = part.innerHTML; }  // server-rendered, escaped
+          });
+          bindFilters();
+        });
+    });
+    window.addEventListener("pagehide", function () { stream.close(); });
+  }
+  function bindFilters() {
+    document.querySelectorAll("[data-autosubmit]").forEach(function (select) {
+      if (select.dataset.bound) { return; }
+      select.dataset.bound = "1";
+      select.addEventListener("change", function () { select.form.submit(); });
+    });
+  }
+  bindFilters();
 })();
