@@ -15,22 +15,28 @@ import hashlib
 import re
 import uuid
 from collections.abc import AsyncIterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import orjson
-from fastapi import APIRouter, Form, Request
+from fastapi import APIRouter, Form, Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response, StreamingResponse
 from fastapi.staticfiles import StaticFiles
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 
 from projections.codec import format_instant
+from projections.lifecycle.stages import STAGES
+from projections.value.rfm_cells import grid
+from projections.view.state import micros
 from services.api.auth import KeyRing, Principal
 from services.api.contracts import normalise_email, normalise_phone
 from services.api.customer_routes import EXTERNAL_ID, customer_document
 from services.api.export_routes import all_triggers
 from services.api.intake import submit
+from services.api.lifecycle_routes import lifecycle_summary
+from services.desk.charts import bars, grouped_bars, heat
+from services.nbc.figures import rule_figures
 from services.desk.session import DeskSessions
 from services.ports import Platform
 from services.value.service import ValueService
@@ -39,6 +45,7 @@ __all__ = ["desk_router", "STATIC_DIR"]
 
 HERE = Path(__file__).resolve().parent
 STATIC_DIR = HERE / "static"
+RULE_SERIES = ("fired", "delivered", "reached", "converted")
 LIVE_POLL_SECONDS = 1.0  # how often an open card's stream looks for a change
 CALL_OUTCOMES = ("reached", "no_answer", "voicemail", "busy", "callback_requested", "declined")
 TRIGGER_OUTCOMES = {"reached": "reached", "not_reached": "no_answer", "declined": "declined"}
@@ -164,6 +171,43 @@ def desk_router(platform: Platform, keys: KeyRing, value: ValueService) -> APIRo
                     kinds=sorted({e.get("type", "") for e in timeline.events}), triggers=triggers,
                     outcomes=CALL_OUTCOMES, logged=logged, errors=[])
 
+    @router.get("/desk/portfolio")
+    async def portfolio(request: Request, start: str = Query("", alias="from", max_length=10),
+                        end: str = Query("", alias="to", max_length=10)) -> Response:
+        """The portfolio over a period: the lifecycle funnel and transition matrix, the RFM
+        grid as a heat map, segments, next-best-contact figures per rule — as charts, each
+        with its figures in a table."""
+        if signed_in(request) is None:
+            return to_sign_in()
+        try:
+            until = _day(end) + timedelta(days=1) if end else datetime.now(UTC)
+            since = _day(start) if start else until - timedelta(days=30)
+        except ValueError:
+            return page(request, "error.html", 422, message="A period is two dates, as YYYY-MM-DD.",
+                        back="/desk/portfolio")
+        figures = await platform.lifecycle_figures(micros(since), micros(until))
+        summary = lifecycle_summary(figures.stages, figures.transitions)
+        moves = {(src, dst): float(n) for src, row in summary["matrix"].items() for dst, n in row.items()}
+        cells, cuts = await value.portfolio()
+        squares = grid(cells, cuts)["squares"] if cuts is not None else []
+        rfm = heat({(s["r"], s["fm"]): float(s["customers"]) for s in squares}, (5, 4, 3, 2, 1), (1, 2, 3, 4, 5))
+        revenue = {(s["r"], s["fm"]): s["revenue"] for s in squares}
+        counts = await platform.segments.counts()
+        moved = await platform.segments.window(micros(since), micros(until))
+        segments: list[dict[str, Any]] = [
+            {"id": s.id, "description": s.description, "members": counts.get(s.id, 0),
+             "entered": moved.get(s.id, {}).get("entered", 0), "exited": moved.get(s.id, {}).get("exited", 0)}
+            for s in platform.segments.definitions.segments]
+        rules = rule_figures(await platform.contact_figures())
+        return page(request, "portfolio.html", since=since.date().isoformat(),
+                    until=(until - timedelta(days=1)).date().isoformat() if end else until.date().isoformat(),
+                    summary=summary, funnel=bars([(s, float(summary["stages"][s])) for s in STAGES], width=300),
+                    matrix=heat(moves, STAGES, STAGES), rfm=rfm, revenue=revenue, currency=settings.value_currency,
+                    segments=segments, segment_bars=bars([(s["id"], float(s["members"])) for s in segments], width=300),
+                    rules=rules, rule_bars=grouped_bars([(f"{r['rule']} v{r['version']}",
+                                                          [(k, float(r[k])) for k in RULE_SERIES]) for r in rules]),
+                    series=RULE_SERIES)
+
     @router.get("/desk/customers/{customer_id}/live")
     async def live(request: Request, customer_id: str) -> Response:
         """Server-sent events: ``changed`` whenever the customer's view changes (a touchpoint
@@ -256,6 +300,10 @@ def desk_router(platform: Platform, keys: KeyRing, value: ValueService) -> APIRo
                                 status_code=303, headers=SECURITY_HEADERS)
 
     return router
+
+
+def _day(text: str) -> datetime:
+    return datetime.strptime(text, "%Y-%m-%d").replace(tzinfo=UTC)
 
 
 def when(value: Any) -> str:

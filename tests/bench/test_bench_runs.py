@@ -33,6 +33,8 @@ def test_the_quick_benchmark_reports_every_figure_and_an_identical_replay(tmp_pa
     assert value["refit"]["customers"] == 12_000 and value["refit"]["converged"] is True
     assert value["refit"]["spend_parameters"] is not None and value["refit"]["portfolio_lifetime_value"] > 0
     assert [row["absorbed_events"] for row in results["merge"]["rows"]] == [10, 100, 1000]
+    reads = results["reads"]  # the as-of view and the desk card of one customer with 1,000 touchpoints
+    assert reads["touchpoints"] == 1000 and reads["as_of_view"]["p99_ms"] > 0 and reads["desk_card"]["p99_ms"] > 0
     policy = results["merge_policy"]  # the same log folded with and without the merge policy
     assert policy["events"] == 2400 and 0 < policy["policy_merges_decided"] <= policy["conflicts"]
     export = value["export"]  # every card of the large log's customers, each stored five times

@@ -391,8 +391,10 @@ def test_identifiers_first_seen_apart_are_reported_as_a_conflict_when_an_event_l
     assert phone_view["purchases"]["count"] == 1
     assert email_view["touchpoints"] + phone_view["touchpoints"] == original.json()["touchpoints"]
     conflicts = fresh.get("/v1/identity/conflicts").json()["conflicts"]
-    assert [(c["event_id"], c["customer_id"], c["identifiers"]) for c in conflicts] == [
-        (j.call["event_id"], email_view["customer_id"], [{"kind": "phone", "owner": phone_view["customer_id"]}])
+    phone_owner = phone_view["customer_id"]
+    assert [(c["event_id"], c["customer_id"], c["identifiers"], c["resolved"]) for c in conflicts] == [
+        (j.call["event_id"], email_view["customer_id"],
+         [{"kind": "phone", "owner": phone_owner, "shown_as": phone_owner}], False)
     ]
 
 
@@ -439,7 +441,9 @@ def test_a_touchpoint_naming_two_customers_is_reported_as_a_conflict_and_nothing
     assert len(mine) == 1, conflicts.json()
     assert mine[0]["position"] == position, mine
     assert mine[0]["customer_id"] == alice["customer_id"], mine  # the most trusted identifier decides
-    assert mine[0]["identifiers"] == [{"kind": "phone", "owner": bruno["customer_id"]}], mine
+    assert mine[0]["identifiers"] == [{"kind": "phone", "owner": bruno["customer_id"],
+                                       "shown_as": bruno["customer_id"]}], mine
+    assert mine[0]["shown_as"] == alice["customer_id"] and mine[0]["resolved"] is False, mine
 
     # No merge: each customer keeps exactly their own identifiers and touchpoints.
     assert alice["identity"] == {"emails": [email_a], "phones": [phone_a], "external_ids": []}

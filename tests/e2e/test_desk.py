@@ -13,6 +13,7 @@ a read-only key, records nothing.
 
 from __future__ import annotations
 
+import re
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
@@ -142,6 +143,24 @@ def test_an_agent_finds_the_caller_as_typed_records_the_outcome_and_the_call(api
         page.get_by_label("Type").select_option("")
         expect(page.locator("table.timeline tbody tr")).to_have_count(6)
         page.screenshot(path=SCREENSHOTS / "desk-card.png", full_page=True)
+
+    # the portfolio: charts with their figures, the same as the analytics API's
+    page.get_by_role("link", name="Portfolio").click()
+    expect(page.get_by_role("heading", name="Portfolio", exact=True)).to_be_visible()
+    stages = api.get("/v1/analytics/lifecycle").json()["stages"]
+    funnel = page.get_by_role("img", name="Customers per lifecycle stage")
+    for stage, count in stages.items():
+        expect(funnel).to_contain_text(re.compile(rf"\b{stage}\s+{count}\b"))
+    expect(page.get_by_role("img", name="RFM grid", exact=False)).to_be_visible()
+    rules = {(r["rule"], r["fired"]) for r in api.get("/v1/analytics/triggers").json()["rules"]}
+    table = page.locator('[aria-labelledby="h-rules"] table')
+    for rule, fired in rules:
+        expect(table.locator("tr", has_text=rule).first).to_contain_text(str(fired))
+    page.get_by_label("From").fill("2026-01-01")
+    page.get_by_role("button", name="Show").click()
+    expect(page).to_have_url(re.compile(r"from=2026-01-01"))
+    if api.runtime.name == "embedded":
+        page.screenshot(path=SCREENSHOTS / "desk-portfolio.png", full_page=True)
     calls = [e for e in api.timeline(customer) if e["type"] == "call"]
     assert {(e["reason"], e["outcome"], e["duration_seconds"]) for e in calls if e.get("reason")} == {
         ("delivery date", "callback_requested", 180)}

@@ -63,7 +63,7 @@ def run_bench(scale_name: str = "full", workdir: Path | None = None, *, spine: b
 
 
 def _spine(scale: Scale, base: Path) -> dict[str, Any]:
-    with meter("benchmark", total=9) as shown:
+    with meter("benchmark", total=10) as shown:
         return _measured(scale, base, shown)
 
 
@@ -114,6 +114,10 @@ def _measured(scale: Scale, base: Path, shown: Meter) -> dict[str, Any]:
     results["merge"] = merge_cost((10, 100, 1000, 10_000) if large_events >= 1_000_000 else (10, 100, 1000))
     policy_events = min(60_000, large_events // 5)
     results["merge_policy"] = policy_overhead(events=policy_events, customers=policy_events // 10)
+    from tools.bench.reads import read_latencies
+
+    step("audit and desk reads")
+    results["reads"] = read_latencies(base, touchpoints=1000, reads=200 if large_events >= 1_000_000 else 50)
     shown.advance()
     baseline = results["baseline_naive_load_modify_save"]["events_per_second"]
     small, large = results["log_small"]["fold"], results["log_large"]["fold"]
@@ -184,6 +188,11 @@ def _print_spine(r: dict[str, Any], console: Console) -> None:
         rows.append(("merge policy: overhead on the fold", f"+{p['overhead_percent']}% ({p['with_policy_events_per_second']:,}"
                      f" vs {p['without_policy_events_per_second']:,} ev/s; {p['policy_merges_decided']:,} merges decided "
                      f"on {p['conflicts']:,} conflicts in {p['events']:,} events)", "≤ +5%"))
+    if "reads" in r:
+        d = r["reads"]
+        rows += [(f"as-of view, {d['touchpoints']:,} touchpoints", f"p99 {d['as_of_view']['p99_ms']} ms (the plain "
+                  f"view: p99 {d['view']['p99_ms']} ms)", "p99 ≤ 50 ms"),
+                 (f"desk card, {d['touchpoints']:,} touchpoints", f"p99 {d['desk_card']['p99_ms']} ms", "p99 ≤ 50 ms")]
     if "nbc" in r:
         n = r["nbc"]
         o, b = n["rules_overhead"], n["backtest"]
