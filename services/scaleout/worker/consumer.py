@@ -119,6 +119,7 @@ class ViewWorker:
         self.stalled: str | None = None  # why the last batch failed, until one succeeds
         self.refused = False  # the prefix holds states of another format: nothing is folded
         self.folded = 0
+        self.batch_limit = settings.worker_batch_events  # records a poll takes (halved after a publish timeout)
         self._stopping = asyncio.Event()
         self._running, self._finished = asyncio.Event(), asyncio.Event()
         self._consumer: AIOKafkaConsumer | None = None
@@ -238,6 +239,8 @@ class ViewWorker:
                          else "kafka" if isinstance(error, (KafkaError, OSError, asyncio.TimeoutError))
                          else "unexpected")
                 self._stall(cause, error)
+                if isinstance(error, (asyncio.TimeoutError, TimeoutError)) and cause == "kafka":
+                    self._shrink()
                 await _sleep(self._stopping, backoff)
                 backoff = min(backoff * 2, 2.0)
                 self.unpositioned |= self.owned  # resume from the stored positions
@@ -249,6 +252,17 @@ class ViewWorker:
                 if self.stalled:
                     log.info("worker_resumed", after=self.stalled)
                     self.stalled = None
+                if self.batch_limit < self.settings.worker_batch_events:  # grow back, a little per batch
+                    self.batch_limit = min(self.settings.worker_batch_events,
+                                           self.batch_limit + max(1, self.batch_limit // 8))
+
+    def _shrink(self) -> None:
+        """A batch whose derived records were not acknowledged within the request timeout
+        is dropped and folded again: the next polls take half as many records, so a slow
+        broker slows the worker down instead of refusing the same batch forever."""
+        if self.batch_limit > 1:
+            self.batch_limit = max(1, self.batch_limit // 2)
+            log.warning("worker_batch_shrunk", records=self.batch_limit)
 
     def _stall(self, cause: str, error: BaseException) -> None:
         metrics.child(metrics.WORKER_STALLS, cause).inc()
@@ -273,7 +287,7 @@ class ViewWorker:
 
     async def run_once(self) -> int:
         assert self._consumer is not None and self._producer is not None
-        polled = await self._consumer.getmany(timeout_ms=200, max_records=self.settings.worker_batch_events)
+        polled = await self._consumer.getmany(timeout_ms=200, max_records=self.batch_limit)
         self._adapt_fetch_wait(any(polled.values()))
         batches = {tp: records for tp, records in polled.items() if records and tp in self.owned
                    and tp not in self.unpositioned}
